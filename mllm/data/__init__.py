@@ -1,0 +1,1 @@
+"""Corpus schema, synthetic hospital generator and MedForget-layout interchange."""

@@ -1,0 +1,21 @@
+"""The Celery application: a ``default`` queue for platform work and an ``ml`` queue for models.
+
+ML workers (GPU machines) consume ``ml`` only; web-side work (webhooks, checkpoints) goes to
+``default``. Tasks are idempotent and acknowledged late, so a killed worker's task is redelivered.
+"""
+
+import os
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oblivio_site.settings")
+
+#: ``default``: platform work (webhooks, checkpoints); ``ml``: model work (unlearn, verify).
+QUEUES = ("default", "ml")
+
+app = Celery("oblivio")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name)
+                        for name in QUEUES]
+app.autodiscover_tasks()

@@ -1,0 +1,105 @@
+"""``make demo``: bring Oblivio up on the embedded defaults and walk through it.
+
+Starts a Celery worker and the web server as child processes (logs under ``$OBLIVIO_HOME/logs``),
+waits until ``/healthz`` is green, prints where to look, and keeps running until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+from django.core.management import call_command
+
+from .home import oblivio_home
+from .processes import child_env, server_argv, worker_argv
+
+
+class DemoError(RuntimeError):
+    """The demo could not start; the message says why and what to do."""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_healthy(base_url: str, *, timeout: float, procs: list[subprocess.Popen]) -> dict:
+    """Poll ``/healthz`` until it answers 200; raise :class:`DemoError` on timeout or a dead child."""
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise DemoError(f"{proc.args[2:5]} exited with status {proc.returncode}; "
+                                f"see the logs in {oblivio_home() / 'logs'}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=10) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            body = json.load(exc)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    failing = [c["detail"] for c in body.get("checks", []) if not c["ok"]] or ["no answer"]
+    raise DemoError(f"/healthz not green after {timeout:.0f}s: {'; '.join(failing)}")
+
+
+def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> None:
+    """Run the demo; see the module docstring."""
+    if not _port_free(port):
+        raise DemoError(f"port {port} is already in use; pass --port to choose another")
+    home = oblivio_home()
+    logs = home / "logs"
+    logs.mkdir(exist_ok=True)
+    echo(f"Data directory: {home}")
+    echo("Applying database migrations ...")
+    call_command("migrate", interactive=False, verbosity=0)
+
+    base_url = f"http://127.0.0.1:{port}"
+    with ExitStack() as stack:
+        procs = [
+            _start(stack, worker_argv(name="demo-worker", concurrency=2), logs / "worker.log"),
+            _start(stack, server_argv(port=port), logs / "web.log"),
+        ]
+        echo("Starting worker and web server ...")
+        health = wait_healthy(base_url, timeout=120, procs=procs)
+        for check in health["checks"]:
+            echo(f"  ok  {check['name']:<9} {check['detail']}")
+        echo(f"\nOblivio is running at {base_url}/")
+        echo(f"  health:   {base_url}/healthz")
+        echo(f"  API docs: {base_url}/api/docs/")
+        echo(f"  logs:     {logs}")
+        if keep_running:
+            echo("Press Ctrl-C to stop.")
+            try:
+                while all(proc.poll() is None for proc in procs):
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                echo("\nStopping ...")
+            else:
+                raise DemoError(f"a child process stopped; see the logs in {logs}")
+
+
+def _start(stack: ExitStack, argv: list[str], log_path: Path) -> subprocess.Popen:
+    log = stack.enter_context(log_path.open("ab"))
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env())
+    stack.callback(_stop, proc)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

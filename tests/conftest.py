@@ -1,0 +1,108 @@
+"""Test-session setup shared by every layer.
+
+Every test session gets its own data directory (see ``testing_settings``). When the configured
+database or broker is PostgreSQL / Redis, they must be reachable:
+the session stops with a clear message instead of skipping tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    """Environment for processes the tests start: production settings on this session's data dir."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="oblivio_site.settings")
+    env.update(overrides)
+    return env
+
+
+def _unreachable_services() -> list[str]:
+    problems = []
+    database_url = os.environ.get("DATABASE_URL", "")
+    if database_url.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        try:
+            psycopg.connect(database_url, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            problems.append(f"PostgreSQL at DATABASE_URL is unreachable ({exc}). Start it with: "
+                            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+    broker_url = os.environ.get("CELERY_BROKER_URL", "")
+    if broker_url.startswith("redis://"):
+        import redis
+
+        try:
+            redis.Redis.from_url(broker_url, socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            problems.append(f"Redis at CELERY_BROKER_URL is unreachable ({exc}). Start it with: "
+                            "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 "
+                            "--save '' --appendonly no")
+    return problems
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    problems = _unreachable_services()
+    if problems:
+        pytest.exit("required services are down:\n  " + "\n  ".join(problems), returncode=3)
+
+
+class LiveWorker:
+    """A real ``oblivio worker`` process on the configured broker."""
+
+    def __init__(self, name: str, log_path: Path) -> None:
+        from oblivio_site.processes import worker_argv
+
+        self.name = name
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(worker_argv(name=name), env=subprocess_env(),
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        from oblivio_site.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}: "
+                                   f"{Path(self._log.name).read_text()[-2000:]}")
+            replies = app.control.ping(destination=[self.hostname], timeout=1.0)
+            if replies:
+                return
+        raise TimeoutError(f"worker {self.hostname} did not answer within {timeout}s")
+
+    @property
+    def hostname(self) -> str:
+        import socket
+
+        return f"{self.name}@{socket.gethostname()}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def live_worker(tmp_path: Path) -> Iterator[LiveWorker]:
+    """Start a real Celery worker consuming every queue; stopped after the test."""
+    worker = LiveWorker(f"test-{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
