@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from mllm import cli as mllm_cli
+
 
 def setup_django() -> None:
     """Configure Django for commands that touch the database."""
@@ -96,6 +98,10 @@ def demo(port: int, exit_after: bool) -> None:
     except DemoError as exc:
         raise click.ClickException(str(exc)) from None
 
+
+# Each package exports its subcommands in ``<package>.cli.COMMANDS``.
+for _command in (*mllm_cli.COMMANDS,):
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()
