@@ -106,3 +106,20 @@ def live_worker(tmp_path: Path) -> Iterator[LiveWorker]:
         yield worker
     finally:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Let the test runner empty the audit tables between transactional tests.
+
+    Production keeps the append-only triggers (see compliance migration 0002); only the test database
+    drops the ones that would block Django's flush. Tamper tests re-check the triggers explicitly.
+    """
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        for table in ("compliance_auditevent", "compliance_auditcheckpoint"):
+            if connection.vendor == "postgresql":
+                cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_truncate")
+            else:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from .home import DJANGO_SECRET_KEY, ensure_secrets, oblivio_home, secret
 
@@ -46,6 +47,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "oblivio_site",
+    "hierarchy",
+    "compliance",
 ]
 
 MIDDLEWARE = [
@@ -147,6 +150,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 
 OBLIVIO_WORKER_PING_TIMEOUT = float(os.environ.get("OBLIVIO_WORKER_PING_TIMEOUT", "1.5"))
+
+# --- Audit: retention is a legal floor (HIPAA documentation: 6 years) -----------------------
+OBLIVIO_AUDIT_RETENTION_YEARS = int(os.environ.get("OBLIVIO_AUDIT_RETENTION_YEARS", "6"))
+if OBLIVIO_AUDIT_RETENTION_YEARS < 6:
+    raise ImproperlyConfigured("OBLIVIO_AUDIT_RETENTION_YEARS must be at least 6 (HIPAA 45 CFR 164.316)")
+OBLIVIO_AUDIT_CHECKPOINT_SECONDS = int(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,0 +1,203 @@
+"""The audit chain: append events, sign checkpoints, verify, export.
+
+``audit_append`` is the only way an event is written; every state-changing service calls it in the
+same transaction as the change it records. Verification is a pure function over plain dicts, so
+the same code checks the live database and an exported file offline.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import signing
+from .models import AuditCheckpoint, AuditEvent, AuditHead
+from .models.audit import GENESIS_HASH
+
+EXPORT_FORMAT = "oblivio-audit-export/v1"
+CHECKPOINT_TYPE = "oblivio.audit.checkpoint/v1"
+EVENT_FIELDS = ("seq", "occurred_at", "actor", "action", "object_type", "object_id", "subject_hash",
+                "data", "prev_hash", "hash")
+
+
+class AuditAction(enum.StrEnum):
+    """Every kind of audit event, in one place (``<object>.<verb>``)."""
+
+    CORPUS_INGESTED = "corpus.ingested"
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def event_hash(prev_hash: str, entry: dict[str, Any]) -> str:
+    """SHA-256 over the previous hash (32 bytes) followed by the RFC 8785 JSON of ``entry``."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + rfc8785.dumps(entry)).hexdigest()
+
+
+def _entry(event: dict[str, Any]) -> dict[str, Any]:
+    """The hashed part of an event: everything but its own hash and the previous hash."""
+    return {name: event[name] for name in EVENT_FIELDS if name not in {"hash", "prev_hash"}}
+
+
+def audit_append(*, actor: str, action: AuditAction, object_type: str = "", object_id: str = "",
+                 subject_hash: str = "", data: dict[str, Any] | None = None) -> AuditEvent:
+    """Append one event to the chain. Call it inside the transaction of the change it records.
+
+    ``data`` must be JSON-serialisable and must not contain PHI (use keyed hashes).
+    """
+    with transaction.atomic():
+        head, _ = AuditHead.objects.select_for_update().get_or_create(pk=1)
+        occurred_at = timezone.now()
+        entry = {"seq": head.seq + 1, "occurred_at": _timestamp(occurred_at), "actor": actor,
+                 "action": str(action), "object_type": object_type, "object_id": str(object_id),
+                 "subject_hash": subject_hash, "data": data or {}}
+        digest = event_hash(head.hash, entry)
+        event = AuditEvent.objects.create(
+            seq=entry["seq"], occurred_at=occurred_at, actor=actor, action=entry["action"],
+            object_type=object_type, object_id=entry["object_id"], subject_hash=subject_hash,
+            data=entry["data"], prev_hash=head.hash, hash=digest)
+        head.seq, head.hash = event.seq, digest
+        head.save(update_fields=["seq", "hash"])
+    return event
+
+
+def _checkpoint_message(seq: int, digest: str, signed_at: str) -> bytes:
+    return rfc8785.dumps({"type": CHECKPOINT_TYPE, "seq": seq, "hash": digest, "signed_at": signed_at})
+
+
+def audit_checkpoint() -> AuditCheckpoint | None:
+    """Sign the current head unless it is already checkpointed; returns the new checkpoint."""
+    with transaction.atomic():
+        head, _ = AuditHead.objects.select_for_update().get_or_create(pk=1)
+        if head.seq == 0 or AuditCheckpoint.objects.filter(seq=head.seq).exists():
+            return None
+        signed_at = timezone.now()
+        message = _checkpoint_message(head.seq, head.hash, _timestamp(signed_at))
+        return AuditCheckpoint.objects.create(seq=head.seq, hash=head.hash, signed_at=signed_at,
+                                              key_id=signing.key_id(), signature=signing.sign(message))
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    events_checked: int
+    checkpoints_checked: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "events_checked": self.events_checked,
+                "checkpoints_checked": self.checkpoints_checked, "first_bad_seq": self.first_bad_seq,
+                "problem": self.problem}
+
+
+def verify_chain(events: Iterable[dict[str, Any]], checkpoints: list[dict[str, Any]], *,
+                 public_key_pem: str, head: dict[str, Any] | None = None) -> VerifyResult:
+    """Check a chain given as dicts in ``seq`` order; name the first bad event.
+
+    Detects edited events (hash mismatch), deleted or reordered events (sequence gap or broken
+    ``prev_hash`` link), and truncation (a signed checkpoint or the head beyond the last event).
+    """
+    expected_seq, running, count = 1, GENESIS_HASH, 0
+    hashes: dict[int, str] = {}
+    for event in events:
+        seq = event["seq"]
+        if seq != expected_seq:
+            return VerifyResult(False, count, 0, expected_seq,
+                                f"event #{expected_seq} is missing (deleted or reordered); "
+                                f"next present is #{seq}")
+        if event["prev_hash"] != running:
+            return VerifyResult(False, count, 0, seq,
+                                f"event #{seq} does not follow #{seq - 1} (prev_hash mismatch)")
+        if event_hash(running, _entry(event)) != event["hash"]:
+            return VerifyResult(False, count, 0, seq, f"event #{seq} was altered (hash mismatch)")
+        running = event["hash"]
+        hashes[seq] = running
+        expected_seq, count = seq + 1, count + 1
+    last = expected_seq - 1
+    for number, checkpoint in enumerate(sorted(checkpoints, key=lambda c: c["seq"]), start=1):
+        message = _checkpoint_message(checkpoint["seq"], checkpoint["hash"], checkpoint["signed_at"])
+        if not signing.verify(public_key_pem, message, checkpoint["signature"]):
+            return VerifyResult(False, count, number - 1, checkpoint["seq"],
+                                f"checkpoint @{checkpoint['seq']} has an invalid signature")
+        if checkpoint["seq"] > last:
+            return VerifyResult(False, count, number - 1, last + 1,
+                                f"events #{last + 1}..#{checkpoint['seq']} are missing: a signed "
+                                f"checkpoint covers #{checkpoint['seq']} (chain truncated)")
+        if hashes[checkpoint["seq"]] != checkpoint["hash"]:
+            return VerifyResult(False, count, number - 1, checkpoint["seq"],
+                                f"event #{checkpoint['seq']} differs from its signed checkpoint")
+    if head is not None and (head["seq"], head["hash"]) != (last, running if last else GENESIS_HASH):
+        return VerifyResult(False, count, len(checkpoints), min(head["seq"], last) + 1,
+                            f"the chain head records #{head['seq']} but the chain ends at #{last} "
+                            f"(truncated or rewritten)")
+    return VerifyResult(True, count, len(checkpoints))
+
+
+def _event_dicts() -> Iterator[dict[str, Any]]:
+    for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
+        yield {"seq": event.seq, "occurred_at": _timestamp(event.occurred_at), "actor": event.actor,
+               "action": event.action, "object_type": event.object_type, "object_id": event.object_id,
+               "subject_hash": event.subject_hash, "data": event.data, "prev_hash": event.prev_hash,
+               "hash": event.hash}
+
+
+def _checkpoint_dicts() -> list[dict[str, Any]]:
+    return [{"seq": c.seq, "hash": c.hash, "signed_at": _timestamp(c.signed_at), "key_id": c.key_id,
+             "signature": c.signature} for c in AuditCheckpoint.objects.order_by("seq")]
+
+
+def _head_dict() -> dict[str, Any]:
+    head = AuditHead.objects.filter(pk=1).first()
+    return {"seq": head.seq, "hash": head.hash} if head else {"seq": 0, "hash": GENESIS_HASH}
+
+
+def audit_verify() -> VerifyResult:
+    """Verify the chain stored in the database."""
+    return verify_chain(_event_dicts(), _checkpoint_dicts(), public_key_pem=signing.public_key_pem(),
+                        head=_head_dict())
+
+
+# --- export -------------------------------------------------------------------------------
+
+
+def audit_export_json() -> dict[str, Any]:
+    """Everything an auditor needs to verify the chain offline (no PHI: subjects are keyed hashes)."""
+    return {"format": EXPORT_FORMAT, "exported_at": _timestamp(timezone.now()),
+            "retention_years": settings.OBLIVIO_AUDIT_RETENTION_YEARS,
+            "public_key_pem": signing.public_key_pem(), "key_id": signing.key_id(),
+            "head": _head_dict(), "events": list(_event_dicts()), "checkpoints": _checkpoint_dicts()}
+
+
+def audit_export_csv() -> str:
+    """Events as CSV (``data`` as JSON text), for spreadsheets."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EVENT_FIELDS)
+    writer.writeheader()
+    for event in _event_dicts():
+        writer.writerow({**event, "data": json.dumps(event["data"], sort_keys=True)})
+    return buffer.getvalue()
+
+
+def verify_export(export: dict[str, Any], *, public_key_pem: str | None = None) -> VerifyResult:
+    """Verify an exported chain offline; pin ``public_key_pem`` to the key you trust."""
+    if export.get("format") != EXPORT_FORMAT:
+        raise ValueError(f"not an Oblivio audit export (format {export.get('format')!r})")
+    return verify_chain(export["events"], export["checkpoints"],
+                        public_key_pem=public_key_pem or export["public_key_pem"], head=export["head"])

@@ -1,0 +1,5 @@
+"""Compliance models, one module per concern."""
+
+from .audit import AuditCheckpoint, AuditEvent, AuditHead
+
+__all__ = ["AuditCheckpoint", "AuditEvent", "AuditHead"]

@@ -1,0 +1,1 @@
+"""The data hierarchy (Institution → Patient → Study → Section), training records and scope."""
