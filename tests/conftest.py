@@ -20,8 +20,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def subprocess_env(**overrides: str) -> dict[str, str]:
-    """Environment for processes the tests start: production settings on this session's data dir."""
+    """Environment for processes the tests start: production settings on this session's data
+    directory, broker and (once created) test database."""
+    from django.db import connection
+
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="oblivio_site.settings")
+    database = connection.settings_dict
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        env["DATABASE_URL"] = (f"postgresql://{database['USER']}@{database['HOST']}:{database['PORT']}"
+                               f"/{database['NAME']}")
+    elif database["NAME"] != ":memory:" and not str(database["NAME"]).startswith("file:"):
+        env["DATABASE_URL"] = f"sqlite:///{database['NAME']}"
     env.update(overrides)
     return env
 
@@ -54,6 +63,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     problems = _unreachable_services()
     if problems:
         pytest.exit("required services are down:\n  " + "\n  ".join(problems), returncode=3)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Release the Redis database ``testing_settings`` claimed for this session."""
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if url.startswith("redis://") and os.environ.get("OBLIVIO_TEST_REDIS_CLAIMED"):
+        import redis
+
+        base, number = url.rsplit("/", 1)
+        redis.Redis.from_url(url).flushdb()
+        redis.Redis.from_url(f"{base}/0").delete(f"oblivio:test-session-db:{number}")
 
 
 class LiveWorker:

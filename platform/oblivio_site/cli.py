@@ -66,12 +66,13 @@ def serve(host: str, port: int, workers: int) -> None:
               help="Comma-separated queues to consume (GPU machines: ml).")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--name", default="oblivio", show_default=True, help="Unique worker name.")
-def worker(queues: str, concurrency: int, name: str) -> None:
+@click.option("--beat", is_flag=True, help="Also run the periodic scheduler (one per deployment).")
+def worker(queues: str, concurrency: int, name: str, beat: bool) -> None:
     """Run a Celery worker."""
     from .processes import child_env, worker_argv
 
     argv = worker_argv(queues=tuple(q for q in queues.split(",") if q), concurrency=concurrency,
-                       name=name)
+                       name=name, beat=beat)
     os.execve(argv[0], argv, child_env())
 
 

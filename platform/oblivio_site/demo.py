@@ -66,7 +66,7 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> N
     base_url = f"http://127.0.0.1:{port}"
     with ExitStack() as stack:
         procs = [
-            _start(stack, worker_argv(name="demo-worker", concurrency=2), logs / "worker.log"),
+            _start(stack, worker_argv(name="demo-worker", concurrency=2, beat=True), logs / "worker.log"),
             _start(stack, server_argv(port=port), logs / "web.log"),
         ]
         echo("Starting worker and web server ...")

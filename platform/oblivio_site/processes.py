@@ -19,12 +19,15 @@ def server_argv(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 2) 
 
 
 def worker_argv(*, queues: tuple[str, ...] = QUEUES, concurrency: int = 1,
-                name: str = "oblivio", loglevel: str = "INFO") -> list[str]:
-    """A Celery worker consuming ``queues``; ``name`` must be unique among running workers."""
+                name: str = "oblivio", loglevel: str = "INFO", beat: bool = False) -> list[str]:
+    """A Celery worker consuming ``queues``; ``name`` must be unique among running workers.
+
+    ``beat`` embeds the periodic-task scheduler; run exactly one beat per deployment.
+    """
     return [sys.executable, "-m", "celery", "-A", "oblivio_site", "worker",
             "--queues", ",".join(queues), "--concurrency", str(concurrency),
             "--hostname", f"{name}@%h", "--loglevel", loglevel,
-            "--without-gossip", "--without-mingle"]
+            "--without-gossip", "--without-mingle", *(["--beat"] if beat else [])]
 
 
 def child_env() -> dict[str, str]:

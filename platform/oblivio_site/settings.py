@@ -149,13 +149,18 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 
+CELERY_BEAT_SCHEDULE = {
+    "audit-checkpoint": {"task": "compliance.audit_checkpoint",
+                         "schedule": float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(HOME / "celerybeat-schedule")
+
 OBLIVIO_WORKER_PING_TIMEOUT = float(os.environ.get("OBLIVIO_WORKER_PING_TIMEOUT", "1.5"))
 
 # --- Audit: retention is a legal floor (HIPAA documentation: 6 years) -----------------------
 OBLIVIO_AUDIT_RETENTION_YEARS = int(os.environ.get("OBLIVIO_AUDIT_RETENTION_YEARS", "6"))
 if OBLIVIO_AUDIT_RETENTION_YEARS < 6:
     raise ImproperlyConfigured("OBLIVIO_AUDIT_RETENTION_YEARS must be at least 6 (HIPAA 45 CFR 164.316)")
-OBLIVIO_AUDIT_CHECKPOINT_SECONDS = int(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
