@@ -21,8 +21,11 @@ class IdentifierKind(enum.StrEnum):
     MRN = "mrn"  # value is "system|value" (FHIR Identifier with type MR)
     STUDY_UID = "study-uid"  # DICOM StudyInstanceUID
     INSTITUTION = "institution"
+    SECTION = "section"  # value is "<study uid_hash>|<section name>"
     RECORD = "record"
 
+
+URN_OID = "urn:oid:"
 
 @lru_cache(maxsize=1)
 def _key() -> bytes:
@@ -38,6 +41,22 @@ def keyed_hash(kind: IdentifierKind, value: str) -> str:
 def mrn_hash(system: str, value: str) -> str:
     """Keyed hash of a medical record number within its assigning system."""
     return keyed_hash(IdentifierKind.MRN, f"{system.strip()}|{value.strip()}")
+
+
+def default_mrn_system(code: str) -> str:
+    """The MRN identifier system assumed for an institution that has not configured its own."""
+    return f"urn:oblivio:institution:{code}:mrn"
+
+
+def normalize_uid(uid: str) -> str:
+    """A DICOM UID without surrounding whitespace or the ``urn:oid:`` prefix FHIR puts before it."""
+    value = uid.strip()
+    return value[len(URN_OID):] if value.lower().startswith(URN_OID) else value
+
+
+def study_uid_hash(uid: str) -> str:
+    """Keyed hash of a StudyInstanceUID, given bare (``1.2.840...``) or as ``urn:oid:1.2.840...``."""
+    return keyed_hash(IdentifierKind.STUDY_UID, normalize_uid(uid))
 
 
 def short(digest: str) -> str:
