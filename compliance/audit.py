@@ -36,6 +36,7 @@ class AuditAction(enum.StrEnum):
     """Every kind of audit event, in one place (``<object>.<verb>``)."""
 
     CORPUS_INGESTED = "corpus.ingested"
+    FHIR_BUNDLE_IMPORTED = "fhir_bundle.imported"
 
 
 def _timestamp(moment: datetime) -> str:
