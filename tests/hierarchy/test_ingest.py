@@ -1,0 +1,150 @@
+"""Corpus ingest: counts, idempotency, atomicity, configuration, and no raw identifiers stored."""
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from factories import corpus_dir_write, corpus_records, fake_uid, study_make
+
+from compliance.models import AuditEvent
+from hierarchy.identifiers import default_mrn_system
+from hierarchy.models import Corpus, Institution, Patient, Section, Study, TrainingRecord
+from hierarchy.selectors import patient_by_mrn, study_by_uid
+from hierarchy.services import corpus_ingest
+from mllm.data.schema import CorpusError
+
+pytestmark = pytest.mark.django_db
+
+NODE_MODELS = (Institution, Patient, Study, Section)
+
+
+def _node_counts() -> tuple[int, ...]:
+    return tuple(model.objects.count() for model in NODE_MODELS)
+
+
+def _nothing_written() -> bool:
+    return _node_counts() == (0, 0, 0, 0) and not Corpus.objects.exists() and not AuditEvent.objects.exists()
+
+
+def test_ingest_counts_and_audit(tmp_path: Path) -> None:
+    result = corpus_ingest(corpus_dir=corpus_dir_write(tmp_path), actor="tester")
+    assert result.created
+    assert result.counts == {"records": 72, "trainable": 46, "holdout": 22, "paraphrases": 4,
+                             "institutions_created": 2, "patients_created": 6, "studies_created": 12,
+                             "studies_updated": 0, "sections_created": 24}
+    assert _node_counts() == (2, 6, 12, 24)
+    assert TrainingRecord.objects.filter(corpus=result.corpus).count() == 72
+    assert TrainingRecord.objects.filter(is_holdout=True, paraphrase_of="").count() == 22
+    paraphrase = TrainingRecord.objects.exclude(paraphrase_of="").first()
+    source = TrainingRecord.objects.get(corpus=result.corpus, record_id=paraphrase.paraphrase_of)
+    assert (paraphrase.study_id, paraphrase.section_id) == (source.study_id, source.section_id)
+    event = AuditEvent.objects.get()
+    assert (event.actor, event.action) == ("tester", "corpus.ingested")
+    assert event.object_id == str(result.corpus.pk)
+    assert event.data["records"] == 72 and event.data["records_sha256"] == result.corpus.records_sha256
+
+
+def test_ingest_is_idempotent(tmp_path: Path) -> None:
+    corpus_dir = corpus_dir_write(tmp_path)
+    first = corpus_ingest(corpus_dir=corpus_dir, actor="tester")
+    again = corpus_ingest(corpus_dir=corpus_dir, actor="tester")
+    assert not again.created and again.corpus == first.corpus
+    assert again.counts["records"] == 72 and again.counts["patients_created"] == 0
+    assert _node_counts() == (2, 6, 12, 24) and TrainingRecord.objects.count() == 72
+    assert AuditEvent.objects.count() == 1
+
+
+def test_second_corpus_reuses_the_nodes(tmp_path: Path) -> None:
+    corpus_ingest(corpus_dir=corpus_dir_write(tmp_path / "a"), actor="tester")
+    records = [replace(r, question=r.question + " (v2)") for r in corpus_records()[:40]]
+    result = corpus_ingest(corpus_dir=corpus_dir_write(tmp_path / "b", records=records), actor="tester")
+    assert result.created and result.counts["patients_created"] == result.counts["sections_created"] == 0
+    assert _node_counts() == (2, 6, 12, 24)
+    assert Corpus.objects.count() == 2 and TrainingRecord.objects.count() == 72 + 40
+
+
+def test_lookups_by_raw_identifiers_after_ingest(tmp_path: Path) -> None:
+    corpus_ingest(corpus_dir=corpus_dir_write(tmp_path), actor="tester",
+                  institution_names={"H1": "Hospital One"},
+                  mrn_systems={"H2": "http://h2.example.org/mrn"})
+    h1, h2 = Institution.objects.order_by("code")
+    assert (h1.name, h1.mrn_system) == ("Hospital One", default_mrn_system("H1"))
+    assert (h2.name, h2.mrn_system) == ("H2", "http://h2.example.org/mrn")
+    patient = patient_by_mrn(system=default_mrn_system("H1"), value="MRN1001")
+    assert patient is not None and patient.institution == h1
+    assert patient_by_mrn(system="http://h2.example.org/mrn", value="MRN2001").institution == h2
+    study = study_by_uid(uid=f"urn:oid:{fake_uid(100101)}")
+    assert study is not None and study.patient == patient
+
+
+def test_no_raw_identifiers_in_the_database(tmp_path: Path, db_text) -> None:
+    records = corpus_records()
+    corpus_ingest(corpus_dir=corpus_dir_write(tmp_path, records=records), actor="tester")
+    stored = db_text()
+    assert Patient.objects.first().mrn_hash in stored  # the scan does see the hierarchy tables
+    for record in records:
+        assert record.patient_id not in stored
+        assert record.study_id not in stored
+
+
+def test_broken_manifest_names_file_line_and_field(tmp_path: Path) -> None:
+    corpus_dir = corpus_dir_write(tmp_path)
+    path = corpus_dir / "records.jsonl"
+    lines = path.read_text().splitlines()
+    bad = json.loads(lines[4])
+    bad["level"] = "ward"
+    lines[4] = json.dumps(bad)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CorpusError) as caught:
+        corpus_ingest(corpus_dir=corpus_dir, actor="tester")
+    assert (caught.value.line, caught.value.field_name) == (5, "level")
+    assert caught.value.path.endswith("records.jsonl")
+    assert _nothing_written()
+
+
+def test_conflict_found_while_writing_rolls_everything_back(tmp_path: Path) -> None:
+    records = corpus_records()
+    records[10] = replace(records[10], paraphrase_of="no-such-record")
+    with pytest.raises(CorpusError) as caught:
+        corpus_ingest(corpus_dir=corpus_dir_write(tmp_path, records=records), actor="tester")
+    assert (caught.value.line, caught.value.field_name) == (11, "paraphrase_of")
+    assert _nothing_written()
+
+
+def test_study_filed_under_another_patient_is_refused(tmp_path: Path) -> None:
+    records = corpus_records()
+    existing = study_make(uid=records[0].study_id)
+    before = _node_counts()
+    with pytest.raises(CorpusError) as caught:
+        corpus_ingest(corpus_dir=corpus_dir_write(tmp_path, records=records), actor="tester")
+    assert (caught.value.line, caught.value.field_name) == (1, "study_id")
+    assert records[0].study_id not in str(caught.value)
+    assert _node_counts() == before and Study.objects.get() == existing
+
+
+def test_same_study_under_two_patients_in_one_corpus(tmp_path: Path) -> None:
+    records = corpus_records()
+    other = next(i for i, r in enumerate(records) if r.patient_id != records[0].patient_id)
+    records[other] = replace(records[other], study_id=records[0].study_id)
+    with pytest.raises(CorpusError, match="another patient") as caught:
+        corpus_ingest(corpus_dir=corpus_dir_write(tmp_path, records=records), actor="tester")
+    assert (caught.value.line, caught.value.field_name) == (other + 1, "study_id")
+    assert _nothing_written()
+
+
+def test_unknown_institution_in_configuration(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="institution H9 does not occur"):
+        corpus_ingest(corpus_dir=corpus_dir_write(tmp_path), actor="tester", institution_names={"H9": "x"})
+
+
+def test_ingest_of_about_4000_records_is_fast(tmp_path: Path) -> None:
+    records = corpus_records(institutions=4, patients=20, studies=8, holdout_patients=5)
+    assert 4000 <= len(records) <= 4400
+    corpus_dir = corpus_dir_write(tmp_path, records=records)
+    started = time.perf_counter()
+    result = corpus_ingest(corpus_dir=corpus_dir, actor="tester")
+    elapsed = time.perf_counter() - started
+    assert result.counts["records"] == len(records)
+    assert elapsed < 10, f"ingest took {elapsed:.1f}s"
