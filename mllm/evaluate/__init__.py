@@ -1,0 +1,1 @@
+"""Greedy and teacher-forced answers, task metrics, and per-group tables."""

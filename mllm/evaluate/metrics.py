@@ -1,0 +1,61 @@
+"""Task metrics, one pinned definition each (computed on strings, so precision is not an issue).
+
+* **ROUGE-L F1** — ``rouge_score.rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)``,
+  F-measure of ``score(reference, prediction)``. Its tokenizer lowercases and keeps only
+  ``[a-z0-9]`` runs, so punctuation and case do not count. Empty vs empty scores 0.
+* **Classification exact match** — the reply, stripped of surrounding whitespace, must be an option
+  letter ``A``–``Z`` (upper case), alone or followed by ``)``, ``.`` or ``:`` and optionally the
+  option text: regex ``^([A-Z])(?:[).:](?:\\s.*)?)?$``. ``"B"``, ``"B)"``, ``"B) 12 mm"`` parse as
+  B; ``"b"``, ``"(B)"``, ``"B is right"``, ``"A patient"`` parse as nothing and score 0 — no
+  first-character guessing. Correct when the parsed letter equals the reference's parsed letter.
+* **Cloze exact match** — equality after :func:`normalise_text`: Unicode NFKC, case-folded, runs of
+  whitespace collapsed to one space, surrounding whitespace, quotes and trailing ``. , ; : ! ?``
+  removed.
+* **Generation exact match** — as cloze (the primary generation metric is ROUGE-L F1).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+from rouge_score import rouge_scorer
+
+from mllm.data.schema import Task
+
+_CHOICE = re.compile(r"^([A-Z])(?:[).:](?:\s.*)?)?$", re.DOTALL)
+_SPACES = re.compile(r"\s+")
+_EDGE_CHARS = " \"'“”‘’"
+_TRAILING_PUNCT = ".,;:!?"
+
+PRIMARY_METRIC: dict[Task, str] = {
+    Task.GENERATION: "rouge_l_f1", Task.CLASSIFICATION: "exact_match", Task.CLOZE: "exact_match"}
+
+
+@lru_cache(maxsize=1)
+def _scorer() -> rouge_scorer.RougeScorer:
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l_f1(prediction: str, reference: str) -> float:
+    return _scorer().score(reference, prediction)["rougeL"].fmeasure
+
+
+def parse_choice(text: str) -> str | None:
+    """The option letter a classification reply names, or ``None`` (see the module docstring)."""
+    match = _CHOICE.match(text.strip())
+    return match.group(1) if match else None
+
+
+def normalise_text(text: str) -> str:
+    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip(_EDGE_CHARS)
+    return text.rstrip(_TRAILING_PUNCT).strip(_EDGE_CHARS)
+
+
+def exact_match(task: Task, prediction: str, reference: str) -> bool:
+    """Task-specific exact match (see the module docstring)."""
+    if task is Task.CLASSIFICATION:
+        letter = parse_choice(prediction)
+        return letter is not None and letter == parse_choice(reference)
+    return normalise_text(prediction) == normalise_text(reference)

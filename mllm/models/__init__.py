@@ -1,0 +1,1 @@
+"""Reference tiny LLaVA, locally trained tokenizer, local checkpoint loader, artifacts, LoRA."""

@@ -1,0 +1,1 @@
+"""Encoding records, the training loop (full fine-tune or LoRA) and training jobs / retrain oracle."""

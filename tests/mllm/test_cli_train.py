@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from mllm.cli import evaluate, train
+from mllm.models.artifact import ArtifactMetadata, read_metadata, save_artifact
+
+FAST = ["--size", "tiny", "--steps", "6", "--batch-size", "8", "--threads", "2"]
+
+
+@pytest.fixture(scope="module")
+def trained_dir(trained, tmp_path_factory):
+    path = tmp_path_factory.mktemp("artifacts") / "trained"
+    save_artifact(trained.model, trained.processor, path, ArtifactMetadata(kind="fine-tuned"))
+    return path
+
+
+def run(command, args):
+    return CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_train_saves_an_artifact_with_provenance(corpus, tmp_path):
+    result = run(train, ["--corpus", corpus.root, "--out", tmp_path / "m", *FAST, "--seed", 3])
+    assert result.exit_code == 0, result.output
+    assert "6 steps" in result.stdout and "digest sha256:" in result.stdout
+    metadata = read_metadata(tmp_path / "m")
+    assert metadata.kind == "fine-tuned" and metadata.seed == 3 and metadata.parent_digest is None
+    assert metadata.corpus_sha256 == corpus.header.records_sha256
+    assert metadata.training["records"] == len(corpus.select(trainable=True))
+    assert not (tmp_path / "m.ckpt").exists()  # removed once the artifact is saved
+
+    again = run(train, ["--corpus", corpus.root, "--out", tmp_path / "m", *FAST])
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_retrain_oracle_and_lora_from_a_base(corpus, trained_dir, tmp_path):
+    forget = [r.record_id for r in corpus.select(trainable=True)[:4]]
+    (tmp_path / "forget.txt").write_text("# forget set\n" + "\n".join(forget) + "\n")
+    result = run(train, ["--corpus", corpus.root, "--out", tmp_path / "oracle", *FAST,
+                         "--retain-only-exclude", tmp_path / "forget.txt"])
+    assert result.exit_code == 0, result.output
+    metadata = read_metadata(tmp_path / "oracle")
+    assert metadata.kind == "retrain-oracle"
+    assert metadata.training["records"] == len(corpus.select(trainable=True)) - 4
+    assert metadata.training["excluded"] == 4
+
+    result = run(train, ["--corpus", corpus.root, "--out", tmp_path / "lora", *FAST, "--base", trained_dir,
+                         "--lora", "--lora-rank", "4"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "lora" / "adapter" / "adapter_model.safetensors").is_file()
+    assert read_metadata(tmp_path / "lora").parent_digest is not None
+
+
+def test_train_refuses_bad_input(corpus, tmp_path):
+    base = ["--corpus", corpus.root, "--out", tmp_path / "m", *FAST]
+    cases = [
+        (["--base", "llava-hf/llava-1.5-7b-hf"], "looks like a model-hub name"),
+        (["--resume"], "no training checkpoint"),
+        (["--epochs", "2"], "--epochs or --steps, not both"),
+    ]
+    (tmp_path / "ids.txt").write_text("no-such-record\n")
+    cases.append((["--retain-only-exclude", tmp_path / "ids.txt"], "not trainable records"))
+    for extra, message in cases:
+        result = run(train, [*base, *extra])
+        assert result.exit_code != 0 and message in result.output, (extra, result.output)
+    missing = run(train, ["--corpus", tmp_path / "missing", "--out", tmp_path / "m"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+    broken = tmp_path / "broken"
+    shutil.copytree(corpus.root, broken)
+    (broken / "records.jsonl").write_text("{not json\n")
+    result = run(train, ["--corpus", broken, "--out", tmp_path / "m", *FAST])
+    assert result.exit_code == 1 and "records.jsonl:1" in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_eval_prints_tables_and_json(corpus, trained_dir, tmp_path):
+    result = run(evaluate, ["--model", trained_dir, "--corpus", corpus.root, "--by", "group,fact_kind",
+                            "--max-new-tokens", "16"])
+    assert result.exit_code == 0, result.output
+    assert "| group | fact_kind | n | exact match | ROUGE-L F1 |" in result.stdout
+    assert "| train | private | 12 | 1.000 |" in result.stdout
+
+    groups = {"forget": [r.record_id for r in corpus.select(trainable=True)[:2]],
+              "holdout": [r.record_id for r in corpus.select(trainable=False)]}
+    (tmp_path / "groups.json").write_text(json.dumps(groups))
+    result = run(evaluate, ["--model", trained_dir, "--corpus", corpus.root, "--groups",
+                            tmp_path / "groups.json", "--json", "--mode", "teacher-forced"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["mode"] == "teacher_forced"
+    assert {row["group"] for row in document["table"]} == {"forget", "holdout"}
+    assert len(document["answers"]) == 2 + len(groups["holdout"])
+
+
+def test_eval_refuses_bad_input(corpus, trained_dir, tmp_path):
+    (tmp_path / "groups.json").write_text(json.dumps({"forget": ["nope"]}))
+    cases = [
+        (["--model", "llava-hf/llava-1.5-7b-hf", "--corpus", corpus.root], "looks like a model-hub name"),
+        (["--model", tmp_path / "none", "--corpus", corpus.root], "does not exist"),
+        (["--model", trained_dir, "--corpus", corpus.root, "--groups", tmp_path / "groups.json"],
+         "unknown record ids"),
+        (["--model", trained_dir, "--corpus", corpus.root, "--by", "group,colour"], "unknown key 'colour'"),
+        (["--model", trained_dir, "--corpus", tmp_path], "corpus.json: not found"),
+    ]
+    for args, message in cases:
+        result = run(evaluate, args)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
