@@ -77,7 +77,7 @@ def institutions_ensure(plan: NodePlan) -> tuple[dict[str, Institution], int]:
     for code, (name, mrn_system, origin) in sorted(plan.institutions.items()):
         if code in found:
             if mrn_system and found[code].mrn_system != mrn_system:
-                raise NodeConflict(origin, "institution",
+                raise NodeConflict(origin, "mrn_system",
                                    f"institution {code} already uses a different MRN system")
             continue
         institution = Institution(code=code, name=name or code,
@@ -85,24 +85,29 @@ def institutions_ensure(plan: NodePlan) -> tuple[dict[str, Institution], int]:
         try:
             institution.full_clean()
         except ValidationError as exc:
-            raise NodeConflict(origin, "institution", f"institution {code}: {exc.messages[0]}") from None
+            kind = "mrn_system" if "mrn_system" in exc.message_dict else "institution"
+            raise NodeConflict(origin, kind, f"institution {code}: {exc.messages[0]}") from None
         institution.save()
         found[code], created = institution, created + 1
     return found, created
 
 
 def _hashed_nodes(model: type[models.Model], hash_field: str, parent_field: str,
-                  wanted: dict[str, tuple[int, int]], kind: str) -> tuple[dict[str, int], int]:
-    """Bulk get-or-create rows keyed by ``hash_field``; ``wanted`` maps hash → (parent pk, origin)."""
+                  wanted: dict[str, tuple[int, int, dict[str, Any]]],
+                  kind: str) -> tuple[dict[str, int], int]:
+    """Bulk get-or-create rows keyed by ``hash_field``.
+
+    ``wanted`` maps hash → (parent pk, origin, other fields of a new row).
+    """
     rows = model.objects.filter(**{f"{hash_field}__in": wanted})
     existing = {digest: (pk, parent)
                 for digest, pk, parent in rows.values_list(hash_field, "pk", parent_field)}
-    for digest, (parent, origin) in wanted.items():
+    for digest, (parent, origin, _) in wanted.items():
         if digest in existing and existing[digest][1] != parent:
             parent_kind = parent_field.removesuffix("_id")
             raise NodeConflict(origin, kind, f"this {kind} is already filed under another {parent_kind}")
-    missing = [model(**{hash_field: digest, parent_field: parent})
-               for digest, (parent, _) in wanted.items() if digest not in existing]
+    missing = [model(**{hash_field: digest, parent_field: parent, **fields})
+               for digest, (parent, _, fields) in wanted.items() if digest not in existing]
     model.objects.bulk_create(missing, batch_size=1000)
     ids = dict(rows.values_list(hash_field, "pk"))
     return ids, len(missing)
@@ -115,10 +120,10 @@ def nodes_ensure(plan: NodePlan, *, institutions: dict[str, Institution]) -> Nod
     """
     patients, patients_created = _hashed_nodes(
         Patient, "mrn_hash", "institution_id",
-        {h: (institutions[code].pk, origin) for h, (code, origin) in plan.patients.items()}, "patient")
+        {h: (institutions[code].pk, origin, {}) for h, (code, origin) in plan.patients.items()}, "patient")
     studies, studies_created = _hashed_nodes(
         Study, "uid_hash", "patient_id",
-        {h: (patients[p], origin) for h, (p, _, origin) in plan.studies.items()}, "study")
+        {h: (patients[p], origin, {"modality": m}) for h, (p, m, origin) in plan.studies.items()}, "study")
     studies_updated = 0
     for modality in {m for _, m, _ in plan.studies.values() if m}:
         hashes = [h for h, (_, m, _) in plan.studies.items() if m == modality]
@@ -151,7 +156,8 @@ class IngestResult:
                 "records_sha256": self.corpus.records_sha256, "created": self.created, **self.counts}
 
 
-_CORPUS_FIELDS = {"institution": "institution_id", "patient": "patient_id", "study": "study_id"}
+_CORPUS_FIELDS = {"institution": "institution_id", "mrn_system": "institution_id", "patient": "patient_id",
+                  "study": "study_id"}
 
 
 def corpus_ingest(*, corpus_dir: Path | str, actor: str, institution_names: dict[str, str] | None = None,
