@@ -6,13 +6,168 @@ Heavy imports (torch, transformers) stay inside each command so ``oblivio --help
 
 from __future__ import annotations
 
+import shutil
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from mllm.data.entities import HIERARCHY_FILE
+from mllm.data.schema import (
+    HEADER_FILE,
+    IMAGES_DIR,
+    RECORDS_FILE,
+    Corpus,
+    CorpusError,
+    FactKind,
+    Level,
+    Split,
+    Task,
+    load_corpus,
+)
+from mllm.data.synth import SIZES
 from mllm.models.specs import SPECS
 
 COMMANDS: list[click.Command] = []
+
+
+# ---- corpus generation and MedForget interchange (mllm.data) ----
+
+_CORPUS_ENTRIES = frozenset({HEADER_FILE, RECORDS_FILE, HIERARCHY_FILE, IMAGES_DIR})
+
+
+def _is_corpus_entry(path: Path) -> bool:
+    return path.name in _CORPUS_ENTRIES
+
+
+def _is_medforget_entry(path: Path) -> bool:
+    return path.is_dir() and path.name.endswith("_level")
+
+
+def _remove(out: Path, ours: Callable[[Path], bool]) -> None:
+    for entry in out.iterdir() if out.is_dir() else ():
+        if ours(entry):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def _prepare_out(out: Path, *, force: bool, ours: Callable[[Path], bool]) -> None:
+    """Refuse a non-empty ``out``; with ``force``, first delete what an earlier run wrote there."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
+        raise click.ClickException(f"{out} is not empty; use --force to replace what an earlier run wrote")
+    _remove(out, ours)
+    if any(out.iterdir()):
+        raise click.ClickException(f"{out} holds files Oblivio did not write; refusing to touch them")
+
+
+def _summary(corpus: Corpus) -> str:
+    """Record counts per level, task and fact kind, in columns per split (originals / paraphrases)."""
+    columns = [(split, paraphrase) for split in Split for paraphrase in (False, True)]
+    counts: Counter[tuple] = Counter()
+    for record in corpus.records:
+        column = (record.split, record.paraphrase_of is not None)
+        for key in ("total", record.level, record.task, record.fact_kind):
+            counts[column, key] += 1
+
+    def line(label: str, key: object) -> str:
+        return f"  {label:<16}" + "".join(f"{counts[column, key]:>14}" for column in columns)
+
+    records = corpus.records
+    lines = [f"{corpus.header.name}: {len(records)} records, {len({r.study_id for r in records})} studies, "
+             f"{len({r.patient_id for r in records})} patients, "
+             f"{len({r.institution_id for r in records})} institutions in {corpus.root}",
+             " " * 18 + "".join(f"{s.value + (' para' if p else ''):>14}" for s, p in columns)]
+    for title, kinds in (("level", Level), ("task", Task), ("fact kind", FactKind)):
+        lines += [title] + [line(kind.value, kind) for kind in kinds]
+    lines += [line("total", "total"), f"records sha256 {corpus.header.records_sha256}"]
+    return "\n".join(lines)
+
+
+@click.command("synth")
+@click.option("--size", default="demo", show_default=True, type=click.Choice(list(SIZES)),
+              help="tiny: tests; demo: trainable in minutes on a CPU; medforget: ~3,840 records.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New or empty corpus directory.")
+@click.option("--force", is_flag=True, help="Replace a corpus an earlier run wrote to OUT.")
+def synth(size: str, seed: int, out: Path, force: bool) -> None:
+    """Generate a synthetic hospital corpus: train records and never-trained holdout records."""
+    from mllm.data.synth import generate_corpus
+
+    _prepare_out(out, force=force, ours=_is_corpus_entry)
+    click.echo(_summary(generate_corpus(size=size, seed=seed, out=out)))
+
+
+@click.group("corpus")
+def corpus_group() -> None:
+    """Import and export corpora in MedForget's parquet layout."""
+
+
+@corpus_group.command("import-medforget")
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New or empty corpus directory.")
+@click.option("--name", default="medforget-import", show_default=True, help="Corpus name.")
+@click.option("--force", is_flag=True, help="Replace a corpus an earlier run wrote to OUT.")
+def import_medforget_command(src: Path, out: Path, name: str, force: bool) -> None:
+    """Convert a MedForget-layout directory SRC (<level>_level/*.parquet) into a corpus."""
+    from mllm.data.medforget import import_medforget
+
+    _prepare_out(out, force=force, ours=_is_corpus_entry)
+    try:
+        imported = import_medforget(src, out, name=name)
+    except CorpusError as exc:
+        _remove(out, _is_corpus_entry)
+        raise click.ClickException(str(exc)) from None
+    click.echo(_summary(imported.corpus))
+    for label in sorted(imported.forget):
+        click.echo(f"{label}_level records: forget {len(imported.forget[label])}, "
+                   f"retain {len(imported.retain[label])}")
+
+
+@corpus_group.command("export-medforget")
+@click.argument("corpus_dir", metavar="CORPUS", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New or empty directory for the <level>_level folders.")
+@click.option("--level", "levels", multiple=True, type=click.Choice([level.value for level in Level]),
+              help="Level to write (repeatable) [default: all four].")
+@click.option("--forget", "nodes", multiple=True, metavar="NODE",
+              help="Forget node institution[/patient[/study[/SECTION]]] of its level (repeatable) "
+                   "[default: the node of the corpus's first trainable record].")
+@click.option("--force", is_flag=True, help="Replace <level>_level folders an earlier run wrote to OUT.")
+def export_medforget_command(corpus_dir: Path, out: Path, levels: tuple[str, ...], nodes: tuple[str, ...],
+                             force: bool) -> None:
+    """Write a corpus's trainable records as MedForget forget / retain sets, one folder per level."""
+    from mllm.data.entities import HierarchyNode
+    from mllm.data.medforget import default_forget_node, export_medforget
+
+    chosen = [Level(level) for level in levels] or list(Level)
+    by_level: dict[Level, HierarchyNode] = {}
+    for text in nodes:
+        try:
+            node = HierarchyNode.parse(text)
+        except ValueError:
+            raise click.BadParameter("expected institution[/patient[/study[/SECTION]]]",
+                                     param_hint="--forget") from None
+        if node.level not in chosen or node.level in by_level:
+            raise click.BadParameter(f"give at most one {node.level}-level node, for a level being written",
+                                     param_hint="--forget")
+        by_level[node.level] = node
+    try:
+        corpus = load_corpus(corpus_dir)
+        forget = {level: by_level.get(level) or default_forget_node(corpus, level) for level in chosen}
+        _prepare_out(out, force=force, ours=_is_medforget_entry)
+        exported = export_medforget(corpus, out, forget)
+    except (CorpusError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for item in exported:
+        click.echo(f"{item.level}_level records (rows): forget {item.forget_records} ({item.forget_rows}), "
+                   f"retain {item.retain_records} ({item.retain_rows})")
+
+
+COMMANDS += [synth, corpus_group]
 
 
 # ---- training and evaluation (mllm.train, mllm.evaluate) ----

@@ -213,6 +213,14 @@ def _records_lines(records: Iterable[Record]) -> Iterator[str]:
         yield json.dumps(record.to_json(), sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def new_corpus_dir(root: Path) -> Path:
+    """Create ``root`` and its ``images/`` directory; refuse a ``root`` that already has files."""
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} is not empty")
+    (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def write_corpus(root: Path, *, name: str, seed: int, size: str, records: list[Record],
                  generator: str = "oblivio-synth") -> CorpusHeader:
     """Write ``records.jsonl`` and ``corpus.json`` under ``root`` (images are written by the caller)."""

@@ -25,7 +25,7 @@ from . import vocab
 from .entities import Hierarchy, InstitutionInfo, PatientInfo, StudyInfo, write_hierarchy
 from .images import MAX_MARKER, Radiograph, draw, encode_png, random_anatomy, random_finding
 from .qa import QA, TASKS, AnswerPools, Fact, StudyContent, ask, reword, study_facts
-from .schema import IMAGES_DIR, Corpus, Record, Split, Task, write_corpus
+from .schema import IMAGES_DIR, Corpus, Record, Split, Task, new_corpus_dir, write_corpus
 
 FIRST_STUDY_DATE = dt.date(2015, 1, 1)
 LAST_STUDY_DATE = dt.date(2024, 12, 31)
@@ -170,12 +170,9 @@ def _study_records(study: _Study, ordinal: int, first_id: int, pools: AnswerPool
 def generate_corpus(*, size: str | SizeSpec, seed: int, out: Path) -> Corpus:
     """Generate a corpus of ``size`` from ``seed`` into the (new or empty) directory ``out``."""
     spec = resolve_size(size)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty")
+    out = new_corpus_dir(Path(out))
     rng = random.Random(seed)
     institutions, plan = _plan(spec, rng)
-    (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     pools = {split: AnswerPools.of(s.content for s in plan.studies if s.info.split is split)
              for split in Split}
     records: list[Record] = []
