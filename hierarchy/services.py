@@ -17,6 +17,7 @@ from django.db import models, transaction
 from django.db.models import Count, Q
 
 from compliance.audit import AuditAction, audit_append
+from mllm.data.entities import HIERARCHY_FILE, load_hierarchy
 from mllm.data.schema import RECORDS_FILE, CorpusError, Split, load_corpus
 
 from .identifiers import default_mrn_system, mrn_hash, study_uid_hash
@@ -164,9 +165,10 @@ def corpus_ingest(*, corpus_dir: Path | str, actor: str, institution_names: dict
                   mrn_systems: dict[str, str] | None = None) -> IngestResult:
     """Load, validate and file a corpus directory in the hierarchy, in one transaction.
 
-    Idempotent on the records digest. ``institution_names`` / ``mrn_systems`` (by institution code)
-    apply to institutions this ingest creates; patients' MRNs are hashed in their institution's
-    MRN system. Raises :class:`CorpusError` naming file, line and field.
+    Idempotent on the records digest. Institutions this ingest creates take their name and MRN system
+    from ``institution_names`` / ``mrn_systems`` (by code), else from the corpus's ``hierarchy.json``,
+    else the code and :func:`default_mrn_system`; a record's ``patient_id`` is hashed as an MRN in
+    its institution's system. Raises :class:`CorpusError` naming file, line and field.
     """
     corpus = load_corpus(corpus_dir)
     existing = corpus_by_digest(records_sha256=corpus.header.records_sha256)
@@ -176,11 +178,13 @@ def corpus_ingest(*, corpus_dir: Path | str, actor: str, institution_names: dict
     records_path = corpus.root / RECORDS_FILE
     text = records_path.read_text(encoding="utf-8")
     lines = [number for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    institution_details, modalities = _corpus_details(corpus.root)
     names, systems = institution_names or {}, mrn_systems or {}
     plan = NodePlan()
     for record, line in zip(corpus.records, lines, strict=True):
         code = record.institution_id
-        plan.institutions.setdefault(code, (names.get(code), systems.get(code), line))
+        name, system = institution_details.get(code, (None, None))
+        plan.institutions.setdefault(code, (names.get(code, name), systems.get(code, system), line))
     unknown = sorted((set(names) | set(systems)) - set(plan.institutions))
     if unknown:
         raise ValueError(f"institution {unknown[0]} does not occur in this corpus")
@@ -196,7 +200,7 @@ def corpus_ingest(*, corpus_dir: Path | str, actor: str, institution_names: dict
                 patient = mrn_hash(institutions[record.institution_id].mrn_system, record.patient_id)
                 study = study_uid_hash(record.study_id)
                 plan.add_patient(patient, record.institution_id, line)
-                plan.add_study(study, patient, "", line)
+                plan.add_study(study, patient, modalities.get(record.study_id, ""), line)
                 if record.section is not None:
                     plan.add_section(study, record.section.value, line)
                 study_hashes.append(study)
@@ -220,6 +224,21 @@ def corpus_ingest(*, corpus_dir: Path | str, actor: str, institution_names: dict
                      object_id=str(row.pk),
                      data={"name": row.name, "records_sha256": row.records_sha256, **counts})
     return IngestResult(corpus=row, created=True, counts=counts)
+
+
+def _corpus_details(root: Path) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """Institution (name, MRN system) and study modality from ``hierarchy.json``, if the corpus has one.
+
+    Only these non-identifying details are read; patient names and dates in the file are ignored.
+    """
+    if not (root / HIERARCHY_FILE).is_file():
+        return {}, {}
+    hierarchy = load_hierarchy(root)
+    for study in hierarchy.studies:
+        if len(study.modality) > 16:
+            raise CorpusError(root / HIERARCHY_FILE, "is longer than 16 characters", field_name="modality")
+    return ({i.institution_id: (i.name, i.mrn_system) for i in hierarchy.institutions},
+            {study.study_id: study.modality for study in hierarchy.studies})
 
 
 def _record_counts(corpus: Corpus) -> dict[str, int]:

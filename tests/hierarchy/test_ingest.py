@@ -13,7 +13,9 @@ from hierarchy.identifiers import default_mrn_system
 from hierarchy.models import Corpus, Institution, Patient, Section, Study, TrainingRecord
 from hierarchy.selectors import patient_by_mrn, study_by_uid
 from hierarchy.services import corpus_ingest
-from mllm.data.schema import CorpusError
+from mllm.data.entities import load_hierarchy
+from mllm.data.schema import CorpusError, Split
+from mllm.data.synth import generate_corpus
 
 pytestmark = pytest.mark.django_db
 
@@ -139,12 +141,31 @@ def test_unknown_institution_in_configuration(tmp_path: Path) -> None:
         corpus_ingest(corpus_dir=corpus_dir_write(tmp_path), actor="tester", institution_names={"H9": "x"})
 
 
+def test_synthetic_corpus_details_from_hierarchy_json(tmp_path: Path, db_text) -> None:
+    corpus = generate_corpus(size="tiny", seed=3, out=tmp_path / "tiny")
+    hierarchy = load_hierarchy(corpus.root)
+    result = corpus_ingest(corpus_dir=corpus.root, actor="tester")
+    assert result.counts["records"] == len(corpus.records)
+    assert result.counts["holdout"] == sum(r.split is Split.HOLDOUT and not r.paraphrase_of
+                                           for r in corpus.records)
+    for info in hierarchy.institutions:
+        institution = Institution.objects.get(code=info.institution_id)
+        assert (institution.name, institution.mrn_system) == (info.name, info.mrn_system)
+    record = corpus.records[0]
+    patient = patient_by_mrn(system=hierarchy.institutions[0].mrn_system, value=record.patient_id)
+    assert patient is not None and patient.institution.code == record.institution_id
+    info = next(s for s in hierarchy.studies if s.study_id == record.study_id)
+    assert study_by_uid(uid=record.study_id).modality == info.modality
+    stored = db_text()
+    for raw in [p.patient_id for p in hierarchy.patients] + [p.name for p in hierarchy.patients]:
+        assert raw not in stored
+
+
 def test_ingest_of_about_4000_records_is_fast(tmp_path: Path) -> None:
-    records = corpus_records(institutions=4, patients=20, studies=8, holdout_patients=5)
-    assert 4000 <= len(records) <= 4400
-    corpus_dir = corpus_dir_write(tmp_path, records=records)
+    corpus = generate_corpus(size="medforget", seed=1, out=tmp_path / "medforget")
+    assert 3500 <= len(corpus.records) <= 4500
     started = time.perf_counter()
-    result = corpus_ingest(corpus_dir=corpus_dir, actor="tester")
+    result = corpus_ingest(corpus_dir=corpus.root, actor="tester")
     elapsed = time.perf_counter() - started
-    assert result.counts["records"] == len(records)
+    assert result.counts["records"] == len(corpus.records)
     assert elapsed < 10, f"ingest took {elapsed:.1f}s"

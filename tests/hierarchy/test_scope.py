@@ -7,7 +7,11 @@ from factories import hierarchy_make, record_make
 
 from hierarchy.models import TrainingRecord
 from hierarchy.scope import GROUPS, scope_resolve
-from mllm.data.schema import Level
+from hierarchy.selectors import institution_by_code, patient_by_mrn, section_get, study_by_uid
+from hierarchy.services import corpus_ingest
+from mllm.data.entities import HierarchyNode, load_hierarchy
+from mllm.data.schema import Level, Split
+from mllm.data.synth import generate_corpus
 
 pytestmark = pytest.mark.django_db
 
@@ -133,3 +137,28 @@ def test_one_query_for_the_records(tree, django_assert_max_num_queries) -> None:
 def test_rejects_non_nodes(tree) -> None:
     with pytest.raises(TypeError, match="not a hierarchy node"):
         scope_resolve(node=tree.corpus, corpus=tree.corpus)
+
+
+def test_synthetic_corpus_matches_the_reference_definition(tmp_path) -> None:
+    """On a generated corpus, scopes agree with ``mllm.data.entities.HierarchyNode.contains``."""
+    corpus = generate_corpus(size="tiny", seed=5, out=tmp_path / "tiny")
+    row = corpus_ingest(corpus_dir=corpus.root, actor="tester").corpus
+    systems = {i.institution_id: i.mrn_system for i in load_hierarchy(corpus.root).institutions}
+    record = next(r for r in corpus.records if r.section is not None and r.is_trainable)
+    institution = institution_by_code(code=record.institution_id)
+    patient = patient_by_mrn(system=systems[record.institution_id], value=record.patient_id)
+    study = study_by_uid(uid=record.study_id)
+    nodes = [(institution, None), (patient, institution), (study, patient),
+             (section_get(study=study, name=record.section), study)]
+    for level, (node, parent) in zip(Level, nodes, strict=True):
+        reference = HierarchyNode.of(record, level)
+        above = HierarchyNode.of(record, list(Level)[list(Level).index(level) - 1]) if parent else None
+        scope = scope_resolve(node=node, corpus=row)
+        trainable = [r for r in corpus.records if r.is_trainable]
+        assert scope.forget == {r.record_id for r in trainable if reference.contains(r)}
+        assert scope.neighbour == {r.record_id for r in trainable if not reference.contains(r)
+                                   and (above is None or above.contains(r))}
+        assert scope.forget_paraphrases == {r.record_id for r in corpus.records
+                                            if r.paraphrase_of in scope.forget}
+        holdout = {r.record_id for r in corpus.records if r.split is Split.HOLDOUT and not r.paraphrase_of}
+        assert scope.holdout <= holdout and len(scope.holdout) == min(len(holdout), len(scope.forget))
