@@ -94,6 +94,8 @@ def _parse(bundle: dict[str, Any] | str | bytes) -> tuple[Bundle, str]:
         parsed = Bundle.model_validate(data)
     except pydantic.ValidationError as exc:
         raise _validation_error(exc, data) from None
+    except (KeyError, TypeError, ValueError):  # fhir.resources fails this way on e.g. unknown contained types
+        raise FhirImportError("is not a valid FHIR R4 Bundle (unknown resource type?)") from None
     return parsed, hashlib.sha256(rfc8785.dumps(data)).hexdigest()
 
 
@@ -138,12 +140,22 @@ class _Bundle:
         return [(number, resource) for number, resource in enumerate(self.resources)
                 if resource is not None and resource.get_resource_type() == name]
 
-    def resolve(self, reference: Any, *, entry: int, field: str, expected: str) -> int:
-        """The entry index a ``Reference`` points to; it must be a resource of type ``expected``."""
-        target = getattr(reference, "reference", None)
-        if not target:
-            raise FhirImportError(f"must reference a {expected} in this bundle", entry=entry, field=field)
+    def lookup(self, reference: Any) -> int | None:
+        """The entry a ``Reference`` points to (by fullUrl, ``Type/id`` or an absolute URL ending so)."""
+        target = getattr(reference, "reference", None) or ""
         number = self.index.get(target, self.index.get("/".join(target.split("/")[-2:])))
+        return None if number is None or self.resources[number] is None else number
+
+    def key(self, reference: Any) -> int | str | None:
+        """What a reference names: its entry if it is in the bundle, else the reference text."""
+        number = self.lookup(reference)
+        return number if number is not None else getattr(reference, "reference", None)
+
+    def resolve(self, reference: Any, *, entry: int, field: str, expected: str) -> int:
+        """The entry a ``Reference`` points to; it must be a resource of type ``expected``."""
+        if not getattr(reference, "reference", None):
+            raise FhirImportError(f"must reference a {expected} in this bundle", entry=entry, field=field)
+        number = self.lookup(reference)
         if number is None or self.resources[number].get_resource_type() != expected:
             raise FhirImportError(f"does not resolve to a {expected} in this bundle", entry=entry,
                                   field=field)
@@ -212,7 +224,10 @@ def _plan(bundle: _Bundle) -> tuple[NodePlan, dict[str, int]]:
         org = bundle.resolve(patient.managingOrganization, entry=number, field="Patient.managingOrganization",
                              expected="Organization")
         name, known_system, origin = plan.institutions[codes[org]]
-        if known_system not in (None, system) or len(system) > 255:
+        if len(system) > 255:
+            raise FhirImportError("MRN system is longer than 255 characters", entry=number,
+                                  field="Patient.identifier")
+        if known_system not in (None, system):
             raise FhirImportError("MRN system differs from that of other patients of this organization",
                                   entry=number, field="Patient.identifier")
         plan.institutions[codes[org]] = (name, system, number if known_system is None else origin)
@@ -226,7 +241,7 @@ def _plan(bundle: _Bundle) -> tuple[NodePlan, dict[str, int]]:
         plan.add_study(uid, patients[subject], _modality(study, number), number)
         studies[number] = uid
     reports = bundle.of_type("DiagnosticReport")
-    report_studies = {number: _report_studies(bundle, number, report, studies, patients)
+    report_studies = {number: _report_studies(bundle, number, report, studies)
                       for number, report in reports}
     for number, report in reports:
         for uid in report_studies[number]:
@@ -240,14 +255,13 @@ def _plan(bundle: _Bundle) -> tuple[NodePlan, dict[str, int]]:
     return plan, counts
 
 
-def _report_studies(bundle: _Bundle, number: int, report: Any, studies: dict[int, str],
-                    patients: dict[int, str]) -> list[str]:
+def _report_studies(bundle: _Bundle, number: int, report: Any, studies: dict[int, str]) -> list[str]:
     found = [bundle.resolve(ref, entry=number, field=f"DiagnosticReport.imagingStudy[{i}]",
                             expected="ImagingStudy") for i, ref in enumerate(report.imagingStudy or [])]
     if not found and report.basedOn:
-        orders = {ref.reference for ref in report.basedOn if ref.reference}
+        orders = {bundle.key(ref) for ref in report.basedOn} - {None}
         found = [n for n, study in bundle.of_type("ImagingStudy")
-                 if orders & {ref.reference for ref in study.basedOn or [] if ref.reference}]
+                 if orders & {bundle.key(ref) for ref in study.basedOn or []}]
     if not found:
         raise FhirImportError("is linked to no ImagingStudy of this bundle (imagingStudy, or a basedOn order "
                               "shared with one)", entry=number, field="DiagnosticReport.imagingStudy")
@@ -267,7 +281,7 @@ def _composition_sections(bundle: _Bundle, plan: NodePlan, number: int, composit
     def linked(references: list[Any]) -> set[str]:
         uids: set[str] = set()
         for ref in references:
-            target = bundle.index.get(ref.reference or "")
+            target = bundle.lookup(ref)
             uids.update([studies[target]] if target in studies else report_studies.get(target, []))
         return uids
 

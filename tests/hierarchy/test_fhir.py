@@ -81,6 +81,15 @@ def test_unknown_reference(bundle_make) -> None:
     assert _node_counts() == (0, 0, 0, 0) and not AuditEvent.objects.exists()
 
 
+def test_report_and_study_linked_by_an_order_outside_the_bundle(bundle_make) -> None:
+    sample = bundle_make(patients=1)
+    _, study = sample.entry("ImagingStudy", 1)
+    _, report = sample.entry("DiagnosticReport", 1)
+    study["basedOn"] = report["basedOn"] = [{"reference": "ServiceRequest/accession-42"}]
+    fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+    assert "FINDINGS" in _sections(study_by_uid(uid=sample.uids[1]))
+
+
 def test_report_linked_to_no_study(bundle_make) -> None:
     sample = bundle_make()
     number, report = sample.entry("DiagnosticReport", 1)
@@ -119,6 +128,9 @@ def test_wrongly_typed_identifier_value(bundle_make) -> None:
       "entry": [{"resource": {"resourceType": "ImagingStudy", "status": "available",
                               "subject": {"reference": "Patient/x"}}}]},
      "entry[0] ImagingStudy.identifier: needs an identifier with system urn:dicom:uid"),
+    ({"resourceType": "Bundle", "type": "collection",
+      "entry": [{"resource": {"resourceType": "Patient", "contained": [{"resourceType": "Nope"}]}}]},
+     "not a valid FHIR R4 Bundle"),
 ])
 def test_not_an_importable_bundle(bundle, message: str) -> None:
     with pytest.raises(FhirImportError, match=message.replace("[", r"\[").replace("]", r"\]")):
