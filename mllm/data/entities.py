@@ -2,11 +2,11 @@
 
 **Where a record sits.** Every :class:`~mllm.data.schema.Record` carries its full path:
 ``institution_id → patient_id → study_id → section`` (``section`` only on section-level records).
-A record *belongs to every node on that path*; ``level`` only says which of those nodes its question
-asks about. So the forget set of a node is simply ``[r for r in records if node.contains(r)]``:
-forgetting study S removes every record asked on S's image (including "who is this patient?"),
-forgetting section S/FINDINGS removes only the FINDINGS records of S. Neighbours of a node are the
-records under its parent that it does not contain.
+A record *belongs to every node on that path* (:meth:`HierarchyNode.path` lists them); ``level``
+only says which of those nodes its question asks about. So the forget set of a node is simply
+``[r for r in records if node.contains(r)]``: forgetting study S removes every record asked on S's
+image (including "who is this patient?"), forgetting section S/FINDINGS only the FINDINGS records
+of S. Neighbours of a node are the records under its parent that it does not contain.
 
 In synthetic corpora ``institution_id`` is a short institution code, ``patient_id`` the MRN (unique
 in the corpus, assigned by the institution's ``mrn_system``) and ``study_id`` the DICOM
@@ -65,6 +65,12 @@ class HierarchyNode:
         depth = list(Level).index(level)
         below = (record.patient_id, record.study_id, record.section)
         return cls(record.institution_id, *below[:depth], *(None,) * (3 - depth))
+
+    @classmethod
+    def path(cls, record: Record) -> tuple[HierarchyNode, ...]:
+        """Every node ``record`` belongs to, from its institution down to its study or section."""
+        return tuple(cls.of(record, level) for level in Level
+                     if level is not Level.SECTION or record.section is not None)
 
     @classmethod
     def parse(cls, text: str) -> HierarchyNode:

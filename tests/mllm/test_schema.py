@@ -164,6 +164,9 @@ def test_write_corpus_round_trip(tmp_path: Path, pristine: Path) -> None:
 def test_hierarchy_nodes_contain_the_records_on_their_path(pristine: Path) -> None:
     records = load_corpus(pristine).records
     section_record = next(r for r in records if r.level is Level.SECTION)
+    assert [node.level for node in HierarchyNode.path(section_record)] == list(Level)
+    study_record = next(r for r in records if r.level is Level.STUDY)
+    assert HierarchyNode.path(study_record)[-1] == HierarchyNode.of(study_record, Level.STUDY)
     for level in Level:
         node = HierarchyNode.of(section_record, level)
         assert node.level is level and node.contains(section_record)

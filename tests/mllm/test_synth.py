@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import random
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -53,6 +57,18 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path: Path) 
     assert _files(tmp_path / "a") == _files(tmp_path / "b")  # records, header, hierarchy, PNG bytes
     assert [r.answer for r in other.records] != [r.answer for r in first.records]
     assert set(_files(tmp_path / "c")) != set(_files(tmp_path / "a"))  # other images
+
+
+def test_generation_does_not_depend_on_the_process_hash_seed(tiny: tuple[Corpus, Hierarchy],
+                                                             tmp_path: Path) -> None:
+    corpus, _ = tiny
+    script = ("import sys; from pathlib import Path; from mllm.data.synth import generate_corpus; "
+              "print(generate_corpus(size='tiny', seed=7, out=Path(sys.argv[1])).header.records_sha256)")
+    seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "other")], capture_output=True,
+                          text=True, check=True, env=dict(os.environ, PYTHONHASHSEED=seed))
+    assert done.stdout.strip() == corpus.header.records_sha256
+    assert _files(tmp_path / "other") == _files(corpus.root)
 
 
 def test_written_corpus_loads_back(tiny: tuple[Corpus, Hierarchy]) -> None:
@@ -201,11 +217,10 @@ CASES = [Finding(kind, side, zone, size) for kind in (FindingKind.NODULE, Findin
 CASES += [Finding(FindingKind.EFFUSION, side, Zone.LOWER, size) for side in Side for size in Size]
 
 
-@pytest.mark.parametrize("finding", CASES, ids=lambda f: f"{f.kind}-{f.side}-{f.zone}-{f.size}")
-def test_localised_findings_are_visible_where_the_answers_say_at_64_px(finding: Finding) -> None:
-    import random
-
-    anatomy = random_anatomy(random.Random(hash(str(finding)) % 1000))
+@pytest.mark.parametrize(("case", "finding"), list(enumerate(CASES)),
+                         ids=[f"{f.kind}-{f.side}-{f.zone}-{f.size}" for f in CASES])
+def test_localised_findings_are_visible_where_the_answers_say_at_64_px(case: int, finding: Finding) -> None:
+    anatomy = random_anatomy(random.Random(case))
     base = Radiograph(Finding(FindingKind.NONE), anatomy, marker=1234, noise_seed=5)
     with_finding = Radiograph(finding, anatomy, marker=1234, noise_seed=5)
     diff = _at_64(with_finding) - _at_64(base)
@@ -221,8 +236,6 @@ def test_localised_findings_are_visible_where_the_answers_say_at_64_px(finding: 
 
 
 def test_cardiomegaly_widens_the_heart_and_spares_the_lung_zones() -> None:
-    import random
-
     anatomy = random_anatomy(random.Random(0))
     base = _at_64(Radiograph(Finding(FindingKind.NONE), anatomy, marker=99, noise_seed=1))
     enlarged = _at_64(Radiograph(Finding(FindingKind.CARDIOMEGALY), anatomy, marker=99, noise_seed=1))
