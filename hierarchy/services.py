@@ -245,4 +245,6 @@ def _record_counts(corpus: Corpus) -> dict[str, int]:
     counts = corpus.records.aggregate(
         records=Count("pk"), holdout=Count("pk", filter=Q(is_holdout=True, paraphrase_of="")),
         paraphrases=Count("pk", filter=~Q(paraphrase_of="")))
-    return {**counts, "trainable": counts["records"] - counts["holdout"] - counts["paraphrases"]}
+    trainable = counts["records"] - counts["holdout"] - counts["paraphrases"]
+    return {"records": counts["records"], "trainable": trainable, "holdout": counts["holdout"],
+            "paraphrases": counts["paraphrases"]}
