@@ -37,6 +37,14 @@ class AuditAction(enum.StrEnum):
 
     CORPUS_INGESTED = "corpus.ingested"
     FHIR_BUNDLE_IMPORTED = "fhir_bundle.imported"
+    FORGET_REQUEST_CREATED = "forget_request.created"
+    FORGET_REQUEST_STATUS_CHANGED = "forget_request.status_changed"
+    FORGET_REQUEST_DEADLINE_EXTENDED = "forget_request.deadline_extended"
+    API_KEY_CREATED = "api_key.created"
+    API_KEY_REVOKED = "api_key.revoked"
+    USER_CREATED = "user.created"
+    WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 
 
 def _timestamp(moment: datetime) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .cli_access import COMMANDS as access_commands
+
 
 def _setup() -> None:
     from oblivio_site.cli import setup_django
@@ -77,4 +79,4 @@ def audit_export_command(fmt: str, out: Path) -> None:
     click.echo(f"wrote {out}")
 
 
-COMMANDS: list[click.Command] = [audit]
+COMMANDS: list[click.Command] = [audit, *access_commands]

@@ -12,3 +12,22 @@ def audit_checkpoint_task() -> int | None:
 
     checkpoint = audit_checkpoint()
     return checkpoint.seq if checkpoint else None
+
+
+@shared_task(name="compliance.webhook_deliver", queue="default")
+def webhook_deliver_task(delivery_id: int) -> bool:
+    """Try one outbox delivery now; on failure queue the next try after its backoff."""
+    from .webhooks import webhook_attempt, webhook_dispatch
+
+    outcome = webhook_attempt(delivery_id=delivery_id)
+    if outcome is not None and outcome.retry_in is not None:
+        webhook_dispatch(delivery_id, countdown=outcome.retry_in)
+    return bool(outcome and outcome.delivered)
+
+
+@shared_task(name="compliance.webhook_sweep", queue="default")
+def webhook_sweep_task() -> int:
+    """Deliver whatever is due (missed dispatches, retries while the broker was down)."""
+    from .webhooks import webhook_deliver_due
+
+    return webhook_deliver_due()

@@ -165,7 +165,36 @@ if OBLIVIO_AUDIT_RETENTION_YEARS < 6:
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # API keys (hospital systems) first, so a 401 says "Bearer"; people use the session (+ CSRF).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["compliance.api.authentication.ApiKeyAuthentication",
+                                       "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["compliance.api.errors.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_METADATA_CLASS": None,
+    "EXCEPTION_HANDLER": "compliance.api.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "read": os.environ.get("OBLIVIO_API_RATE_READ", "600/min"),
+        "write": os.environ.get("OBLIVIO_API_RATE_WRITE", "120/min"),
+        "lookup": os.environ.get("OBLIVIO_API_RATE_LOOKUP", "120/min"),
+    },
 }
+# Bodies larger than this are refused (413 on the API, 400 elsewhere); API bodies are small JSON.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("OBLIVIO_MAX_BODY_BYTES", str(256 * 1024)))
+
+# --- Cache (throttle counters): shared by every gunicorn worker ------------------------------
+# Redis when OBLIVIO_CACHE_URL (or a Redis broker) is configured; else files under OBLIVIO_HOME,
+# which every worker process on this machine shares.
+_CACHE_URL = os.environ.get("OBLIVIO_CACHE_URL") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis://") else "")
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL,
+     "KEY_PREFIX": "oblivio-cache"}
+    if _CACHE_URL else
+    {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(HOME / "cache")})}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Oblivio API",
     "DESCRIPTION": "Track, unlearn, verify and certify patient-data forget requests.",
@@ -174,7 +203,28 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RefusalReasonEnum": "compliance.api.serializers.REFUSAL_REASONS",
+        "RequesterTypeEnum": "compliance.api.serializers.REQUESTER_TYPES",
+    },
 }
+
+# --- Forget requests, webhooks -----------------------------------------------------------
+# Four-eyes: the person who submitted a request may not approve it.
+OBLIVIO_FOUR_EYES = _env_bool("OBLIVIO_FOUR_EYES", True)
+# Answer-by days for requests no statute times (HIPAA-covered, DUA, consent withdrawal, policy).
+OBLIVIO_POLICY_DEADLINES = {
+    regulation: {"days": int(os.environ.get("OBLIVIO_POLICY_DEADLINE_DAYS", "30")),
+                 "extension_days": int(os.environ.get("OBLIVIO_POLICY_EXTENSION_DAYS", "30"))}
+    for regulation in ("data_use_agreement", "consent_withdrawal", "institution_policy")
+}
+OBLIVIO_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_TIMEOUT_SECONDS", "5"))
+OBLIVIO_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("OBLIVIO_WEBHOOK_MAX_ATTEMPTS", "20"))
+OBLIVIO_WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_BACKOFF_SECONDS", "30"))
+OBLIVIO_WEBHOOK_BACKOFF_CAP_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_BACKOFF_CAP_SECONDS", "3600"))
+CELERY_BEAT_SCHEDULE["webhook-sweep"] = {
+    "task": "compliance.webhook_sweep",
+    "schedule": float(os.environ.get("OBLIVIO_WEBHOOK_SWEEP_SECONDS", "60"))}
 
 # --- Logging: one JSON object per line on stderr; identifiers only ever as keyed hashes ------
 LOGGING = {

@@ -1,0 +1,230 @@
+"""Input serializers (validate shape, return service arguments) and output serializers (no PHI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from mllm.data.schema import Level
+from mllm.data.schema import Section as SectionName
+
+from ..audit import AuditAction
+from ..deadlines import ExtensionUnit, days_left, policy_for
+from ..legal import LegalBasis, RefusalReason, Regulation, RequesterType
+from ..lifecycle import TERMINAL, Status
+from ..models import ForgetRequest
+from ..selectors import is_overdue
+from ..subjects import SubjectIdentifiers, subject_path
+
+
+def _choices(enum_type: type) -> list[str]:
+    return [member.value for member in enum_type]
+
+
+NOTE = {"max_length": 2000, "required": False, "allow_blank": True, "default": ""}
+#: Named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]: inputs and outputs share these enums.
+REFUSAL_REASONS = _choices(RefusalReason)
+REQUESTER_TYPES = _choices(RequesterType)
+
+
+# --- errors (documentation only: api.errors writes them) ---------------------------------------
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. `invalid_transition`.")
+    message = serializers.CharField(help_text="For people; never contains identifiers.")
+    field = serializers.CharField(allow_null=True, help_text="Dotted path of the offending input, or null.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+class MrnIn(serializers.Serializer):
+    system = serializers.CharField(max_length=255, help_text="Identifier system URI of the MRN.")
+    value = serializers.CharField(max_length=64)
+
+
+class SubjectIn(serializers.Serializer):
+    """Exactly one of ``institution``, ``mrn`` or ``study_uid`` (plus ``section`` for a report section)."""
+
+    institution = serializers.CharField(max_length=64, required=False, help_text="Institution code.")
+    mrn = MrnIn(required=False, help_text="A patient: medical record number within its system.")
+    study_uid = serializers.CharField(max_length=128, required=False,
+                                      help_text="A study: DICOM StudyInstanceUID (bare or urn:oid:).")
+    section = serializers.ChoiceField(choices=_choices(SectionName), required=False,
+                                      help_text="A section of the study given by study_uid.")
+
+    def validate(self, attrs: dict[str, Any]) -> SubjectIdentifiers:
+        given = [name for name in ("institution", "mrn", "study_uid") if name in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError("give exactly one of institution, mrn or study_uid",
+                                              code="subject_ambiguous")
+        if "section" in attrs and "study_uid" not in attrs:
+            raise serializers.ValidationError(
+                {"section": "a section is named within a study: give study_uid"},
+                code="section_without_study")
+        mrn = attrs.get("mrn") or {}
+        return SubjectIdentifiers(institution=attrs.get("institution"), mrn_system=mrn.get("system"),
+                                  mrn_value=mrn.get("value"), study_uid=attrs.get("study_uid"),
+                                  section=attrs.get("section"))
+
+
+class RequesterIn(serializers.Serializer):
+    type = serializers.ChoiceField(choices=REQUESTER_TYPES)
+    reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
+                                      help_text="Your case number; stored only as a keyed hash.")
+
+
+class ForgetRequestCreateIn(serializers.Serializer):
+    subject = SubjectIn()
+    regulation = serializers.ChoiceField(choices=_choices(Regulation))
+    legal_basis = serializers.ChoiceField(choices=_choices(LegalBasis))
+    hipaa_covered = serializers.BooleanField(default=False, help_text=(
+        "HIPAA grants no erasure right: such requests use institution_policy or consent_withdrawal."))
+    requester = RequesterIn()
+    received_at = serializers.DateTimeField(required=False,
+                                            help_text="When the request reached you (default: now).")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of ``forget_request_create``."""
+        return {"subject": attrs["subject"], "regulation": Regulation(attrs["regulation"]),
+                "legal_basis": LegalBasis(attrs["legal_basis"]), "hipaa_covered": attrs["hipaa_covered"],
+                "requester_type": RequesterType(attrs["requester"]["type"]),
+                "requester_reference": attrs["requester"]["reference"],
+                "received_at": attrs.get("received_at")}
+
+
+class NoteIn(serializers.Serializer):
+    note = serializers.CharField(**NOTE)
+
+
+class RefuseIn(serializers.Serializer):
+    reason = serializers.ChoiceField(choices=REFUSAL_REASONS)
+    text = serializers.CharField(max_length=2000, help_text="Explanation given to the requester.")
+    partial = serializers.BooleanField(default=False,
+                                       help_text="Refuse part; the rest proceeds to unlearning.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {**attrs, "reason": RefusalReason(attrs["reason"])}
+
+
+class ExtendIn(serializers.Serializer):
+    months = serializers.IntegerField(min_value=1, max_value=12, required=False, help_text="GDPR: 1 or 2.")
+    days = serializers.IntegerField(min_value=1, max_value=365, required=False,
+                                    help_text="CCPA (up to 45) and policy-based regulations.")
+    notice_sent_at = serializers.DateTimeField(help_text="When the requester was told of the extension.")
+    note = serializers.CharField(**NOTE)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of ``forget_request_extend`` (less the request and actor)."""
+        given = [unit for unit in ExtensionUnit if unit.value in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError("give exactly one of months or days",
+                                              code="extension_ambiguous")
+        unit = given[0]
+        return {"length": attrs[unit.value], "unit": unit, "notice_sent_at": attrs["notice_sent_at"],
+                "note": attrs["note"]}
+
+
+class ForgetRequestFilterIn(serializers.Serializer):
+    status = serializers.ChoiceField(choices=_choices(Status), required=False)
+    institution = serializers.CharField(max_length=64, required=False, help_text="Institution code.")
+    regulation = serializers.ChoiceField(choices=_choices(Regulation), required=False)
+    overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class AuditEventFilterIn(serializers.Serializer):
+    action = serializers.ChoiceField(choices=_choices(AuditAction), required=False)
+    object_type = serializers.CharField(max_length=64, required=False)
+    object_id = serializers.CharField(max_length=64, required=False)
+    subject_hash = serializers.CharField(max_length=64, required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+class InstitutionOut(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    mrn_system = serializers.CharField()
+
+
+class SubjectOut(serializers.Serializer):
+    """A hierarchy node, named by its keyed hash (never by MRN or UID)."""
+
+    level = serializers.ChoiceField(choices=_choices(Level))
+    subject_hash = serializers.CharField()
+    label = serializers.CharField(help_text="Level and short keyed hash, for people.")
+    institution = serializers.CharField(source="institution.code", help_text="Institution code.")
+
+
+class ExtensionOut(serializers.Serializer):
+    length = serializers.IntegerField()
+    unit = serializers.ChoiceField(choices=_choices(ExtensionUnit))
+    notice_sent_at = serializers.DateTimeField()
+    note = serializers.CharField()
+
+
+class ForgetRequestOut(serializers.ModelSerializer):
+    institution = serializers.CharField(source="institution.code")
+    subject = serializers.SerializerMethodField()
+    extension = serializers.SerializerMethodField()
+    days_left = serializers.SerializerMethodField()
+    overdue = serializers.SerializerMethodField()
+    related = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ForgetRequest
+        fields = ["id", "status", "level", "institution", "subject", "regulation", "legal_basis",
+                  "hipaa_covered", "requester_type", "requester_hash", "received_at", "base_deadline",
+                  "deadline", "extension", "days_left", "overdue", "submitted_by", "decided_by",
+                  "decided_at", "reason_code", "decision_note", "scope_summary", "related",
+                  "status_changed_at", "created_at"]
+
+    @extend_schema_field(SubjectOut)
+    def get_subject(self, request: ForgetRequest) -> dict[str, Any]:
+        return SubjectOut(subject_path(request.subject_node)).data
+
+    @extend_schema_field(ExtensionOut(allow_null=True))
+    def get_extension(self, request: ForgetRequest) -> dict[str, Any] | None:
+        if not request.extension:
+            return None
+        unit = policy_for(Regulation(request.regulation)).unit
+        return ExtensionOut({"length": request.extension, "unit": unit,
+                             "notice_sent_at": request.extension_notice_sent_at,
+                             "note": request.extension_note}).data
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_days_left(self, request: ForgetRequest) -> int | None:
+        """Days until the deadline (negative when overdue); null once the request is closed."""
+        return None if request.status in TERMINAL else days_left(request.deadline, timezone.localdate())
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_overdue(self, request: ForgetRequest) -> bool:
+        return is_overdue(request, timezone.localdate())
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    def get_related(self, request: ForgetRequest) -> list[str]:
+        return [str(other.pk) for other in request.related.all()]
+
+
+class AuditEventOut(serializers.Serializer):
+    seq = serializers.IntegerField()
+    occurred_at = serializers.DateTimeField()
+    actor = serializers.CharField()
+    action = serializers.CharField()
+    object_type = serializers.CharField()
+    object_id = serializers.CharField()
+    subject_hash = serializers.CharField()
+    data = serializers.JSONField()
+    hash = serializers.CharField()

@@ -1,0 +1,223 @@
+"""Signed webhook notifications through a transactional outbox.
+
+``webhook_enqueue`` writes one :class:`WebhookDelivery` per subscribed endpoint inside the caller's
+transaction and, once it commits, fires the delivery task. ``webhook_attempt`` claims a due delivery
+(a lease on ``next_attempt_at``), POSTs it and records the attempt; failures back off exponentially.
+The periodic sweeper retries whatever is due, so a broker or receiver outage loses nothing.
+
+Receivers check ``Oblivio-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``
+(see :func:`webhook_signature_verify`) and de-duplicate on ``Oblivio-Event-Id``. Payloads carry
+request ids, statuses and keyed hashes only, never PHI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import rfc8785
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from hierarchy.models import Institution
+
+from .access import Principal
+from .audit import AuditAction, audit_append
+from .errors import Invalid, NotFound
+from .models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+SIGNATURE_HEADER = "Oblivio-Signature"
+EVENT_ID_HEADER = "Oblivio-Event-Id"
+EVENT_TYPE_HEADER = "Oblivio-Event-Type"
+
+logger = logging.getLogger(__name__)
+
+
+# --- signatures ---------------------------------------------------------------------------------
+
+
+def _mac(secret: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``Oblivio-Signature`` header value for ``body`` sent at ``timestamp``."""
+    return f"t={timestamp},v1={_mac(secret, timestamp, body)}"
+
+
+def webhook_signature_verify(*, secret: str, header: str, body: bytes, tolerance: int = 300,
+                             now: int | None = None) -> bool:
+    """What a receiver runs: the signature matches and is at most ``tolerance`` seconds old."""
+    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs((now if now is not None else int(time.time())) - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(parts.get("v1", ""), _mac(secret, timestamp, body))
+
+
+# --- endpoints ----------------------------------------------------------------------------------
+
+
+def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str],
+                            actor: Principal) -> WebhookEndpoint:
+    """Register a receiver for one institution (all events when ``events`` is empty).
+
+    The generated signing ``secret`` is on the returned row.
+    """
+    institution = Institution.objects.filter(code=institution_code).first()
+    if institution is None:
+        raise NotFound("no institution has this code", field="institution", code="institution_not_found")
+    known = {str(event) for event in WebhookEvent}
+    if not set(events) <= known:
+        raise Invalid(f"events must be among {', '.join(sorted(known))}", field="events",
+                      code="unknown_event")
+    endpoint = WebhookEndpoint(institution=institution, url=url, secret=secrets.token_hex(32),
+                               events=sorted(set(events) or known))
+    try:
+        endpoint.full_clean()
+    except ValidationError as exc:
+        raise Invalid(f"invalid webhook endpoint: {'; '.join(exc.messages)}", field="url",
+                      code="invalid_webhook_endpoint") from None
+    with transaction.atomic():
+        endpoint.save()
+        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_CREATED,
+                     object_type="webhook_endpoint", object_id=str(endpoint.pk),
+                     data={"institution": institution.code, "events": endpoint.events})
+    return endpoint
+
+
+def webhook_endpoint_disable(*, endpoint_id: int, actor: Principal) -> WebhookEndpoint:
+    """Stop sending to an endpoint (pending deliveries are still attempted)."""
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+        if endpoint is None:
+            raise NotFound("no webhook endpoint has this id", field="endpoint", code="endpoint_not_found")
+        endpoint.is_active = False
+        endpoint.save(update_fields=["is_active"])
+        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
+                     object_type="webhook_endpoint", object_id=str(endpoint.pk))
+    return endpoint
+
+
+# --- outbox -------------------------------------------------------------------------------------
+
+
+def webhook_dispatch(delivery_id: int, *, countdown: float = 0) -> None:
+    """Queue the delivery task; if the broker is down the sweeper delivers later."""
+    from .tasks import webhook_deliver_task
+
+    try:
+        webhook_deliver_task.apply_async((delivery_id,), countdown=countdown, retry=False)
+    except Exception:  # broker unreachable: the outbox row stays pending for the sweeper
+        logger.warning("webhook dispatch deferred to the sweeper", extra={"delivery_id": delivery_id})
+
+
+def webhook_enqueue(*, institution_id: int, event: WebhookEvent,
+                    data: dict[str, Any]) -> list[WebhookDelivery]:
+    """Write a delivery per subscribed endpoint in the current transaction; dispatch after commit."""
+    now = timezone.now()
+    deliveries = []
+    for endpoint in WebhookEndpoint.objects.filter(institution_id=institution_id, is_active=True):
+        if str(event) not in endpoint.events:
+            continue
+        delivery = WebhookDelivery(endpoint=endpoint, event_type=str(event), next_attempt_at=now, payload={})
+        delivery.payload = {"id": str(delivery.event_id), "type": str(event),
+                            "created_at": now.isoformat(), "data": data}
+        delivery.save()
+        deliveries.append(delivery)
+        transaction.on_commit(lambda pk=delivery.pk: webhook_dispatch(pk))
+    return deliveries
+
+
+# --- delivery -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    delivered: bool
+    retry_in: float | None  # seconds until the next try; None when delivered or abandoned
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff after ``attempts`` failures, capped."""
+    base = settings.OBLIVIO_WEBHOOK_BACKOFF_SECONDS
+    return float(min(base * 2 ** (attempts - 1), settings.OBLIVIO_WEBHOOK_BACKOFF_CAP_SECONDS))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect is a failed delivery, never a re-POST elsewhere
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
+    body = rfc8785.dumps(delivery.payload)
+    headers = {"Content-Type": "application/json", "User-Agent": "Oblivio-Webhooks/1",
+               SIGNATURE_HEADER: webhook_signature(delivery.endpoint.secret, int(time.time()), body),
+               EVENT_ID_HEADER: str(delivery.event_id), EVENT_TYPE_HEADER: delivery.event_type}
+    request = urllib.request.Request(delivery.endpoint.url, data=body, headers=headers, method="POST")
+    try:
+        with _opener.open(request, timeout=settings.OBLIVIO_WEBHOOK_TIMEOUT_SECONDS) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return None, str(getattr(exc, "reason", exc))[:200]
+
+
+def webhook_attempt(*, delivery_id: int) -> AttemptOutcome | None:
+    """Try one delivery if it is due and nobody else holds it; ``None`` when there was nothing to do."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.OBLIVIO_WEBHOOK_TIMEOUT_SECONDS + 30)
+    claimed = WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING,
+                                             next_attempt_at__lte=now).update(next_attempt_at=lease)
+    if not claimed:
+        return None
+    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    started = time.monotonic()
+    status_code, error = _post(delivery)
+    delivered = status_code is not None and 200 <= status_code < 300
+    with transaction.atomic():
+        finished = timezone.now()
+        WebhookAttempt.objects.create(delivery=delivery, attempted_at=now, status_code=status_code,
+                                      error=error, duration_ms=int((time.monotonic() - started) * 1000))
+        delivery.attempts += 1
+        retry_in = None
+        if delivered:
+            delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, finished
+        elif delivery.attempts >= settings.OBLIVIO_WEBHOOK_MAX_ATTEMPTS:
+            delivery.status = DeliveryStatus.ABANDONED
+        else:
+            retry_in = retry_delay(delivery.attempts)
+            delivery.next_attempt_at = finished + timedelta(seconds=retry_in)
+        delivery.save(update_fields=["attempts", "status", "delivered_at", "next_attempt_at"])
+    if not delivered:
+        logger.warning("webhook delivery failed",
+                       extra={"delivery_id": delivery.pk, "attempt": delivery.attempts,
+                              "status_code": status_code, "abandoned": retry_in is None})
+    return AttemptOutcome(delivered=delivered, retry_in=retry_in)
+
+
+def webhook_deliver_due(*, limit: int = 100) -> int:
+    """The sweeper: attempt up to ``limit`` due deliveries; returns how many were delivered."""
+    due = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now())
+    delivered = 0
+    for delivery_id in due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit]:
+        outcome = webhook_attempt(delivery_id=delivery_id)
+        delivered += bool(outcome and outcome.delivered)
+    return delivered
