@@ -27,6 +27,7 @@ from .images import MAX_MARKER, Radiograph, draw, encode_png, random_anatomy, ra
 from .qa import QA, TASKS, AnswerPools, Fact, StudyContent, ask, reword, study_facts
 from .schema import IMAGES_DIR, Corpus, Record, Split, Task, new_corpus_dir, write_corpus
 
+MAX_PATIENTS = 500
 FIRST_STUDY_DATE = dt.date(2015, 1, 1)
 LAST_STUDY_DATE = dt.date(2024, 12, 31)
 
@@ -46,10 +47,20 @@ class SizeSpec:
             raise ValueError(f"institutions must be in 1..{len(vocab.INSTITUTIONS)}")
         if self.train_patients < 1 or self.holdout_patients < 1 or min(self.studies_per_patient) < 1:
             raise ValueError("a corpus needs train and holdout patients with at least one study each")
+        if self.institutions * (self.train_patients + self.holdout_patients) > MAX_PATIENTS:
+            raise ValueError(f"at most {MAX_PATIENTS} patients (unique names run out)")
 
-    def studies(self, patients: int) -> int:
+    def _studies(self, patients: int) -> int:
         cycle = self.studies_per_patient
         return sum(cycle[i % len(cycle)] for i in range(patients)) * self.institutions
+
+    @property
+    def train_studies(self) -> int:
+        return self._studies(self.train_patients)
+
+    @property
+    def holdout_studies(self) -> int:
+        return self._studies(self.holdout_patients)
 
 
 SIZES: dict[str, SizeSpec] = {spec.name: spec for spec in (

@@ -82,8 +82,7 @@ def test_written_corpus_loads_back(tiny: tuple[Corpus, Hierarchy]) -> None:
 def test_record_counts_depend_only_on_the_size(size: str, tmp_path: Path) -> None:
     corpus = generate_corpus(size=size, seed=3, out=tmp_path)
     spec = SIZES[size]
-    train_studies = spec.studies(spec.train_patients)
-    holdout_studies = spec.studies(spec.holdout_patients)
+    train_studies, holdout_studies = spec.train_studies, spec.holdout_studies
     counts = Counter((r.split, r.paraphrase_of is not None) for r in corpus.records)
     assert counts == {(Split.TRAIN, False): 13 * train_studies, (Split.TRAIN, True): 5 * train_studies,
                       (Split.HOLDOUT, False): 13 * holdout_studies,
@@ -92,7 +91,7 @@ def test_record_counts_depend_only_on_the_size(size: str, tmp_path: Path) -> Non
 
 def test_medforget_size_is_close_to_medforget() -> None:
     spec = SIZES["medforget"]
-    total = 18 * (spec.studies(spec.train_patients) + spec.studies(spec.holdout_patients))
+    total = 18 * (spec.train_studies + spec.holdout_studies)
     assert abs(total - 3840) < 100
 
 
@@ -251,6 +250,8 @@ def test_size_spec_and_unknown_size_are_checked(tmp_path: Path) -> None:
         generate_corpus(size="huge", seed=0, out=tmp_path / "x")
     with pytest.raises(ValueError):
         SizeSpec("bad", institutions=0, train_patients=1, holdout_patients=1, studies_per_patient=(1,))
+    with pytest.raises(ValueError, match="at most"):
+        SizeSpec("big", institutions=8, train_patients=60, holdout_patients=8, studies_per_patient=(1,))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError):
