@@ -25,9 +25,10 @@ import itertools
 import json
 import re
 import string
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -171,15 +172,51 @@ def _level(hierarchy: dict) -> Level:
     return list(Level)[len(list(itertools.takewhile(bool, given)))]
 
 
+Fail = Callable[[str, str], CorpusError]  # (field, message) → error naming file, row and field
+PENDING = "pending"  # record_id of a QA pair that did not carry one
+
+
+def _json_cell(row: pd.Series, column: str, kind: type, fail: Fail) -> Any:
+    try:
+        value = json.loads(row[column])
+    except (TypeError, json.JSONDecodeError):
+        raise fail(column, "is not a valid JSON string") from None
+    if not isinstance(value, kind):
+        raise fail(column, f"must be a JSON {'list' if kind is list else 'object'}")
+    return value
+
+
+def _qa_fields(qa: dict, hierarchy: dict, image: str, fallback_id: str) -> dict[str, Any]:
+    """One QA pair as :func:`record_from_json` input (``record_id`` is PENDING unless stored)."""
+    answer = qa.get("Answer", "")
+    answer = " ".join(str(a) for a in answer if a) if isinstance(answer, list) else str(answer)
+    question = str(qa.get("Question", ""))
+    task = infer_task(question)
+    choices = parse_choices(question) if task is Task.CLASSIFICATION else None
+    options = choices[1] if choices else ()
+    section = hierarchy.get("section_name")
+    return {
+        "record_id": qa.get("record_id") or PENDING,
+        "institution_id": str(hierarchy.get("institution_id") or "unknown"),
+        "patient_id": str(hierarchy.get("patient_id") or fallback_id),
+        "study_id": str(hierarchy.get("study_id") or fallback_id),
+        "section": str(section).strip().upper() if section else None,
+        "level": _level(hierarchy).value, "task": task.value,
+        "fact_kind": qa.get("fact_kind") or FactKind.PRIVATE.value, "split": Split.TRAIN.value,
+        "question": question, "answer": _letter(answer, options) if options else answer,
+        "image": image, "options": list(options)}
+
+
 class _Importer:
     """Collects the records of every file, deduplicated, with their images written once."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.drafts: dict[object, dict] = {}  # identity → record fields (record_id filled later)
-        self.images: dict[str, str] = {}  # sha256 → relative path
+        self.drafts: dict[object, dict[str, Any]] = {}  # identity → record fields
+        self.images: dict[str, str] = {}  # sha256 → path relative to the corpus
 
-    def image(self, cell: object, fail) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    def image(self, cell: object, fail: Fail) -> tuple[str, str]:
+        """Write the image once; return its corpus path and digest."""
         data = cell.get("bytes") if isinstance(cell, dict) else None
         if not isinstance(data, bytes | bytearray):
             raise fail("image", "must be a struct with image bytes")
@@ -200,39 +237,14 @@ class _Importer:
         def fail(name: str, message: str) -> CorpusError:
             return CorpusError(path, message, line=number, field_name=name)
 
-        def parsed(column: str, kind: type) -> object:
-            try:
-                value = json.loads(row[column])
-            except (TypeError, json.JSONDecodeError):
-                raise fail(column, "is not a valid JSON string") from None
-            if not isinstance(value, kind):
-                raise fail(column, f"must be a JSON {'list' if kind is list else 'object'}")
-            return value
-
         image, digest = self.image(row["image"], fail)
-        qa_pairs, hierarchy = parsed("metadata", list), parsed("hierarchy_metadata", dict)
-        if not all(isinstance(qa, dict) for qa in qa_pairs):  # type: ignore[union-attr]
+        qa_pairs = _json_cell(row, "metadata", list, fail)
+        hierarchy = _json_cell(row, "hierarchy_metadata", dict, fail)
+        if not all(isinstance(qa, dict) for qa in qa_pairs):
             raise fail("metadata", "must be a list of {Question, Answer} objects")
-        level = _level(hierarchy)
-        section = hierarchy.get("section_name")
-        fallback = f"unknown-{digest[:12]}"  # an image whose path the row does not give
         identities = []
         for qa in qa_pairs:
-            answer = qa.get("Answer", "")
-            answer = " ".join(str(a) for a in answer if a) if isinstance(answer, list) else str(answer)
-            question = str(qa.get("Question", ""))
-            task = infer_task(question)
-            options = parse_choices(question)[1] if task is Task.CLASSIFICATION else ()  # type: ignore[index]
-            fields = {
-                "record_id": qa.get("record_id") or "pending",
-                "institution_id": str(hierarchy.get("institution_id") or "unknown"),
-                "patient_id": str(hierarchy.get("patient_id") or fallback),
-                "study_id": str(hierarchy.get("study_id") or fallback),
-                "section": str(section).strip().upper() if section else None,
-                "level": level.value, "task": task.value,
-                "fact_kind": qa.get("fact_kind") or FactKind.PRIVATE.value, "split": Split.TRAIN.value,
-                "question": question, "answer": _letter(answer, options) if options else answer,
-                "image": image, "options": list(options)}
+            fields = _qa_fields(qa, hierarchy, image, fallback_id=f"unknown-{digest[:12]}")
             record_from_json(fields, path=path, line=number)  # validates, names the field
             identity = qa.get("record_id") or tuple(str(v) for v in fields.values())
             if self.drafts.setdefault(identity, fields) != fields:
@@ -242,7 +254,7 @@ class _Importer:
 
     def records(self) -> tuple[list[Record], dict[object, str]]:
         """The records, keeping stored ids only if every QA pair had one."""
-        keep = all(fields["record_id"] != "pending" for fields in self.drafts.values())
+        keep = all(fields["record_id"] != PENDING for fields in self.drafts.values())
         ids = {identity: fields["record_id"] if keep else f"r{n:06d}"
                for n, (identity, fields) in enumerate(self.drafts.items(), start=1)}
         records = [record_from_json(dict(fields, record_id=ids[identity]), path=self.out)
