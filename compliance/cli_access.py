@@ -93,7 +93,7 @@ def user() -> None:
 @click.option("--username", required=True)
 @click.option("--email", default="", help="Optional e-mail address.")
 @click.option("--role", "roles", multiple=True, required=True,
-              type=click.Choice(sorted(HUMAN_ROLES)),
+              type=click.Choice(sorted(role.value for role in HUMAN_ROLES)),
               help="Role to grant (repeatable).")
 @click.password_option(envvar="OBLIVIO_USER_PASSWORD",
                        help="Password (prompted when omitted; or OBLIVIO_USER_PASSWORD).")

@@ -14,7 +14,7 @@ def audit_checkpoint_task() -> int | None:
     return checkpoint.seq if checkpoint else None
 
 
-@shared_task(name="compliance.webhook_deliver", queue="default")
+@shared_task(name="compliance.webhook_deliver")
 def webhook_deliver_task(delivery_id: int) -> bool:
     """Try one outbox delivery now; on failure queue the next try after its backoff."""
     from .webhooks import webhook_attempt, webhook_dispatch
@@ -25,7 +25,7 @@ def webhook_deliver_task(delivery_id: int) -> bool:
     return bool(outcome and outcome.delivered)
 
 
-@shared_task(name="compliance.webhook_sweep", queue="default")
+@shared_task(name="compliance.webhook_sweep")
 def webhook_sweep_task() -> int:
     """Deliver whatever is due (missed dispatches, retries while the broker was down)."""
     from .webhooks import webhook_deliver_due

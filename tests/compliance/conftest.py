@@ -42,8 +42,8 @@ class Person:
     username: str
     principal: Principal
 
-    def client(self) -> Client:
-        client = Client()
+    def client(self, **options: Any) -> Client:
+        client = Client(**options)
         client.login(username=self.username, password=PASSWORD)
         return client
 

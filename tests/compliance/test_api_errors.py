@@ -1,0 +1,168 @@
+"""The API as a careless or hostile hospital integration uses it: one error shape, never a 500."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from django.test import Client
+from rest_framework.throttling import ScopedRateThrottle
+
+from compliance.models import AuditEvent, ForgetRequest, IdempotencyRecord
+
+pytestmark = pytest.mark.django_db
+
+CREATE = "/api/v1/forget-requests"
+
+
+def _error(response, status: int, code: str, field: str | None = None) -> dict:
+    """Assert the one error shape and return its body."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}
+    assert body["error"]["code"] == code and body["error"]["field"] == field
+    assert body["error"]["message"]
+    return body
+
+
+@pytest.fixture
+def api(key_a) -> Client:
+    return key_a.client()
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "code"), [
+    ("{not json", "application/json", 400, "parse_error"),
+    ('{"a": NaN}', "application/json", 400, "parse_error"),
+    ("[" * 50_000 + "]" * 50_000, "application/json", 400, "parse_error"),
+    (b"\xff\xfe", "application/json", 400, "parse_error"),
+    ("regulation=gdpr", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    ("hello", "text/plain", 415, "unsupported_media_type"),
+    ("[]", "application/json", 400, "invalid"),
+    ('"text"', "application/json", 400, "invalid"),
+])
+def test_bad_bodies(api, body, content_type, status, code) -> None:
+    _error(api.post(CREATE, body, content_type=content_type), status, code)
+    assert not ForgetRequest.objects.exists()
+
+
+def test_oversize_body_is_413(api, settings) -> None:
+    payload = json.dumps({"padding": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10)})
+    _error(api.post(CREATE, payload, content_type="application/json"), 413, "request_too_large")
+
+
+@pytest.mark.parametrize(("change", "code", "field"), [
+    (lambda body: body.pop("regulation"), "required", "regulation"),
+    (lambda body: body["subject"]["mrn"].pop("system"), "required", "subject.mrn.system"),
+    (lambda body: body["subject"].update(study_uid="1.2.3"), "subject_ambiguous", "subject"),
+    (lambda body: body["subject"].update(section="FINDINGS"), "section_without_study", "subject.section"),
+    (lambda body: body.update(regulation="hipaa"), "invalid_choice", "regulation"),
+    (lambda body: body.update(received_at="yesterday"), "invalid", "received_at"),
+    (lambda body: body["requester"].update(reference="\x00"), "null_characters_not_allowed",
+     "requester.reference"),
+    (lambda body: body.update(hipaa_covered="perhaps"), "invalid", "hipaa_covered"),
+])
+def test_validation_errors_name_the_field(api, patient_body, change, code, field) -> None:
+    body = patient_body()
+    change(body)
+    _error(api.post(CREATE, body, content_type="application/json"), 400, code, field)
+
+
+def test_rule_violations_are_422_and_conflicts_409(api, patient_body, officer, make_request) -> None:
+    _error(api.post(CREATE, patient_body(legal_basis="ccpa_1798_105"), content_type="application/json"),
+           422, "legal_basis_mismatch", "legal_basis")
+    request = make_request()
+    response = officer.client().post(f"{CREATE}/{request.pk}/approve", {}, content_type="application/json")
+    body = _error(response, 409, "invalid_transition", "status")
+    assert "in_review" in body["error"]["message"]
+
+
+def test_unknown_and_foreign_objects_are_404(api, make_request, patient_subject) -> None:
+    _error(api.get(f"{CREATE}/{uuid.uuid4()}"), 404, "request_not_found", "id")
+    _error(api.get(f"{CREATE}/not-a-uuid"), 404, "not_found")
+    _error(api.get("/api/v1/no-such-thing"), 404, "not_found")
+    foreign = make_request(patient_subject(2))  # institution B
+    _error(api.get(f"{CREATE}/{foreign.pk}"), 404, "request_not_found", "id")
+    _error(api.post(f"{CREATE}/{foreign.pk}/cancel", {}, content_type="application/json"),
+           404, "request_not_found", "id")
+    lookup = api.post("/api/v1/subjects/lookup", {"mrn": {"system": "urn:x", "value": "MRN-UNKNOWN"}},
+                      content_type="application/json")
+    body = _error(lookup, 404, "subject_not_found", "subject")
+    assert "MRN-UNKNOWN" not in json.dumps(body)
+
+
+def test_method_accept_and_credentials_errors(api, key_a) -> None:
+    _error(api.delete(CREATE), 405, "method_not_allowed")
+    _error(api.options(CREATE), 405, "method_not_allowed")
+    _error(api.get(CREATE, HTTP_ACCEPT="text/html"), 406, "not_acceptable")
+    response = Client().get(CREATE)
+    _error(response, 401, "not_authenticated")
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    _error(Client(HTTP_AUTHORIZATION="Bearer obl_nope_nope").get(CREATE), 401, "authentication_failed")
+    _error(Client(HTTP_AUTHORIZATION="Bearer a b").get(CREATE), 401, "authentication_failed")
+    _error(Client(HTTP_AUTHORIZATION=f"Bearer {key_a.token}x").get(CREATE), 401, "authentication_failed")
+
+
+def test_throttling_answers_429_with_retry_after(api, monkeypatch) -> None:
+    monkeypatch.setitem(ScopedRateThrottle.THROTTLE_RATES, "read", "2/min")
+    assert api.get(CREATE).status_code == api.get(CREATE).status_code == 200
+    response = api.get(CREATE)
+    _error(response, 429, "throttled")
+    assert int(response["Retry-After"]) > 0
+
+
+def test_filters_are_validated(api) -> None:
+    _error(api.get(f"{CREATE}?status=lost"), 400, "invalid_choice", "status")
+    _error(api.get(f"{CREATE}?overdue=maybe"), 400, "invalid", "overdue")
+    assert api.get(f"{CREATE}?limit=oops&offset=-3").status_code == 200
+
+
+# --- idempotent intake (sequential retries; concurrent ones: test_idempotency_concurrency) -------
+
+
+def test_a_retry_with_the_same_key_replays_the_first_response(api, patient_body) -> None:
+    first = api.post(CREATE, patient_body(), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first
+    reordered = json.dumps(dict(reversed(list(patient_body().items()))))
+    retry = api.post(CREATE, reordered, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
+    assert retry.json() == first.json()
+    assert ForgetRequest.objects.count() == 1 and IdempotencyRecord.objects.count() == 1
+
+
+def test_the_same_key_with_another_body_is_refused(api, patient_body) -> None:
+    api.post(CREATE, patient_body(), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-2")
+    response = api.post(CREATE, patient_body(1), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-2")
+    _error(response, 422, "idempotency_key_reused", "Idempotency-Key")
+    assert ForgetRequest.objects.count() == 1
+
+
+def test_keys_are_per_caller_and_failures_are_not_stored(api, officer, patient_body) -> None:
+    bad = api.post(CREATE, patient_body(legal_basis="dua_terms"), content_type="application/json",
+                   HTTP_IDEMPOTENCY_KEY="k-3")
+    assert bad.status_code == 422 and not IdempotencyRecord.objects.exists()
+    assert api.post(CREATE, patient_body(), content_type="application/json",
+                    HTTP_IDEMPOTENCY_KEY="k-3").status_code == 201
+    assert officer.client().post(CREATE, patient_body(), content_type="application/json",
+                                 HTTP_IDEMPOTENCY_KEY="k-3").status_code == 201
+    assert ForgetRequest.objects.count() == 2
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "with space", "ünïcode"])
+def test_malformed_idempotency_keys_are_refused(api, patient_body, key) -> None:
+    response = api.post(CREATE, patient_body(), content_type="application/json", HTTP_IDEMPOTENCY_KEY=key)
+    _error(response, 422, "invalid_idempotency_key", "Idempotency-Key")
+    assert not ForgetRequest.objects.exists()
+
+
+def test_no_phi_in_responses_or_audit(api, tree, patient_body) -> None:
+    mrn = tree.mrns[tree.patients[0].pk]
+    created = api.post(CREATE, patient_body(), content_type="application/json")
+    looked_up = api.post("/api/v1/subjects/lookup", patient_body()["subject"],
+                         content_type="application/json")
+    listed = api.get(CREATE)
+    for response in (created, looked_up, listed):
+        assert mrn not in response.content.decode() and "case-42" not in response.content.decode()
+    events = json.dumps(list(AuditEvent.objects.values("subject_hash", "data", "object_id")))
+    assert mrn not in events and "case-42" not in events
