@@ -29,13 +29,12 @@ from .audit import AuditAction, audit_append
 from .deadlines import ExtensionUnit, policy_for
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .legal import (
-    HIPAA_REGULATIONS,
-    LEGAL_BASES,
     LegalBasis,
     RefusalReason,
     Regulation,
     RequesterType,
-    refusal_reason_applies,
+    check_legal_ground,
+    check_refusal_reason,
 )
 from .lifecycle import PIPELINE, TERMINAL, Status, check_transition
 from .models import ForgetRequest, WebhookEvent
@@ -91,23 +90,12 @@ def _notification(request: ForgetRequest, **extra: Any) -> dict[str, Any]:
             "regulation": request.regulation, "deadline": request.deadline.isoformat(), **extra}
 
 
-def _validate_legal(regulation: Regulation, legal_basis: LegalBasis, hipaa_covered: bool) -> None:
-    if legal_basis not in LEGAL_BASES[regulation]:
-        allowed = ", ".join(sorted(LEGAL_BASES[regulation]))
-        raise Invalid(f"legal basis '{legal_basis}' does not apply under {regulation} "
-                      f"(use one of: {allowed})", field="legal_basis", code="legal_basis_mismatch")
-    if hipaa_covered and regulation not in HIPAA_REGULATIONS:
-        raise Invalid("HIPAA grants no right to erasure: record a HIPAA-covered request as "
-                      "institution_policy or consent_withdrawal", field="regulation",
-                      code="hipaa_no_erasure_right")
-
-
 def forget_request_create(*, actor: Principal, subject: SubjectIdentifiers, regulation: Regulation,
                           legal_basis: LegalBasis, requester_type: RequesterType,
                           requester_reference: str = "", hipaa_covered: bool = False,
                           received_at: datetime | None = None) -> ForgetRequest:
     """Record a new request in ``received``, with its deadline, linked to overlapping open requests."""
-    _validate_legal(regulation, legal_basis, hipaa_covered)
+    check_legal_ground(regulation, legal_basis, hipaa_covered)
     now = timezone.now()
     received_at = received_at or now
     if received_at > now + CLOCK_SKEW:
@@ -192,7 +180,7 @@ def forget_request_approve(*, request_id: uuid.UUID, actor: Principal, note: str
     """Approve the whole request; snapshots the resolved scope (four-eyes when configured)."""
     with transaction.atomic():
         request = _locked(request_id, actor)
-        check_transition(request.status, Status.APPROVED)
+        check_transition(request.status, Status.APPROVED)  # before the four-eyes rule and scope work
         _require_second_person(request, actor)
         scope = scope_snapshot(request)
         return _transition(request, to=Status.APPROVED, actor=actor,
@@ -210,9 +198,7 @@ def forget_request_refuse(*, request_id: uuid.UUID, actor: Principal, reason: Re
     with transaction.atomic():
         request = _locked(request_id, actor)
         check_transition(request.status, target)
-        if not refusal_reason_applies(reason, Regulation(request.regulation)):
-            raise Invalid(f"reason '{reason}' applies only to GDPR requests", field="reason",
-                          code="reason_not_applicable")
+        check_refusal_reason(reason, Regulation(request.regulation))
         fields: dict[str, Any] = {"decided_by": actor.name, "decided_at": timezone.now(),
                                   "reason_code": reason, "decision_note": text}
         data: dict[str, Any] = {"reason_code": str(reason)}

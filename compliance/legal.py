@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from .errors import Invalid
+
 
 class Regulation(enum.StrEnum):
     GDPR = "gdpr"
@@ -66,6 +68,20 @@ class RefusalReason(enum.StrEnum):
     OTHER = "other"
 
 
-def refusal_reason_applies(reason: RefusalReason, regulation: Regulation) -> bool:
+def check_legal_ground(regulation: Regulation, legal_basis: LegalBasis, hipaa_covered: bool) -> None:
+    """:class:`Invalid` unless the basis belongs to the regulation and HIPAA cases use a policy ground."""
+    if legal_basis not in LEGAL_BASES[regulation]:
+        allowed = ", ".join(sorted(LEGAL_BASES[regulation]))
+        raise Invalid(f"legal basis '{legal_basis}' does not apply under {regulation} "
+                      f"(use one of: {allowed})", field="legal_basis", code="legal_basis_mismatch")
+    if hipaa_covered and regulation not in HIPAA_REGULATIONS:
+        raise Invalid("HIPAA grants no right to erasure: record a HIPAA-covered request as "
+                      "institution_policy or consent_withdrawal", field="regulation",
+                      code="hipaa_no_erasure_right")
+
+
+def check_refusal_reason(reason: RefusalReason, regulation: Regulation) -> None:
     """Art. 17(3) exceptions exist only under GDPR; the other reasons apply to every regulation."""
-    return regulation == Regulation.GDPR or not reason.startswith("gdpr_")
+    if regulation != Regulation.GDPR and reason.startswith("gdpr_"):
+        raise Invalid(f"reason '{reason}' applies only to GDPR requests", field="reason",
+                      code="reason_not_applicable")

@@ -50,10 +50,6 @@ TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not ta
 #: Statuses the pipeline jobs (next wave: Celery) drive; reached through ``forget_request_advance``.
 PIPELINE = frozenset({S.SCHEDULED, S.UNLEARNING, S.VERIFYING, S.CERTIFIED, S.FAILED, S.ESCALATED})
 
-#: Approved but not yet certified: the inference-time guard must block prompts in scope.
-GUARDED = frozenset({S.APPROVED, S.PARTIALLY_REFUSED, S.SCHEDULED, S.UNLEARNING, S.VERIFYING,
-                     S.FAILED, S.ESCALATED})
-
 
 class TransitionNotAllowed(ComplianceError):
     kind = ErrorKind.CONFLICT

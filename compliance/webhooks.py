@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import rfc8785
 from django.conf import settings
@@ -80,6 +81,9 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
     institution = Institution.objects.filter(code=institution_code).first()
     if institution is None:
         raise NotFound("no institution has this code", field="institution", code="institution_not_found")
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise Invalid("a webhook URL must be http:// or https://", field="url",
+                      code="invalid_webhook_endpoint")
     known = {str(event) for event in WebhookEvent}
     if not set(events) <= known:
         raise Invalid(f"events must be among {', '.join(sorted(known))}", field="events",

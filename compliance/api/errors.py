@@ -2,8 +2,8 @@
 
 - :func:`api_exception_handler` reshapes DRF's responses (validation, auth, 404, 405, 406, 415, 429,
   malformed JSON) and maps :class:`compliance.errors.ComplianceError` kinds to status codes;
-- bodies over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` are a 413, and :class:`StrictJSONParser` turns every
-  JSON decoding failure into a 400;
+- bodies over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` are a 413 (JSON decoding failures are a 400:
+  :mod:`compliance.api.parsers`);
 - :func:`handler404` / :func:`handler400` / :func:`handler500` answer URLs outside any API view
   in the same shape (other paths keep Django's pages).
 """
@@ -17,7 +17,6 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -33,16 +32,6 @@ STATUS_OF_KIND = {ErrorKind.INVALID: status.HTTP_422_UNPROCESSABLE_ENTITY,
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "field": field}}
-
-
-class StrictJSONParser(JSONParser):
-    """DRF's JSON parser (strict: no NaN/Infinity), with absurd nesting reported as a 400 too."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise exceptions.ParseError("JSON parse error - nested too deeply") from None
 
 
 def _first_error(detail: Any, path: tuple[str, ...] = ()) -> tuple[tuple[str, ...], Any]:

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from rest_framework.throttling import ScopedRateThrottle
 
+from compliance.api.errors import handler500
 from compliance.models import AuditEvent, ForgetRequest, IdempotencyRecord
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,7 @@ def _error(response, status: int, code: str, field: str | None = None) -> dict:
     """Assert the one error shape and return its body."""
     assert response.status_code == status, response.content
     assert response["Content-Type"] == "application/json"
-    body = response.json()
+    body = json.loads(response.content)
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}
     assert body["error"]["code"] == code and body["error"]["field"] == field
     assert body["error"]["message"]
@@ -90,6 +91,13 @@ def test_unknown_and_foreign_objects_are_404(api, make_request, patient_subject)
                       content_type="application/json")
     body = _error(lookup, 404, "subject_not_found", "subject")
     assert "MRN-UNKNOWN" not in json.dumps(body)
+
+
+def test_django_level_errors_keep_the_shape_on_api_paths(rf) -> None:
+    _error(Client(HTTP_HOST="evil.example").get(CREATE), 400, "bad_request")
+    assert Client(HTTP_HOST="evil.example").get("/healthz").status_code == 400  # not an API path
+    _error(handler500(rf.get(CREATE)), 500, "internal_error")
+    assert handler500(rf.get("/admin/")).status_code == 500
 
 
 def test_method_accept_and_credentials_errors(api, key_a) -> None:

@@ -79,7 +79,9 @@ def test_webhook_create_and_disable(tree) -> None:
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
-    (["--url", "not a url"], "Enter a valid URL"),
+    (["--url", "not a url"], "must be http"),
+    (["--url", "ftp://ehr.example/hook"], "must be http"),
+    (["--url", "https://"], "Enter a valid URL"),
     (["--url", "https://ehr.example/hook", "--event", "request.exploded"], "events must be among"),
 ])
 def test_webhook_create_refuses_bad_input(tree, arguments, message) -> None:
