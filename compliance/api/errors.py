@@ -34,6 +34,12 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": {"code": code, "message": message, "field": field}}
 
 
+class LengthRequired(exceptions.APIException):
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_code = "length_required"
+    default_detail = "send the body with a Content-Length header (chunked bodies are not accepted)"
+
+
 def _first_error(detail: Any, path: tuple[str, ...] = ()) -> tuple[tuple[str, ...], Any]:
     """The first leaf of a DRF error tree and the field path leading to it."""
     if isinstance(detail, dict):

@@ -18,6 +18,8 @@ _ERRORS = {
           "request_not_found", "no forget request has this id", "id"),
     409: ("The request's current status does not allow this.", "invalid_transition",
           "a request in status 'received' cannot become 'approved' (allowed from: in_review)", "status"),
+    411: ("The body was sent chunked; send it with a Content-Length.", "length_required",
+          "send the body with a Content-Length header (chunked bodies are not accepted)", None),
     413: ("The body exceeds the size limit.", "request_too_large", "the request body exceeds 262144 bytes",
           None),
     415: ("The body is not application/json.", "unsupported_media_type",

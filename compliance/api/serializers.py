@@ -204,7 +204,7 @@ class ForgetRequestOut(serializers.ModelSerializer):
                              "notice_sent_at": request.extension_notice_sent_at,
                              "note": request.extension_note}).data
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_days_left(self, request: ForgetRequest) -> int | None:
         """Days until the deadline (negative when overdue); null once the request is closed."""
         return None if request.status in TERMINAL else days_left(request.deadline, timezone.localdate())

@@ -12,7 +12,6 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
@@ -25,6 +24,7 @@ from ..idempotency import HEADER, body_fingerprint, idempotency_key_check, idemp
 from ..selectors import audit_event_list, forget_request_get, forget_request_list, institution_list
 from ..subjects import subject_find
 from . import schema
+from .errors import LengthRequired
 from .permissions import AUDIT_READERS, OFFICERS, READERS, SUBMITTERS, HasRole, principal_of
 from .serializers import (
     AuditEventFilterIn,
@@ -47,20 +47,29 @@ def _validated(serializer_class: type[serializers.Serializer], data: Any) -> Any
     return serializer.validated_data
 
 
-class _ApiView(APIView):
+class _Policy:
+    """Shared by every API view: role permissions, a throttle scope, bodies with a length."""
+
     permission_classes = [HasRole]
     roles: Mapping[str, frozenset[Role]] = {}
     throttle_scope = "read"
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            raise LengthRequired()  # Django reads bodies by Content-Length: a chunked one would look empty
+        super().initial(request, *args, **kwargs)
 
-class _ListView(generics.ListAPIView):
-    permission_classes = [HasRole]
-    roles: Mapping[str, frozenset[Role]] = {}
-    throttle_scope = "read"
+
+class _ApiView(_Policy, APIView):
+    pass
+
+
+class _ListView(_Policy, generics.ListAPIView):
+    pass
 
 
 @extend_schema(tags=["institutions"], summary="Institutions visible to the caller",
-               responses={200: InstitutionOut(many=True), **schema.errors(401, 403, 429)})
+               responses={200: InstitutionOut(many=True), **schema.errors(400, 401, 403, 429)})
 class InstitutionListView(_ListView):
     roles = {"GET": READERS}
     serializer_class = InstitutionOut
@@ -77,7 +86,7 @@ class SubjectLookupView(_ApiView):
                    description="Identifiers go in the body, never in URLs; the answer names the node by "
                                "its keyed hash. Unknown subjects and other institutions' subjects are 404.",
                    request=SubjectIn, examples=schema.SUBJECT_EXAMPLES,
-                   responses={200: SubjectOut, **schema.errors(400, 401, 403, 404, 413, 415, 429)})
+                   responses={200: SubjectOut, **schema.errors(400, 401, 403, 404, 411, 413, 415, 429)})
     def post(self, request: Request) -> Response:
         path = subject_find(principal=principal_of(request), identifiers=_validated(SubjectIn, request.data))
         return Response(SubjectOut(path).data)
@@ -105,9 +114,10 @@ class ForgetRequestListView(_ListView):
                     "returns the original response (header `Idempotent-Replayed: true`) and never creates "
                     "a second request; the same key with a different body is refused (422).",
         request=ForgetRequestCreateIn, examples=schema.CREATE_EXAMPLES,
-        parameters=[OpenApiParameter(HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER,
+        parameters=[OpenApiParameter(HEADER, {"type": "string", "pattern": "^[!-~]{1,255}$"},
+                                     OpenApiParameter.HEADER,
                                      description="1-255 visible ASCII characters, unique per request.")],
-        responses={201: ForgetRequestOut, **schema.errors(400, 401, 403, 404, 413, 415, 422, 429)})
+        responses={201: ForgetRequestOut, **schema.errors(400, 401, 403, 404, 411, 413, 415, 422, 429)})
     def post(self, request: Request) -> Response:
         principal = principal_of(request)
         arguments = _validated(ForgetRequestCreateIn, request.data)
@@ -151,7 +161,7 @@ class _ActionView(_ApiView):
 
 def _action(summary: str, description: str, request: type | None, *,
             examples: list | None = None) -> Callable[[type], type]:
-    statuses = (400, 401, 403, 404, 409, 413, 415, 422, 429) if request else (401, 403, 404, 409, 429)
+    statuses = (400, 401, 403, 404, 409, 411, 413, 415, 422, 429) if request else (401, 403, 404, 409, 429)
     return extend_schema_view(post=extend_schema(
         tags=["forget-requests"], summary=summary, description=description, request=request,
         examples=examples or [], responses={200: ForgetRequestOut, **schema.errors(*statuses)}))

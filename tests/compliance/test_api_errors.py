@@ -48,9 +48,12 @@ def test_bad_bodies(api, body, content_type, status, code) -> None:
     assert not ForgetRequest.objects.exists()
 
 
-def test_oversize_body_is_413(api, settings) -> None:
+def test_oversize_body_is_413_and_chunked_body_411(api, patient_body, settings) -> None:
     payload = json.dumps({"padding": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10)})
     _error(api.post(CREATE, payload, content_type="application/json"), 413, "request_too_large")
+    chunked = api.post(CREATE, patient_body(), content_type="application/json",
+                       HTTP_TRANSFER_ENCODING="chunked")
+    _error(chunked, 411, "length_required")
 
 
 @pytest.mark.parametrize(("change", "code", "field"), [
@@ -123,7 +126,11 @@ def test_throttling_answers_429_with_retry_after(api, monkeypatch) -> None:
 def test_filters_are_validated(api) -> None:
     _error(api.get(f"{CREATE}?status=lost"), 400, "invalid_choice", "status")
     _error(api.get(f"{CREATE}?overdue=maybe"), 400, "invalid", "overdue")
-    assert api.get(f"{CREATE}?limit=oops&offset=-3").status_code == 200
+    _error(api.get(f"{CREATE}?limit=oops"), 400, "invalid", "limit")
+    _error(api.get(f"{CREATE}?offset=-3"), 400, "invalid", "offset")
+    _error(api.get(f"{CREATE}?limit=0"), 400, "invalid", "limit")
+    page = api.get(f"{CREATE}?limit=100000&offset=0")
+    assert page.status_code == 200 and page.json()["count"] == 0
 
 
 # --- idempotent intake (sequential retries; concurrent ones: test_idempotency_concurrency) -------
