@@ -9,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from hierarchy.nodes import node_label
 from mllm.data.schema import Level
 from mllm.data.schema import Section as SectionName
 
@@ -18,7 +19,7 @@ from ..legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from ..lifecycle import TERMINAL, Status
 from ..models import ForgetRequest
 from ..selectors import is_overdue
-from ..subjects import SubjectIdentifiers, subject_path
+from ..subjects import SubjectIdentifiers
 
 
 def _choices(enum_type: type) -> list[str]:
@@ -193,7 +194,8 @@ class ForgetRequestOut(serializers.ModelSerializer):
 
     @extend_schema_field(SubjectOut)
     def get_subject(self, request: ForgetRequest) -> dict[str, Any]:
-        return SubjectOut(subject_path(request.subject_node)).data
+        return {"level": request.level, "subject_hash": request.subject_hash,  # no parent walk: no N+1
+                "label": node_label(request.subject_node), "institution": request.institution.code}
 
     @extend_schema_field(ExtensionOut(allow_null=True))
     def get_extension(self, request: ForgetRequest) -> dict[str, Any] | None:

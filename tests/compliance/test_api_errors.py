@@ -123,6 +123,17 @@ def test_throttling_answers_429_with_retry_after(api, monkeypatch) -> None:
     assert int(response["Retry-After"]) > 0
 
 
+def test_listing_costs_the_same_queries_for_1_or_20_requests(api, make_request, patient_subject,
+                                                            django_assert_max_num_queries) -> None:
+    make_request(patient_subject(0))
+    with django_assert_max_num_queries(8) as one:
+        assert api.get(CREATE).json()["count"] == 1
+    for _ in range(19):
+        make_request(patient_subject(1))
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        assert api.get(CREATE).json()["count"] == 20
+
+
 def test_filters_are_validated(api) -> None:
     _error(api.get(f"{CREATE}?status=lost"), 400, "invalid_choice", "status")
     _error(api.get(f"{CREATE}?overdue=maybe"), 400, "invalid", "overdue")
