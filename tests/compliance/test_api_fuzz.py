@@ -21,7 +21,7 @@ from schemathesis.checks import Failure, FailureGroup
 from compliance import forget_requests as services
 from compliance.access import SYSTEM
 
-EXAMPLES = 10
+EXAMPLES = 6
 #: What the server answers: never 5xx; statuses, content types and bodies as documented.
 RESPONSE_CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
                    checks.response_schema_conformance]
@@ -72,5 +72,5 @@ def test_no_input_makes_the_api_fail(live_server, key_a, officer, make_request, 
         for mode, path_parameters, (headers, cookies) in itertools.product(GenerationMode, ids, callers):
             calls += _fuzz(operation.as_strategy(generation_mode=mode, **path_parameters),
                            base_url=live_server.url, headers=headers, cookies=cookies, failures=failures)
-    assert calls > 200
+    assert calls > 150
     assert not failures, "\n".join(failures)
