@@ -8,7 +8,6 @@ runs the hooks registered with :func:`on_enter`, all inside the caller's transac
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from hierarchy.identifiers import keyed_hash
+from hierarchy.identifiers import IdentifierKind, keyed_hash
 from hierarchy.models import Corpus
 from hierarchy.scope import scope_resolve
 
@@ -62,15 +61,9 @@ def on_enter(status: Status) -> Callable[[Hook], Hook]:
     return register
 
 
-class _RequesterKind(enum.StrEnum):
-    """Domain of the requester-reference hash (``hierarchy.identifiers.keyed_hash`` kinds)."""
-
-    REQUESTER = "requester"
-
-
 def requester_hash(reference: str) -> str:
     """Keyed hash of the requester's own reference (case number, agent id): never stored raw."""
-    return keyed_hash(_RequesterKind.REQUESTER, reference) if reference.strip() else ""  # type: ignore[arg-type]
+    return keyed_hash(IdentifierKind.REQUESTER, reference) if reference.strip() else ""
 
 
 def _overlapping_open(path: SubjectPath) -> list[ForgetRequest]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 
-@shared_task(name="compliance.audit_checkpoint", queue="default")
+@shared_task(name="compliance.audit_checkpoint")
 def audit_checkpoint_task() -> int | None:
     """Periodically sign the audit head (see ``CELERY_BEAT_SCHEDULE``)."""
     from .audit import audit_checkpoint

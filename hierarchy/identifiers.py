@@ -23,6 +23,7 @@ class IdentifierKind(enum.StrEnum):
     INSTITUTION = "institution"
     SECTION = "section"  # value is "<study uid_hash>|<section name>"
     RECORD = "record"
+    REQUESTER = "requester"  # a requester's own reference (case number, agent id)
 
 
 URN_OID = "urn:oid:"
