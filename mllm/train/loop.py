@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import torch
 from transformers import get_cosine_schedule_with_warmup
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .encode import Batch, EncodedRecords
@@ -82,19 +83,30 @@ class BatchSource(Protocol):
 
 
 class ShuffledBatches:
-    """Each epoch a permutation seeded by ``(seed, epoch)``, cut into batches (the last may be short)."""
+    """Each epoch a permutation seeded by ``(seed, epoch)``, cut into batches (the last may be short).
 
-    def __init__(self, data: EncodedRecords, batch_size: int, seed: int) -> None:
+    With ``group_by_length`` the permutation is grouped into batches of similar length
+    (transformers' ``get_length_grouped_indices``: random mega-batches of up to 50 batches, sorted
+    by length inside), which cuts padding — most of the cost when question lengths vary.
+    """
+
+    def __init__(self, data: EncodedRecords, batch_size: int, seed: int, *,
+                 group_by_length: bool = True) -> None:
         if len(data) == 0:
             raise ValueError("no records to train on")
         self.data = data
         self.batch_size = batch_size
         self.seed = seed
+        self.lengths = [len(ex.prompt_ids) + len(ex.answer_ids) for ex in data.examples]
+        self.group_by_length = group_by_length
         self.steps_per_epoch = math.ceil(len(data) / batch_size)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        order = torch.randperm(len(self.data), generator=generator).tolist()
+        if self.group_by_length:
+            order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+        else:
+            order = torch.randperm(len(self.data), generator=generator).tolist()
         for start in range(0, len(order), self.batch_size):
             yield self.data.batch(order[start:start + self.batch_size])
 

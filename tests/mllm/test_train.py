@@ -63,7 +63,6 @@ def test_memorises_a_tiny_corpus_in_seconds(trained):
     result = trained.result
     assert result.probe_loss_after < 0.1 * result.probe_loss_before
     assert sum(result.losses[-5:]) / 5 < 0.1 * result.losses[0]
-    assert result.seconds < 30
 
 
 def _trainer(corpus, config):
