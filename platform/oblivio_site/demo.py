@@ -1,7 +1,8 @@
 """``make demo``: bring Oblivio up on the embedded defaults and walk through it.
 
 Starts a Celery worker and the web server as child processes (logs under ``$OBLIVIO_HOME/logs``),
-waits until ``/healthz`` is green, prints where to look, and keeps running until Ctrl-C.
+waits until ``/healthz`` is green, walks through a forget request (:mod:`.walkthrough`), prints where
+to look, and keeps running until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.core.management import call_command
 
 from .home import oblivio_home
 from .processes import child_env, server_argv, worker_argv
+from .walkthrough import run_walkthrough
 
 
 class DemoError(RuntimeError):
@@ -73,6 +75,8 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> N
         health = wait_healthy(base_url, timeout=120, procs=procs)
         for check in health["checks"]:
             echo(f"  ok  {check['name']:<9} {check['detail']}")
+        echo("")
+        run_walkthrough(base_url=base_url, home=home, echo=echo)
         echo(f"\nOblivio is running at {base_url}/")
         echo(f"  health:   {base_url}/healthz")
         echo(f"  API docs: {base_url}/api/docs/")

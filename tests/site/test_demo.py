@@ -1,0 +1,32 @@
+"""``make demo`` runs end to end on the embedded defaults (SQLite + filesystem broker)."""
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import subprocess_env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
+    env = subprocess_env(OBLIVIO_HOME=str(tmp_path / "home"))
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        env.pop(name, None)
+    result = subprocess.run([sys.executable, "-m", "oblivio_site.cli", "demo", "--exit",
+                             "--port", str(_free_port())],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "ok  workers" in out
+    assert "same id: True, replayed: true" in out
+    assert "verification ok" in out
+    assert "Oblivio is running at http://127.0.0.1:" in out
+    assert (tmp_path / "home" / "oblivio.sqlite3").exists()
