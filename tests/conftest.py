@@ -8,6 +8,7 @@ the session stops with a clear message instead of skipping tests.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -66,7 +67,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Release the Redis database ``testing_settings`` claimed for this session."""
+    """Release what ``testing_settings`` took for this session: its data directory and Redis database."""
+    if os.environ.pop("OBLIVIO_TEST_HOME_CREATED", None):
+        shutil.rmtree(os.environ["OBLIVIO_HOME"], ignore_errors=True)
     url = os.environ.get("CELERY_BROKER_URL", "")
     if url.startswith("redis://") and os.environ.get("OBLIVIO_TEST_REDIS_CLAIMED"):
         import redis

@@ -13,7 +13,9 @@ import tempfile
 
 import redis
 
-os.environ.setdefault("OBLIVIO_HOME", tempfile.mkdtemp(prefix="oblivio-test-home-"))
+if "OBLIVIO_HOME" not in os.environ:
+    os.environ["OBLIVIO_HOME"] = tempfile.mkdtemp(prefix="oblivio-test-home-")
+    os.environ["OBLIVIO_TEST_HOME_CREATED"] = "1"  # removed again at the end of the session
 
 
 def _claim_redis_database(url: str) -> str:

@@ -20,8 +20,10 @@ def setup_django() -> None:
     """Configure Django for commands that touch the database."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oblivio_site.settings")
     import django
+    from django.apps import apps
 
-    django.setup()
+    if not apps.ready:  # django.setup() reconfigures logging every time it runs
+        django.setup()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
