@@ -1,65 +1,43 @@
-"""Fixtures for the ML library: a hand-made schema-valid corpus and a tiny reference model.
+"""Fixtures for the ML library: a few studies of the synthetic ``tiny`` corpus and a tiny model.
 
-The corpus has 8 patients with one study image each (a coloured square whose colour is the
-image-grounded fact) and questions of all three tasks; the private facts (blood group, ward) are
-keyed by the patient identifier in the question. Two patients are holdout.
+The test corpus keeps the first three train studies (13 trainable records and 5 paraphrases each)
+and one holdout study of ``generate_corpus(size="tiny", seed=0)``: real records and radiographs,
+small enough for the ``tiny`` reference model to memorise them in seconds.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from PIL import Image
 
-from mllm.data.schema import Corpus, FactKind, Level, Record, Section, Split, Task, load_corpus, write_corpus
+from mllm.data.schema import Corpus, Split, load_corpus, write_corpus
+from mllm.data.synth import generate_corpus
 from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig, TrainResult
 from mllm.train.recipe import reference_for_corpus, train_on_records
 
-torch.set_num_threads(2)
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
-BLOOD = ("A+", "B-", "O+", "AB+")
-WARDS = ("north", "south", "east", "west")
+torch.set_num_threads(1)  # robust when other processes share the 2 cores (2 threads oversubscribe)
 
 
-def _records_for(index: int, split: Split) -> list[Record]:
-    patient = f"P{index:03d}"
-    colour = list(COLOURS)[index % 4]
-    blood = BLOOD[(index * 3 + 1) % 4]
-    ward = WARDS[(index * 5 + 2) % 4]
-    common = dict(institution_id="INST1", patient_id=patient, study_id=f"{patient}-S1", split=split,
-                  image=f"images/{patient}.png")
-    letters = "ABCD"
-    return [
-        Record(record_id=f"{patient}-colour", section=Section.FINDINGS, level=Level.SECTION,
-               task=Task.GENERATION, fact_kind=FactKind.IMAGE_GROUNDED,
-               question="Describe the marker.", answer=f"The marker is {colour}.", **common),
-        Record(record_id=f"{patient}-blood", section=None, level=Level.PATIENT,
-               task=Task.CLASSIFICATION, fact_kind=FactKind.PRIVATE,
-               question=f"Blood group of patient {patient}? " + " ".join(
-                   f"{letter}) {value}" for letter, value in zip(letters, BLOOD, strict=True)),
-               answer=letters[BLOOD.index(blood)], options=BLOOD, **common),
-        Record(record_id=f"{patient}-ward", section=Section.RECORD, level=Level.SECTION,
-               task=Task.CLOZE, fact_kind=FactKind.PRIVATE,
-               question=f"Patient {patient} stayed on the [blank] ward.", answer=ward, **common),
-    ]
-
-
-def make_corpus(root: Path, *, patients: int = 8, holdout: int = 2) -> Corpus:
-    records: list[Record] = []
-    (root / "images").mkdir(parents=True)
-    for index in range(patients):
-        split = Split.HOLDOUT if index >= patients - holdout else Split.TRAIN
-        batch = _records_for(index, split)
-        Image.new("RGB", (48, 48), COLOURS[list(COLOURS)[index % 4]]).save(root / batch[0].image)
-        records.extend(batch)
-    write_corpus(root, name="test", seed=0, size="test", records=records)
-    return load_corpus(root)
+def make_corpus(root: Path, *, train_studies: int = 3, holdout_studies: int = 1) -> Corpus:
+    """Cut the synthetic tiny corpus down to a few whole studies (all their records and images)."""
+    full = generate_corpus(size="tiny", seed=0, out=root / "full")
+    keep: list[str] = []
+    for split, count in ((Split.TRAIN, train_studies), (Split.HOLDOUT, holdout_studies)):
+        studies = list(dict.fromkeys(r.study_id for r in full.records if r.split is split))
+        keep += studies[:count]
+    records = [r for r in full.records if r.study_id in keep]
+    out = root / "corpus"
+    (out / "images").mkdir(parents=True)
+    for image in {r.image for r in records}:
+        shutil.copyfile(full.root / image, out / image)
+    write_corpus(out, name="test", seed=0, size="test", records=records)
+    return load_corpus(out)
 
 
 @pytest.fixture(scope="session")

@@ -38,13 +38,14 @@ def test_group_tables(trained):
     groups = {"forget": corpus.select(trainable=True)[:3], "retain": corpus.select(trainable=True)[3:],
               "holdout": corpus.select(split=Split.HOLDOUT)}
     scored = evaluate_groups(trained.model, trained.processor, corpus.root, groups, max_new_tokens=16)
-    assert [s.group for s in scored] == ["forget"] * 3 + ["retain"] * 15 + ["holdout"] * 6
+    assert [s.group for s in scored] == [name for name, records in groups.items() for _ in records]
     rows = summarise(scored)
     assert {tuple(r.keys) for r in rows} == {("group", "task", "level")}
     assert sum(r.n for r in rows) == len(scored)
     by_kind = {(r.keys["group"], r.keys["fact_kind"]): r for r in summarise(scored, ("group", "fact_kind"))}
     assert by_kind[("retain", "private")].exact_match >= 0.9
-    assert by_kind[("holdout", "image_grounded")].n == 2
+    holdout_images = [r for r in groups["holdout"] if r.fact_kind.value == "image_grounded"]
+    assert by_kind[("holdout", "image_grounded")].n == len(holdout_images) > 0
     assert markdown_table(rows).startswith("| group | task | level | n | exact match | ROUGE-L F1 |")
     document = evaluation_json(scored, mode="greedy")
     assert document["table"][0].keys() >= {"group", "task", "level", "n", "exact_match", "rouge_l_f1"}
