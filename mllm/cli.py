@@ -205,9 +205,9 @@ def _quiet_transformers(threads: int | None) -> None:
               help="Train LoRA adapters on the language model instead of all weights.")
 @click.option("--lora-rank", default=16, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True),
-              help="Passes over the training records [default: 40].")
+              help="Passes over the training records [default: 25].")
 @click.option("--steps", type=click.IntRange(1), help="Optimizer steps (instead of --epochs).")
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Peak learning rate (linear warmup, then cosine decay to 0).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int,
@@ -235,7 +235,7 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
     if epochs is not None and steps is not None:
         raise click.UsageError("give --epochs or --steps, not both")
     _quiet_transformers(threads)
-    config = TrainConfig(epochs=40.0 if epochs is None else epochs, steps=steps, batch_size=batch_size,
+    config = TrainConfig(epochs=25.0 if epochs is None else epochs, steps=steps, batch_size=batch_size,
                          lr=lr, seed=seed)
     job = TrainJob(corpus=corpus, out=out, config=config, base=base, spec=SPECS[size],
                    lora=LoraSettings(rank=lora_rank, alpha=lora_rank) if lora else None,

@@ -34,7 +34,7 @@ class TrainConfig:
     epochs: float = 1.0
     steps: int | None = None
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 3e-4
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     grad_clip: float = 1.0
