@@ -119,7 +119,8 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
         checkpoint_dir=job.checkpoint_dir, checkpoint_every=job.checkpoint_every, resume=job.resume)
     excluded = "\n".join(sorted(job.exclude)).encode()
     metadata = ArtifactMetadata(
-        kind="retrain-oracle" if job.exclude else "fine-tuned", seed=job.config.seed,
+        # an oracle must never have seen the excluded records: only a fresh reference model qualifies
+        kind="retrain-oracle" if job.exclude and job.base is None else "fine-tuned", seed=job.config.seed,
         parameters=parameters, reference_spec=None if job.base else asdict(job.spec),
         corpus_sha256=corpus.header.records_sha256, parent_digest=parent,
         training={"config": asdict(job.config), "records": len(records), "steps": result.steps,

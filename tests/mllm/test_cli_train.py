@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from mllm.cli import evaluate, train
 from mllm.models.artifact import ArtifactMetadata, read_metadata, save_artifact
 
-FAST = ["--size", "tiny", "--steps", "6", "--batch-size", "8", "--threads", "2"]
+FAST = ["--size", "tiny", "--steps", "6", "--batch-size", "8", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,15 @@ def test_train_saves_an_artifact_with_provenance(corpus, tmp_path):
 
     again = run(train, ["--corpus", corpus.root, "--out", tmp_path / "m", *FAST])
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_same_seed_same_artifact_digest(corpus, tmp_path):
+    digests = []
+    for name in ("a", "b"):
+        result = run(train, ["--corpus", corpus.root, "--out", tmp_path / name, *FAST, "--seed", 5])
+        assert result.exit_code == 0, result.output
+        digests.append(result.stdout.rsplit("digest sha256:", 1)[1].strip())
+    assert digests[0] == digests[1]
 
 
 def test_retrain_oracle_and_lora_from_a_base(corpus, trained_dir, tmp_path):
