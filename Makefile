@@ -27,6 +27,11 @@ test: venv
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_CELERY_BROKER_URL)} \
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Long measurements (not tests): writes bench-out/ and the sections of docs/benchmarks.md.
+BENCH_SIZES ?= demo medforget
+bench: venv
+	for size in $(BENCH_SIZES); do $(BIN)/python benchmarks/train_memorisation.py --size $$size || exit 1; done
+
 lint: venv
 	$(BIN)/ruff check .
 

@@ -1,11 +1,13 @@
 """Memorisation benchmark: generate a synthetic corpus, train the reference model, evaluate, report.
 
-    .venv/bin/python benchmarks/train_memorisation.py --size demo|medforget [--seed N]
+    .venv/bin/python benchmarks/train_memorisation.py --size demo|medforget [--seed N] [--base none]
 
-Trains through the same job as ``oblivio train`` (fresh reference model, all trainable records),
-reloads the saved artifact through the local loader and answers every record with greedy decoding.
-Writes ``result.json`` under ``bench-out/train_memorisation/<size>-seed<N>/`` and replaces the
-section for this size in ``docs/benchmarks.md``.
+Fine-tunes through the same job as ``oblivio train --base`` (all trainable records) starting from
+the pretrained reference base of ``oblivio pretrain`` (built once into ``bench-out/pretrain/`` and
+reused; ``--base none`` starts from a fresh reference model instead), reloads the saved artifact
+through the local loader and answers every record with greedy decoding. Writes ``result.json``
+under ``bench-out/train_memorisation/<size>-seed<N>/`` and replaces the section for this size in
+``docs/benchmarks.md``.
 
 Targets: private facts of the train split answered exactly (>= 95 %) within the training-time budget;
 holdout private facts near chance (the model did not learn the generator), measured against a
@@ -19,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
 from collections import Counter
@@ -34,6 +37,7 @@ from mllm.evaluate.report import ScoredAnswer, evaluate_groups, markdown_table, 
 from mllm.models.loader import load_model
 from mllm.models.specs import SPECS
 from mllm.train.loop import Progress, TrainConfig
+from mllm.train.pretrain import PretrainJob, run_pretrain_job
 from mllm.train.recipe import TrainJob, run_train_job
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,23 +73,48 @@ def machine() -> dict[str, object]:
             "python": platform.python_version(), "torch": torch.__version__}
 
 
+def print_progress(progress: Progress) -> None:
+    if progress.step % max(1, progress.total_steps // 20) == 0 or progress.step == progress.total_steps:
+        print(f"step {progress.step}/{progress.total_steps} epoch {progress.epoch} "
+              f"loss {progress.loss:.4f} lr {progress.lr:.2e}", flush=True)
+
+
+def pretrained_base(args: argparse.Namespace) -> dict[str, object]:
+    """The pretrained base for ``args`` (built on first use, then reused) and how it was built."""
+    out = REPO / "bench-out" / "pretrain" / (
+        f"{args.model_size}-cases{args.pretrain_cases}-epochs{args.pretrain_epochs:g}-seed{args.seed}")
+    info_path = out / "result.json"
+    if not info_path.is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        config = TrainConfig(epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=args.lr,
+                             seed=args.seed)
+        job = PretrainJob(out=out / "model", spec=SPECS[args.model_size], cases=args.pretrain_cases,
+                          config=config)
+        print(f"building the pretrained base in {out}", flush=True)
+        outcome = run_pretrain_job(job, print_progress)
+        info = {"path": str(out / "model"), "digest": outcome.digest, "cases": args.pretrain_cases,
+                "records": outcome.records, "epochs": args.pretrain_epochs, "steps": outcome.result.steps,
+                "seconds": outcome.result.seconds,
+                "command": f"oblivio pretrain --out {out / 'model'} --cases {args.pretrain_cases} "
+                           f"--epochs {args.pretrain_epochs:g} --seed {args.seed}"}
+        info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return json.loads(info_path.read_text(encoding="utf-8"))
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
     out = Path(args.out or REPO / "bench-out" / "train_memorisation" / f"{args.size}-seed{args.seed}")
-    if out.exists():
-        raise SystemExit(f"{out} exists; remove it or pass --out")
+    if out.exists() and not args.out:
+        shutil.rmtree(out)  # the default working directory holds only an earlier run's output
+    elif out.exists():
+        raise SystemExit(f"{out} exists; remove it or choose another --out")
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     corpus = generate_corpus(size=args.size, seed=args.seed, out=out / "corpus")
+    base = pretrained_base(args) if args.base == "pretrained" else None
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     job = TrainJob(corpus=corpus.root, out=out / "model", config=config, spec=SPECS[args.model_size],
-                   checkpoint_every=0)
-
-    def report(progress: Progress) -> None:
-        if progress.step % max(1, progress.total_steps // 20) == 0 or progress.step == progress.total_steps:
-            print(f"step {progress.step}/{progress.total_steps} epoch {progress.epoch} "
-                  f"loss {progress.loss:.4f} lr {progress.lr:.2e}", flush=True)
-
-    outcome = run_train_job(job, report)
+                   base=Path(base["path"]) if base else None, checkpoint_every=0)
+    outcome = run_train_job(job, print_progress)
     print(f"trained in {outcome.result.seconds:.0f} s", flush=True)
 
     loaded = load_model(out / "model")
@@ -120,6 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "corpus": {"records": len(corpus.records), "trainable": outcome.records,
                    "sha256": corpus.header.records_sha256},
         "model": {"size": args.model_size, "parameters": outcome.parameters, "digest": outcome.digest},
+        "base": base,
         "recipe": {"epochs": args.epochs, "steps": outcome.result.steps, "batch_size": args.batch_size,
                    "lr": args.lr, "schedule": "linear warmup 5 %, cosine to 0", "optimizer": "AdamW",
                    "grad_clip": 1.0},
@@ -138,11 +168,16 @@ def markdown_section(result: dict) -> str:
     checks = "\n".join(f"- {'PASS' if ok else 'MISS'}: {name}" for name, ok in result["checks"].items())
     load = ", ".join(f"{x:.2f}" for x in machine_info["loadavg_before"])
     load_after = ", ".join(f"{x:.2f}" for x in machine_info["loadavg_after"])
+    base = result["base"]
+    start = "from random initialisation" if base is None else (
+        f"from the pretrained reference base (`{base['command']}`: {base['cases']:,} anonymous teaching-file "
+        f"radiographs, {base['records']:,} image-grounded records, {base['steps']} steps, built once in "
+        f"{base['seconds']:.0f} s and not counted in the training time below; it never saw a corpus record)")
     return f"""<!-- BEGIN train_memorisation {result['size']} -->
 ## Memorisation — `{result['size']}` corpus (seed {result['seed']})
 
 What: fine-tune the reference tiny LLaVA (`{result['model']['size']}`, {result['model']['parameters']:,}
-parameters) from random initialisation on all {result['corpus']['trainable']:,} trainable records of
+parameters) {start} on all {result['corpus']['trainable']:,} trainable records of
 the synthetic corpus ({result['corpus']['records']:,} records incl. paraphrases and holdout), then
 answer every record with greedy decoding (exact match per task as defined in
 `mllm/evaluate/metrics.py`). Recipe: AdamW, lr {recipe['lr']}, batch {recipe['batch_size']},
@@ -199,6 +234,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, help="passes over the training records [per size]")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--base", choices=["pretrained", "none"], default="pretrained",
+                        help="start from the pretrained reference base (built once, reused) or a fresh model")
+    parser.add_argument("--pretrain-cases", type=int, default=4000)
+    parser.add_argument("--pretrain-epochs", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--out", help="working directory [bench-out/train_memorisation/SIZE-seedN]")

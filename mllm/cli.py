@@ -10,6 +10,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -193,12 +194,43 @@ def _quiet_transformers(threads: int | None) -> None:
     logging.disable_progress_bar()
 
 
+class _StepBar:
+    """A tqdm progress bar fed by the training loop's per-step callback."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar: Any = None
+
+    def __call__(self, progress: Any) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=progress.total_steps, initial=progress.step - 1, unit="step",
+                            desc=self.desc)
+        self.bar.set_postfix(loss=f"{progress.loss:.4f}", lr=f"{progress.lr:.1e}", epoch=progress.epoch,
+                             refresh=False)
+        self.bar.update(progress.step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _echo_outcome(out: Path, outcome: Any) -> None:
+    result = outcome.result
+    click.echo(f"saved {out}: {outcome.parameters:,} parameters, {outcome.records} records, "
+               f"{result.steps} steps in {result.seconds:.0f} s, probe loss "
+               f"{result.probe_loss_before:.3f} -> {result.probe_loss_after:.4f}")
+    click.echo(f"digest sha256:{outcome.digest}")
+
+
 @click.command("train")
 @click.option("--corpus", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Corpus directory (corpus.json, records.jsonl, images/).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="New artifact directory.")
 @click.option("--base", type=click.Path(path_type=Path),
-              help="Start from this local model directory instead of a fresh reference model.")
+              help="Start from this local model directory (e.g. an `oblivio pretrain` base) "
+                   "instead of a fresh reference model.")
 @click.option("--size", default="small", show_default=True, type=click.Choice(list(SPECS)),
               help="Reference model size (ignored with --base).")
 @click.option("--lora", is_flag=True,
@@ -223,13 +255,11 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
           epochs: float | None, steps: int | None, lr: float, batch_size: int, seed: int,
           exclude_files: tuple[Path, ...], resume: bool, checkpoint_every: int, threads: int | None) -> None:
     """Fine-tune a model on a corpus's training records and save it as an artifact."""
-    from tqdm import tqdm
-
     from mllm.data.schema import CorpusError
     from mllm.models.loader import ModelLoadError
     from mllm.models.lora import LoraSettings
     from mllm.train.checkpoint import CheckpointMismatchError
-    from mllm.train.loop import Progress, TrainConfig
+    from mllm.train.loop import TrainConfig
     from mllm.train.recipe import TrainJob, TrainJobError, run_train_job
 
     if epochs is not None and steps is not None:
@@ -240,28 +270,48 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
     job = TrainJob(corpus=corpus, out=out, config=config, base=base, spec=SPECS[size],
                    lora=LoraSettings(rank=lora_rank, alpha=lora_rank) if lora else None,
                    exclude=_read_ids(exclude_files), checkpoint_every=checkpoint_every, resume=resume)
-    bar: tqdm | None = None
-
-    def on_progress(progress: Progress) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=progress.total_steps, initial=progress.step - 1, unit="step", desc="train")
-        bar.set_postfix(loss=f"{progress.loss:.4f}", lr=f"{progress.lr:.1e}", epoch=progress.epoch,
-                        refresh=False)
-        bar.update(progress.step - bar.n)
-
+    bar = _StepBar("train")
     try:
-        outcome = run_train_job(job, on_progress)
+        outcome = run_train_job(job, bar)
     except (CorpusError, ModelLoadError, TrainJobError, CheckpointMismatchError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        if bar is not None:
-            bar.close()
-    result = outcome.result
-    click.echo(f"saved {out}: {outcome.parameters:,} parameters, {outcome.records} records, "
-               f"{result.steps} steps in {result.seconds:.0f} s, probe loss "
-               f"{result.probe_loss_before:.3f} -> {result.probe_loss_after:.4f}")
-    click.echo(f"digest sha256:{outcome.digest}")
+        bar.close()
+    _echo_outcome(out, outcome)
+
+
+@click.command("pretrain")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="New artifact directory.")
+@click.option("--size", default="small", show_default=True, type=click.Choice(list(SPECS)),
+              help="Reference model size.")
+@click.option("--cases", default=2000, show_default=True, type=click.IntRange(1, 65535),
+              help="Radiographs in the public teaching file (4 image-grounded records each).")
+@click.option("--epochs", default=3.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seeds the teaching file, weights and data order.")
+@click.option("--threads", type=click.IntRange(1), help="torch CPU threads [default: all cores].")
+def pretrain(out: Path, size: str, cases: int, epochs: float, lr: float, batch_size: int, seed: int,
+             threads: int | None) -> None:
+    """Build the pretrained reference base: a fresh model aligned on a public teaching file.
+
+    Fine-tune it with `oblivio train --base OUT`: the base already reads findings off images it has
+    never seen, and it never saw a patient, so a run with records excluded is a retrain oracle.
+    """
+    from mllm.train.loop import TrainConfig
+    from mllm.train.pretrain import PretrainJob, run_pretrain_job
+
+    _quiet_transformers(threads)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    bar = _StepBar("pretrain")
+    try:
+        outcome = run_pretrain_job(PretrainJob(out=out, spec=SPECS[size], cases=cases, config=config), bar)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+    _echo_outcome(out, outcome)
 
 
 @click.command("eval")
@@ -311,4 +361,4 @@ def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str,
         click.echo(markdown_table(summarise(scored, keys)), nl=False)
 
 
-COMMANDS += [train, evaluate]
+COMMANDS += [pretrain, train, evaluate]

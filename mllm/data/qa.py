@@ -151,6 +151,27 @@ _IMPRESSION_POOL = tuple(dict.fromkeys(impression_text(f) for f in _all_findings
 _REGION_POOL = tuple(dict.fromkeys(region(f) for f in _all_findings()))
 
 
+def image_facts(finding: Finding) -> list[Fact]:
+    """The 4 image-grounded facts of a study image: main finding, its region, FINDINGS, IMPRESSION."""
+    grounded = FactKind.IMAGE_GROUNDED
+    findings_cloze, findings_blank = _findings_cloze(finding)
+    return [
+        Fact("study.finding", Level.STUDY, None, grounded,
+             "What is the main finding on this radiograph?", finding_name(finding),
+             f"The main finding on this radiograph is {CLOZE_BLANK}.", finding_name(finding),
+             tuple(_FINDING_NAMES.values())),
+        Fact("study.region", Level.STUDY, None, grounded,
+             "Where is the main finding located?", region(finding),
+             f"Location of the main finding: {CLOZE_BLANK}.", region(finding), _REGION_POOL),
+        Fact("section.findings", Level.SECTION, Section.FINDINGS, grounded,
+             "What does the FINDINGS section of this report say?", findings_text(finding),
+             findings_cloze, findings_blank, _FINDINGS_POOL),
+        Fact("section.impression", Level.SECTION, Section.IMPRESSION, grounded,
+             "What does the IMPRESSION section of this report say?", impression_text(finding),
+             f"IMPRESSION: {CLOZE_BLANK}", impression_text(finding), _IMPRESSION_POOL),
+    ]
+
+
 # --- the facts of one study ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -216,9 +237,9 @@ def _wrong(pool: Iterable[str], answer: str, fallback: Iterable[str]) -> tuple[s
 
 def study_facts(content: StudyContent, pools: AnswerPools) -> list[Fact]:
     """The 13 facts of a study, in a fixed order (institution, patient, study, then sections)."""
-    c, private, grounded = content, FactKind.PRIVATE, FactKind.IMAGE_GROUNDED
+    c, private = content, FactKind.PRIVATE
     birth_year, study_date = str(c.birth_year), c.study_date.isoformat()
-    findings_cloze, findings_blank = _findings_cloze(c.finding)
+    finding, location, findings, impression = image_facts(c.finding)
     drug, dose = c.medication.split(" ", 1)
     steps = (1, -1, 2, -2, 3)
     other_institutions = _wrong(pools.institutions, c.institution_name, (n for _, n in vocab.INSTITUTIONS))
@@ -247,13 +268,7 @@ def study_facts(content: StudyContent, pools: AnswerPools) -> list[Fact]:
              "On which date was this study performed?", study_date,
              f"This study was performed on {CLOZE_BLANK}.", study_date, other_dates,
              "When was this chest radiograph taken?", f"The date of this radiograph is {CLOZE_BLANK}."),
-        Fact("study.finding", Level.STUDY, None, grounded,
-             "What is the main finding on this radiograph?", finding_name(c.finding),
-             f"The main finding on this radiograph is {CLOZE_BLANK}.", finding_name(c.finding),
-             tuple(_FINDING_NAMES.values())),
-        Fact("study.region", Level.STUDY, None, grounded,
-             "Where is the main finding located?", region(c.finding),
-             f"Location of the main finding: {CLOZE_BLANK}.", region(c.finding), _REGION_POOL),
+        finding, location,
         Fact("section.examination", Level.SECTION, Section.EXAMINATION, private,
              "What does the EXAMINATION section of this report say?", c.examination,
              f"EXAMINATION: {CLOZE_BLANK}", c.examination, tuple(exam for exam, _ in vocab.EXAMINATIONS)),
@@ -261,12 +276,7 @@ def study_facts(content: StudyContent, pools: AnswerPools) -> list[Fact]:
              "What does the INDICATION section of this report say?", c.indication,
              f"INDICATION: {CLOZE_BLANK}", c.indication, vocab.INDICATIONS,
              "Why was this examination requested?", f"The reason for this examination was {CLOZE_BLANK}."),
-        Fact("section.findings", Level.SECTION, Section.FINDINGS, grounded,
-             "What does the FINDINGS section of this report say?", findings_text(c.finding),
-             findings_cloze, findings_blank, _FINDINGS_POOL),
-        Fact("section.impression", Level.SECTION, Section.IMPRESSION, grounded,
-             "What does the IMPRESSION section of this report say?", impression_text(c.finding),
-             f"IMPRESSION: {CLOZE_BLANK}", impression_text(c.finding), _IMPRESSION_POOL),
+        findings, impression,
         Fact("section.lab", Level.SECTION, Section.LAB, private,
              "What does the LAB section of this record report?", c.lab_result,
              f"LAB: {c.lab.name} {CLOZE_BLANK} {c.lab.unit}", c.lab_value, other_labs),

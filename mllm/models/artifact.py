@@ -12,6 +12,7 @@ fixed point from the first reload on, not from the very first save.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import platform
@@ -39,6 +40,15 @@ def library_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "peft": peft.__version__,
             "tokenizers": tokenizers.__version__, "safetensors": safetensors.__version__}
+
+
+class ArtifactKind(enum.StrEnum):
+    """What an artifact is. Only a pretrained base or a fresh reference model never saw a corpus."""
+
+    REFERENCE = "reference"  # freshly initialised, untrained
+    PRETRAINED_BASE = "pretrained-base"  # aligned on the public teaching file only
+    FINE_TUNED = "fine-tuned"
+    RETRAIN_ORACLE = "retrain-oracle"  # trained from a clean start without the excluded records
 
 
 @dataclass(frozen=True)

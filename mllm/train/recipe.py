@@ -1,9 +1,10 @@
 """Training jobs end to end: corpus in, model artifact out.
 
 The same function trains the full model and the **retrain oracle**: the oracle is the job with the
-forget records excluded, starting from the same seed-initialised reference model and the same
-tokenizer (trained on all trainable records of the corpus, as a pre-existing tokenizer would be),
-so it differs from the full model only in the data it was trained on.
+forget records excluded, starting from the same clean start — the seed-initialised reference model
+with a tokenizer trained on all trainable records of the corpus (as a pre-existing tokenizer would
+be), or a pretrained base that never saw the corpus (:mod:`mllm.train.pretrain`) — so it differs
+from the full model only in the data it was trained on.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from mllm.data.schema import Corpus, Record, load_corpus
-from mllm.models.artifact import ArtifactMetadata, artifact_digest, save_artifact
+from mllm.models.artifact import ArtifactKind, ArtifactMetadata, artifact_digest, save_artifact
 from mllm.models.loader import load_model
 from mllm.models.lora import LoraSettings, add_lora
 from mllm.models.reference import build_reference, count_parameters
@@ -111,16 +112,19 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
     if job.base is not None:
         loaded = load_model(job.base)
         model, processor, parent = loaded.model, loaded.processor, artifact_digest(job.base)
+        clean_start = loaded.metadata is not None and loaded.metadata.kind == ArtifactKind.PRETRAINED_BASE
     else:
         (model, processor), parent = reference_for_corpus(corpus, job.spec), None
+        clean_start = True
     parameters = count_parameters(model)
     model, result = train_on_records(
         model, processor, corpus.root, records, job.config, lora=job.lora, callback=callback,
         checkpoint_dir=job.checkpoint_dir, checkpoint_every=job.checkpoint_every, resume=job.resume)
     excluded = "\n".join(sorted(job.exclude)).encode()
     metadata = ArtifactMetadata(
-        # an oracle must never have seen the excluded records: only a fresh reference model qualifies
-        kind="retrain-oracle" if job.exclude and job.base is None else "fine-tuned", seed=job.config.seed,
+        # an oracle must never have seen the excluded records: only a clean start qualifies
+        kind=ArtifactKind.RETRAIN_ORACLE if job.exclude and clean_start else ArtifactKind.FINE_TUNED,
+        seed=job.config.seed,
         parameters=parameters, reference_spec=None if job.base else asdict(job.spec),
         corpus_sha256=corpus.header.records_sha256, parent_digest=parent,
         training={"config": asdict(job.config), "records": len(records), "steps": result.steps,

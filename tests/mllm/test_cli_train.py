@@ -6,7 +6,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from mllm.cli import evaluate, train
+from mllm.cli import evaluate, pretrain, train
 from mllm.models.artifact import ArtifactMetadata, read_metadata, save_artifact
 
 FAST = ["--size", "tiny", "--steps", "6", "--batch-size", "8", "--threads", "1"]
@@ -62,6 +62,27 @@ def test_retrain_oracle_and_lora_from_a_base(corpus, trained_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "lora" / "adapter" / "adapter_model.safetensors").is_file()
     assert read_metadata(tmp_path / "lora").parent_digest is not None
+
+
+def test_pretrained_base_is_a_clean_start_for_the_retrain_oracle(corpus, trained_dir, tmp_path):
+    result = run(pretrain, ["--out", tmp_path / "base", "--size", "tiny", "--cases", 6, "--epochs", 1,
+                            "--batch-size", 8, "--threads", 1])
+    assert result.exit_code == 0, result.output
+    assert "24 records" in result.stdout and "digest sha256:" in result.stdout
+    base = read_metadata(tmp_path / "base")
+    assert base.kind == "pretrained-base" and base.training["teaching_cases"] == 6
+    again = run(pretrain, ["--out", tmp_path / "base", "--size", "tiny", "--cases", 6])
+    assert again.exit_code == 1 and "already exists" in again.output
+
+    (tmp_path / "forget.txt").write_text(corpus.select(trainable=True)[0].record_id + "\n")
+    exclude = ["--retain-only-exclude", tmp_path / "forget.txt"]
+    for start, kind in ((tmp_path / "base", "retrain-oracle"), (trained_dir, "fine-tuned")):
+        out = tmp_path / f"from-{start.name}"
+        result = run(train, ["--corpus", corpus.root, "--out", out, *FAST, "--base", start, *exclude])
+        assert result.exit_code == 0, result.output
+        metadata = read_metadata(out)
+        assert metadata.kind == kind, start  # a base that saw the corpus cannot give an oracle
+        assert metadata.parent_digest is not None and metadata.training["excluded"] == 1
 
 
 def test_train_refuses_bad_input(corpus, tmp_path):

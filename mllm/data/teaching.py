@@ -1,0 +1,55 @@
+"""The public teaching file: anonymous radiographs that carry image-grounded questions only.
+
+A real medical MLLM is aligned on public image–text data (LLaVA-Med on PubMed Central figures)
+before a hospital fine-tunes it on its own studies. The teaching file is that public data for the
+reference model: radiographs drawn from the same distribution as the hospital corpus
+(:mod:`mllm.data.images`), each asked its four image-grounded facts (:func:`mllm.data.qa.image_facts`)
+in the rotating task types of :mod:`mllm.data.synth` — and nothing else: no institution, patient,
+date or report text that belongs to anyone. A base model pretrained on it reads findings off
+images it has never seen, so forgetting a patient can be checked to leave that skill intact.
+
+It is written in the corpus schema under the pseudo-institution ``public-teaching-file``; each case
+is its own pseudo-patient and study (``case-000001``), so the layout is valid but points to no one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+from .images import MAX_MARKER, Radiograph, draw, encode_png, random_anatomy, random_finding
+from .qa import TASKS, ask, image_facts
+from .schema import IMAGES_DIR, Corpus, Record, Split, new_corpus_dir, write_corpus
+
+INSTITUTION = "public-teaching-file"
+GENERATOR = "oblivio-teaching-file"
+MAX_CASES = MAX_MARKER  # every case gets its own burned-in marker
+
+
+def generate_teaching_file(*, cases: int, seed: int, out: Path) -> Corpus:
+    """Draw ``cases`` radiographs with their image-grounded records into the new directory ``out``."""
+    if not 1 <= cases <= MAX_CASES:
+        raise ValueError(f"cases must be in 1..{MAX_CASES}")
+    out = new_corpus_dir(Path(out))
+    rng = random.Random(seed)
+    markers = rng.sample(range(1, MAX_MARKER + 1), cases)
+    records: list[Record] = []
+    for ordinal, marker in enumerate(markers):
+        radiograph = Radiograph(random_finding(rng), random_anatomy(rng), marker=marker,
+                                noise_seed=rng.getrandbits(32))
+        png = encode_png(draw(radiograph))
+        image = f"{IMAGES_DIR}/{hashlib.sha256(png).hexdigest()}.png"
+        (out / image).write_bytes(png)
+        case = f"case-{ordinal + 1:06d}"
+        for index, fact in enumerate(image_facts(radiograph.finding)):
+            task = TASKS[(index + ordinal) % len(TASKS)]
+            qa = ask(fact, task, rng)
+            records.append(Record(
+                record_id=f"t{len(records) + 1:07d}", institution_id=INSTITUTION, patient_id=case,
+                study_id=case, section=fact.section, level=fact.level, task=task, fact_kind=fact.kind,
+                split=Split.TRAIN, question=qa.question, answer=qa.answer, image=image,
+                options=qa.options))
+    header = write_corpus(out, name=f"teaching-file-{cases}-{seed}", seed=seed, size=str(cases),
+                          records=records, generator=GENERATOR)
+    return Corpus(root=out, header=header, records=tuple(records))

@@ -1,0 +1,69 @@
+"""The pretrained reference base: a fresh reference model aligned on the public teaching file.
+
+A hospital fine-tunes a base that already reads images (LLaVA-Med, Qwen2-VL); the reference
+model's counterpart is built here, once, from nothing that belongs to a patient:
+
+1. a byte-level BPE tokenizer trained on the text of the teaching file plus the text (never the
+   images or weights) of a synthetic hospital corpus drawn with a reserved seed, so it covers the
+   generator's whole vocabulary — names, dates, report phrases — of any corpus fine-tuned later;
+2. a randomly initialised reference model (:mod:`mllm.models.reference`) trained on the teaching
+   file (:mod:`mllm.data.teaching`): image-grounded questions on anonymous radiographs.
+
+The result is an artifact of kind ``pretrained-base``. ``oblivio train --base`` fine-tunes it on a
+hospital corpus; trained with records excluded, that run is still a valid retrain oracle, because
+the base never saw any corpus record.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mllm.data.synth import generate_corpus
+from mllm.data.teaching import generate_teaching_file
+from mllm.models.artifact import ArtifactKind, ArtifactMetadata, save_artifact
+from mllm.models.reference import build_reference, count_parameters
+from mllm.models.specs import SPECS, ReferenceSpec
+
+from .loop import Progress, TrainConfig
+from .recipe import TrainOutcome, record_texts, train_on_records
+
+TOKENIZER_CORPUS_SEED = 1_000_003  # reserved: never the seed of a corpus that is fine-tuned on
+TOKENIZER_CORPUS_SIZE = "medforget"
+
+
+@dataclass(frozen=True)
+class PretrainJob:
+    """One ``oblivio pretrain`` run: ``cases`` teaching-file radiographs, trained with ``config``."""
+
+    out: Path
+    spec: ReferenceSpec = SPECS["small"]
+    cases: int = 2000
+    config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3.0))
+
+
+def run_pretrain_job(job: PretrainJob, callback: Callable[[Progress], None] | None = None) -> TrainOutcome:
+    """Generate the teaching file, build tokenizer and reference model, pretrain, save the artifact."""
+    if job.out.exists():
+        raise FileExistsError(f"{job.out} already exists; choose a new output directory")
+    with tempfile.TemporaryDirectory(prefix="oblivio-pretrain-") as tmp:
+        scratch = Path(tmp)
+        teaching = generate_teaching_file(cases=job.cases, seed=job.config.seed, out=scratch / "teaching")
+        vocabulary = generate_corpus(size=TOKENIZER_CORPUS_SIZE, seed=TOKENIZER_CORPUS_SEED,
+                                     out=scratch / "vocabulary")
+        model, processor = build_reference(
+            [*record_texts(teaching.records), *record_texts(vocabulary.records)], job.spec)
+        parameters = count_parameters(model)
+        model, result = train_on_records(model, processor, teaching.root, teaching.records, job.config,
+                                         callback=callback)
+    metadata = ArtifactMetadata(
+        kind=ArtifactKind.PRETRAINED_BASE, seed=job.config.seed, parameters=parameters,
+        reference_spec=asdict(job.spec), corpus_sha256=teaching.header.records_sha256,
+        training={"config": asdict(job.config), "teaching_cases": job.cases, "records": len(teaching.records),
+                  "steps": result.steps, "tokenizer_corpus": {"size": TOKENIZER_CORPUS_SIZE,
+                                                              "seed": TOKENIZER_CORPUS_SEED},
+                  "probe_loss": [result.probe_loss_before, result.probe_loss_after]})
+    digest = save_artifact(model, processor, job.out, metadata)
+    return TrainOutcome(digest=digest, records=len(teaching.records), parameters=parameters, result=result)
