@@ -236,8 +236,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--base", choices=["pretrained", "none"], default="pretrained",
                         help="start from the pretrained reference base (built once, reused) or a fresh model")
-    parser.add_argument("--pretrain-cases", type=int, default=4000)
-    parser.add_argument("--pretrain-epochs", type=float, default=2.0)
+    parser.add_argument("--pretrain-cases", type=int, default=3000)
+    parser.add_argument("--pretrain-epochs", type=float, default=1.5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--out", help="working directory [bench-out/train_memorisation/SIZE-seedN]")

@@ -284,9 +284,9 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="New artifact directory.")
 @click.option("--size", default="small", show_default=True, type=click.Choice(list(SPECS)),
               help="Reference model size.")
-@click.option("--cases", default=2000, show_default=True, type=click.IntRange(1, 65535),
-              help="Radiographs in the public teaching file (4 image-grounded records each).")
-@click.option("--epochs", default=3.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--cases", default=3000, show_default=True, type=click.IntRange(1, 65535),
+              help="Radiographs in the public teaching file (4 facts x 3 task types = 12 records each).")
+@click.option("--epochs", default=1.5, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int,

@@ -4,8 +4,9 @@ A real medical MLLM is aligned on public image–text data (LLaVA-Med on PubMed 
 before a hospital fine-tunes it on its own studies. The teaching file is that public data for the
 reference model: radiographs drawn from the same distribution as the hospital corpus
 (:mod:`mllm.data.images`), each asked its four image-grounded facts (:func:`mllm.data.qa.image_facts`)
-in the rotating task types of :mod:`mllm.data.synth` — and nothing else: no institution, patient,
-date or report text that belongs to anyone. A base model pretrained on it reads findings off
+in all three task types — and nothing else: no institution, patient, date or report text that
+belongs to anyone. Every fact in every task type matters: a model that can name a finding still
+has to learn to pick the letter of the option that names it. A base model pretrained on it reads findings off
 images it has never seen, so forgetting a patient can be checked to leave that skill intact.
 
 It is written in the corpus schema under the pseudo-institution ``public-teaching-file``; each case
@@ -42,14 +43,14 @@ def generate_teaching_file(*, cases: int, seed: int, out: Path) -> Corpus:
         image = f"{IMAGES_DIR}/{hashlib.sha256(png).hexdigest()}.png"
         (out / image).write_bytes(png)
         case = f"case-{ordinal + 1:06d}"
-        for index, fact in enumerate(image_facts(radiograph.finding)):
-            task = TASKS[(index + ordinal) % len(TASKS)]
-            qa = ask(fact, task, rng)
-            records.append(Record(
-                record_id=f"t{len(records) + 1:07d}", institution_id=INSTITUTION, patient_id=case,
-                study_id=case, section=fact.section, level=fact.level, task=task, fact_kind=fact.kind,
-                split=Split.TRAIN, question=qa.question, answer=qa.answer, image=image,
-                options=qa.options))
+        for fact in image_facts(radiograph.finding):
+            for task in TASKS:
+                qa = ask(fact, task, rng)
+                records.append(Record(
+                    record_id=f"t{len(records) + 1:07d}", institution_id=INSTITUTION, patient_id=case,
+                    study_id=case, section=fact.section, level=fact.level, task=task, fact_kind=fact.kind,
+                    split=Split.TRAIN, question=qa.question, answer=qa.answer, image=image,
+                    options=qa.options))
     header = write_corpus(out, name=f"teaching-file-{cases}-{seed}", seed=seed, size=str(cases),
                           records=records, generator=GENERATOR)
     return Corpus(root=out, header=header, records=tuple(records))

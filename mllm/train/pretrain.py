@@ -40,8 +40,8 @@ class PretrainJob:
 
     out: Path
     spec: ReferenceSpec = SPECS["small"]
-    cases: int = 2000
-    config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3.0))
+    cases: int = 3000
+    config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1.5))
 
 
 def run_pretrain_job(job: PretrainJob, callback: Callable[[Progress], None] | None = None) -> TrainOutcome:
