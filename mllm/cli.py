@@ -333,6 +333,8 @@ def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str,
     """Answer a corpus's records with a model and print exact match / ROUGE-L per group, task and level."""
     import json
 
+    from tqdm import tqdm
+
     from mllm.data.schema import CorpusError, Record, load_corpus
     from mllm.evaluate.groups import GroupsError, default_groups, groups_from_file
     from mllm.evaluate.report import evaluate_groups, evaluation_json, markdown_table, summarise
@@ -351,8 +353,13 @@ def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str,
     except (CorpusError, GroupsError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from None
     eval_mode = "greedy" if mode == "greedy" else "teacher_forced"
-    scored = evaluate_groups(loaded.model, loaded.processor, loaded_corpus.root, groups, mode=eval_mode,
-                             batch_size=batch_size, max_new_tokens=max_new_tokens)
+    with tqdm(unit="record", desc="eval", leave=False) as bar:
+        def on_batch(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        scored = evaluate_groups(loaded.model, loaded.processor, loaded_corpus.root, groups, mode=eval_mode,
+                                 batch_size=batch_size, max_new_tokens=max_new_tokens, progress=on_batch)
     if as_json:
         document = {"model": str(model_dir), "corpus_sha256": loaded_corpus.header.records_sha256,
                     **evaluation_json(scored, mode=eval_mode, keys=keys)}

@@ -12,12 +12,15 @@ which makes it the metric for sweeps; reported results use greedy decoding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from mllm.train.encode import IGNORE_INDEX, EncodedRecords
 from mllm.train.logprobs import answer_logits
+
+BatchProgress = Callable[[int, int], None]  # (records answered so far, total records)
 
 
 def _decode(processor: Any, ids: list[int]) -> str:
@@ -29,8 +32,8 @@ def _decode(processor: Any, ids: list[int]) -> str:
 
 @torch.no_grad()
 def greedy_answers(model: Any, processor: Any, data: EncodedRecords, *, batch_size: int = 32,
-                   max_new_tokens: int = 128) -> list[str]:
-    """Greedy answers for every example of ``data``, in order."""
+                   max_new_tokens: int = 128, progress: BatchProgress | None = None) -> list[str]:
+    """Greedy answers for every example of ``data``, in order; ``progress`` is called after each batch."""
     model.eval()
     answers: list[str] = []
     for start in range(0, len(data), batch_size):
@@ -40,12 +43,14 @@ def greedy_answers(model: Any, processor: Any, data: EncodedRecords, *, batch_si
                                 eos_token_id=processor.tokenizer.eos_token_id)
         new_tokens = output[:, batch.input_ids.shape[1]:]
         answers.extend(_decode(processor, row.tolist()) for row in new_tokens)
+        if progress is not None:
+            progress(len(answers), len(data))
     return answers
 
 
 @torch.no_grad()
-def teacher_forced_answers(model: Any, processor: Any, data: EncodedRecords, *,
-                           batch_size: int = 32) -> list[str]:
+def teacher_forced_answers(model: Any, processor: Any, data: EncodedRecords, *, batch_size: int = 32,
+                           progress: BatchProgress | None = None) -> list[str]:
     """Argmax answers under teacher forcing (see the module docstring), in order."""
     model.eval()
     answers: list[str] = []
@@ -55,4 +60,6 @@ def teacher_forced_answers(model: Any, processor: Any, data: EncodedRecords, *,
         predicted = logits.argmax(dim=-1)
         for row, mask in zip(predicted, targets != IGNORE_INDEX, strict=True):
             answers.append(_decode(processor, row[mask].tolist()))
+        if progress is not None:
+            progress(len(answers), len(data))
     return answers

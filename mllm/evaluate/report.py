@@ -16,7 +16,7 @@ from typing import Any, Literal
 from mllm.data.schema import Record
 from mllm.train.encode import encode_records
 
-from .generate import greedy_answers, teacher_forced_answers
+from .generate import BatchProgress, greedy_answers, teacher_forced_answers
 from .metrics import PRIMARY_METRIC, exact_match, rouge_l_f1
 
 Mode = Literal["greedy", "teacher_forced"]
@@ -51,12 +51,14 @@ class SummaryRow:
 
 
 def answer_records(model: Any, processor: Any, root: Path, records: Sequence[Record], *,
-                   mode: Mode = "greedy", batch_size: int = 32, max_new_tokens: int = 128) -> list[str]:
+                   mode: Mode = "greedy", batch_size: int = 32, max_new_tokens: int = 128,
+                   progress: BatchProgress | None = None) -> list[str]:
     """The model's answers to ``records`` (images relative to the corpus directory ``root``)."""
     data = encode_records(processor, records, root)
     if mode == "greedy":
-        return greedy_answers(model, processor, data, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    return teacher_forced_answers(model, processor, data, batch_size=batch_size)
+        return greedy_answers(model, processor, data, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                              progress=progress)
+    return teacher_forced_answers(model, processor, data, batch_size=batch_size, progress=progress)
 
 
 def score_answer(group: str, record: Record, prediction: str) -> ScoredAnswer:
@@ -66,12 +68,12 @@ def score_answer(group: str, record: Record, prediction: str) -> ScoredAnswer:
 
 
 def evaluate_groups(model: Any, processor: Any, root: Path, groups: Mapping[str, Sequence[Record]], *,
-                    mode: Mode = "greedy", batch_size: int = 32,
-                    max_new_tokens: int = 128) -> list[ScoredAnswer]:
+                    mode: Mode = "greedy", batch_size: int = 32, max_new_tokens: int = 128,
+                    progress: BatchProgress | None = None) -> list[ScoredAnswer]:
     """Answer every distinct record once, then score it in each group that contains it."""
     unique = list({record.record_id: record for records in groups.values() for record in records}.values())
     answers = answer_records(model, processor, root, unique, mode=mode, batch_size=batch_size,
-                             max_new_tokens=max_new_tokens)
+                             max_new_tokens=max_new_tokens, progress=progress)
     by_id = {record.record_id: answer for record, answer in zip(unique, answers, strict=True)}
     return [score_answer(name, record, by_id[record.record_id])
             for name, records in groups.items() for record in records]

@@ -11,8 +11,11 @@ def test_greedy_batched_left_padding_equals_one_at_a_time(trained):
     data = encode_records(trained.processor, records, trained.corpus.root)
     batched = greedy_answers(trained.model, trained.processor, data, batch_size=len(records),
                              max_new_tokens=16)
-    single = greedy_answers(trained.model, trained.processor, data, batch_size=1, max_new_tokens=16)
+    calls = []
+    single = greedy_answers(trained.model, trained.processor, data, batch_size=1, max_new_tokens=16,
+                            progress=lambda done, total: calls.append((done, total)))
     assert batched == single
+    assert calls == [(n, len(records)) for n in range(1, len(records) + 1)]
     trainable = [i for i, r in enumerate(records) if r.is_trainable]
     assert sum(batched[i] == records[i].answer for i in trainable) >= 0.9 * len(trainable)
 
