@@ -3,10 +3,15 @@
 The key's record is inserted in the same transaction as the work it guards. A concurrent retry
 blocks on the unique index until the first transaction ends, then either replays the committed
 response or (if the first rolled back) does the work itself: never twice.
+
+Keys are kept for at least ``OBLIVIO_IDEMPOTENCY_TTL_HOURS`` (24 h, as payment APIs do); the beat
+scheduler then purges them. A retry after the purge is a new request — and the intake still links
+it to the open request for the same subject as a duplicate.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -14,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from .errors import Invalid
 from .models import IdempotencyRecord
@@ -59,3 +66,10 @@ def idempotent_call(*, owner: str, key: str, fingerprint: str, status: int,
         record.response_body = body
         record.save(update_fields=["response_body"])
     return IdempotentResponse(status, body, replayed=False)
+
+
+def idempotency_purge_expired(*, now: dt.datetime | None = None) -> int:
+    """Delete keys older than the retention window; return how many were deleted."""
+    cutoff = (now or timezone.now()) - dt.timedelta(hours=settings.OBLIVIO_IDEMPOTENCY_TTL_HOURS)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

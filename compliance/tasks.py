@@ -31,3 +31,11 @@ def webhook_sweep_task() -> int:
     from .webhooks import webhook_deliver_due
 
     return webhook_deliver_due()
+
+
+@shared_task(name="compliance.idempotency_purge")
+def idempotency_purge_task() -> int:
+    """Forget Idempotency-Keys past their retention window."""
+    from .idempotency import idempotency_purge_expired
+
+    return idempotency_purge_expired()

@@ -225,6 +225,12 @@ CELERY_BEAT_SCHEDULE["webhook-sweep"] = {
     "task": "compliance.webhook_sweep",
     "schedule": float(os.environ.get("OBLIVIO_WEBHOOK_SWEEP_SECONDS", "60"))}
 
+# Idempotency-Keys are replayed for at least this long, then purged hourly.
+OBLIVIO_IDEMPOTENCY_TTL_HOURS = float(os.environ.get("OBLIVIO_IDEMPOTENCY_TTL_HOURS", "24"))
+if OBLIVIO_IDEMPOTENCY_TTL_HOURS <= 0:
+    raise ImproperlyConfigured("OBLIVIO_IDEMPOTENCY_TTL_HOURS must be positive")
+CELERY_BEAT_SCHEDULE["idempotency-purge"] = {"task": "compliance.idempotency_purge", "schedule": 3600.0}
+
 # --- Logging: one JSON object per line on stderr; identifiers only ever as keyed hashes ------
 LOGGING = {
     "version": 1,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 from rest_framework.throttling import ScopedRateThrottle
 
 from compliance.api.errors import handler500
 from compliance.models import AuditEvent, ForgetRequest, IdempotencyRecord
+from compliance.tasks import idempotency_purge_task
 
 pytestmark = pytest.mark.django_db
 
@@ -162,6 +165,19 @@ def test_the_same_key_with_another_body_is_refused(api, patient_body) -> None:
     response = api.post(CREATE, patient_body(1), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-2")
     _error(response, 422, "idempotency_key_reused", "Idempotency-Key")
     assert ForgetRequest.objects.count() == 1
+
+
+def test_keys_are_purged_after_their_retention_window(api, patient_body, settings) -> None:
+    api.post(CREATE, patient_body(), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-old")
+    api.post(CREATE, patient_body(1), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-new")
+    hours = settings.OBLIVIO_IDEMPOTENCY_TTL_HOURS
+    IdempotencyRecord.objects.filter(key="k-old").update(
+        created_at=timezone.now() - dt.timedelta(hours=hours, minutes=1))
+    assert idempotency_purge_task.apply().get() == 1  # the beat task, run eagerly
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["k-new"]
+    again = api.post(CREATE, patient_body(1), content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-old")
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again  # a new request now
+    assert ForgetRequest.objects.count() == 3
 
 
 def test_keys_are_per_caller_and_failures_are_not_stored(api, officer, patient_body) -> None:
