@@ -45,6 +45,7 @@ class AuditAction(enum.StrEnum):
     USER_CREATED = "user.created"
     WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created"
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+    WEBHOOK_SECRET_ROTATED = "webhook_endpoint.secret_rotated"
 
 
 def _timestamp(moment: datetime) -> str:

@@ -120,12 +120,24 @@ def webhook() -> None:
 @_service_errors
 def webhook_create_command(institution: str, url: str, events: tuple[str, ...]) -> None:
     """Register an endpoint and print its signing secret."""
-    from .webhooks import webhook_endpoint_create
+    from .webhooks import webhook_endpoint_create, webhook_secret
 
     endpoint = webhook_endpoint_create(institution_code=institution, url=url, events=list(events),
                                        actor=_actor())
     click.echo(f"created webhook endpoint {endpoint.pk} for {institution}; signing secret:", err=True)
-    click.echo(endpoint.secret)
+    click.echo(webhook_secret(endpoint))
+
+
+@webhook.command("rotate-secret")
+@click.argument("endpoint_id", type=int)
+@_service_errors
+def webhook_rotate_secret_command(endpoint_id: int) -> None:
+    """Give an endpoint a new signing secret and print it (the old one stops working at once)."""
+    from .webhooks import webhook_endpoint_rotate_secret
+
+    new_secret = webhook_endpoint_rotate_secret(endpoint_id=endpoint_id, actor=_actor())
+    click.echo(f"new signing secret of webhook endpoint {endpoint_id}:", err=True)
+    click.echo(new_secret)
 
 
 @webhook.command("disable")

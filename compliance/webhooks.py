@@ -25,10 +25,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import rfc8785
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from oblivio_site.home import WEBHOOK_SECRET_KEY, secret
 
 from hierarchy.models import Institution
 
@@ -72,11 +74,25 @@ def webhook_signature_verify(*, secret: str, header: str, body: bytes, tolerance
 # --- endpoints ----------------------------------------------------------------------------------
 
 
+def _fernet() -> Fernet:
+    return Fernet(secret(WEBHOOK_SECRET_KEY))
+
+
+def seal_secret(value: str) -> str:
+    """A webhook signing secret sealed for storage (Fernet under the deployment's webhook key)."""
+    return _fernet().encrypt(value.encode()).decode()
+
+
+def webhook_secret(endpoint: WebhookEndpoint) -> str:
+    """The endpoint's signing secret, unsealed."""
+    return _fernet().decrypt(endpoint.sealed_secret.encode()).decode()
+
+
 def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str],
                             actor: Principal) -> WebhookEndpoint:
     """Register a receiver for one institution (all events when ``events`` is empty).
 
-    The generated signing ``secret`` is on the returned row.
+    A signing secret is generated and stored sealed; :func:`webhook_secret` reads it.
     """
     institution = Institution.objects.filter(code=institution_code).first()
     if institution is None:
@@ -88,8 +104,8 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
     if not set(events) <= known:
         raise Invalid(f"events must be among {', '.join(sorted(known))}", field="events",
                       code="unknown_event")
-    endpoint = WebhookEndpoint(institution=institution, url=url, secret=secrets.token_hex(32),
-                               events=sorted(set(events) or known))
+    endpoint = WebhookEndpoint(institution=institution, url=url, events=sorted(set(events) or known),
+                               sealed_secret=seal_secret(secrets.token_hex(32)))
     try:
         endpoint.full_clean()
     except ValidationError as exc:
@@ -114,6 +130,23 @@ def webhook_endpoint_disable(*, endpoint_id: int, actor: Principal) -> WebhookEn
         audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
                      object_type="webhook_endpoint", object_id=str(endpoint.pk))
     return endpoint
+
+
+def webhook_endpoint_rotate_secret(*, endpoint_id: int, actor: Principal) -> str:
+    """Replace an endpoint's signing secret and return the new one.
+
+    Every delivery attempted from now on is signed with it, including retries of older events.
+    """
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+        if endpoint is None:
+            raise NotFound("no webhook endpoint has this id", field="endpoint", code="endpoint_not_found")
+        new_secret = secrets.token_hex(32)
+        endpoint.sealed_secret = seal_secret(new_secret)
+        endpoint.save(update_fields=["sealed_secret"])
+        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_SECRET_ROTATED,
+                     object_type="webhook_endpoint", object_id=str(endpoint.pk))
+    return new_secret
 
 
 # --- outbox -------------------------------------------------------------------------------------
@@ -172,7 +205,7 @@ _opener = urllib.request.build_opener(_NoRedirect)
 def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
     body = rfc8785.dumps(delivery.payload)
     headers = {"Content-Type": "application/json", "User-Agent": "Oblivio-Webhooks/1",
-               SIGNATURE_HEADER: webhook_signature(delivery.endpoint.secret, int(time.time()), body),
+               SIGNATURE_HEADER: webhook_signature(webhook_secret(delivery.endpoint), int(time.time()), body),
                EVENT_ID_HEADER: str(delivery.event_id), EVENT_TYPE_HEADER: delivery.event_type}
     request = urllib.request.Request(delivery.endpoint.url, data=body, headers=headers, method="POST")
     try:

@@ -33,7 +33,9 @@ class WebhookEndpoint(models.Model):
     institution = models.ForeignKey("hierarchy.Institution", on_delete=models.PROTECT,
                                     related_name="webhook_endpoints")
     url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=128, help_text="HMAC-SHA256 key shared with the receiver.")
+    sealed_secret = models.TextField(
+        help_text="The HMAC-SHA256 key shared with the receiver, sealed with the deployment's webhook "
+                  "key (Fernet); read it with compliance.webhooks.webhook_secret().")
     events = models.JSONField(default=_all_events, help_text="Event types sent to this endpoint.")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -12,12 +12,14 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 DJANGO_SECRET_KEY = "django_secret_key"
 IDENTIFIER_HMAC_KEY = "identifier_hmac_key"
 SIGNING_KEY = "signing_key.pem"
+WEBHOOK_SECRET_KEY = "webhook_secret_key"  # Fernet key sealing webhook secrets at rest
 
 
 def oblivio_home() -> Path:
@@ -37,6 +39,7 @@ _GENERATORS: dict[str, Callable[[], bytes]] = {
     DJANGO_SECRET_KEY: lambda: secrets.token_urlsafe(50).encode(),
     IDENTIFIER_HMAC_KEY: lambda: secrets.token_hex(32).encode(),
     SIGNING_KEY: _new_signing_key,
+    WEBHOOK_SECRET_KEY: Fernet.generate_key,
 }
 
 

@@ -10,6 +10,7 @@ from compliance.access import Role, principal_for_user
 from compliance.accounts import apikey_authenticate
 from compliance.cli_access import apikey, user, webhook
 from compliance.models import ApiKey, AuditEvent, WebhookEndpoint
+from compliance.webhooks import webhook_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -71,8 +72,14 @@ def test_webhook_create_and_disable(tree) -> None:
                                           "--event", "forget_request.status_changed"])
     assert result.exit_code == 0, result.output
     endpoint = WebhookEndpoint.objects.get()
-    assert result.stdout.strip().splitlines()[-1] == endpoint.secret
+    assert result.stdout.strip().splitlines()[-1] == webhook_secret(endpoint)
     assert endpoint.events == ["forget_request.status_changed"]
+    rotated = CliRunner().invoke(webhook, ["rotate-secret", str(endpoint.pk)])
+    assert rotated.exit_code == 0, rotated.output
+    endpoint.refresh_from_db()
+    assert rotated.stdout.strip().splitlines()[-1] == webhook_secret(endpoint)
+    missing = CliRunner().invoke(webhook, ["rotate-secret", "999999"])
+    assert missing.exit_code != 0 and "no webhook endpoint" in missing.output
     assert CliRunner().invoke(webhook, ["disable", str(endpoint.pk)]).exit_code == 0
     endpoint.refresh_from_db()
     assert not endpoint.is_active

@@ -18,7 +18,7 @@ from kombu.exceptions import OperationalError
 
 from compliance import forget_requests as services
 from compliance.access import SYSTEM
-from compliance.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
+from compliance.models import AuditEvent, DeliveryStatus, WebhookAttempt, WebhookDelivery
 from compliance.tasks import webhook_deliver_task, webhook_sweep_task
 from compliance.webhooks import (
     EVENT_ID_HEADER,
@@ -27,6 +27,8 @@ from compliance.webhooks import (
     webhook_attempt,
     webhook_deliver_due,
     webhook_endpoint_create,
+    webhook_endpoint_rotate_secret,
+    webhook_secret,
     webhook_signature,
     webhook_signature_verify,
 )
@@ -140,7 +142,8 @@ def test_delivery_is_signed_phi_free_and_deduplicable(tree, endpoint_for, receiv
     delivery = WebhookDelivery.objects.get()
     assert webhook_deliver_task.apply(args=(delivery.pk,)).get() is True
     headers, body = receiver.received[0]
-    assert webhook_signature_verify(secret=endpoint.secret, header=headers[SIGNATURE_HEADER], body=body)
+    assert webhook_signature_verify(secret=webhook_secret(endpoint), header=headers[SIGNATURE_HEADER],
+                                    body=body)
     assert headers[EVENT_ID_HEADER] == str(delivery.event_id)
     payload = json.loads(body)
     assert payload["type"] == "forget_request.created" and payload["id"] == str(delivery.event_id)
@@ -148,6 +151,26 @@ def test_delivery_is_signed_phi_free_and_deduplicable(tree, endpoint_for, receiv
     assert tree.mrns[tree.patients[0].pk] not in body.decode() and "case-42" not in body.decode()
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DELIVERED and delivery.attempts == 1
+
+
+def test_secrets_are_sealed_at_rest_and_rotation_re_signs_pending_retries(
+        endpoint_for, receiver, make_request, no_dispatch) -> None:
+    endpoint = endpoint_for(receiver.url, "forget_request.created")
+    old = webhook_secret(endpoint)
+    assert len(old) == 64 and old not in endpoint.sealed_secret
+    receiver.statuses = [503]
+    make_request()
+    delivery = WebhookDelivery.objects.get()
+    webhook_deliver_task.apply(args=(delivery.pk,))  # fails: a retry is pending
+    new = webhook_endpoint_rotate_secret(endpoint_id=endpoint.pk, actor=SYSTEM)
+    assert new != old
+    _due_now(delivery)
+    assert webhook_deliver_due() == 1
+    headers, body = receiver.received[-1]
+    assert webhook_signature_verify(secret=new, header=headers[SIGNATURE_HEADER], body=body)
+    assert not webhook_signature_verify(secret=old, header=headers[SIGNATURE_HEADER], body=body)
+    assert AuditEvent.objects.filter(action="webhook_endpoint.secret_rotated",
+                                     object_id=str(endpoint.pk)).count() == 1
 
 
 def test_failure_backs_off_then_the_retry_succeeds(endpoint_for, receiver, make_request, no_dispatch) -> None:
