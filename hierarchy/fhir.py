@@ -128,6 +128,7 @@ class _Bundle:
     def __init__(self, bundle: Bundle) -> None:
         self.resources = [entry.resource for entry in bundle.entry or []]
         self.index: dict[str, int] = {}
+        self.by_identifier: dict[tuple[str, str, str], int | None] = {}  # None: more than one entry
         for number, entry in enumerate(bundle.entry or []):
             keys = [entry.fullUrl] if entry.fullUrl else []
             if entry.resource is not None and entry.resource.id:
@@ -135,15 +136,26 @@ class _Bundle:
             for key in keys:
                 if self.index.setdefault(key, number) != number:
                     raise FhirImportError("duplicate fullUrl or resource id", entry=number, field="fullUrl")
+            for system, value in _identifiers(entry.resource):
+                key3 = (entry.resource.get_resource_type(), system, value)
+                self.by_identifier[key3] = number if key3 not in self.by_identifier else None
 
     def of_type(self, name: str) -> list[tuple[int, Any]]:
         return [(number, resource) for number, resource in enumerate(self.resources)
                 if resource is not None and resource.get_resource_type() == name]
 
-    def lookup(self, reference: Any) -> int | None:
-        """The entry a ``Reference`` points to (by fullUrl, ``Type/id`` or an absolute URL ending so)."""
+    def lookup(self, reference: Any, expected: str | None = None) -> int | None:
+        """The entry a ``Reference`` points to: by fullUrl, ``Type/id`` or an absolute URL ending so,
+        or else by its logical ``identifier`` (system and value) on a resource of type ``expected``
+        (or of the reference's ``type``) — unless two entries carry that identifier."""
         target = getattr(reference, "reference", None) or ""
-        number = self.index.get(target, self.index.get("/".join(target.split("/")[-2:])))
+        if target:
+            number = self.index.get(target, self.index.get("/".join(target.split("/")[-2:])))
+        else:
+            identifier = getattr(reference, "identifier", None)
+            kind = expected or getattr(reference, "type", None)
+            number = (self.by_identifier.get((kind, identifier.system, identifier.value))
+                      if kind and identifier is not None and identifier.system and identifier.value else None)
         return None if number is None or self.resources[number] is None else number
 
     def key(self, reference: Any) -> int | str | None:
@@ -153,13 +165,20 @@ class _Bundle:
 
     def resolve(self, reference: Any, *, entry: int, field: str, expected: str) -> int:
         """The entry a ``Reference`` points to; it must be a resource of type ``expected``."""
-        if not getattr(reference, "reference", None):
+        if not getattr(reference, "reference", None) and not getattr(reference, "identifier", None):
             raise FhirImportError(f"must reference a {expected} in this bundle", entry=entry, field=field)
-        number = self.lookup(reference)
+        number = self.lookup(reference, expected)
         if number is None or self.resources[number].get_resource_type() != expected:
             raise FhirImportError(f"does not resolve to a {expected} in this bundle", entry=entry,
                                   field=field)
         return number
+
+
+def _identifiers(resource: Any) -> list[tuple[str, str]]:
+    """(system, value) of a resource's identifiers (a list on most resources, single on a few)."""
+    found = getattr(resource, "identifier", None) if resource is not None else None
+    found = found if isinstance(found, list) else [found] if found is not None else []
+    return [(i.system, i.value) for i in found if i.system and i.value]
 
 
 def _mrn(patient: Any, entry: int) -> tuple[str, str]:

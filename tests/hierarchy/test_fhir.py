@@ -81,6 +81,33 @@ def test_unknown_reference(bundle_make) -> None:
     assert _node_counts() == (0, 0, 0, 0) and not AuditEvent.objects.exists()
 
 
+def test_references_by_logical_identifier(bundle_make) -> None:
+    sample = bundle_make()
+    _, study = sample.entry("ImagingStudy", 2)
+    _, report = sample.entry("DiagnosticReport", 2)
+    mrn = {"system": sample.mrn_system, "value": sample.mrns[0]}
+    study["subject"] = report["subject"] = {"identifier": mrn}
+    fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+    moved = study_by_uid(uid=sample.uids[2])  # patient 1's first study, now filed under patient 0
+    assert moved.patient == patient_by_mrn(system=sample.mrn_system, value=sample.mrns[0])
+
+
+def test_an_identifier_of_no_or_of_two_patients_does_not_resolve(bundle_make) -> None:
+    sample = bundle_make()
+    number, study = sample.entry("ImagingStudy", 2)
+    study["subject"] = {"identifier": {"system": sample.mrn_system, "value": "no-such-mrn"}}
+    with pytest.raises(FhirImportError, match="does not resolve to a Patient") as caught:
+        fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+    assert (caught.value.entry, caught.value.field) == (number, "ImagingStudy.subject")
+    assert "no-such-mrn" not in str(caught.value)
+    _, second = sample.entry("Patient", 1)
+    second["identifier"][0]["value"] = sample.mrns[0]  # two patients share one MRN
+    study["subject"] = {"identifier": {"system": sample.mrn_system, "value": sample.mrns[0]}}
+    with pytest.raises(FhirImportError, match="does not resolve to a Patient"):
+        fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+    assert _node_counts() == (0, 0, 0, 0)
+
+
 def test_report_and_study_linked_by_an_order_outside_the_bundle(bundle_make) -> None:
     sample = bundle_make(patients=1)
     _, study = sample.entry("ImagingStudy", 1)
