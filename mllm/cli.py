@@ -291,23 +291,29 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seeds the teaching file, weights and data order.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in OUT.ckpt/.")
+@click.option("--checkpoint-every", default=200, show_default=True, type=click.IntRange(0),
+              help="Steps between resumable checkpoints (0: none).")
 @click.option("--threads", type=click.IntRange(1), help="torch CPU threads [default: all cores].")
 def pretrain(out: Path, size: str, cases: int, epochs: float, lr: float, batch_size: int, seed: int,
-             threads: int | None) -> None:
+             resume: bool, checkpoint_every: int, threads: int | None) -> None:
     """Build the pretrained reference base: a fresh model aligned on a public teaching file.
 
     Fine-tune it with `oblivio train --base OUT`: the base already reads findings off images it has
     never seen, and it never saw a patient, so a run with records excluded is a retrain oracle.
     """
+    from mllm.train.checkpoint import CheckpointMismatchError
     from mllm.train.loop import TrainConfig
     from mllm.train.pretrain import PretrainJob, run_pretrain_job
 
     _quiet_transformers(threads)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    job = PretrainJob(out=out, spec=SPECS[size], cases=cases, config=config,
+                      checkpoint_every=checkpoint_every, resume=resume)
     bar = _StepBar("pretrain")
     try:
-        outcome = run_pretrain_job(PretrainJob(out=out, spec=SPECS[size], cases=cases, config=config), bar)
-    except FileExistsError as exc:
+        outcome = run_pretrain_job(job, bar)
+    except (FileExistsError, FileNotFoundError, CheckpointMismatchError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         bar.close()

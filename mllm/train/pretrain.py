@@ -16,6 +16,7 @@ the base never saw any corpus record.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,13 @@ class PretrainJob:
     spec: ReferenceSpec = SPECS["small"]
     cases: int = 3000
     config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1.5))
+    checkpoint_every: int = 200
+    resume: bool = False
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Resumable state beside the artifact; the teaching file is redrawn identically from the seed."""
+        return self.out.with_name(self.out.name + ".ckpt")
 
 
 def run_pretrain_job(job: PretrainJob, callback: Callable[[Progress], None] | None = None) -> TrainOutcome:
@@ -57,7 +65,8 @@ def run_pretrain_job(job: PretrainJob, callback: Callable[[Progress], None] | No
             [*record_texts(teaching.records), *record_texts(vocabulary.records)], job.spec)
         parameters = count_parameters(model)
         model, result = train_on_records(model, processor, teaching.root, teaching.records, job.config,
-                                         callback=callback)
+                                         callback=callback, checkpoint_dir=job.checkpoint_dir,
+                                         checkpoint_every=job.checkpoint_every, resume=job.resume)
     metadata = ArtifactMetadata(
         kind=ArtifactKind.PRETRAINED_BASE, seed=job.config.seed, parameters=parameters,
         reference_spec=asdict(job.spec), corpus_sha256=teaching.header.records_sha256,
@@ -66,4 +75,5 @@ def run_pretrain_job(job: PretrainJob, callback: Callable[[Progress], None] | No
                                                               "seed": TOKENIZER_CORPUS_SEED},
                   "probe_loss": [result.probe_loss_before, result.probe_loss_after]})
     digest = save_artifact(model, processor, job.out, metadata)
+    shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
     return TrainOutcome(digest=digest, records=len(teaching.records), parameters=parameters, result=result)

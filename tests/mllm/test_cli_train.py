@@ -71,8 +71,11 @@ def test_pretrained_base_is_a_clean_start_for_the_retrain_oracle(corpus, trained
     assert "72 records" in result.stdout and "digest sha256:" in result.stdout
     base = read_metadata(tmp_path / "base")
     assert base.kind == "pretrained-base" and base.training["teaching_cases"] == 6
+    assert not (tmp_path / "base.ckpt").exists()
     again = run(pretrain, ["--out", tmp_path / "base", "--size", "tiny", "--cases", 6])
     assert again.exit_code == 1 and "already exists" in again.output
+    nothing = run(pretrain, ["--out", tmp_path / "other", "--size", "tiny", "--cases", 6, "--resume"])
+    assert nothing.exit_code == 1 and "no training checkpoint" in nothing.output
 
     (tmp_path / "forget.txt").write_text(corpus.select(trainable=True)[0].record_id + "\n")
     exclude = ["--retain-only-exclude", tmp_path / "forget.txt"]
