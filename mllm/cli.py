@@ -285,7 +285,7 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
 @click.option("--size", default="small", show_default=True, type=click.Choice(list(SPECS)),
               help="Reference model size.")
 @click.option("--cases", default=3000, show_default=True, type=click.IntRange(1, 65535),
-              help="Radiographs in the public teaching file (4 facts x 3 task types = 12 records each).")
+              help="Radiographs in the public teaching file (4 facts x 4 questions = 16 records each).")
 @click.option("--epochs", default=1.5, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))

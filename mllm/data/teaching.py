@@ -5,8 +5,9 @@ before a hospital fine-tunes it on its own studies. The teaching file is that pu
 reference model: radiographs drawn from the same distribution as the hospital corpus
 (:mod:`mllm.data.images`), each asked its four image-grounded facts (:func:`mllm.data.qa.image_facts`)
 in all three task types — and nothing else: no institution, patient, date or report text that
-belongs to anyone. Every fact in every task type matters: a model that can name a finding still
-has to learn to pick the letter of the option that names it. A base model pretrained on it reads findings off
+belongs to anyone. Classification is asked twice, with two independent option sets: a model that
+can name a finding still has to learn to pick the letter of the option that names it, and that
+was measured to be the skill the reference model learns last. A base model pretrained on it reads findings off
 images it has never seen, so forgetting a patient can be checked to leave that skill intact.
 
 It is written in the corpus schema under the pseudo-institution ``public-teaching-file``; each case
@@ -20,11 +21,13 @@ import random
 from pathlib import Path
 
 from .images import MAX_MARKER, Radiograph, draw, encode_png, random_anatomy, random_finding
-from .qa import TASKS, ask, image_facts
-from .schema import IMAGES_DIR, Corpus, Record, Split, new_corpus_dir, write_corpus
+from .qa import ask, image_facts
+from .schema import IMAGES_DIR, Corpus, Record, Split, Task, new_corpus_dir, write_corpus
 
 INSTITUTION = "public-teaching-file"
 GENERATOR = "oblivio-teaching-file"
+VERSION = 2  # bump when the same seed draws different records
+TASKS_PER_FACT = (Task.GENERATION, Task.CLOZE, Task.CLASSIFICATION, Task.CLASSIFICATION)
 MAX_CASES = MAX_MARKER  # every case gets its own burned-in marker
 
 
@@ -44,13 +47,13 @@ def generate_teaching_file(*, cases: int, seed: int, out: Path) -> Corpus:
         (out / image).write_bytes(png)
         case = f"case-{ordinal + 1:06d}"
         for fact in image_facts(radiograph.finding):
-            for task in TASKS:
+            for task in TASKS_PER_FACT:
                 qa = ask(fact, task, rng)
                 records.append(Record(
                     record_id=f"t{len(records) + 1:07d}", institution_id=INSTITUTION, patient_id=case,
                     study_id=case, section=fact.section, level=fact.level, task=task, fact_kind=fact.kind,
                     split=Split.TRAIN, question=qa.question, answer=qa.answer, image=image,
                     options=qa.options))
-    header = write_corpus(out, name=f"teaching-file-{cases}-{seed}", seed=seed, size=str(cases),
+    header = write_corpus(out, name=f"teaching-file-v{VERSION}-{cases}-{seed}", seed=seed, size=str(cases),
                           records=records, generator=GENERATOR)
     return Corpus(root=out, header=header, records=tuple(records))

@@ -31,7 +31,7 @@ from mllm.models.specs import SPECS, ReferenceSpec
 from .loop import Progress, TrainConfig
 from .recipe import TrainOutcome, record_texts, train_on_records
 
-TOKENIZER_CORPUS_SEED = 1_000_003  # reserved: never the seed of a corpus that is fine-tuned on
+TOKENIZER_CORPUS_SEED = 1_000_003  # a seed no default corpus uses; only its text is read, for the tokenizer
 TOKENIZER_CORPUS_SIZE = "medforget"
 
 

@@ -68,7 +68,7 @@ def test_pretrained_base_is_a_clean_start_for_the_retrain_oracle(corpus, trained
     result = run(pretrain, ["--out", tmp_path / "base", "--size", "tiny", "--cases", 6, "--epochs", 1,
                             "--batch-size", 8, "--threads", 1])
     assert result.exit_code == 0, result.output
-    assert "72 records" in result.stdout and "digest sha256:" in result.stdout
+    assert "96 records" in result.stdout and "digest sha256:" in result.stdout
     base = read_metadata(tmp_path / "base")
     assert base.kind == "pretrained-base" and base.training["teaching_cases"] == 6
     assert not (tmp_path / "base.ckpt").exists()

@@ -30,6 +30,6 @@ def test_interrupted_pretraining_resumes_to_the_same_digest(tmp_path) -> None:
         run_pretrain_job(job("b"), stop_at_step_5)
     assert not (tmp_path / "b").exists() and (tmp_path / "b.ckpt").is_dir()  # nothing half-written
     resumed = run_pretrain_job(job("b", resume=True))
-    assert resumed.result.steps == uninterrupted.result.steps == 9  # 72 records, batch 8
+    assert resumed.result.steps == uninterrupted.result.steps == 12  # 96 records, batch 8
     assert resumed.digest == uninterrupted.digest
     assert not (tmp_path / "b.ckpt").exists()

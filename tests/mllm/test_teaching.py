@@ -14,7 +14,7 @@ from mllm.data.teaching import INSTITUTION, generate_teaching_file
 def test_cases_carry_only_image_grounded_records(tmp_path: Path) -> None:
     teaching = generate_teaching_file(cases=12, seed=0, out=tmp_path / "t")
     assert load_corpus(teaching.root).records == teaching.records
-    assert len(teaching.records) == 12 * 4 * 3  # four facts, each in all three task types
+    assert len(teaching.records) == 12 * 4 * 4  # four facts: generation, cloze, classification twice
     assert {r.fact_kind for r in teaching.records} == {FactKind.IMAGE_GROUNDED}
     assert {r.institution_id for r in teaching.records} == {INSTITUTION}
     assert {r.task for r in teaching.records} == set(Task)
