@@ -178,6 +178,14 @@ def _study_records(study: _Study, ordinal: int, first_id: int, pools: AnswerPool
     return records
 
 
+def write_radiograph(root: Path, radiograph: Radiograph) -> str:
+    """Draw ``radiograph`` into ``root/images/<sha256>.png``; return that path relative to ``root``."""
+    png = encode_png(draw(radiograph))
+    image = f"{IMAGES_DIR}/{hashlib.sha256(png).hexdigest()}.png"
+    (root / image).write_bytes(png)
+    return image
+
+
 def generate_corpus(*, size: str | SizeSpec, seed: int, out: Path) -> Corpus:
     """Generate a corpus of ``size`` from ``seed`` into the (new or empty) directory ``out``."""
     spec = resolve_size(size)
@@ -188,9 +196,7 @@ def generate_corpus(*, size: str | SizeSpec, seed: int, out: Path) -> Corpus:
              for split in Split}
     records: list[Record] = []
     for ordinal, planned in enumerate(plan.studies):
-        png = encode_png(draw(planned.info.radiograph))
-        image = f"{IMAGES_DIR}/{hashlib.sha256(png).hexdigest()}.png"
-        (out / image).write_bytes(png)
+        image = write_radiograph(out, planned.info.radiograph)
         study = replace(planned, info=replace(planned.info, image=image))
         plan.studies[ordinal] = study
         records += _study_records(study, ordinal, len(records) + 1, pools[study.info.split], rng)

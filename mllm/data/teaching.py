@@ -7,8 +7,9 @@ reference model: radiographs drawn from the same distribution as the hospital co
 in all three task types — and nothing else: no institution, patient, date or report text that
 belongs to anyone. Classification is asked twice, with two independent option sets: a model that
 can name a finding still has to learn to pick the letter of the option that names it, and that
-was measured to be the skill the reference model learns last. A base model pretrained on it reads findings off
-images it has never seen, so forgetting a patient can be checked to leave that skill intact.
+was measured to be the skill the reference model learns last. A base model pretrained on it reads
+findings off images it has never seen, so forgetting a patient can be checked to leave that skill
+intact.
 
 It is written in the corpus schema under the pseudo-institution ``public-teaching-file``; each case
 is its own pseudo-patient and study (``case-000001``), so the layout is valid but points to no one.
@@ -16,13 +17,13 @@ is its own pseudo-patient and study (``case-000001``), so the layout is valid bu
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
-from .images import MAX_MARKER, Radiograph, draw, encode_png, random_anatomy, random_finding
+from .images import MAX_MARKER, Radiograph, random_anatomy, random_finding
 from .qa import ask, image_facts
-from .schema import IMAGES_DIR, Corpus, Record, Split, Task, new_corpus_dir, write_corpus
+from .schema import Corpus, Record, Split, Task, new_corpus_dir, write_corpus
+from .synth import write_radiograph
 
 INSTITUTION = "public-teaching-file"
 GENERATOR = "oblivio-teaching-file"
@@ -42,9 +43,7 @@ def generate_teaching_file(*, cases: int, seed: int, out: Path) -> Corpus:
     for ordinal, marker in enumerate(markers):
         radiograph = Radiograph(random_finding(rng), random_anatomy(rng), marker=marker,
                                 noise_seed=rng.getrandbits(32))
-        png = encode_png(draw(radiograph))
-        image = f"{IMAGES_DIR}/{hashlib.sha256(png).hexdigest()}.png"
-        (out / image).write_bytes(png)
+        image = write_radiograph(out, radiograph)
         case = f"case-{ordinal + 1:06d}"
         for fact in image_facts(radiograph.finding):
             for task in TASKS_PER_FACT:
