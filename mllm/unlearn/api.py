@@ -48,9 +48,8 @@ class UnlearnResult:
 
 
 def hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {"machine": platform.machine(), "cpus": os.cpu_count(),
-                            "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    return info
+    accelerator = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"machine": platform.machine(), "cpus": os.cpu_count(), "accelerator": accelerator}
 
 
 def seed_everything(seed: int) -> None:
@@ -92,7 +91,8 @@ def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
     runner = cls(cfg, Context(model=loaded.model, processor=loaded.processor, root=corpus.root,
                               scope=scope, seed=seed, model_dir=model_dir))
     model = runner.run(progress=progress, should_cancel=should_cancel)
-    guard = collapse_guard(model, runner.original(model), loaded.processor, corpus.root, scope, policy=policy, seed=seed)
+    guard = collapse_guard(model, runner.original(model), loaded.processor, corpus.root, scope,
+                           policy=policy, seed=seed)
     if not guard.passed:
         raise CollapseError(guard)
     provenance = {"method": method, "config": asdict(cfg), "guard_policy": asdict(policy), "seed": seed,

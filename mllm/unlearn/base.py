@@ -109,7 +109,8 @@ class Method:
         return save_artifact(model, self.ctx.processor, out, metadata)
 
 
-def schedule(optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def schedule(optimizer: torch.optim.Optimizer, kind: str, warmup: int,
+             total: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup, then constant or cosine decay to zero."""
 
     def factor(step: int) -> float:
@@ -140,7 +141,8 @@ class GradientMethod(Method):
         return self.encode({"forget": items(forget_records(scope)), "retain": items(retain)})
 
     def encode(self, groups: dict[str, list]) -> Streams:
-        encoded = {name: encode_items(self.ctx.processor, group, self.ctx.root) for name, group in groups.items()}
+        encoded = {name: encode_items(self.ctx.processor, group, self.ctx.root)
+                   for name, group in groups.items()}
         return Streams(encoded, self.config.batch_size, self.ctx.seed)
 
     def loss(self, batches: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -149,7 +151,8 @@ class GradientMethod(Method):
     def adapt(self) -> Any:
         """Wrap the original model with a fresh, seeded LoRA adapter."""
         torch.manual_seed(self.ctx.seed)
-        return add_lora(self.ctx.model, LoraSettings(rank=self.config.lora_rank, alpha=self.config.lora_alpha))
+        settings = LoraSettings(rank=self.config.lora_rank, alpha=self.config.lora_alpha)
+        return add_lora(self.ctx.model, settings)
 
     def run(self, *, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Any:
         cfg = self.config

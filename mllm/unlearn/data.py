@@ -106,4 +106,5 @@ class Streams:
         return {name: data.batch(self._indices(name, step)) for name, data in self.groups.items()}
 
     def probe(self) -> dict[str, Batch]:
-        return {name: data.batch(range(min(self.batch_size, len(data)))) for name, data in self.groups.items()}
+        return {name: data.batch(range(min(self.batch_size, len(data))))
+                for name, data in self.groups.items()}

@@ -136,12 +136,14 @@ def collapse_guard(candidate: Any, original: Any, processor: Any, root: Path, sc
     if after.retain_accuracy < policy.min_retain_ratio * before.retain_accuracy:
         failures.append(f"retain accuracy {after.retain_accuracy:.3f} < {policy.min_retain_ratio} x "
                         f"original {before.retain_accuracy:.3f}")
-    if holdout and after.holdout_grounded_accuracy < before.holdout_grounded_accuracy - policy.max_holdout_drop:
+    floor = before.holdout_grounded_accuracy - policy.max_holdout_drop
+    if holdout and after.holdout_grounded_accuracy < floor:
         failures.append(f"holdout image-grounded accuracy {after.holdout_grounded_accuracy:.3f} < original "
                         f"{before.holdout_grounded_accuracy:.3f} - {policy.max_holdout_drop}")
     if after.stop_rate < policy.min_stop_ratio * before.stop_rate:
         failures.append(f"only {after.stop_rate:.2f} of generations stop (original {before.stop_rate:.2f})")
     if after.mean_length > policy.max_length_ratio * before.mean_length + 2:
-        failures.append(f"mean answer length {after.mean_length:.1f} tokens (original {before.mean_length:.1f})")
+        failures.append(f"mean answer length {after.mean_length:.1f} tokens "
+                        f"(original {before.mean_length:.1f})")
     return GuardResult(passed=not failures, original=before, candidate=after, failures=failures,
                        n_retain=len(retain), n_holdout=len(holdout))

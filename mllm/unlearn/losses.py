@@ -75,7 +75,8 @@ def kl_to_reference(model: Any, batch: Batch) -> torch.Tensor:
     return masked_kl(ref_logits[positions], logits[positions], None)
 
 
-def masked_kl(ref_logits: torch.Tensor, logits: torch.Tensor, vocab_mask: torch.Tensor | None) -> torch.Tensor:
+def masked_kl(ref_logits: torch.Tensor, logits: torch.Tensor,
+              vocab_mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over rows of Σ_v K_V(v) p_ref(v)(log p_ref(v) − log p(v)); rows are positions ``[N, V]``."""
     if ref_logits.shape[0] == 0:
         return logits.sum() * 0.0

@@ -44,7 +44,8 @@ def method_class(name: str) -> type[Method]:
     from . import methods  # noqa: F401  (registers the built-in methods)
 
     if name not in METHODS:
-        raise UnknownMethodError(f"unknown unlearning method {name!r}; choose one of: {', '.join(sorted(METHODS))}")
+        raise UnknownMethodError(f"unknown unlearning method {name!r}; "
+                                 f"choose one of: {', '.join(sorted(METHODS))}")
     return METHODS[name]
 
 
@@ -77,7 +78,8 @@ def parse_config(name: str, values: Mapping[str, Any] | None) -> MethodConfig:
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - fields)
     if unknown:
-        raise ConfigError(f"method {name!r} has no config field {unknown[0]!r}; fields: {', '.join(sorted(fields))}")
+        raise ConfigError(f"method {name!r} has no config field {unknown[0]!r}; "
+                          f"fields: {', '.join(sorted(fields))}")
     checked = {key: _check_type(key, value, hints[key]) for key, value in values.items()}
     try:
         return cls(**checked)

@@ -56,5 +56,6 @@ def prior_answers(model: Any, processor: Any, root: Path, records: Sequence[Reco
     if not asked:
         return {}
     data = encode_items(processor, items(by_id[i] for i in asked), root)
-    answers = dict(zip(asked, greedy_answers(model, processor, data, max_new_tokens=max_new_tokens), strict=True))
+    said = greedy_answers(model, processor, data, max_new_tokens=max_new_tokens)
+    answers = dict(zip(asked, said, strict=True))
     return {rid: answers[twin.record_id] for rid, twin in twins.items() if answers[twin.record_id].strip()}

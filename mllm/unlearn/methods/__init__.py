@@ -1,3 +1,3 @@
 """Built-in unlearning methods; importing this package registers them."""
 
-from . import ga, graddiff, hierarchy, kl, npo, siu  # noqa: F401
+from . import chip, ga, graddiff, hierarchy, kl, npo, siu  # noqa: F401

@@ -31,7 +31,7 @@ from ..targets import prior_answers
 @dataclass(frozen=True)
 class HierarchyConfig(MethodConfig):
     steps: int = 40
-    lr: float = 1e-3
+    lr: float = 3e-3
     forget_weight: float = 1.0
     grounded_weight: float = 1.0
     # per kept group: "siblings.<ancestor level>", "shared", "retain"
@@ -47,7 +47,8 @@ def forget_targets(method: GradientMethod) -> tuple[list[Item], list[Item]]:
     private = [r for r in forget if is_private(r)]
     priors = prior_answers(ctx.model, ctx.processor, ctx.root, private, ctx.scope.holdout, ctx.seed)
     depths = available_depths()
-    replaced = [Item(r, priors[r.record_id], depth) for r in private if r.record_id in priors for depth in depths]
+    replaced = [Item(r, priors[r.record_id], depth)
+                for r in private if r.record_id in priors for depth in depths]
     grounded = items((r for r in forget if not is_private(r)), depths)
     return replaced, grounded
 

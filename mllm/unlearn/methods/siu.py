@@ -31,7 +31,7 @@ from .hierarchy import forget_targets
 @dataclass(frozen=True)
 class SIUConfig(MethodConfig):
     steps: int = 30
-    lr: float = 1e-3
+    lr: float = 3e-3
     alpha: float = 0.9
     beta: float = 0.75
     neighbours: int = 32  # kept records sampled into the fine-tuning data
@@ -61,7 +61,8 @@ class SIU(GradientMethod):
     def streams(self) -> Streams:
         replaced, grounded = forget_targets(self)
         forget_ids = {r.record_id for r in forget_records(self.ctx.scope)}
-        kept = [r for group in kept_groups(self.ctx.scope).values() for r in group if r.record_id not in forget_ids]
+        kept = [r for group in kept_groups(self.ctx.scope).values() for r in group
+                if r.record_id not in forget_ids]
         neighbours = items(sample(kept, self.config.neighbours, f"siu:{self.ctx.seed}"))
         groups: dict[str, list[Item]] = {"forget": replaced, "grounded": grounded, "neighbours": neighbours}
         return self.encode({name: group for name, group in groups.items() if group})
