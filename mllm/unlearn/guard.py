@@ -1,7 +1,8 @@
 """The collapse guard: every run ends by comparing the candidate with the original on a validation slice.
 
 Measured on records the request does not evaluate: the scope's validation records (other patients)
-or, when there are none, a deterministic sample of far retain, plus the never-trained holdout's
+or, when there are none, a deterministic sample of far retain (of siblings when a tiny corpus has
+no far retain), plus the never-trained holdout's
 image-grounded records. Accuracy is teacher-forced exact match (exact for token-level match, see
 :mod:`mllm.evaluate.generate`); a few greedy generations measure answer length and how often the
 model still stops (a model taught never to emit EOS rambles to the token limit). A failed guard
@@ -21,7 +22,7 @@ from mllm.evaluate.generate import teacher_forced_answers
 from mllm.evaluate.metrics import exact_match
 from mllm.train.encode import encode_records
 
-from .scope import ScopeGroups, sample
+from .scope import ScopeGroups, kept_groups, sample
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def _generation_stats(model: Any, processor: Any, root: Path, records: list[Reco
 
 
 def guard_slices(scope: ScopeGroups, policy: GuardPolicy, seed: int) -> tuple[list[Record], list[Record]]:
-    retain = scope.validation or sample(scope.retain, policy.retain_sample, f"guard:{seed}")
+    kept = [r for records in kept_groups(scope).values() for r in records]
+    retain = scope.validation or sample(scope.retain or kept, policy.retain_sample, f"guard:{seed}")
     holdout = [r for r in scope.holdout if r.fact_kind is FactKind.IMAGE_GROUNDED]
     return retain, sample(holdout, policy.retain_sample, f"guard:{seed}")
 

@@ -22,13 +22,16 @@ class ScopeError(ValueError):
 
 @dataclass(frozen=True)
 class NodeRef:
-    """A node of the hierarchy: its level and the ids on its path (identifiers stay in files)."""
+    """A node of the hierarchy by the ids on its path (deeper ids ``None``); identifiers stay in files."""
 
-    level: Level
     institution_id: str
     patient_id: str | None = None
     study_id: str | None = None
     section: str | None = None
+
+    @property
+    def level(self) -> Level:
+        return list(Level)[sum(v is not None for v in (self.patient_id, self.study_id, self.section))]
 
     def contains(self, record: Record) -> bool:
         path = (record.institution_id, record.patient_id, record.study_id,
@@ -55,25 +58,24 @@ _PATH_KEYS = ("institution_id", "patient_id", "study_id", "section")
 
 
 def load_scope_file(path: Path) -> NodeRef:
-    """``{"level": "study", "institution_id": ..., "patient_id": ..., "study_id": ...}``."""
+    """``{"institution_id": .., "patient_id": .., "study_id": .., "section": ..}``, deeper ids optional."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ScopeError(f"cannot read the scope file: {type(exc).__name__}") from None
+        raise ScopeError(f"cannot read the scope file ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ScopeError("the scope file must hold a JSON object")
-    try:
-        level = Level(data.get("level"))
-    except ValueError:
-        raise ScopeError(f"scope 'level' must be one of: {', '.join(lv.value for lv in Level)}") from None
-    unknown = sorted(set(data) - {"level", *_PATH_KEYS})
+    unknown = sorted(set(data) - set(_PATH_KEYS))
     if unknown:
         raise ScopeError(f"the scope file has an unknown field {unknown[0]!r}")
-    needed = _PATH_KEYS[:list(Level).index(level) + 1]
-    for key in needed:
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise ScopeError(f"a {level.value} scope needs a non-empty string {key!r}")
-    return NodeRef(level, *(data[key] for key in needed))
+    values = [data.get(key) for key in _PATH_KEYS]
+    for key, value in zip(_PATH_KEYS, values, strict=True):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ScopeError(f"scope field {key!r} must be null or a non-empty string")
+    gaps = any(a is None and b is not None for a, b in zip(values, values[1:], strict=False))
+    if values[0] is None or gaps:
+        raise ScopeError("a scope names every ancestor: institution_id, then patient_id, then study_id")
+    return NodeRef(*values)
 
 
 def _digest(salt: str, record_id: str) -> str:
@@ -90,15 +92,15 @@ def resolve_scope(corpus: Corpus, node: NodeRef) -> ScopeGroups:
     siblings: dict[str, list[Record]] = {}
     taken = {r.record_id for r in forget}
     for level in reversed(levels):
-        ancestor = NodeRef(level, *(getattr(forget[0], k) if k != "section" else None
-                                    for k in _PATH_KEYS[:list(Level).index(level) + 1]))
+        ids = [getattr(forget[0], k) for k in _PATH_KEYS[:list(Level).index(level) + 1]]
+        ancestor = NodeRef(*ids)
         group = [r for r in trainable if ancestor.contains(r) and r.record_id not in taken]
         siblings[level.value] = group
         taken |= {r.record_id for r in group}
     retain = [r for r in trainable if r.record_id not in taken]
     holdout = corpus.select(split=Split.HOLDOUT)
-    holdout = [r for r in holdout if r.paraphrase_of is None]
-    forms = [r for r in corpus.records if r.paraphrase_of in {f.record_id for f in forget}]
+    holdout = [r for r in holdout if getattr(r, "paraphrase_of", None) is None]
+    forms = [r for r in corpus.records if getattr(r, "paraphrase_of", None) in {f.record_id for f in forget}]
     return ScopeGroups(forget=forget, siblings=siblings, retain=retain, validation=[],
                        holdout=holdout, forget_forms=forms)
 

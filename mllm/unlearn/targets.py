@@ -1,12 +1,16 @@
-"""Replacement answers for forgotten private facts: what the model says about a never-seen patient.
+"""Replacement answers for forgotten private facts: what a model that never saw the patient says.
 
-For each forget record the original model answers its **holdout twin** — the same fact asked about
-a never-trained patient (matched on fact key and task when records carry fact keys, else on level ×
-section × task, coarsening to task). That answer is the forgotten fact's new target: drawn from the
-holdout distribution as the model itself sees it, so a forgotten fact ends at the level a model that
-never saw the patient reaches (chance for private facts) instead of being forced wrong. Holdout
-values are never written into the model (the twin's own answer is not used), so the never-trained
-reference of verification stays clean.
+A retrain oracle asked about a patient it never saw answers with a value it *was* trained on —
+another patient's value of the same fact (measured: the original model answers never-trained
+holdout questions with memorised training values). So each forgotten private fact gets, as its new
+target, the answer of a seeded-random **kept** record of the same fact in the same task (fact key ×
+task when records carry fact keys, else level × section × task; any option letter for multiple
+choice when the fact has no kept twin): a draw from the
+distribution the oracle answers from. A draw may equal the true answer; that is the chance level the
+oracle has too, so forgotten facts end at the oracle's level instead of being forced wrong (accuracy
+0 is over-forgetting). Holdout values are never written into the model, so verification's
+never-trained reference stays clean. Facts with no kept twin fall back to the original model's
+answer to a holdout twin (its answer for a never-seen patient).
 """
 
 from __future__ import annotations
@@ -16,46 +20,49 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mllm.data.schema import Record
+from mllm.data.schema import Record, Task
 from mllm.evaluate.generate import greedy_answers
 
 from .data import encode_items, items
 
 
 def twin_keys(record: Record) -> list[tuple]:
-    """Match keys from finest to coarsest."""
+    """Match keys from finest to coarsest: the same fact in the same task, then any letter for choices."""
     fact = getattr(record, "fact_key", None)
     section = record.section.value if record.section else ""
-    finest = (fact, record.task.value) if fact else (record.level.value, section, record.task.value)
-    return [finest, (record.level.value, record.task.value), (record.task.value,)]
+    same_fact = (fact,) if fact else (record.level.value, section)
+    keys = [(*same_fact, record.task.value)]
+    if record.task is Task.CLASSIFICATION:
+        keys.append((record.task.value,))
+    return keys
 
 
-def holdout_twins(records: Sequence[Record], holdout: Sequence[Record], seed: int) -> dict[str, Record]:
-    """A deterministic, seeded holdout twin per record (records without any twin are left out)."""
-    pools: dict[tuple, list[Record]] = {}
-    for candidate in holdout:
+def twins(records: Sequence[Record], pool: Sequence[Record], seed: int) -> dict[str, Record]:
+    """A deterministic, seeded twin from ``pool`` per record (records without a twin are left out)."""
+    by_key: dict[tuple, list[Record]] = {}
+    for candidate in pool:
         for key in twin_keys(candidate):
-            pools.setdefault(key, []).append(candidate)
-    twins: dict[str, Record] = {}
+            by_key.setdefault(key, []).append(candidate)
+    chosen: dict[str, Record] = {}
     for record in records:
         for key in twin_keys(record):
-            pool = pools.get(key)
-            if pool:
-                pick = int(hashlib.sha256(f"{seed}:{record.record_id}".encode()).hexdigest(), 16) % len(pool)
-                twins[record.record_id] = pool[pick]
+            candidates = [c for c in by_key.get(key, []) if c.record_id != record.record_id]
+            if candidates:
+                pick = int(hashlib.sha256(f"{seed}:{record.record_id}".encode()).hexdigest(), 16)
+                chosen[record.record_id] = candidates[pick % len(candidates)]
                 break
-    return twins
+    return chosen
 
 
-def prior_answers(model: Any, processor: Any, root: Path, records: Sequence[Record],
-                  holdout: Sequence[Record], seed: int, *, max_new_tokens: int = 48) -> dict[str, str]:
-    """The model's greedy answer to each record's holdout twin (non-empty answers only)."""
-    twins = holdout_twins(records, holdout, seed)
-    asked = list(dict.fromkeys(twin.record_id for twin in twins.values()))
-    by_id = {twin.record_id: twin for twin in twins.values()}
-    if not asked:
-        return {}
-    data = encode_items(processor, items(by_id[i] for i in asked), root)
-    said = greedy_answers(model, processor, data, max_new_tokens=max_new_tokens)
-    answers = dict(zip(asked, said, strict=True))
-    return {rid: answers[twin.record_id] for rid, twin in twins.items() if answers[twin.record_id].strip()}
+def replacement_answers(model: Any, processor: Any, root: Path, records: Sequence[Record],
+                        kept: Sequence[Record], holdout: Sequence[Record], seed: int) -> dict[str, str]:
+    """New target per forgotten record: a kept twin's answer, else the model's answer to a holdout twin."""
+    answers = {rid: twin.answer for rid, twin in twins(records, kept, seed).items()}
+    missing = [r for r in records if r.record_id not in answers]
+    fallback = twins(missing, holdout, seed)
+    if fallback:
+        asked = list({t.record_id: t for t in fallback.values()}.values())
+        data = encode_items(processor, items(asked), root)
+        said = dict(zip((t.record_id for t in asked), greedy_answers(model, processor, data), strict=True))
+        answers.update({rid: said[t.record_id] for rid, t in fallback.items() if said[t.record_id].strip()})
+    return answers

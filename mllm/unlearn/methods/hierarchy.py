@@ -2,7 +2,7 @@
 
 * **Forget objective** — every private forget fact (the node's and its children's), in every trained
   form and at every context depth the renderer offers (the depths a reconstruction attack adds), is
-  trained toward the answer the original model gives a never-seen patient (:mod:`..targets`): it ends
+  trained toward the answer a model that never saw the patient gives (:mod:`..targets`): it ends
   where the retrain oracle is (chance), not below it. Eval-only forms are never trained on.
 * **Kept facts** — image-grounded facts of the forgotten images keep their true answers (the oracle
   reads them off the image too); siblings at each ancestor level, ancestor-owned shared facts and far
@@ -25,7 +25,7 @@ from ..data import Item, Streams, available_depths, items
 from ..losses import nll
 from ..registry import register
 from ..scope import forget_records, is_private, kept_groups
-from ..targets import prior_answers
+from ..targets import replacement_answers
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,10 @@ def forget_targets(method: GradientMethod) -> tuple[list[Item], list[Item]]:
     ctx = method.ctx
     forget = forget_records(ctx.scope)
     private = [r for r in forget if is_private(r)]
-    priors = prior_answers(ctx.model, ctx.processor, ctx.root, private, ctx.scope.holdout, ctx.seed)
+    forget_ids = {r.record_id for r in forget}
+    kept = [r for group in kept_groups(ctx.scope).values() for r in group if r.record_id not in forget_ids]
+    priors = replacement_answers(ctx.model, ctx.processor, ctx.root, private, kept, ctx.scope.holdout,
+                                 ctx.seed)
     depths = available_depths()
     replaced = [Item(r, priors[r.record_id], depth)
                 for r in private if r.record_id in priors for depth in depths]

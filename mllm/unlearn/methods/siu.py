@@ -1,7 +1,7 @@
 """``siu``: Single Image Unlearning (Li et al., NeurIPS 2024) adapted to the medical hierarchy.
 
-Multifaceted fine-tuning data built from the scope: (1) forgotten private facts answered as the
-model answers a never-seen patient (:mod:`..targets`, not "I don't know"); (2) the forgotten images'
+Multifaceted fine-tuning data built from the scope: (1) forgotten private facts answered as a
+model that never saw the patient answers (:mod:`..targets`, not "I don't know"); (2) the forgotten images'
 image-grounded facts kept with their true answers (decoupled factual knowledge); (3) a sample of
 neighbours and far retain (non-targeted knowledge preserved). Loss = α·CE(targets) + β·DMK, the
 Dual Masked KL to the frozen original on the same sequences: token mask K_S = 0 where the target
