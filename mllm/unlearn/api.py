@@ -20,7 +20,6 @@ import torch
 
 from mllm.data.schema import Corpus
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, artifact_digest, library_versions
-from mllm.models.loader import load_model
 
 from .base import Context, Progress, ShouldCancel, StepLog
 from .guard import CollapseError, GuardPolicy, GuardResult, collapse_guard
@@ -86,12 +85,12 @@ def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
     cfg = parse_config(method, values)
     started = time.perf_counter()
     seed_everything(seed)
-    loaded = load_model(model_dir)
+    original, processor = cls.load(model_dir)
     base_digest = artifact_digest(model_dir)
-    runner = cls(cfg, Context(model=loaded.model, processor=loaded.processor, root=corpus.root,
-                              scope=scope, seed=seed, model_dir=model_dir))
+    runner = cls(cfg, Context(model=original, processor=processor, corpus=corpus, scope=scope, seed=seed,
+                              model_dir=model_dir))
     model = runner.run(progress=progress, should_cancel=should_cancel)
-    guard = collapse_guard(model, runner.original(model), loaded.processor, corpus.root, scope,
+    guard = collapse_guard(model, runner.original(model), processor, corpus.root, scope,
                            policy=policy, seed=seed)
     if not guard.passed:
         raise CollapseError(guard)

@@ -17,7 +17,9 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from mllm.data.schema import Corpus
 from mllm.models.artifact import ArtifactMetadata, save_artifact
+from mllm.models.loader import load_model
 from mllm.models.lora import LoraSettings, add_lora
 from mllm.train.encode import Batch
 
@@ -76,14 +78,18 @@ class MethodConfig:
 
 @dataclass
 class Context:
-    """What a method works on: the loaded model, its corpus directory, the scope, the seed."""
+    """What a method works on: the loaded model, the corpus, the scope, the seed."""
 
     model: Any
     processor: Any
-    root: Path
+    corpus: Corpus
     scope: ScopeGroups
     seed: int
     model_dir: Path
+
+    @property
+    def root(self) -> Path:
+        return self.corpus.root
 
 
 class Method:
@@ -96,6 +102,12 @@ class Method:
         self.config = config
         self.ctx = context
         self.log: list[StepLog] = []
+
+    @classmethod
+    def load(cls, model_dir: Path) -> tuple[Any, Any]:
+        """The model to unlearn from and its processor."""
+        loaded = load_model(model_dir)
+        return loaded.model, loaded.processor
 
     def run(self, *, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Any:
         raise NotImplementedError
