@@ -9,11 +9,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.audit import AuditAction
+from core.choices import enum_choices
 from hierarchy.nodes import node_label
 from mllm.data.schema import Level
 from mllm.data.schema import Section as SectionName
 
-from ..audit import AuditAction
 from ..deadlines import ExtensionUnit, days_left, policy_for
 from ..legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from ..lifecycle import TERMINAL, Status
@@ -21,15 +22,10 @@ from ..models import ForgetRequest
 from ..selectors import is_overdue
 from ..subjects import SubjectIdentifiers
 
-
-def _choices(enum_type: type) -> list[str]:
-    return [member.value for member in enum_type]
-
-
 NOTE = {"max_length": 2000, "required": False, "allow_blank": True, "default": ""}
 #: Named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]: inputs and outputs share these enums.
-REFUSAL_REASONS = _choices(RefusalReason)
-REQUESTER_TYPES = _choices(RequesterType)
+REFUSAL_REASONS = enum_choices(RefusalReason)
+REQUESTER_TYPES = enum_choices(RequesterType)
 
 
 # --- errors (documentation only: api.errors writes them) ---------------------------------------
@@ -60,7 +56,7 @@ class SubjectIn(serializers.Serializer):
     mrn = MrnIn(required=False, help_text="A patient: medical record number within its system.")
     study_uid = serializers.CharField(max_length=128, required=False,
                                       help_text="A study: DICOM StudyInstanceUID (bare or urn:oid:).")
-    section = serializers.ChoiceField(choices=_choices(SectionName), required=False,
+    section = serializers.ChoiceField(choices=enum_choices(SectionName), required=False,
                                       help_text="A section of the study given by study_uid.")
 
     def validate(self, attrs: dict[str, Any]) -> SubjectIdentifiers:
@@ -86,8 +82,8 @@ class RequesterIn(serializers.Serializer):
 
 class ForgetRequestCreateIn(serializers.Serializer):
     subject = SubjectIn()
-    regulation = serializers.ChoiceField(choices=_choices(Regulation))
-    legal_basis = serializers.ChoiceField(choices=_choices(LegalBasis))
+    regulation = serializers.ChoiceField(choices=enum_choices(Regulation))
+    legal_basis = serializers.ChoiceField(choices=enum_choices(LegalBasis))
     hipaa_covered = serializers.BooleanField(default=False, help_text=(
         "HIPAA grants no erasure right: such requests use institution_policy or consent_withdrawal."))
     requester = RequesterIn()
@@ -136,14 +132,14 @@ class ExtendIn(serializers.Serializer):
 
 
 class ForgetRequestFilterIn(serializers.Serializer):
-    status = serializers.ChoiceField(choices=_choices(Status), required=False)
+    status = serializers.ChoiceField(choices=enum_choices(Status), required=False)
     institution = serializers.CharField(max_length=64, required=False, help_text="Institution code.")
-    regulation = serializers.ChoiceField(choices=_choices(Regulation), required=False)
+    regulation = serializers.ChoiceField(choices=enum_choices(Regulation), required=False)
     overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 class AuditEventFilterIn(serializers.Serializer):
-    action = serializers.ChoiceField(choices=_choices(AuditAction), required=False)
+    action = serializers.ChoiceField(choices=enum_choices(AuditAction), required=False)
     object_type = serializers.CharField(max_length=64, required=False)
     object_id = serializers.CharField(max_length=64, required=False)
     subject_hash = serializers.CharField(max_length=64, required=False)
@@ -163,7 +159,7 @@ class InstitutionOut(serializers.Serializer):
 class SubjectOut(serializers.Serializer):
     """A hierarchy node, named by its keyed hash (never by MRN or UID)."""
 
-    level = serializers.ChoiceField(choices=_choices(Level))
+    level = serializers.ChoiceField(choices=enum_choices(Level))
     subject_hash = serializers.CharField()
     label = serializers.CharField(help_text="Level and short keyed hash, for people.")
     institution = serializers.CharField(source="institution.code", help_text="Institution code.")
@@ -171,7 +167,7 @@ class SubjectOut(serializers.Serializer):
 
 class ExtensionOut(serializers.Serializer):
     length = serializers.IntegerField()
-    unit = serializers.ChoiceField(choices=_choices(ExtensionUnit))
+    unit = serializers.ChoiceField(choices=enum_choices(ExtensionUnit))
     notice_sent_at = serializers.DateTimeField()
     note = serializers.CharField()
 

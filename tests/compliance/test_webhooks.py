@@ -18,7 +18,7 @@ from kombu.exceptions import OperationalError
 
 from compliance import forget_requests as services
 from compliance.access import SYSTEM
-from compliance.models import AuditEvent, DeliveryStatus, WebhookAttempt, WebhookDelivery
+from compliance.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from compliance.tasks import webhook_deliver_task, webhook_sweep_task
 from compliance.webhooks import (
     EVENT_ID_HEADER,
@@ -32,6 +32,7 @@ from compliance.webhooks import (
     webhook_signature,
     webhook_signature_verify,
 )
+from core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

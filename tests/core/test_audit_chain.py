@@ -15,18 +15,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
-from compliance.audit import (
+from core.audit import (
     AuditAction,
     audit_append,
     audit_checkpoint,
     audit_export_csv,
     audit_export_json,
     audit_verify,
-    verify_export,
 )
-from compliance.cli import audit as audit_cli
-from compliance.models import AuditCheckpoint, AuditEvent
-from compliance.models.audit import GENESIS_HASH
+from core.chain import GENESIS_HASH, verify_export
+from core.cli import audit as audit_cli
+from core.models import AuditCheckpoint, AuditEvent
 
 pytestmark = pytest.mark.django_db
 ACTION = AuditAction.CORPUS_INGESTED
