@@ -19,9 +19,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.audit import AuditAction, audit_append
+from core.principals import HUMAN_ROLES, Principal, PrincipalKind, Role
 from hierarchy.models import Institution
 
-from .access import HUMAN_ROLES, Principal, Role
 from .errors import Conflict, Invalid, NotFound, lock_or_not_found
 from .models import ApiKey
 
@@ -51,7 +51,7 @@ def apikey_create(*, name: str, institution_codes: list[str], actor: Principal) 
                 key = ApiKey.objects.create(prefix=prefix, digest=_digest(token), name=name.strip(),
                                             created_by=actor.name)
                 key.institutions.set(institutions)
-                audit_append(actor=actor.name, action=AuditAction.API_KEY_CREATED, object_type="api_key",
+                audit_append(actor=actor, action=AuditAction.API_KEY_CREATED, object_type="api_key",
                              object_id=prefix, data={"name": key.name,
                                                      "institutions": sorted(i.code for i in institutions)})
             return key, token
@@ -69,7 +69,7 @@ def apikey_revoke(*, prefix: str, actor: Principal) -> ApiKey:
             raise Conflict("this API key is already revoked", field="prefix", code="already_revoked")
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        audit_append(actor=actor.name, action=AuditAction.API_KEY_REVOKED, object_type="api_key",
+        audit_append(actor=actor, action=AuditAction.API_KEY_REVOKED, object_type="api_key",
                      object_id=prefix)
     return key
 
@@ -88,7 +88,7 @@ def apikey_authenticate(token: str) -> Principal | None:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return Principal(name=f"api-key:{key.prefix}", roles=frozenset({Role.HOSPITAL_SYSTEM}),
                      institution_ids=frozenset(key.institutions.values_list("pk", flat=True)),
-                     api_key_id=key.pk)
+                     kind=PrincipalKind.API_KEY, api_key_id=key.pk)
 
 
 def user_create(*, username: str, email: str, password: str, roles: list[Role],
@@ -115,6 +115,6 @@ def user_create(*, username: str, email: str, password: str, roles: list[Role],
         user.set_password(password)
         user.save()
         user.groups.set([Group.objects.get_or_create(name=str(role))[0] for role in roles])
-        audit_append(actor=actor.name, action=AuditAction.USER_CREATED, object_type="user",
+        audit_append(actor=actor, action=AuditAction.USER_CREATED, object_type="user",
                      object_id=str(user.pk), data={"roles": sorted(str(role) for role in roles)})
     return user

@@ -6,7 +6,6 @@ acting principal in the audit chain is ``cli:<operating-system user>``.
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -14,12 +13,7 @@ from typing import Any
 import click
 
 from core.bootstrap import setup_django
-
-from .access import HUMAN_ROLES, Principal, Role
-
-
-def _actor() -> Principal:
-    return Principal(name=f"cli:{getpass.getuser()}", roles=frozenset(), institution_ids=None)
+from core.principals import HUMAN_ROLES, Role, cli_principal
 
 
 def _service_errors(command: Callable[..., None]) -> Callable[..., None]:
@@ -50,7 +44,7 @@ def apikey_create_command(institutions: tuple[str, ...], name: str) -> None:
     """Create a key and print it once (only its SHA-256 is stored)."""
     from .accounts import apikey_create
 
-    key, token = apikey_create(name=name, institution_codes=list(institutions), actor=_actor())
+    key, token = apikey_create(name=name, institution_codes=list(institutions), actor=cli_principal())
     click.echo(f"created API key {key.prefix} ({key.name}) for {', '.join(institutions)}", err=True)
     click.echo("store it now; it cannot be shown again:", err=True)
     click.echo(token)
@@ -63,7 +57,7 @@ def apikey_revoke_command(prefix: str) -> None:
     """Revoke the key with this prefix at once."""
     from .accounts import apikey_revoke
 
-    apikey_revoke(prefix=prefix, actor=_actor())
+    apikey_revoke(prefix=prefix, actor=cli_principal())
     click.echo(f"revoked API key {prefix}")
 
 
@@ -99,7 +93,7 @@ def user_create_command(username: str, email: str, roles: tuple[str, ...], passw
     from .accounts import user_create
 
     user_create(username=username, email=email, password=password, roles=[Role(role) for role in roles],
-                actor=_actor())
+                actor=cli_principal())
     click.echo(f"created user {username} with roles {', '.join(roles)}")
 
 
@@ -119,7 +113,7 @@ def webhook_create_command(institution: str, url: str, events: tuple[str, ...]) 
     from .webhooks import webhook_endpoint_create, webhook_secret
 
     endpoint = webhook_endpoint_create(institution_code=institution, url=url, events=list(events),
-                                       actor=_actor())
+                                       actor=cli_principal())
     click.echo(f"created webhook endpoint {endpoint.pk} for {institution}; signing secret:", err=True)
     click.echo(webhook_secret(endpoint))
 
@@ -131,7 +125,7 @@ def webhook_rotate_secret_command(endpoint_id: int) -> None:
     """Give an endpoint a new signing secret and print it (the old one stops working at once)."""
     from .webhooks import webhook_endpoint_rotate_secret
 
-    new_secret = webhook_endpoint_rotate_secret(endpoint_id=endpoint_id, actor=_actor())
+    new_secret = webhook_endpoint_rotate_secret(endpoint_id=endpoint_id, actor=cli_principal())
     click.echo(f"new signing secret of webhook endpoint {endpoint_id}:", err=True)
     click.echo(new_secret)
 
@@ -143,7 +137,7 @@ def webhook_disable_command(endpoint_id: int) -> None:
     """Stop sending to an endpoint."""
     from .webhooks import webhook_endpoint_disable
 
-    webhook_endpoint_disable(endpoint_id=endpoint_id, actor=_actor())
+    webhook_endpoint_disable(endpoint_id=endpoint_id, actor=cli_principal())
     click.echo(f"disabled webhook endpoint {endpoint_id}")
 
 

@@ -17,7 +17,6 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from compliance import forget_requests as services
-from compliance.access import SYSTEM
 from compliance.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from compliance.tasks import webhook_deliver_task, webhook_sweep_task
 from compliance.webhooks import (
@@ -33,6 +32,7 @@ from compliance.webhooks import (
     webhook_signature_verify,
 )
 from core.models import AuditEvent
+from core.principals import SYSTEM
 
 pytestmark = pytest.mark.django_db
 
