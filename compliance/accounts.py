@@ -1,5 +1,8 @@
 """Accounts: people with roles, and API keys for hospital systems.
 
+Roles change only through :func:`role_grant` / :func:`role_revoke` (audited; the admin shows a
+person's groups read-only). Operators at the command line and compliance officers may change them.
+
 An API key is ``obl_<prefix>_<secret>``: shown once at creation; the database keeps the public
 prefix (for lookup and display) and the SHA-256 of the whole token. 256 random bits make a slow
 password hash unnecessary.
@@ -22,7 +25,7 @@ from core.audit import AuditAction, audit_append
 from core.principals import HUMAN_ROLES, Principal, PrincipalKind, Role
 from hierarchy.models import Institution
 
-from .errors import Conflict, Invalid, NotFound, lock_or_not_found
+from .errors import Conflict, Forbidden, Invalid, NotFound, lock_or_not_found
 from .models import ApiKey
 
 TOKEN_SCHEME = "obl"
@@ -118,3 +121,45 @@ def user_create(*, username: str, email: str, password: str, roles: list[Role],
         audit_append(actor=actor, action=AuditAction.USER_CREATED, object_type="user",
                      object_id=str(user.pk), data={"roles": sorted(str(role) for role in roles)})
     return user
+
+
+def _may_manage_roles(actor: Principal) -> None:
+    if actor.kind not in {PrincipalKind.CLI, PrincipalKind.SYSTEM} and \
+            Role.COMPLIANCE_OFFICER not in actor.roles:
+        raise Forbidden("only compliance officers and operators change roles", code="role_change_forbidden")
+
+
+def _person(username: str) -> AbstractBaseUser:
+    return lock_or_not_found(get_user_model().objects, NotFound(
+        "no user has this name", field="username", code="user_not_found"), username=username)
+
+
+def role_grant(*, username: str, role: Role, actor: Principal) -> bool:
+    """Give a person a human role; ``False`` when they already held it (nothing is recorded)."""
+    _may_manage_roles(actor)
+    if role not in HUMAN_ROLES:
+        raise Invalid(f"roles must be among {', '.join(sorted(HUMAN_ROLES))}", field="role",
+                      code="invalid_role")
+    with transaction.atomic():
+        user = _person(username)
+        group = Group.objects.get_or_create(name=str(role))[0]
+        if user.groups.filter(pk=group.pk).exists():
+            return False
+        user.groups.add(group)
+        audit_append(actor=actor, action=AuditAction.ROLE_GRANTED, object_type="user",
+                     object_id=str(user.pk), data={"role": str(role)})
+    return True
+
+
+def role_revoke(*, username: str, role: Role, actor: Principal) -> bool:
+    """Take a role away at once; ``False`` when the person did not hold it."""
+    _may_manage_roles(actor)
+    with transaction.atomic():
+        user = _person(username)
+        group = Group.objects.filter(name=str(role)).first()
+        if group is None or not user.groups.filter(pk=group.pk).exists():
+            return False
+        user.groups.remove(group)
+        audit_append(actor=actor, action=AuditAction.ROLE_REVOKED, object_type="user",
+                     object_id=str(user.pk), data={"role": str(role)})
+    return True

@@ -97,6 +97,33 @@ def user_create_command(username: str, email: str, roles: tuple[str, ...], passw
     click.echo(f"created user {username} with roles {', '.join(roles)}")
 
 
+_ROLE = click.option("--role", required=True, type=click.Choice(sorted(role.value for role in HUMAN_ROLES)))
+
+
+@user.command("grant")
+@click.argument("username")
+@_ROLE
+@_service_errors
+def user_grant_command(username: str, role: str) -> None:
+    """Give a person a role (audited)."""
+    from .accounts import role_grant
+
+    changed = role_grant(username=username, role=Role(role), actor=cli_principal())
+    click.echo(f"granted {role} to {username}" if changed else f"{username} already holds {role}")
+
+
+@user.command("revoke")
+@click.argument("username")
+@_ROLE
+@_service_errors
+def user_revoke_command(username: str, role: str) -> None:
+    """Take a role away from a person at once (audited)."""
+    from .accounts import role_revoke
+
+    changed = role_revoke(username=username, role=Role(role), actor=cli_principal())
+    click.echo(f"revoked {role} from {username}" if changed else f"{username} does not hold {role}")
+
+
 @click.group()
 def webhook() -> None:
     """Webhook endpoints that receive signed status notifications."""

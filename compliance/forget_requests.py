@@ -185,7 +185,9 @@ def forget_request_approve(*, request_id: uuid.UUID, actor: Principal, note: str
 
 def forget_request_refuse(*, request_id: uuid.UUID, actor: Principal, reason: RefusalReason, text: str,
                           partial: bool = False) -> ForgetRequest:
-    """Refuse, or partially refuse (the rest proceeds), with a reason code and an explanation."""
+    """Refuse, or partially refuse (the rest proceeds), with a reason code and an explanation.
+
+    Both are decisions, so the four-eyes rule applies to both."""
     if not text.strip():
         raise Invalid("a refusal needs an explanation", field="text", code="reason_text_required")
     target = Status.PARTIALLY_REFUSED if partial else Status.REFUSED
@@ -193,11 +195,11 @@ def forget_request_refuse(*, request_id: uuid.UUID, actor: Principal, reason: Re
         request = _locked(request_id, actor)
         check_transition(request.status, target)
         check_refusal_reason(reason, Regulation(request.regulation))
+        _require_second_person(request, actor)
         fields: dict[str, Any] = {"decided_by": actor.name, "decided_at": timezone.now(),
                                   "reason_code": reason, "decision_note": text}
         data: dict[str, Any] = {"reason_code": str(reason)}
         if partial:
-            _require_second_person(request, actor)
             fields["scope_summary"] = scope_snapshot(request)
             data["scope_counts"] = fields["scope_summary"]["counts"]
         return _transition(request, to=target, actor=actor, fields=fields, data=data)
