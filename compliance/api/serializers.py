@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.utils import timezone
@@ -24,6 +25,37 @@ from ..subjects import SubjectIdentifiers
 
 def _choices(enum_type: type) -> list[str]:
     return [member.value for member in enum_type]
+
+
+class Choice(serializers.ChoiceField):
+    """An enum input whose error lists the allowed values and never repeats the submitted one
+    (a name or MRN typed into the wrong field would otherwise come back in the error)."""
+
+    def __init__(self, choices: list[str], **kwargs: Any) -> None:
+        super().__init__(choices, **kwargs)
+        allowed = ", ".join(choices) if len(choices) <= 12 else "the values listed in the API schema"
+        self.error_messages["invalid_choice"] = f"not an allowed value; use one of: {allowed}"
+
+
+#: Datetimes the API accepts: nothing before the oldest statute it tracks, nothing absurdly late.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+_RANGE = f"between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+
+
+class BoundedDateTime(serializers.DateTimeField):
+    """An ISO 8601 datetime with a time zone, between :data:`EARLIEST` and :data:`LATEST`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["help_text"] = f"{kwargs.get('help_text', '')} ISO 8601, {_RANGE}.".strip()
+        super().__init__(**kwargs)
+        self.error_messages["out_of_range"] = f"must lie {_RANGE}"
+
+    def to_internal_value(self, value: Any) -> dt.datetime:
+        parsed = super().to_internal_value(value)
+        if not EARLIEST <= parsed < LATEST:
+            self.fail("out_of_range")
+        return parsed
 
 
 NOTE = {"max_length": 2000, "required": False, "allow_blank": True, "default": ""}
@@ -60,7 +92,7 @@ class SubjectIn(serializers.Serializer):
     mrn = MrnIn(required=False, help_text="A patient: medical record number within its system.")
     study_uid = serializers.CharField(max_length=128, required=False,
                                       help_text="A study: DICOM StudyInstanceUID (bare or urn:oid:).")
-    section = serializers.ChoiceField(choices=_choices(SectionName), required=False,
+    section = Choice(_choices(SectionName), required=False,
                                       help_text="A section of the study given by study_uid.")
 
     def validate(self, attrs: dict[str, Any]) -> SubjectIdentifiers:
@@ -79,19 +111,19 @@ class SubjectIn(serializers.Serializer):
 
 
 class RequesterIn(serializers.Serializer):
-    type = serializers.ChoiceField(choices=REQUESTER_TYPES)
+    type = Choice(REQUESTER_TYPES)
     reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
                                       help_text="Your case number; stored only as a keyed hash.")
 
 
 class ForgetRequestCreateIn(serializers.Serializer):
     subject = SubjectIn()
-    regulation = serializers.ChoiceField(choices=_choices(Regulation))
-    legal_basis = serializers.ChoiceField(choices=_choices(LegalBasis))
+    regulation = Choice(_choices(Regulation))
+    legal_basis = Choice(_choices(LegalBasis))
     hipaa_covered = serializers.BooleanField(default=False, help_text=(
         "HIPAA grants no erasure right: such requests use institution_policy or consent_withdrawal."))
     requester = RequesterIn()
-    received_at = serializers.DateTimeField(required=False,
+    received_at = BoundedDateTime(required=False,
                                             help_text="When the request reached you (default: now).")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -108,8 +140,9 @@ class NoteIn(serializers.Serializer):
 
 
 class RefuseIn(serializers.Serializer):
-    reason = serializers.ChoiceField(choices=REFUSAL_REASONS)
-    text = serializers.CharField(max_length=2000, help_text="Explanation given to the requester.")
+    reason = Choice(REFUSAL_REASONS)
+    text = serializers.RegexField(r"\S", max_length=2000, min_length=1,
+                                  help_text="Explanation given to the requester (not blank).")
     partial = serializers.BooleanField(default=False,
                                        help_text="Refuse part; the rest proceeds to unlearning.")
 
@@ -121,7 +154,7 @@ class ExtendIn(serializers.Serializer):
     months = serializers.IntegerField(min_value=1, max_value=12, required=False, help_text="GDPR: 1 or 2.")
     days = serializers.IntegerField(min_value=1, max_value=365, required=False,
                                     help_text="CCPA (up to 45) and policy-based regulations.")
-    notice_sent_at = serializers.DateTimeField(help_text="When the requester was told of the extension.")
+    notice_sent_at = BoundedDateTime(help_text="When the requester was told of the extension.")
     note = serializers.CharField(**NOTE)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -136,19 +169,19 @@ class ExtendIn(serializers.Serializer):
 
 
 class ForgetRequestFilterIn(serializers.Serializer):
-    status = serializers.ChoiceField(choices=_choices(Status), required=False)
+    status = Choice(_choices(Status), required=False)
     institution = serializers.CharField(max_length=64, required=False, help_text="Institution code.")
-    regulation = serializers.ChoiceField(choices=_choices(Regulation), required=False)
+    regulation = Choice(_choices(Regulation), required=False)
     overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 class AuditEventFilterIn(serializers.Serializer):
-    action = serializers.ChoiceField(choices=_choices(AuditAction), required=False)
+    action = Choice(_choices(AuditAction), required=False)
     object_type = serializers.CharField(max_length=64, required=False)
     object_id = serializers.CharField(max_length=64, required=False)
     subject_hash = serializers.CharField(max_length=64, required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = BoundedDateTime(required=False)
+    until = BoundedDateTime(required=False)
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -163,7 +196,7 @@ class InstitutionOut(serializers.Serializer):
 class SubjectOut(serializers.Serializer):
     """A hierarchy node, named by its keyed hash (never by MRN or UID)."""
 
-    level = serializers.ChoiceField(choices=_choices(Level))
+    level = Choice(_choices(Level))
     subject_hash = serializers.CharField()
     label = serializers.CharField(help_text="Level and short keyed hash, for people.")
     institution = serializers.CharField(source="institution.code", help_text="Institution code.")
@@ -171,7 +204,7 @@ class SubjectOut(serializers.Serializer):
 
 class ExtensionOut(serializers.Serializer):
     length = serializers.IntegerField()
-    unit = serializers.ChoiceField(choices=_choices(ExtensionUnit))
+    unit = Choice(_choices(ExtensionUnit))
     notice_sent_at = serializers.DateTimeField()
     note = serializers.CharField()
 
