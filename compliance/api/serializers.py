@@ -19,7 +19,7 @@ from ..deadlines import ExtensionUnit, days_left, policy_for
 from ..legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from ..lifecycle import TERMINAL, Status
 from ..models import ForgetRequest
-from ..selectors import is_overdue
+from ..selectors import RELATED_SHOWN, is_overdue
 from ..subjects import SubjectIdentifiers
 
 
@@ -216,13 +216,14 @@ class ForgetRequestOut(serializers.ModelSerializer):
     days_left = serializers.SerializerMethodField()
     overdue = serializers.SerializerMethodField()
     related = serializers.SerializerMethodField()
+    related_count = serializers.SerializerMethodField()
 
     class Meta:
         model = ForgetRequest
         fields = ["id", "status", "level", "institution", "subject", "regulation", "legal_basis",
                   "hipaa_covered", "requester_type", "requester_hash", "received_at", "base_deadline",
                   "deadline", "extension", "days_left", "overdue", "submitted_by", "decided_by",
-                  "decided_at", "reason_code", "decision_note", "scope_summary", "related",
+                  "decided_at", "reason_code", "decision_note", "scope_summary", "related", "related_count",
                   "status_changed_at", "created_at"]
 
     @extend_schema_field(SubjectOut)
@@ -248,9 +249,19 @@ class ForgetRequestOut(serializers.ModelSerializer):
     def get_overdue(self, request: ForgetRequest) -> bool:
         return is_overdue(request, timezone.localdate())
 
-    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField(), max_length=RELATED_SHOWN))
     def get_related(self, request: ForgetRequest) -> list[str]:
-        return [str(other.pk) for other in request.related.all()]
+        """Oldest first, at most ``RELATED_SHOWN`` (the page stays small however many there are)."""
+        shown = getattr(request, "related_shown", None)
+        if shown is None:  # a request not read through the list selector (e.g. just created)
+            shown = request.related.order_by("received_at", "id")[:RELATED_SHOWN]
+        return [str(other.pk) for other in shown]
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_related_count(self, request: ForgetRequest) -> int:
+        """All linked requests (duplicates of one subject are linked through the oldest one)."""
+        count = getattr(request, "related_count", None)
+        return request.related.count() if count is None else count
 
 
 class AuditEventOut(serializers.Serializer):
