@@ -14,7 +14,7 @@ def audit_checkpoint_task() -> int | None:
     return checkpoint.seq if checkpoint else None
 
 
-@shared_task(name="compliance.webhook_deliver")
+@shared_task(name="compliance.webhook_deliver", ignore_result=True)
 def webhook_deliver_task(delivery_id: int) -> bool:
     """Try one outbox delivery now; on failure queue the next try after its backoff."""
     from .webhooks import webhook_attempt, webhook_dispatch
