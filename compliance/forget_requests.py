@@ -67,13 +67,22 @@ def requester_hash(reference: str) -> str:
 
 
 def _overlapping_open(path: SubjectPath) -> list[ForgetRequest]:
-    """Open requests whose subject is this node, one of its ancestors or one of its descendants."""
+    """The oldest open request of each subject that is this node, an ancestor or a descendant.
+
+    Duplicates (more open requests about one subject) are represented by their oldest, so a flood
+    of duplicates adds one link per request, not one per earlier duplicate: links grow linearly.
+    """
     query = Q(institution=path.institution)
     for name in ("patient", "study", "section"):
         node = getattr(path, name)
         if node is not None:
             query &= Q(**{f"{name}__isnull": True}) | Q(**{name: node})
-    return list(ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL).order_by("received_at"))
+    oldest: dict[tuple[str, str], uuid.UUID] = {}
+    candidates = ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL)
+    for pk, level, subject in candidates.order_by("received_at", "id").values_list("pk", "level",
+                                                                                  "subject_hash"):
+        oldest.setdefault((level, subject), pk)
+    return list(ForgetRequest.objects.filter(pk__in=oldest.values()).order_by("received_at", "id"))
 
 
 def _notification(request: ForgetRequest, **extra: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 
-@shared_task(name="compliance.webhook_deliver")
+@shared_task(name="compliance.webhook_deliver", ignore_result=True)
 def webhook_deliver_task(delivery_id: int) -> bool:
     """Try one outbox delivery now; on failure queue the next try after its backoff."""
     from .webhooks import webhook_attempt, webhook_dispatch

@@ -153,14 +153,26 @@ def webhook_endpoint_rotate_secret(*, endpoint_id: int, actor: Principal) -> str
 # --- outbox -------------------------------------------------------------------------------------
 
 
+_broker_down_until = 0.0
+
+
 def webhook_dispatch(delivery_id: int, *, countdown: float = 0) -> None:
-    """Queue the delivery task; if the broker is down the sweeper delivers later."""
+    """Queue the delivery task; if the broker is down the sweeper delivers later.
+
+    Never blocks a request: one connection attempt without retries, and after a failure no attempt
+    at all for ``OBLIVIO_DISPATCH_RETRY_SECONDS`` (the outbox row waits for the sweeper meanwhile).
+    """
+    global _broker_down_until
     from .tasks import webhook_deliver_task
 
+    if time.monotonic() < _broker_down_until:
+        return
     try:
         webhook_deliver_task.apply_async((delivery_id,), countdown=countdown, retry=False)
-    except Exception:  # broker unreachable: the outbox row stays pending for the sweeper
-        logger.warning("webhook dispatch deferred to the sweeper", extra={"delivery_id": delivery_id})
+    except Exception as exc:  # broker unreachable: the outbox row stays pending for the sweeper
+        _broker_down_until = time.monotonic() + settings.OBLIVIO_DISPATCH_RETRY_SECONDS
+        logger.warning("webhook dispatch deferred to the sweeper",
+                       extra={"delivery_id": delivery_id, "error": exc.__class__.__name__})
 
 
 def webhook_enqueue(*, institution_id: int, event: WebhookEvent,
