@@ -19,14 +19,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.audit import AuditAction, audit_append
 from hierarchy.identifiers import IdentifierKind, keyed_hash
 from hierarchy.models import Corpus
 from hierarchy.scope import scope_resolve
 
 from .access import SYSTEM, Principal
-from .audit import AuditAction, audit_append
 from .deadlines import ExtensionUnit, policy_for
-from .errors import Conflict, Forbidden, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound, lock_or_not_found
 from .legal import (
     LegalBasis,
     RefusalReason,
@@ -131,9 +131,10 @@ def forget_request_create(*, actor: Principal, subject: SubjectIdentifiers, regu
 
 def _locked(request_id: uuid.UUID, actor: Principal) -> ForgetRequest:
     """The request, row-locked for this transaction, if ``actor`` may see it."""
-    request = ForgetRequest.objects.select_for_update().filter(pk=request_id).first()
-    if request is None or not actor.sees(request.institution_id):
-        raise NotFound("no forget request has this id", field="id", code="request_not_found")
+    not_found = NotFound("no forget request has this id", field="id", code="request_not_found")
+    request = lock_or_not_found(ForgetRequest.objects, not_found, pk=request_id)
+    if not actor.sees(request.institution_id):
+        raise not_found
     return request
 
 

@@ -7,12 +7,13 @@ from datetime import date, datetime
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
+from core.models import AuditEvent
 from hierarchy.models import Institution
 
 from .access import Principal
 from .errors import NotFound
 from .lifecycle import TERMINAL
-from .models import AuditEvent, ForgetRequest
+from .models import ForgetRequest
 
 
 def institution_list(*, principal: Principal) -> QuerySet[Institution]:

@@ -30,13 +30,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from oblivio_site.home import WEBHOOK_SECRET_KEY, secret
 
+from core.audit import AuditAction, audit_append
+from core.home import WEBHOOK_SECRET_KEY, secret
 from hierarchy.models import Institution
 
 from .access import Principal
-from .audit import AuditAction, audit_append
-from .errors import Invalid, NotFound
+from .errors import Invalid, NotFound, lock_or_not_found
 from .models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 SIGNATURE_HEADER = "Oblivio-Signature"
@@ -119,12 +119,15 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
     return endpoint
 
 
+def _locked_endpoint(endpoint_id: int) -> WebhookEndpoint:
+    return lock_or_not_found(WebhookEndpoint.objects, NotFound(
+        "no webhook endpoint has this id", field="endpoint", code="endpoint_not_found"), pk=endpoint_id)
+
+
 def webhook_endpoint_disable(*, endpoint_id: int, actor: Principal) -> WebhookEndpoint:
     """Stop sending to an endpoint (pending deliveries are still attempted)."""
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
-        if endpoint is None:
-            raise NotFound("no webhook endpoint has this id", field="endpoint", code="endpoint_not_found")
+        endpoint = _locked_endpoint(endpoint_id)
         endpoint.is_active = False
         endpoint.save(update_fields=["is_active"])
         audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
@@ -138,9 +141,7 @@ def webhook_endpoint_rotate_secret(*, endpoint_id: int, actor: Principal) -> str
     Every delivery attempted from now on is signed with it, including retries of older events.
     """
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
-        if endpoint is None:
-            raise NotFound("no webhook endpoint has this id", field="endpoint", code="endpoint_not_found")
+        endpoint = _locked_endpoint(endpoint_id)
         new_secret = secrets.token_hex(32)
         endpoint.sealed_secret = seal_secret(new_secret)
         endpoint.save(update_fields=["sealed_secret"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Any
 
 from django.utils import timezone
@@ -10,11 +11,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.audit import AuditAction
+from core.choices import enum_choices
 from hierarchy.nodes import node_label
 from mllm.data.schema import Level
 from mllm.data.schema import Section as SectionName
 
-from ..audit import AuditAction
 from ..deadlines import ExtensionUnit, days_left, policy_for
 from ..legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from ..lifecycle import TERMINAL, Status
@@ -23,17 +25,14 @@ from ..selectors import RELATED_SHOWN, is_overdue
 from ..subjects import SubjectIdentifiers
 
 
-def _choices(enum_type: type) -> list[str]:
-    return [member.value for member in enum_type]
-
-
 class Choice(serializers.ChoiceField):
     """An enum input whose error lists the allowed values and never repeats the submitted one
     (a name or MRN typed into the wrong field would otherwise come back in the error)."""
 
-    def __init__(self, choices: list[str], **kwargs: Any) -> None:
-        super().__init__(choices, **kwargs)
-        allowed = ", ".join(choices) if len(choices) <= 12 else "the values listed in the API schema"
+    def __init__(self, enum_type: type[enum.StrEnum], **kwargs: Any) -> None:
+        super().__init__(enum_choices(enum_type), **kwargs)
+        values = [member.value for member in enum_type]
+        allowed = ", ".join(values) if len(values) <= 12 else "the values listed in the API schema"
         self.error_messages["invalid_choice"] = f"not an allowed value; use one of: {allowed}"
 
 
@@ -60,8 +59,8 @@ class BoundedDateTime(serializers.DateTimeField):
 
 NOTE = {"max_length": 2000, "required": False, "allow_blank": True, "default": ""}
 #: Named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]: inputs and outputs share these enums.
-REFUSAL_REASONS = _choices(RefusalReason)
-REQUESTER_TYPES = _choices(RequesterType)
+REFUSAL_REASONS = enum_choices(RefusalReason)
+REQUESTER_TYPES = enum_choices(RequesterType)
 
 
 # --- errors (documentation only: api.errors writes them) ---------------------------------------
@@ -92,7 +91,7 @@ class SubjectIn(serializers.Serializer):
     mrn = MrnIn(required=False, help_text="A patient: medical record number within its system.")
     study_uid = serializers.CharField(max_length=128, required=False,
                                       help_text="A study: DICOM StudyInstanceUID (bare or urn:oid:).")
-    section = Choice(_choices(SectionName), required=False,
+    section = Choice(SectionName, required=False,
                                       help_text="A section of the study given by study_uid.")
 
     def validate(self, attrs: dict[str, Any]) -> SubjectIdentifiers:
@@ -111,15 +110,15 @@ class SubjectIn(serializers.Serializer):
 
 
 class RequesterIn(serializers.Serializer):
-    type = Choice(REQUESTER_TYPES)
+    type = Choice(RequesterType)
     reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
                                       help_text="Your case number; stored only as a keyed hash.")
 
 
 class ForgetRequestCreateIn(serializers.Serializer):
     subject = SubjectIn()
-    regulation = Choice(_choices(Regulation))
-    legal_basis = Choice(_choices(LegalBasis))
+    regulation = Choice(Regulation)
+    legal_basis = Choice(LegalBasis)
     hipaa_covered = serializers.BooleanField(default=False, help_text=(
         "HIPAA grants no erasure right: such requests use institution_policy or consent_withdrawal."))
     requester = RequesterIn()
@@ -140,7 +139,7 @@ class NoteIn(serializers.Serializer):
 
 
 class RefuseIn(serializers.Serializer):
-    reason = Choice(REFUSAL_REASONS)
+    reason = Choice(RefusalReason)
     text = serializers.RegexField(r"\S", max_length=2000, min_length=1,
                                   help_text="Explanation given to the requester (not blank).")
     partial = serializers.BooleanField(default=False,
@@ -169,14 +168,14 @@ class ExtendIn(serializers.Serializer):
 
 
 class ForgetRequestFilterIn(serializers.Serializer):
-    status = Choice(_choices(Status), required=False)
+    status = Choice(Status, required=False)
     institution = serializers.CharField(max_length=64, required=False, help_text="Institution code.")
-    regulation = Choice(_choices(Regulation), required=False)
+    regulation = Choice(Regulation, required=False)
     overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 class AuditEventFilterIn(serializers.Serializer):
-    action = Choice(_choices(AuditAction), required=False)
+    action = Choice(AuditAction, required=False)
     object_type = serializers.CharField(max_length=64, required=False)
     object_id = serializers.CharField(max_length=64, required=False)
     subject_hash = serializers.CharField(max_length=64, required=False)
@@ -196,7 +195,7 @@ class InstitutionOut(serializers.Serializer):
 class SubjectOut(serializers.Serializer):
     """A hierarchy node, named by its keyed hash (never by MRN or UID)."""
 
-    level = Choice(_choices(Level))
+    level = Choice(Level)
     subject_hash = serializers.CharField()
     label = serializers.CharField(help_text="Level and short keyed hash, for people.")
     institution = serializers.CharField(source="institution.code", help_text="Institution code.")
@@ -204,7 +203,7 @@ class SubjectOut(serializers.Serializer):
 
 class ExtensionOut(serializers.Serializer):
     length = serializers.IntegerField()
-    unit = Choice(_choices(ExtensionUnit))
+    unit = Choice(ExtensionUnit)
     notice_sent_at = serializers.DateTimeField()
     note = serializers.CharField()
 

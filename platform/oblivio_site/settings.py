@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .home import DJANGO_SECRET_KEY, ensure_secrets, oblivio_home, secret
+from core.home import DJANGO_SECRET_KEY, ensure_secrets, oblivio_home, secret
 
 HOME = oblivio_home()
 ensure_secrets()
@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "oblivio_site",
+    "core",
     "hierarchy",
     "compliance",
 ]
@@ -155,7 +156,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 
 CELERY_BEAT_SCHEDULE = {
-    "audit-checkpoint": {"task": "compliance.audit_checkpoint",
+    "audit-checkpoint": {"task": "core.audit_checkpoint",
                          "schedule": float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HOME / "celerybeat-schedule")

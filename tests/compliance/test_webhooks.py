@@ -16,7 +16,7 @@ from receivers import Receiver
 
 from compliance import forget_requests as services
 from compliance.access import SYSTEM
-from compliance.models import AuditEvent, DeliveryStatus, WebhookAttempt, WebhookDelivery
+from compliance.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from compliance.tasks import webhook_deliver_task, webhook_sweep_task
 from compliance.webhooks import (
     EVENT_ID_HEADER,
@@ -30,6 +30,7 @@ from compliance.webhooks import (
     webhook_signature,
     webhook_signature_verify,
 )
+from core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
