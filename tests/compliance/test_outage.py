@@ -57,14 +57,13 @@ def _call(url: str, token: str, body: dict | None = None) -> tuple[int, float]:
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_redis_outage_loses_nothing_and_stops_nothing(tmp_path, tree, key_a, patient_body, receiver,
-                                                      live_gunicorn, settings) -> None:
-    settings.OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True  # the receiver listens on loopback
+                                                      live_gunicorn) -> None:
     webhook_endpoint_create(institution_code=tree.institutions[0].code, url=receiver.url,
                             events=["forget_request.created"], actor=SYSTEM)
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     env = {"CELERY_BROKER_URL": url, "OBLIVIO_CACHE_URL": url, "OBLIVIO_WEBHOOK_SWEEP_SECONDS": "1",
-           "OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "1", "OBLIVIO_API_RATE_WRITE": "10000/min"}
+           "OBLIVIO_API_RATE_WRITE": "10000/min"}  # the receiver fixture allows loopback webhooks
     broker = _redis(port, tmp_path / "redis-1.log")
     server = live_gunicorn(**env)
     worker = LiveWorker(f"outage-{uuid.uuid4().hex[:8]}", tmp_path / "worker.log", beat=True, **env)
