@@ -264,6 +264,11 @@ if OBLIVIO_IDEMPOTENCY_TTL_HOURS <= 0:
 CELERY_BEAT_SCHEDULE["idempotency-purge"] = {"task": "compliance.idempotency_purge", "schedule": 3600.0}
 
 # --- Logging: one JSON object per line on stderr; identifiers only ever as keyed hashes ------
+# Containers collect stderr. `oblivio demo` pipes its web server's and worker's stderr into rotating
+# files in OBLIVIO_LOG_DIR (oblivio_site.logfiles).
+OBLIVIO_LOG_DIR = Path(os.environ.get("OBLIVIO_LOG_DIR") or HOME / "logs")
+OBLIVIO_LOG_MAX_BYTES = int(os.environ.get("OBLIVIO_LOG_MAX_BYTES", str(10 * 1024 * 1024)))
+OBLIVIO_LOG_BACKUPS = int(os.environ.get("OBLIVIO_LOG_BACKUPS", "5"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
