@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from typing import Any
 
 from django.utils import timezone
@@ -29,9 +28,9 @@ class Choice(serializers.ChoiceField):
     """An enum input whose error lists the allowed values and never repeats the submitted one
     (a name or MRN typed into the wrong field would otherwise come back in the error)."""
 
-    def __init__(self, enum_type: type[enum.StrEnum], **kwargs: Any) -> None:
-        super().__init__(enum_choices(enum_type), **kwargs)
-        values = [member.value for member in enum_type]
+    def __init__(self, choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(choices, **kwargs)
+        values = [value for value, _label in choices]
         allowed = ", ".join(values) if len(values) <= 12 else "the values listed in the API schema"
         self.error_messages["invalid_choice"] = f"not an allowed value; use one of: {allowed}"
 
@@ -91,7 +90,7 @@ class SubjectIn(serializers.Serializer):
     mrn = MrnIn(required=False, help_text="A patient: medical record number within its system.")
     study_uid = serializers.CharField(max_length=128, required=False,
                                       help_text="A study: DICOM StudyInstanceUID (bare or urn:oid:).")
-    section = Choice(SectionName, required=False,
+    section = Choice(enum_choices(SectionName), required=False,
                                       help_text="A section of the study given by study_uid.")
 
     def validate(self, attrs: dict[str, Any]) -> SubjectIdentifiers:
@@ -110,15 +109,15 @@ class SubjectIn(serializers.Serializer):
 
 
 class RequesterIn(serializers.Serializer):
-    type = Choice(RequesterType)
+    type = Choice(REQUESTER_TYPES)
     reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
                                       help_text="Your case number; stored only as a keyed hash.")
 
 
 class ForgetRequestCreateIn(serializers.Serializer):
     subject = SubjectIn()
-    regulation = Choice(Regulation)
-    legal_basis = Choice(LegalBasis)
+    regulation = Choice(enum_choices(Regulation))
+    legal_basis = Choice(enum_choices(LegalBasis))
     hipaa_covered = serializers.BooleanField(default=False, help_text=(
         "HIPAA grants no erasure right: such requests use institution_policy or consent_withdrawal."))
     requester = RequesterIn()
@@ -139,7 +138,7 @@ class NoteIn(serializers.Serializer):
 
 
 class RefuseIn(serializers.Serializer):
-    reason = Choice(RefusalReason)
+    reason = Choice(REFUSAL_REASONS)
     text = serializers.RegexField(r"\S", max_length=2000, min_length=1,
                                   help_text="Explanation given to the requester (not blank).")
     partial = serializers.BooleanField(default=False,
@@ -168,14 +167,14 @@ class ExtendIn(serializers.Serializer):
 
 
 class ForgetRequestFilterIn(serializers.Serializer):
-    status = Choice(Status, required=False)
+    status = Choice(enum_choices(Status), required=False)
     institution = serializers.CharField(max_length=64, required=False, help_text="Institution code.")
-    regulation = Choice(Regulation, required=False)
+    regulation = Choice(enum_choices(Regulation), required=False)
     overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 class AuditEventFilterIn(serializers.Serializer):
-    action = Choice(AuditAction, required=False)
+    action = Choice(enum_choices(AuditAction), required=False)
     object_type = serializers.CharField(max_length=64, required=False)
     object_id = serializers.CharField(max_length=64, required=False)
     subject_hash = serializers.CharField(max_length=64, required=False)
@@ -195,7 +194,7 @@ class InstitutionOut(serializers.Serializer):
 class SubjectOut(serializers.Serializer):
     """A hierarchy node, named by its keyed hash (never by MRN or UID)."""
 
-    level = Choice(Level)
+    level = Choice(enum_choices(Level))
     subject_hash = serializers.CharField()
     label = serializers.CharField(help_text="Level and short keyed hash, for people.")
     institution = serializers.CharField(source="institution.code", help_text="Institution code.")
@@ -203,7 +202,7 @@ class SubjectOut(serializers.Serializer):
 
 class ExtensionOut(serializers.Serializer):
     length = serializers.IntegerField()
-    unit = Choice(ExtensionUnit)
+    unit = Choice(enum_choices(ExtensionUnit))
     notice_sent_at = serializers.DateTimeField()
     note = serializers.CharField()
 
