@@ -35,7 +35,8 @@ def device_map_for(device: str | None) -> str | dict[str, str] | None:
         return None
     if device == "auto":
         return "auto"
-    torch.device(device)  # raises on a malformed name
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():  # torch.device checks the name
+        raise ValueError(f"device {device!r} requested but no CUDA device is available")
     return {"": device}
 
 
