@@ -59,8 +59,10 @@ def enable_gradient_checkpointing(model: Any) -> None:
 
     With frozen embeddings nothing entering a checkpointed block requires grad, and reentrant
     checkpointing then returns no gradients for the LoRA weights inside it: training silently does
-    nothing. Making the input embeddings' output require grad fixes that for every variant.
+    nothing. Non-reentrant checkpointing is used, and the input embeddings' output is made to require
+    grad as well (exactly one hook, whether or not transformers added its own).
     """
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.disable_input_require_grads()
     model.enable_input_require_grads()
     model.config.use_cache = False
