@@ -85,10 +85,10 @@ def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
     cfg = parse_config(method, values)
     started = time.perf_counter()
     seed_everything(seed)
-    original, processor = cls.load(model_dir)
+    original, processor, base = cls.load(model_dir)
     base_digest = artifact_digest(model_dir)
     runner = cls(cfg, Context(model=original, processor=processor, corpus=corpus, scope=scope, seed=seed,
-                              model_dir=model_dir))
+                              model_dir=model_dir, base=base))
     model = runner.run(progress=progress, should_cancel=should_cancel)
     guard = collapse_guard(model, runner.original(model), processor, corpus.root, scope,
                            policy=policy, seed=seed)

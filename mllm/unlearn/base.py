@@ -9,6 +9,7 @@ override :meth:`Method.run` instead.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
+from peft import PeftModel
 
 from mllm.data.schema import Corpus
-from mllm.models.artifact import ArtifactMetadata, save_artifact
+from mllm.models.artifact import ArtifactMetadata, BaseRef, save_artifact
 from mllm.models.loader import load_model
-from mllm.models.lora import LoraSettings, add_lora
+from mllm.models.lora import LoraSettings, add_lora, lora_for_training
 from mllm.train.encode import Batch
 
 from .data import Streams, encode_items, items, stop_token_ids
@@ -86,6 +88,7 @@ class Context:
     scope: ScopeGroups
     seed: int
     model_dir: Path
+    base: BaseRef | None = None  # the full artifact adapter artifacts written from this model reference
 
     @property
     def root(self) -> Path:
@@ -104,10 +107,10 @@ class Method:
         self.log: list[StepLog] = []
 
     @classmethod
-    def load(cls, model_dir: Path) -> tuple[Any, Any]:
-        """The model to unlearn from and its processor."""
+    def load(cls, model_dir: Path) -> tuple[Any, Any, BaseRef | None]:
+        """The model to unlearn from, its processor, and the base its adapter artifacts reference."""
         loaded = load_model(model_dir)
-        return loaded.model, loaded.processor
+        return loaded.model, loaded.processor, loaded.base_for_adapters()
 
     def run(self, *, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Any:
         raise NotImplementedError
@@ -117,8 +120,8 @@ class Method:
         return WithoutAdapter(model)
 
     def save(self, model: Any, out: Path, metadata: ArtifactMetadata) -> str:
-        """Write the artifact; return its digest."""
-        return save_artifact(model, self.ctx.processor, out, metadata)
+        """Write the adapter artifact (over the original's base); return its digest."""
+        return save_artifact(model, self.ctx.processor, out, metadata, base=self.ctx.base)
 
 
 def schedule(optimizer: torch.optim.Optimizer, kind: str, warmup: int,
@@ -161,10 +164,23 @@ class GradientMethod(Method):
         raise NotImplementedError
 
     def adapt(self) -> Any:
-        """Wrap the original model with a fresh, seeded LoRA adapter."""
+        """The model to train and the frozen reference (:attr:`reference`).
+
+        A full model gets a fresh, seeded LoRA adapter; the reference is the same model with the
+        adapter disabled. A model loaded from an adapter artifact keeps training its own adapter (so
+        the result is again one adapter on the same base); the reference is a frozen copy.
+        """
         torch.manual_seed(self.ctx.seed)
         settings = LoraSettings(rank=self.config.lora_rank, alpha=self.config.lora_alpha)
-        return add_lora(self.ctx.model, settings)
+        if isinstance(self.ctx.model, PeftModel):
+            self.reference = copy.deepcopy(self.ctx.model).eval().requires_grad_(False)
+            return lora_for_training(self.ctx.model, settings)
+        model = add_lora(self.ctx.model, settings)
+        self.reference = WithoutAdapter(model)
+        return model
+
+    def original(self, model: Any) -> Any:
+        return self.reference
 
     def run(self, *, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Any:
         cfg = self.config

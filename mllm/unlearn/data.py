@@ -6,8 +6,7 @@ or a replacement for a forgotten private fact). :class:`Streams` holds one encod
 the paired forget/retain batches every method trains on. Order is a seeded permutation per group
 and epoch, so the same seed gives the same batches.
 
-The two seams to Testbed v2 live here: :func:`prompt_for` (``render_prompt(record, depth)``) and
-:func:`stop_token_ids` (the model family's end-of-turn token besides EOS).
+The seam to Testbed v2's renderer lives here: :func:`prompt_for` (``render_prompt(record, depth)``).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from mllm.data.schema import Record
+from mllm.models.families import family_of
 from mllm.train.encode import Batch, EncodedRecords, encode_records
 
 MAX_DEPTH = 4
@@ -55,14 +55,8 @@ def available_depths() -> tuple[int, ...]:
 
 
 def stop_token_ids(processor: Any) -> frozenset[int]:
-    """Tokens that end an answer (EOS and, where the family has one, its end-of-turn token)."""
-    tokenizer = processor.tokenizer
-    ids = {tokenizer.eos_token_id}
-    for name in ("eot_token", "end_of_turn_token"):
-        token = getattr(tokenizer, name, None)
-        if token:
-            ids.add(tokenizer.convert_tokens_to_ids(token))
-    return frozenset(i for i in ids if i is not None)
+    """Tokens that end an answer: the model family's end of turn, and EOS."""
+    return frozenset(family_of(processor).stop_ids(processor.tokenizer))
 
 
 def items(records: Iterable[Record], depths: Sequence[int] = (0,)) -> list[Item]:
@@ -72,9 +66,9 @@ def items(records: Iterable[Record], depths: Sequence[int] = (0,)) -> list[Item]
 
 def encode_items(processor: Any, items_: Sequence[Item], root: Path) -> EncodedRecords:
     """Encode prompts at their depths with the items' target answers (answer-only labels)."""
-    records = [dataclasses.replace(item.record, question=prompt_for(item.record, item.depth),
-                                   answer=item.answer) for item in items_]
-    return encode_records(processor, records, root)
+    records = [dataclasses.replace(item.record, answer=item.answer) for item in items_]
+    return encode_records(processor, records, root,
+                          prompts=[prompt_for(item.record, item.depth) for item in items_])
 
 
 def answer_token_ids(processor: Any, answers: Iterable[str]) -> frozenset[int]:

@@ -20,6 +20,8 @@ import torch
 from mllm.data.schema import FactKind, Record
 from mllm.evaluate.generate import teacher_forced_answers
 from mllm.evaluate.metrics import exact_match
+from mllm.models.families import family_of
+from mllm.models.runtime import input_device
 from mllm.train.encode import encode_records
 
 from .scope import ScopeGroups, kept_groups, sample
@@ -85,6 +87,9 @@ class WithoutAdapter:
         with self.model.disable_adapter():
             return self.model.generate(**inputs)
 
+    def get_input_embeddings(self) -> Any:
+        return self.model.get_input_embeddings()
+
 
 def _accuracy(model: Any, processor: Any, root: Path, records: list[Record]) -> float:
     if not records:
@@ -96,17 +101,17 @@ def _accuracy(model: Any, processor: Any, root: Path, records: list[Record]) -> 
 @torch.no_grad()
 def _generation_stats(model: Any, processor: Any, root: Path, records: list[Record],
                       max_new_tokens: int) -> tuple[float, float]:
-    """(share of greedy generations that emit EOS within the limit, mean generated length)."""
+    """(share of greedy generations that end their turn within the limit, mean generated length)."""
     data = encode_records(processor, records, root)
-    batch = data.batch(range(len(data)), with_answer=False)
-    eos = processor.tokenizer.eos_token_id
+    batch = data.batch(range(len(data)), with_answer=False).to(input_device(model))
+    stop_ids = family_of(processor).stop_ids(processor.tokenizer)
     output = model.generate(**batch.model_inputs(), do_sample=False, max_new_tokens=max_new_tokens,
-                            pad_token_id=processor.tokenizer.pad_token_id, eos_token_id=eos)
+                            pad_token_id=processor.tokenizer.pad_token_id, eos_token_id=stop_ids)
     stops, lengths = 0, 0
     for row in output[:, batch.input_ids.shape[1]:].tolist():
-        stopped = eos in row
-        stops += stopped
-        lengths += row.index(eos) if stopped else len(row)
+        end = next((i for i, token in enumerate(row) if token in stop_ids), None)
+        stops += end is not None
+        lengths += len(row) if end is None else end
     return stops / len(records), lengths / len(records)
 
 

@@ -1,78 +1,71 @@
-"""Answer-only losses, written once, in fp32.
+"""Answer-only losses, written once, in fp32, from logits at answer positions only.
 
-Every term acts on answer positions only (labels are ``-100`` elsewhere). **Ascent** terms also drop
-the stop tokens (EOS / end-of-turn): pushing their probability down teaches the model never to stop
-(measured: 128 tokens of garbage on every prompt after GA with EOS in the labels).
-The frozen reference is the model with its LoRA adapter disabled.
+Every term acts on answer positions only (:func:`mllm.train.logprobs.answer_position_logits`: no
+``[batch, tokens, vocab]`` tensor). **Ascent** terms also drop the stop tokens (end of turn / EOS):
+pushing their probability down teaches the model never to stop (measured: 128 tokens of garbage on
+every prompt after GA with EOS in the labels). ``reference`` is the frozen original model (the
+adapter disabled, or a frozen copy — see :meth:`mllm.unlearn.base.GradientMethod.adapt`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from mllm.train.encode import IGNORE_INDEX, Batch
-from mllm.train.logprobs import answer_logits
+from mllm.train.encode import Batch
+from mllm.train.logprobs import answer_nll, answer_position_logits, per_example
 
 
-@contextmanager
-def reference(model: Any):
-    """The frozen original: the PEFT model with its adapter disabled, without gradients."""
-    with torch.no_grad(), model.disable_adapter():
-        yield model
+def reference_logits(reference: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen original's fp32 answer-position logits ``[N, V]`` and targets ``[N]``, without gradients."""
+    with torch.no_grad():
+        return answer_position_logits(reference, batch)
 
 
 def content_mask(targets: torch.Tensor, stop_ids: Collection[int]) -> torch.Tensor:
-    """Answer positions that are not stop tokens."""
-    mask = targets != IGNORE_INDEX
-    for token in stop_ids:
-        mask &= targets != token
-    return mask
-
-
-def _logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return -F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
+    """Answer tokens that are not stop tokens."""
+    return ~torch.isin(targets, torch.tensor(sorted(stop_ids), device=targets.device))
 
 
 def nll(model: Any, batch: Batch) -> torch.Tensor:
     """Mean NLL over answer tokens, stop tokens included (descent: keeps the model stopping)."""
-    logits, targets = answer_logits(model, batch)
-    mask = targets != IGNORE_INDEX
-    return -(_logprobs(logits, targets) * mask).sum() / mask.sum()
+    return answer_nll(model, batch)
+
+
+def _content_logprobs(model: Any, batch: Batch,
+                      stop_ids: Collection[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, targets = answer_position_logits(model, batch)
+    return -F.cross_entropy(logits, targets, reduction="none"), content_mask(targets, stop_ids)
 
 
 def ascent(model: Any, batch: Batch, stop_ids: Collection[int]) -> torch.Tensor:
     """Mean log-likelihood of the answer content (minimising it is gradient ascent); no stop tokens."""
-    logits, targets = answer_logits(model, batch)
-    mask = content_mask(targets, stop_ids)
-    return (_logprobs(logits, targets) * mask).sum() / mask.sum().clamp(min=1)
+    logp, mask = _content_logprobs(model, batch, stop_ids)
+    return (logp * mask).sum() / mask.sum().clamp(min=1)
 
 
 def sequence_logprob(model: Any, batch: Batch, stop_ids: Collection[int]) -> torch.Tensor:
     """Summed content log-probability per example ``[B]``."""
-    logits, targets = answer_logits(model, batch)
-    return (_logprobs(logits, targets) * content_mask(targets, stop_ids)).sum(dim=1)
+    logp, mask = _content_logprobs(model, batch, stop_ids)
+    return per_example(logp * mask, batch)[0].sum(dim=1)
 
 
-def npo(model: Any, batch: Batch, stop_ids: Collection[int], beta: float) -> torch.Tensor:
+def npo(model: Any, reference: Any, batch: Batch, stop_ids: Collection[int], beta: float) -> torch.Tensor:
     """NPO: −(2/β)·mean log σ(−β·(log π_θ(y|x) − log π_ref(y|x))), on content tokens."""
-    with reference(model):
-        ref = sequence_logprob(model, batch, stop_ids)
+    with torch.no_grad():
+        ref = sequence_logprob(reference, batch, stop_ids)
     ratio = sequence_logprob(model, batch, stop_ids) - ref
     return -(2.0 / beta) * F.logsigmoid(-beta * ratio).mean()
 
 
-def kl_to_reference(model: Any, batch: Batch) -> torch.Tensor:
+def kl_to_reference(model: Any, reference: Any, batch: Batch) -> torch.Tensor:
     """KL(π_ref ‖ π_θ) of the next-token distributions, averaged over answer positions."""
-    with reference(model):
-        ref_logits, targets = answer_logits(model, batch)
-    logits, _ = answer_logits(model, batch)
-    positions = targets != IGNORE_INDEX
-    return masked_kl(ref_logits[positions], logits[positions], None)
+    ref_logits, _ = reference_logits(reference, batch)
+    logits, _ = answer_position_logits(model, batch)
+    return masked_kl(ref_logits, logits, None)
 
 
 def masked_kl(ref_logits: torch.Tensor, logits: torch.Tensor,

@@ -40,7 +40,7 @@ from safetensors.torch import load_file, save_file
 from mllm.data.schema import Record
 from mllm.models.artifact import artifact_digest
 from mllm.models.loader import load_model
-from mllm.models.lora import LANGUAGE_MODEL_ATTENTION
+from mllm.models.lora import LANGUAGE_MODEL_LINEAR
 from mllm.train.encode import encode_records
 from mllm.train.loop import Progress, ShuffledBatches, TrainConfig, Trainer
 
@@ -88,7 +88,7 @@ def plan(records: Sequence[Record], config: ShardConfig) -> dict[str, list[list[
 
 def _lora(config: ShardConfig) -> LoraConfig:
     return LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, bias="none",
-                      target_modules=LANGUAGE_MODEL_ATTENTION)
+                      target_modules=LANGUAGE_MODEL_LINEAR)
 
 
 def _seed(config: ShardConfig, shard: str, stage: int) -> int:
@@ -196,6 +196,9 @@ class ShardEnsemble:
         self.model.eval()
         return self
 
+    def get_input_embeddings(self) -> Any:
+        return self.model.get_input_embeddings()
+
     def __call__(self, **inputs: Any) -> Any:
         probs = None
         for shard in self.shards:
@@ -206,10 +209,11 @@ class ShardEnsemble:
 
     @torch.no_grad()
     def generate(self, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
-                 eos_token_id: int, pad_token_id: int, do_sample: bool = False,
+                 eos_token_id: int | list[int], pad_token_id: int, do_sample: bool = False,
                  **image_inputs: Any) -> torch.Tensor:
         """Greedy decoding (left-padded prompts), no cache: fine for the tiny models this runs on.
         The image placeholder token is never generated (the images are already placed)."""
+        stops = torch.tensor(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id])
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
         for _ in range(max_new_tokens):
             logits = self(input_ids=input_ids, attention_mask=attention_mask, **image_inputs).logits[:, -1]
@@ -218,7 +222,7 @@ class ShardEnsemble:
             token = torch.where(done, pad, logits.argmax(-1))
             input_ids = torch.cat([input_ids, token[:, None]], dim=1)
             attention_mask = torch.cat([attention_mask, (~done).long()[:, None]], dim=1)
-            done |= token == eos_token_id
+            done |= torch.isin(token, stops)
             if done.all():
                 break
         return input_ids

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
 
 from mllm.data.schema import Record
 
@@ -129,6 +129,9 @@ class Chip(Method):
 
     def run(self, *, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Any:
         cfg, ctx = self.config, self.ctx
+        if isinstance(ctx.model, PeftModel):
+            raise ValueError("chip edits a full model's weights: pass a full artifact, "
+                             "not an adapter artifact")
         model = ctx.model.eval()
         modules = target_modules(model, cfg.layer_fraction, cfg.projector)
         forget = forget_records(ctx.scope)

@@ -34,9 +34,9 @@ class Exact(Method):
     Config = ExactConfig
 
     @classmethod
-    def load(cls, model_dir: Path) -> tuple[Any, Any]:
+    def load(cls, model_dir: Path) -> tuple[Any, Any, None]:
         ensemble, processor, _ = load_sharded(model_dir)
-        return ensemble, processor
+        return ensemble, processor, None
 
     def original(self, model: Any) -> Any:
         return load_sharded(self.ctx.model_dir)[0]

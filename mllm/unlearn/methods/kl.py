@@ -26,4 +26,4 @@ class KLMin(GradDiff):
     Config = KLConfig
 
     def retain_loss(self, batch: Batch) -> torch.Tensor:
-        return kl_to_reference(self.model, batch)
+        return kl_to_reference(self.model, self.reference, batch)

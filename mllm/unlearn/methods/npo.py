@@ -26,4 +26,4 @@ class NPO(GradDiff):
     Config = NPOConfig
 
     def forget_loss(self, batch: Batch) -> torch.Tensor:
-        return npo(self.model, batch, self.stop_ids, self.config.beta)
+        return npo(self.model, self.reference, batch, self.stop_ids, self.config.beta)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mllm.train.encode import IGNORE_INDEX, Batch
-from mllm.train.logprobs import answer_logits
+from mllm.train.encode import Batch
+from mllm.train.logprobs import answer_position_logits
 
 from ..base import Context, GradientMethod, MethodConfig
 from ..data import Item, Streams, answer_token_ids, items
-from ..losses import masked_kl, reference
+from ..losses import masked_kl, reference_logits
 from ..registry import register
 from ..scope import forget_records, is_private, kept_groups, sample
 from .hierarchy import forget_targets
@@ -38,8 +38,9 @@ class SIUConfig(MethodConfig):
 
 
 def token_keep_mask(ref_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """K_S: 1 at answer positions where the target is what the original predicts, 0 where it was changed."""
-    return (targets != IGNORE_INDEX) & (ref_logits.argmax(dim=-1) == targets)
+    """K_S over answer positions ``[N]``: 1 where the target is what the original predicts, 0 where it
+    was deliberately changed."""
+    return ref_logits.argmax(dim=-1) == targets
 
 
 def vocab_keep_mask(vocab_size: int, forgotten: Collection[int]) -> torch.Tensor:
@@ -70,11 +71,9 @@ class SIU(GradientMethod):
     def loss(self, batches: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         ce_terms, kl_terms = [], []
         for batch in batches.values():
-            with reference(self.model):
-                ref_logits, targets = answer_logits(self.model, batch)
-            logits, _ = answer_logits(self.model, batch)
-            positions = targets != IGNORE_INDEX
-            ce_terms.append(F.cross_entropy(logits[positions], targets[positions]))
+            ref_logits, targets = reference_logits(self.reference, batch)
+            logits, _ = answer_position_logits(self.model, batch)
+            ce_terms.append(F.cross_entropy(logits, targets))
             keep = token_keep_mask(ref_logits, targets)
             vocab = vocab_keep_mask(logits.shape[-1], self.forgotten_ids).to(logits.device)
             kl_terms.append(masked_kl(ref_logits[keep], logits[keep], vocab))
