@@ -62,7 +62,7 @@ class MethodConfig:
     """Shared knobs. Defaults chosen on validation scopes (see docs/design.md, "Unlearning")."""
 
     steps: int = 30
-    lr: float = 1e-3
+    lr: float = 5e-4
     batch_size: int = 8
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = 0

@@ -6,27 +6,18 @@ NPO swap one term each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from mllm.train.encode import Batch
 
-from ..base import GradientMethod, MethodConfig
+from ..base import GradientMethod
 from ..losses import ascent, nll
 from ..registry import register
-
-
-@dataclass(frozen=True)
-class GradDiffConfig(MethodConfig):
-    lr: float = 2e-3
 
 
 @register("graddiff")
 class GradDiff(GradientMethod):
     """−CE(F) + λ·CE(R), R = siblings, shared facts and far retain; ascent without stop tokens."""
-
-    Config = GradDiffConfig
 
     def forget_loss(self, batch: Batch) -> torch.Tensor:
         return ascent(self.model, batch, self.stop_ids)
