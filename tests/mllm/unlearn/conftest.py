@@ -56,7 +56,8 @@ def bed(trained, tmp_path_factory: pytest.TempPathFactory) -> Bed:
                                       "study_id": first.study_id}), encoding="utf-8")
     scope = resolve_scope(trained.corpus, load_scope_file(scope_file))
     original = score_groups(trained.model, trained.processor, trained.corpus.root, scope)
-    return Bed(model_dir=model_dir, scope_file=scope_file, scope=scope, corpus=trained.corpus, original=original)
+    return Bed(model_dir=model_dir, scope_file=scope_file, scope=scope, corpus=trained.corpus,
+               original=original)
 
 
 @pytest.fixture(scope="session")
