@@ -48,6 +48,7 @@ def unlearn_command(model_dir: Path, corpus_dir: Path, forget_file: Path, method
                     threads: int | None) -> None:
     """Unlearn the scope of FORGET_FILE from MODEL; write a new artifact to OUT."""
     import torch
+    from transformers.utils import logging
 
     from mllm.data.schema import CorpusError, load_corpus
     from mllm.models.loader import ModelLoadError
@@ -57,6 +58,7 @@ def unlearn_command(model_dir: Path, corpus_dir: Path, forget_file: Path, method
     from .scope import ScopeError, load_scope_file, resolve_scope
     from .shards import ShardError
 
+    logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
     try:
