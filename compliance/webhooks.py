@@ -36,6 +36,7 @@ from core.home import WEBHOOK_SECRET_KEY, secret
 from core.principals import Principal
 from hierarchy.models import Institution
 
+from . import egress
 from .errors import Invalid, NotFound, lock_or_not_found
 from .models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -100,6 +101,11 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
     if urlsplit(url).scheme not in ("http", "https"):
         raise Invalid("a webhook URL must be http:// or https://", field="url",
                       code="invalid_webhook_endpoint")
+    try:
+        egress.check_destination(url)
+    except egress.ForbiddenAddress as exc:
+        raise Invalid(f"webhook URL refused: {exc} (see OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES)",
+                      field="url", code="webhook_address_forbidden") from None
     known = {str(event) for event in WebhookEvent}
     if not set(events) <= known:
         raise Invalid(f"events must be among {', '.join(sorted(known))}", field="events",
@@ -207,14 +213,6 @@ def retry_delay(attempts: int) -> float:
     return float(min(base * 2 ** (attempts - 1), settings.OBLIVIO_WEBHOOK_BACKOFF_CAP_SECONDS))
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect is a failed delivery, never a re-POST elsewhere
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
 def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
     body = rfc8785.dumps(delivery.payload)
     headers = {"Content-Type": "application/json", "User-Agent": "Oblivio-Webhooks/1",
@@ -222,7 +220,7 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
                EVENT_ID_HEADER: str(delivery.event_id), EVENT_TYPE_HEADER: delivery.event_type}
     request = urllib.request.Request(delivery.endpoint.url, data=body, headers=headers, method="POST")
     try:
-        with _opener.open(request, timeout=settings.OBLIVIO_WEBHOOK_TIMEOUT_SECONDS) as response:
+        with egress.opener.open(request, timeout=settings.OBLIVIO_WEBHOOK_TIMEOUT_SECONDS) as response:
             return response.status, ""
     except urllib.error.HTTPError as exc:
         return exc.code, f"HTTP {exc.code}"

@@ -238,6 +238,29 @@ class _StepBar:
             self.bar.close()
 
 
+_DTYPE = click.option("--dtype", default="float32", show_default=True,
+                      type=click.Choice(["float32", "bfloat16", "float16"]),
+                      help="Weights' dtype (scores and losses are computed in float32 regardless).")
+_DEVICE = click.option("--device", default="cpu", show_default=True,
+                       help="cpu, cuda, cuda:N, or auto (spread over all visible GPUs, device_map='auto').")
+_BASE_SEARCH = click.option("--base-search", "base_search", multiple=True,
+                            type=click.Path(exists=True, file_okay=False, path_type=Path),
+                            help="Directory holding (or being) the base model of an adapter artifact, if it "
+                                 "moved from its recorded path (repeatable; also $OBLIVIO_BASE_PATH).")
+
+
+def _check_device(device: str) -> str:
+    from mllm.models.runtime import device_map_for
+
+    try:
+        device_map_for(device)
+    except RuntimeError:
+        raise click.BadParameter(f"unknown device {device!r}", param_hint="--device") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
+    return device
+
+
 def _echo_outcome(out: Path, outcome: Any) -> None:
     result = outcome.result
     click.echo(f"saved {out}: {outcome.parameters:,} parameters, {outcome.records} records, "
@@ -254,16 +277,26 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
               help="Start from this local model directory (e.g. an `oblivio pretrain` base) "
                    "instead of a fresh reference model.")
 @click.option("--size", default="small", show_default=True, type=click.Choice(list(SPECS)),
-              help="Reference model size (ignored with --base).")
+              help="Reference model size and family (ignored with --base).")
 @click.option("--lora", is_flag=True,
-              help="Train LoRA adapters on the language model instead of all weights.")
+              help="Train LoRA adapters on every linear layer of the language model instead of all weights; "
+                   "saves an adapter-only artifact referencing the base by digest (needs --base).")
 @click.option("--lora-rank", default=16, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--lora-alpha", default=16, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True),
               help="Passes over the training records [default: 25].")
 @click.option("--steps", type=click.IntRange(1), help="Optimizer steps (instead of --epochs).")
 @click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Peak learning rate (linear warmup, then cosine decay to 0).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1),
+              help="Examples per forward pass (micro-batch).")
+@click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(1),
+              help="Micro-batches per optimizer step (effective batch = batch size x grad accum).")
+@click.option("--gradient-checkpointing", is_flag=True,
+              help="Recompute activations in the backward pass (less memory, ~30% more time).")
+@_DTYPE
+@_DEVICE
+@_BASE_SEARCH
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seeds weights, adapters and data order.")
 @click.option("--retain-only-exclude", "exclude_files", multiple=True,
@@ -273,8 +306,9 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
 @click.option("--checkpoint-every", default=200, show_default=True, type=click.IntRange(0),
               help="Steps between resumable checkpoints (0: none).")
 @click.option("--threads", type=click.IntRange(1), help="torch CPU threads [default: all cores].")
-def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lora_rank: int,
-          epochs: float | None, steps: int | None, lr: float, batch_size: int, seed: int,
+def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lora_rank: int, lora_alpha: int,
+          epochs: float | None, steps: int | None, lr: float, batch_size: int, grad_accum: int,
+          gradient_checkpointing: bool, dtype: str, device: str, base_search: tuple[Path, ...], seed: int,
           exclude_files: tuple[Path, ...], resume: bool, checkpoint_every: int, threads: int | None) -> None:
     """Fine-tune a model on a corpus's training records and save it as an artifact."""
     from mllm.data.schema import CorpusError
@@ -287,11 +321,12 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
     if epochs is not None and steps is not None:
         raise click.UsageError("give --epochs or --steps, not both")
     _quiet_transformers(threads)
-    config = TrainConfig(epochs=25.0 if epochs is None else epochs, steps=steps, batch_size=batch_size,
-                         lr=lr, seed=seed)
+    config = TrainConfig(epochs=25.0 if epochs is None else epochs, steps=steps, batch_size=batch_size, lr=lr,
+                         seed=seed, grad_accum=grad_accum, gradient_checkpointing=gradient_checkpointing)
     job = TrainJob(corpus=corpus, out=out, config=config, base=base, spec=SPECS[size],
-                   lora=LoraSettings(rank=lora_rank, alpha=lora_rank) if lora else None,
-                   exclude=_read_ids(exclude_files), checkpoint_every=checkpoint_every, resume=resume)
+                   lora=LoraSettings(rank=lora_rank, alpha=lora_alpha) if lora else None,
+                   exclude=_read_ids(exclude_files), checkpoint_every=checkpoint_every, resume=resume,
+                   dtype=dtype, device=_check_device(device), base_search_path=base_search)
     bar = _StepBar("train")
     try:
         outcome = run_train_job(job, bar)
@@ -355,9 +390,13 @@ def pretrain(out: Path, size: str, cases: int, epochs: float, lr: float, batch_s
 @click.option("--json", "as_json", is_flag=True, help="Print metrics, table and answers as JSON.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1))
+@_DTYPE
+@_DEVICE
+@_BASE_SEARCH
 @click.option("--threads", type=click.IntRange(1), help="torch CPU threads [default: all cores].")
 def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str, by: str, as_json: bool,
-             batch_size: int, max_new_tokens: int, threads: int | None) -> None:
+             batch_size: int, max_new_tokens: int, dtype: str, device: str, base_search: tuple[Path, ...],
+             threads: int | None) -> None:
     """Answer a corpus's records with a model and print exact match / ROUGE-L per group, task and level."""
     import json
 
@@ -367,6 +406,7 @@ def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str,
     from mllm.evaluate.groups import GroupsError, default_groups, groups_from_file
     from mllm.evaluate.report import evaluate_groups, evaluation_json, markdown_table, summarise
     from mllm.models.loader import ModelLoadError, load_model
+    from mllm.models.runtime import device_map_for
 
     keys = [key.strip() for key in by.split(",") if key.strip()]
     unknown = [key for key in keys if key != "group" and key not in Record.__dataclass_fields__]
@@ -377,7 +417,8 @@ def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str,
         loaded_corpus = load_corpus(corpus)
         groups = (groups_from_file(loaded_corpus, groups_file) if groups_file
                   else default_groups(loaded_corpus))
-        loaded = load_model(model_dir)
+        loaded = load_model(model_dir, dtype=dtype, device_map=device_map_for(_check_device(device)),
+                            base_search_path=base_search)
     except (CorpusError, GroupsError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from None
     eval_mode = "greedy" if mode == "greedy" else "teacher_forced"

@@ -128,7 +128,11 @@ def make_request(patient_subject: Callable[[int], SubjectIdentifiers]) -> Callab
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A loopback webhook receiver; loopback destinations are allowed explicitly (SSRF guard), here
+    and in processes the test starts."""
+    settings.OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+    monkeypatch.setenv("OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "1")
     running = Receiver()
     yield running
     running.stop()
