@@ -1,6 +1,6 @@
 """API load benchmark: POST intake and GET list against the production serving setup, on loopback.
 
-    .venv/bin/python benchmarks/api_load.py [--seconds 15] [--concurrency 16] [--no-docs]
+    .venv/bin/python benchmarks/api_load.py [--seconds 10] [--concurrency 16] [--no-docs]
 
 Sets up what a deployment runs: a PostgreSQL database of its own (created on the server of
 ``--postgres``, dropped afterwards), a Redis of its own (``redis-server`` on a free port: broker and
@@ -268,7 +268,7 @@ def update_docs(text_section: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per phase")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     parser.add_argument("--concurrency", type=int, default=16, help="keep-alive clients")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=16)
