@@ -150,8 +150,8 @@ def _seed(home: Path) -> tuple[str, list[dict]]:
     django.setup()
     from django.core.management import call_command
 
-    from compliance.access import SYSTEM
     from compliance.accounts import apikey_create
+    from core.principals import SYSTEM
     from hierarchy.models import Institution
     from hierarchy.services import corpus_ingest
     from mllm.data.synth import generate_corpus

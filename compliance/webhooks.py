@@ -33,10 +33,10 @@ from django.utils import timezone
 
 from core.audit import AuditAction, audit_append
 from core.home import WEBHOOK_SECRET_KEY, secret
+from core.principals import Principal
 from hierarchy.models import Institution
 
 from . import egress
-from .access import Principal
 from .errors import Invalid, NotFound, lock_or_not_found
 from .models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -119,7 +119,7 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
                       code="invalid_webhook_endpoint") from None
     with transaction.atomic():
         endpoint.save()
-        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_CREATED,
+        audit_append(actor=actor, action=AuditAction.WEBHOOK_ENDPOINT_CREATED,
                      object_type="webhook_endpoint", object_id=str(endpoint.pk),
                      data={"institution": institution.code, "events": endpoint.events})
     return endpoint
@@ -136,7 +136,7 @@ def webhook_endpoint_disable(*, endpoint_id: int, actor: Principal) -> WebhookEn
         endpoint = _locked_endpoint(endpoint_id)
         endpoint.is_active = False
         endpoint.save(update_fields=["is_active"])
-        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
+        audit_append(actor=actor, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
                      object_type="webhook_endpoint", object_id=str(endpoint.pk))
     return endpoint
 
@@ -151,7 +151,7 @@ def webhook_endpoint_rotate_secret(*, endpoint_id: int, actor: Principal) -> str
         new_secret = secrets.token_hex(32)
         endpoint.sealed_secret = seal_secret(new_secret)
         endpoint.save(update_fields=["sealed_secret"])
-        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_SECRET_ROTATED,
+        audit_append(actor=actor, action=AuditAction.WEBHOOK_SECRET_ROTATED,
                      object_type="webhook_endpoint", object_id=str(endpoint.pk))
     return new_secret
 

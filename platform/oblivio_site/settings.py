@@ -175,9 +175,16 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 
+# Signed audit checkpoints every interval (also when idle: verification fails once the newest one is
+# older than interval + grace), each appended to the witness file and POSTed to the auditor's URL.
+OBLIVIO_AUDIT_CHECKPOINT_SECONDS = float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))
+OBLIVIO_AUDIT_CHECKPOINT_GRACE_SECONDS = float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_GRACE_SECONDS",
+                                                              str(OBLIVIO_AUDIT_CHECKPOINT_SECONDS)))
+OBLIVIO_AUDIT_WITNESS_FILE = os.environ.get("OBLIVIO_AUDIT_WITNESS_FILE") or str(
+    HOME / "witness" / "audit-checkpoints.jsonl")
+OBLIVIO_AUDIT_WITNESS_URL = os.environ.get("OBLIVIO_AUDIT_WITNESS_URL", "")
 CELERY_BEAT_SCHEDULE = {
-    "audit-checkpoint": {"task": "core.audit_checkpoint",
-                         "schedule": float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))},
+    "audit-checkpoint": {"task": "core.audit_checkpoint", "schedule": OBLIVIO_AUDIT_CHECKPOINT_SECONDS},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HOME / "celerybeat-schedule")
 

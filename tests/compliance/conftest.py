@@ -13,12 +13,12 @@ from django.test import Client
 from factories import Tree, hierarchy_make
 from receivers import Receiver
 
-from compliance.access import SYSTEM, Principal, Role, principal_for_user
 from compliance.accounts import apikey_authenticate, apikey_create, user_create
 from compliance.forget_requests import forget_request_create
 from compliance.legal import LegalBasis, Regulation, RequesterType
 from compliance.models import ForgetRequest
 from compliance.subjects import SubjectIdentifiers
+from core.principals import SYSTEM, Principal, Role, principal_for_user
 
 PASSWORD = "correct-horse-battery-staple-42"
 _names = itertools.count(1)

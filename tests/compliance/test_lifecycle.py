@@ -11,7 +11,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance import forget_requests as services
-from compliance.access import SYSTEM
 from compliance.errors import Forbidden, Invalid, NotFound
 from compliance.legal import LegalBasis, RefusalReason, Regulation
 from compliance.lifecycle import PIPELINE, TRANSITIONS, Status, TransitionNotAllowed, check_transition
@@ -19,6 +18,7 @@ from compliance.models import ForgetRequest
 from compliance.subjects import SubjectIdentifiers
 from core.audit import AuditAction
 from core.models import AuditEvent
+from core.principals import SYSTEM
 
 pytestmark = pytest.mark.django_db
 

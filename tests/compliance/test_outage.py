@@ -18,9 +18,9 @@ import pytest
 import redis
 from conftest import LiveProcess, LiveWorker, free_port
 
-from compliance.access import SYSTEM
 from compliance.models import DeliveryStatus, ForgetRequest, WebhookDelivery
 from compliance.webhooks import webhook_endpoint_create
+from core.principals import SYSTEM
 
 #: A request not answered within this is hung (before: ~19 s per POST, or a 500). A liveness
 #: timeout, not a performance figure: those are in benchmarks/api_load.py.

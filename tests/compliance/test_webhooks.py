@@ -15,7 +15,6 @@ from kombu.exceptions import OperationalError
 from receivers import Receiver
 
 from compliance import forget_requests as services
-from compliance.access import SYSTEM
 from compliance.errors import Invalid
 from compliance.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from compliance.tasks import webhook_deliver_task, webhook_sweep_task
@@ -32,6 +31,7 @@ from compliance.webhooks import (
     webhook_signature_verify,
 )
 from core.models import AuditEvent
+from core.principals import SYSTEM
 
 pytestmark = pytest.mark.django_db
 

@@ -45,7 +45,7 @@ def test_embedded_defaults_need_no_server(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert (home / "oblivio.sqlite3").exists()
     secrets = home / "secrets"
-    for name in ("django_secret_key", "identifier_hmac_key", "signing_key.pem"):
+    for name in ("django_secret_key", "identifier_hmac_key", "webhook_secret_key"):
         assert (secrets / name).stat().st_mode & 0o077 == 0, f"{name} readable by others"
 
 
