@@ -101,10 +101,15 @@ def test_answer_position_logits_equal_full_logits(reference, corpus):
     model, processor = reference
     records = corpus.select(trainable=True)[:5]
     batch = encode_records(processor, records, corpus.root, prompts=_varied_prompts(records)).batch(range(5))
+    head_outputs = []
+    hook = model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: head_outputs.append(tuple(output.shape)))
     with torch.no_grad():
-        full = model(**batch.model_inputs()).logits
         ours, targets = answer_position_logits(model, batch)
+        hook.remove()
+        full = model(**batch.model_inputs()).logits
     mask = answer_mask(batch)
+    assert head_outputs == [tuple(ours.shape)]  # the LM head only ever saw the answer positions
     assert ours.dtype == torch.float32 and ours.shape == (int(mask.sum()), full.shape[-1])
     assert ours.shape[0] < full.shape[0] * full.shape[1] / 5  # a small fraction of all positions
     assert torch.allclose(ours, full[mask].float(), atol=1e-5)
