@@ -10,7 +10,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -42,25 +42,45 @@ def _is_corpus_entry(path: Path) -> bool:
     return path.name in _CORPUS_ENTRIES
 
 
+def _written_corpus(out: Path) -> Callable[[Path], bool]:
+    """Which entries of ``out`` an earlier run wrote: none unless ``out`` loads as a corpus, and
+    ``images/`` only when every file in it is an image the corpus's records use."""
+    try:
+        corpus = load_corpus(out)
+    except (CorpusError, OSError, ValueError):
+        return lambda entry: False
+    used = {corpus.image_path(record).resolve() for record in corpus.records}
+    images = out / IMAGES_DIR
+    images_ours = all(file.resolve() in used for file in images.rglob("*") if not file.is_dir())
+    return lambda entry: _is_corpus_entry(entry) and (entry.name != IMAGES_DIR or images_ours)
+
+
 def _is_medforget_entry(path: Path) -> bool:
-    return path.is_dir() and path.name.endswith("_level")
+    """A ``<level>_level`` folder holding nothing but the two sets an export writes."""
+    from mllm.data.medforget import FORGET_FILE, LEVEL_SUFFIX, RETAIN_FILE
+
+    return (path.is_dir() and not path.is_symlink() and path.name.endswith(LEVEL_SUFFIX)
+            and all(child.name in {FORGET_FILE, RETAIN_FILE} and child.is_file() for child in path.iterdir()))
 
 
 def _remove(out: Path, ours: Callable[[Path], bool]) -> None:
     for entry in out.iterdir() if out.is_dir() else ():
         if ours(entry):
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
 def _prepare_out(out: Path, *, force: bool, ours: Callable[[Path], bool]) -> None:
-    """Refuse a non-empty ``out``; with ``force``, first delete what an earlier run wrote there."""
+    """Refuse a non-empty ``out``; with ``force``, delete what an earlier run wrote there — only after
+    checking that everything in it is Oblivio's (one foreign file and nothing is deleted)."""
     if not out.is_dir() or not any(out.iterdir()):
         return
     if not force:
         raise click.ClickException(f"{out} is not empty; use --force to replace what an earlier run wrote")
+    foreign = sorted(entry.name for entry in out.iterdir() if not ours(entry))
+    if foreign:
+        raise click.ClickException(f"{out} holds files Oblivio did not write ({', '.join(foreign[:5])}"
+                                   f"{', ...' if len(foreign) > 5 else ''}); refusing to touch anything")
     _remove(out, ours)
-    if any(out.iterdir()):
-        raise click.ClickException(f"{out} holds files Oblivio did not write; refusing to touch them")
 
 
 def _summary(corpus: Corpus) -> str:
@@ -97,7 +117,7 @@ def synth(size: str, seed: int, out: Path, force: bool) -> None:
     """Generate a synthetic hospital corpus: train records and never-trained holdout records."""
     from mllm.data.synth import generate_corpus
 
-    _prepare_out(out, force=force, ours=_is_corpus_entry)
+    _prepare_out(out, force=force, ours=_written_corpus(out))
     click.echo(_summary(generate_corpus(size=size, seed=seed, out=out)))
 
 
@@ -116,11 +136,11 @@ def import_medforget_command(src: Path, out: Path, name: str, force: bool) -> No
     """Convert a MedForget-layout directory SRC (<level>_level/*.parquet) into a corpus."""
     from mllm.data.medforget import import_medforget
 
-    _prepare_out(out, force=force, ours=_is_corpus_entry)
+    _prepare_out(out, force=force, ours=_written_corpus(out))
     try:
         imported = import_medforget(src, out, name=name)
     except CorpusError as exc:
-        _remove(out, _is_corpus_entry)
+        _remove(out, _is_corpus_entry)  # out held nothing foreign: what is there, this run wrote
         raise click.ClickException(str(exc)) from None
     click.echo(_summary(imported.corpus))
     for label in sorted(imported.forget):
@@ -134,11 +154,12 @@ def import_medforget_command(src: Path, out: Path, name: str, force: bool) -> No
               help="New or empty directory for the <level>_level folders.")
 @click.option("--level", "levels", multiple=True, type=click.Choice([level.value for level in Level]),
               help="Level to write (repeatable) [default: all four].")
-@click.option("--forget", "nodes", multiple=True, metavar="NODE",
-              help="Forget node institution[/patient[/study[/SECTION]]] of its level (repeatable) "
-                   "[default: the node of the corpus's first trainable record].")
+@click.option("--forget-file", "forget_file", type=click.File("r", encoding="utf-8"),
+              help="File ('-' for stdin) with one forget node institution[/patient[/study[/SECTION]]] per "
+                   "line, at most one per level [default: the node of the corpus's first trainable record]. "
+                   "Identifiers are read from a file, never from the command line.")
 @click.option("--force", is_flag=True, help="Replace <level>_level folders an earlier run wrote to OUT.")
-def export_medforget_command(corpus_dir: Path, out: Path, levels: tuple[str, ...], nodes: tuple[str, ...],
+def export_medforget_command(corpus_dir: Path, out: Path, levels: tuple[str, ...], forget_file: TextIO | None,
                              force: bool) -> None:
     """Write a corpus's trainable records as MedForget forget / retain sets, one folder per level."""
     from mllm.data.entities import HierarchyNode
@@ -146,15 +167,16 @@ def export_medforget_command(corpus_dir: Path, out: Path, levels: tuple[str, ...
 
     chosen = [Level(level) for level in levels] or list(Level)
     by_level: dict[Level, HierarchyNode] = {}
+    nodes = [line.strip() for line in forget_file or () if line.strip()]
     for text in nodes:
         try:
             node = HierarchyNode.parse(text)
         except ValueError:
-            raise click.BadParameter("expected institution[/patient[/study[/SECTION]]]",
-                                     param_hint="--forget") from None
+            raise click.BadParameter("expected institution[/patient[/study[/SECTION]]] per line",
+                                     param_hint="--forget-file") from None
         if node.level not in chosen or node.level in by_level:
             raise click.BadParameter(f"give at most one {node.level}-level node, for a level being written",
-                                     param_hint="--forget")
+                                     param_hint="--forget-file")
         by_level[node.level] = node
     try:
         corpus = load_corpus(corpus_dir)
