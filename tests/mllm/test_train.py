@@ -77,9 +77,10 @@ class _Interrupt(Exception):
     pass
 
 
-def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, corpus):
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, corpus, grad_accum):
     """Bitwise: same weights, optimizer state, schedule, data order and RNG (CPU, same thread count)."""
-    config = TrainConfig(steps=10, batch_size=4, lr=3e-3, seed=1)
+    config = TrainConfig(steps=10, batch_size=4, lr=3e-3, seed=1, grad_accum=grad_accum)
     straight = _trainer(corpus, config)
     straight.fit()
 
