@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from mllm.data.prompts import render_prompt
 from mllm.data.schema import Record
 
 IGNORE_INDEX = -100
@@ -89,13 +90,20 @@ class EncodedRecords:
                      image_inputs=image_inputs)
 
 
-def encode_records(processor: Any, records: Sequence[Record], root: Path) -> EncodedRecords:
-    """Encode ``records`` whose image paths are relative to ``root`` (the corpus directory)."""
+def encode_records(processor: Any, records: Sequence[Record], root: Path, *,
+                   prompts: Sequence[str] | None = None) -> EncodedRecords:
+    """Encode ``records`` whose image paths are relative to ``root`` (the corpus directory).
+
+    ``prompts`` are the prompt texts, one per record (default: ``render_prompt(record, 0)``).
+    """
+    if prompts is not None and len(prompts) != len(records):
+        raise ValueError("give one prompt per record")
     examples: list[Example] = []
     images: dict[str, dict[str, torch.Tensor]] = {}
-    for record in records:
+    for index, record in enumerate(records):
+        text = render_prompt(record, 0) if prompts is None else prompts[index]
         with Image.open(root / record.image) as image:
-            encoded = processor(text=[prompt_text(processor, record.question)], images=[image.convert("RGB")],
+            encoded = processor(text=[prompt_text(processor, text)], images=[image.convert("RGB")],
                                 return_tensors="pt")
         images.setdefault(record.image, {k: v for k, v in encoded.items() if k not in _TEXT_KEYS})
         examples.append(Example(record_id=record.record_id,

@@ -2,23 +2,26 @@
 
 The same function trains the full model and the **retrain oracle**: the oracle is the job with the
 forget records excluded, starting from the same clean start — the seed-initialised reference model
-with a tokenizer trained on all trainable records of the corpus (as a pre-existing tokenizer would
-be), or a pretrained base that never saw the corpus (:mod:`mllm.train.pretrain`) — so it differs
-from the full model only in the data it was trained on.
+with a tokenizer trained on the reserved vocabulary corpus (:mod:`mllm.data.text`, never the
+corpus being trained), or a pretrained base that never saw the corpus (:mod:`mllm.train.pretrain`)
+— so it differs from the full model only in the data it was trained on. Fine-tuning renders every
+record at its training context depth (:func:`mllm.data.prompts.training_prompts`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mllm.data.prompts import training_prompts
 from mllm.data.schema import Corpus, Record, load_corpus
+from mllm.data.text import TOKENIZER_CORPUS_SEED, TOKENIZER_CORPUS_SIZE, vocabulary_texts
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, artifact_digest, save_artifact
 from mllm.models.loader import load_model
 from mllm.models.lora import LoraSettings, add_lora
@@ -29,17 +32,10 @@ from .encode import encode_records
 from .loop import Progress, ShuffledBatches, TrainConfig, Trainer, TrainResult
 
 
-def record_texts(records: Iterable[Record]) -> Iterator[str]:
-    """The text a tokenizer is trained on: questions, answers and options."""
-    for record in records:
-        yield record.question
-        yield record.answer
-        yield from record.options
-
-
-def reference_for_corpus(corpus: Corpus, spec: ReferenceSpec) -> tuple[Any, Any]:
-    """Fresh reference model + processor; the tokenizer is trained on the corpus's trainable records."""
-    return build_reference(record_texts(corpus.select(trainable=True)), spec)
+def fresh_reference(spec: ReferenceSpec) -> tuple[Any, Any]:
+    """Fresh reference model + processor; the tokenizer is trained on the reserved vocabulary corpus
+    (never on the corpus a model is fine-tuned on, so an oracle's tokenizer never saw its forget set)."""
+    return build_reference(vocabulary_texts(), spec)
 
 
 class TrainJobError(ValueError):
@@ -58,18 +54,21 @@ def training_records(corpus: Corpus, exclude: Iterable[str] = ()) -> list[Record
 
 
 def train_on_records(model: Any, processor: Any, root: Path, records: Sequence[Record],
-                     config: TrainConfig, *, lora: LoraSettings | None = None,
+                     config: TrainConfig, *, prompts: Sequence[str] | None = None,
+                     lora: LoraSettings | None = None,
                      callback: Callable[[Progress], None] | None = None,
                      checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
                      resume: bool = False) -> tuple[Any, TrainResult]:
     """Fine-tune ``model`` (fully, or through fresh LoRA adapters) on ``records``.
 
-    Returns the trained model (a ``PeftModel`` when ``lora`` is set) and the run's result.
+    ``prompts`` are the prompt texts of ``records`` (default: depth 0). Returns the trained model (a
+    ``PeftModel`` when ``lora`` is set) and the run's result.
     """
     if lora is not None:
         torch.manual_seed(config.seed)  # adapter initialisation
         model = add_lora(model, lora)
-    source = ShuffledBatches(encode_records(processor, records, root), config.batch_size, config.seed)
+    source = ShuffledBatches(encode_records(processor, records, root, prompts=prompts), config.batch_size,
+                             config.seed)
     result = Trainer(model, config, source).fit(
         callback=callback, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
     return model, result
@@ -114,11 +113,12 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
         model, processor, parent = loaded.model, loaded.processor, artifact_digest(job.base)
         clean_start = loaded.metadata is not None and loaded.metadata.kind == ArtifactKind.PRETRAINED_BASE
     else:
-        (model, processor), parent = reference_for_corpus(corpus, job.spec), None
+        (model, processor), parent = fresh_reference(job.spec), None
         clean_start = True
     parameters = count_parameters(model)
+    prompts = training_prompts(records, job.config.seed)
     model, result = train_on_records(
-        model, processor, corpus.root, records, job.config, lora=job.lora, callback=callback,
+        model, processor, corpus.root, records, job.config, prompts=prompts, lora=job.lora, callback=callback,
         checkpoint_dir=job.checkpoint_dir, checkpoint_every=job.checkpoint_every, resume=job.resume)
     excluded = "\n".join(sorted(job.exclude)).encode()
     metadata = ArtifactMetadata(
@@ -130,7 +130,9 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
         training={"config": asdict(job.config), "records": len(records), "steps": result.steps,
                   "excluded": len(job.exclude),
                   "excluded_sha256": hashlib.sha256(excluded).hexdigest() if job.exclude else None,
-                  "lora": asdict(job.lora) if job.lora else None,
+                  "lora": asdict(job.lora) if job.lora else None, "prompts": "training_prompts",
+                  "tokenizer_corpus": None if job.base else {"size": TOKENIZER_CORPUS_SIZE,
+                                                             "seed": TOKENIZER_CORPUS_SEED},
                   "probe_loss": [result.probe_loss_before, result.probe_loss_after]})
     digest = save_artifact(model, processor, job.out, metadata)
     shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
