@@ -222,12 +222,16 @@ def _validation_node(node: NodeRef, trainable: Sequence[Placed], salt: str) -> N
     return min(candidates, key=lambda n: hashlib.sha256(f"{salt}:validation:{n}".encode()).hexdigest())
 
 
-def resolve_records(records: Sequence[R], node: NodeRef, *, salt: str = "") -> ScopeGroups[R]:
-    """Resolve ``node``'s groups among ``records`` (``salt`` varies the deterministic choices)."""
+def resolve_records(records: Sequence[R], node: NodeRef, *, salt: str = "",
+                    allow_empty: bool = False) -> ScopeGroups[R]:
+    """Resolve ``node``'s groups among ``records`` (``salt`` varies the deterministic choices).
+
+    A node that owns no trainable record raises :class:`ScopeError` unless ``allow_empty``.
+    """
     salt = salt or hashlib.sha256(str(node).encode()).hexdigest()
     trainable = [r for r in records if r.split is Split.TRAIN and not r.eval_only]
     forget = [r for r in trainable if _owned(node, r)]
-    if not forget:
+    if not forget and not allow_empty:
         raise ScopeError("the node owns no trainable record of this corpus")
     branch = [_ancestor(node, level) for level in LEVELS[:_depth(node.level) + 1]]
     shared, siblings, retain = [], defaultdict(list), []

@@ -5,8 +5,8 @@ it (:func:`mllm.data.facts.study_facts`): institution (1), patient (2), study (3
 section (7). Each fact is asked in six forms (generation, cloze, multiple choice; two phrasings
 each): three are trained and three held out as ``eval_only`` (:func:`mllm.data.qa.form_plan`), the
 rotation following the fact's owner (institution, patient or study ordinal within its split) so
-that a shared fact is held out in the same forms on every image of its owner. Every section node thus has 3 trainable
-records of its own fact.
+that a shared fact is held out in the same forms on every image of its owner. Every section node
+thus has 3 trainable records of its own fact.
 
 A corpus has train patients and, per institution, never-trained **holdout** patients drawn from
 the same distribution and asked the same way: they share no patient, study or image with the train

@@ -39,7 +39,7 @@ def test_synth_writes_a_corpus_and_prints_counts(runner: CliRunner, tmp_path: Pa
     for label in ("institution", "generation", "classification", "cloze", "private", "image_grounded"):
         assert any(line.split()[:1] == [label] for line in lines)
     total = next(line for line in lines if line.split()[:1] == ["total"]).split()[1:]
-    assert [int(n) for n in total] == [468, 468, 312, 312]  # train / train eval-only / holdout / holdout eval-only
+    assert [int(n) for n in total] == [468, 468, 312, 312]  # train, train eval-only, holdout, holdout eval
     assert corpus.header.records_sha256 in result.output
 
 

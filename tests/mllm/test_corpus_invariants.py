@@ -75,7 +75,8 @@ def test_every_section_node_has_three_trained_records_of_its_own_fact(corpus: Co
 
 def _mc_shape(record: Record) -> tuple:
     stem, options = parse_choices(record.question) or ("", ())
-    return stem, len(options), record.answer in LETTERS, options[LETTERS.index(record.answer)] == record.fact_value
+    correct = options[LETTERS.index(record.answer)] == record.fact_value
+    return stem, len(options), record.answer in LETTERS, correct
 
 
 def test_holdout_is_asked_exactly_like_train(corpus: Corpus) -> None:

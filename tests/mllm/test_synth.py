@@ -17,6 +17,14 @@ import pytest
 from PIL import Image
 
 from mllm.data.entities import Hierarchy, load_hierarchy
+from mllm.data.facts import (
+    finding_name,
+    findings_report,
+    findings_text,
+    impression_report,
+    impression_text,
+    region,
+)
 from mllm.data.images import (
     CANVAS,
     Finding,
@@ -30,14 +38,6 @@ from mllm.data.images import (
     heart_box,
     random_anatomy,
     zone_box,
-)
-from mllm.data.facts import (
-    finding_name,
-    findings_report,
-    findings_text,
-    impression_report,
-    impression_text,
-    region,
 )
 from mllm.data.qa import FORMS, LETTERS, parse_choices
 from mllm.data.schema import CLOZE_BLANK, Corpus, FactKind, Level, Split, Task, load_corpus
