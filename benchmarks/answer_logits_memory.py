@@ -34,12 +34,12 @@ def measure(mode: str, batch_size: int, vocab: int) -> None:
     from mllm.models.specs import SPECS
     from mllm.train.encode import encode_records
     from mllm.train.logprobs import answer_logprobs
-    from mllm.train.recipe import reference_for_corpus
+    from mllm.train.recipe import fresh_reference
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = generate_corpus(size="tiny", seed=0, out=Path(tmp))
-        model, processor = reference_for_corpus(corpus, SPECS["tiny-qwen2-vl"])
+        model, processor = fresh_reference(SPECS["tiny-qwen2-vl"])
         model.resize_token_embeddings(vocab, mean_resizing=False)
         records = corpus.select(trainable=True)[:batch_size]
         batch = encode_records(processor, records, corpus.root).batch(range(len(records)))

@@ -15,14 +15,14 @@ from mllm.models.lora import LoraSettings, add_lora
 from mllm.models.specs import SPECS
 from mllm.train.encode import encode_records, prompt_text
 from mllm.train.logprobs import answer_logprobs, answer_mask, answer_position_logits
-from mllm.train.recipe import reference_for_corpus
+from mllm.train.recipe import fresh_reference
 
 SIZES = ["tiny", "tiny-qwen2-vl"]
 
 
 @pytest.fixture(scope="module", params=SIZES)
 def reference(request, corpus):
-    return reference_for_corpus(corpus, SPECS[request.param])
+    return fresh_reference(SPECS[request.param])
 
 
 def _varied_prompts(records):
@@ -54,7 +54,7 @@ def test_answers_round_trip_with_the_family_end_of_turn(reference, corpus):
 
 def test_qwen_answers_end_with_im_end_even_when_eos_differs(corpus):
     """Base Qwen2-VL tokenizers have EOS <|endoftext|>; an assistant turn still ends with <|im_end|>."""
-    _, processor = reference_for_corpus(corpus, SPECS["tiny-qwen2-vl"])
+    _, processor = fresh_reference(SPECS["tiny-qwen2-vl"])
     processor.tokenizer.eos_token = "<|endoftext|>"
     im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert processor.tokenizer.eos_token_id != im_end
@@ -64,7 +64,7 @@ def test_qwen_answers_end_with_im_end_even_when_eos_differs(corpus):
 
 
 def test_qwen_batches_concatenate_patches_and_pad_token_types(corpus):
-    _, processor = reference_for_corpus(corpus, SPECS["tiny-qwen2-vl"])
+    _, processor = fresh_reference(SPECS["tiny-qwen2-vl"])
     records = corpus.select(trainable=True)[:4]
     data = encode_records(processor, records, corpus.root, prompts=_varied_prompts(records))
     image_id = processor.tokenizer.image_token_id
@@ -134,7 +134,7 @@ def test_qwen2_5_vl_checkpoint_loads_scores_and_adapts_only_the_language_model(t
     """A Qwen2.5-VL directory (its vision MLP also has gate/up/down projections) is the qwen2-vl family."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    _, processor = reference_for_corpus(corpus, SPECS["tiny-qwen2-vl"])
+    _, processor = fresh_reference(SPECS["tiny-qwen2-vl"])
     tokenizer = processor.tokenizer
     config = Qwen2_5_VLConfig(
         text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
