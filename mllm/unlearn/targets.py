@@ -3,9 +3,8 @@
 A retrain oracle asked about a patient it never saw answers with a value it *was* trained on —
 another patient's value of the same fact (measured: the original model answers never-trained
 holdout questions with memorised training values). So each forgotten private fact gets, as its new
-target, the answer of a seeded-random **kept** record of the same fact in the same task (fact key ×
-task when records carry fact keys, else level × section × task; any option letter for multiple
-choice when the fact has no kept twin): a draw from the
+target, the answer of a seeded-random **kept** record of the same fact in the same form (else the
+same task; any option letter for multiple choice when the fact has no kept twin): a draw from the
 distribution the oracle answers from. A draw may equal the true answer; that is the chance level the
 oracle has too, so forgotten facts end at the oracle's level instead of being forced wrong (accuracy
 0 is over-forgetting). Holdout values are never written into the model, so verification's
@@ -27,11 +26,8 @@ from .data import encode_items, items
 
 
 def twin_keys(record: Record) -> list[tuple]:
-    """Match keys from finest to coarsest: the same fact in the same task, then any letter for choices."""
-    fact = getattr(record, "fact_key", None)
-    section = record.section.value if record.section else ""
-    same_fact = (fact,) if fact else (record.level.value, section)
-    keys = [(*same_fact, record.task.value)]
+    """Match keys, finest first: same fact and form, same fact and task, then any option letter."""
+    keys = [(record.fact_key, record.form), (record.fact_key, record.task.value)]
     if record.task is Task.CLASSIFICATION:
         keys.append((record.task.value,))
     return keys

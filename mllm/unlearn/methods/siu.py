@@ -65,7 +65,7 @@ class SIU(GradientMethod):
         kept = [r for group in kept_groups(self.ctx.scope).values() for r in group
                 if r.record_id not in forget_ids]
         neighbours = items(sample(kept, self.config.neighbours, f"siu:{self.ctx.seed}"))
-        groups: dict[str, list[Item]] = {"forget": replaced, "grounded": grounded, "neighbours": neighbours}
+        groups: dict[str, list[Item]] = {"forget": replaced, "kept": grounded + neighbours}
         return self.encode({name: group for name, group in groups.items() if group})
 
     def loss(self, batches: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -39,7 +39,7 @@ def test_bad_input_fails_clearly_without_echoing_identifiers(bed, tmp_path):
         "unknown method": (base_args(bed, tmp_path / "a", method="magic"), "unknown unlearning method"),
         "missing scope file": (base_args(bed, tmp_path / "b", forget=tmp_path / "none.json"),
                                "FileNotFoundError"),
-        "unknown patient": (base_args(bed, tmp_path / "c", forget=unknown), "no trainable records"),
+        "unknown patient": (base_args(bed, tmp_path / "c", forget=unknown), "owns no trainable record"),
         "existing out": (base_args(bed, bed.model_dir), "already exists"),
     }
     for name, (args, message) in cases.items():

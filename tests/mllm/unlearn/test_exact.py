@@ -8,11 +8,11 @@ from safetensors.torch import load_file
 
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, save_artifact
 from mllm.models.specs import SPECS
-from mllm.train.recipe import reference_for_corpus
+from mllm.train.recipe import fresh_reference
 from mllm.unlearn import unlearn
 from mllm.unlearn.shards import ShardConfig, load_sharded, read_manifest, train_sharded
 
-SHARDS = ShardConfig(buckets=4, slices=2, steps_per_slice=3, batch_size=8, rank=4, alpha=4)
+SHARDS = ShardConfig(buckets=5, slices=2, steps_per_slice=3, batch_size=8, rank=4, alpha=4)
 LENIENT = {"guard": {"min_retain_ratio": 0.0, "max_holdout_drop": 1.0, "min_stop_ratio": 0.0,
                      "max_length_ratio": 100.0, "max_new_tokens": 4, "generations": 2}}
 
@@ -20,7 +20,7 @@ LENIENT = {"guard": {"min_retain_ratio": 0.0, "max_holdout_drop": 1.0, "min_stop
 @pytest.fixture(scope="module")
 def sharded(bed, tmp_path_factory):
     root = tmp_path_factory.mktemp("exact")
-    model, processor = reference_for_corpus(bed.corpus, SPECS["tiny"])  # a clean start
+    model, processor = fresh_reference(SPECS["tiny"])  # a clean start
     save_artifact(model, processor, root / "base", ArtifactMetadata(kind=ArtifactKind.REFERENCE))
     train_sharded(base=root / "base", records=bed.corpus.select(trainable=True), root=bed.corpus.root,
                   out=root / "sharded", config=SHARDS)
@@ -37,7 +37,7 @@ def same(a, b):
 
 def test_exact_equals_retraining_the_shard_without_the_forget_records(bed, sharded):
     shards = read_manifest(sharded / "sharded")["shards"]
-    assert len(shards) >= 2  # patients spread over several shards
+    assert len(shards) >= 2  # the two train patients land in different buckets of 5
     result = unlearn(model_dir=sharded / "sharded", corpus=bed.corpus, scope=bed.scope, method="exact",
                      config=LENIENT, out=sharded / "unlearned")
     forget = {r.record_id for r in bed.scope.forget}
