@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 
 from mllm.data.schema import Record
 from mllm.models.artifact import artifact_digest
+from mllm.models.families import TOKEN_ALIGNED_KEYS
 from mllm.models.loader import load_model
 from mllm.models.lora import LANGUAGE_MODEL_LINEAR
 from mllm.train.encode import encode_records
@@ -222,6 +223,10 @@ class ShardEnsemble:
             token = torch.where(done, pad, logits.argmax(-1))
             input_ids = torch.cat([input_ids, token[:, None]], dim=1)
             attention_mask = torch.cat([attention_mask, (~done).long()[:, None]], dim=1)
+            for key in TOKEN_ALIGNED_KEYS:  # e.g. Qwen's mm_token_type_ids: generated tokens are text (0)
+                if key in image_inputs:
+                    text = torch.zeros_like(token)[:, None]
+                    image_inputs[key] = torch.cat([image_inputs[key], text], dim=1)
             done |= torch.isin(token, stops)
             if done.all():
                 break
