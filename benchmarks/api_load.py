@@ -158,7 +158,7 @@ def _seed(home: Path) -> tuple[str, list[dict]]:
 
     call_command("migrate", interactive=False, verbosity=0)
     corpus = generate_corpus(size="tiny", seed=0, out=home / "corpus")
-    corpus_ingest(corpus_dir=corpus.root, actor="system:bench")
+    corpus_ingest(corpus_dir=corpus.root, actor=SYSTEM)
     systems = dict(Institution.objects.values_list("code", "mrn_system"))
     _, token = apikey_create(name="bench", institution_codes=sorted(systems), actor=SYSTEM)
     patients = sorted({(record.institution_id, record.patient_id) for record in corpus.records})
