@@ -44,7 +44,7 @@ BEGIN, END = "<!-- BEGIN api_load -->", "<!-- END api_load -->"
 #: check): kept with the numbers so they are read together.
 ANALYSIS = """\
 Profile (Django test client in one process, PostgreSQL, 100 requests each): an intake cost 37
-queries before this work and 21 now; its CPU goes mostly to building queries and model instances in
+queries before this work and 19 now; its CPU goes mostly to building queries and model instances in
 Django's ORM, then psycopg, then DRF; about 12 ms of Python CPU per intake and 13 ms per list page of
 50 (DRF serialisation is half of a list), i.e. a ceiling near 2 cores / 12 ms = ~160 intakes/s before
 PostgreSQL's own share. Every intake also takes the audit chain's head-row lock (`core.audit`):
