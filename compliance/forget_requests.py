@@ -16,17 +16,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from core.audit import AuditAction, audit_append
+from core.principals import SYSTEM, Principal
 from hierarchy.identifiers import IdentifierKind, keyed_hash
 from hierarchy.models import Corpus
 from hierarchy.scope import scope_resolve
 
-from .access import SYSTEM, Principal
-from .audit import AuditAction, audit_append
 from .deadlines import ExtensionUnit, policy_for
-from .errors import Conflict, Forbidden, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound, lock_or_not_found
 from .legal import (
     LegalBasis,
     RefusalReason,
@@ -37,6 +38,7 @@ from .legal import (
 )
 from .lifecycle import PIPELINE, TERMINAL, Status, check_transition
 from .models import ForgetRequest, WebhookEvent
+from .selectors import RELATED_SHOWN
 from .subjects import SubjectIdentifiers, SubjectPath, subject_find
 from .webhooks import webhook_enqueue
 
@@ -67,13 +69,31 @@ def requester_hash(reference: str) -> str:
 
 
 def _overlapping_open(path: SubjectPath) -> list[ForgetRequest]:
-    """Open requests whose subject is this node, one of its ancestors or one of its descendants."""
+    """The oldest open request of each subject that is this node, an ancestor or a descendant.
+
+    Duplicates (more open requests about one subject) are represented by their oldest, so a flood
+    of duplicates adds one link per request, not one per earlier duplicate: links grow linearly.
+    """
     query = Q(institution=path.institution)
     for name in ("patient", "study", "section"):
         node = getattr(path, name)
         if node is not None:
             query &= Q(**{f"{name}__isnull": True}) | Q(**{name: node})
-    return list(ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL).order_by("received_at"))
+    first_of_subject = Window(RowNumber(), partition_by=[F("level"), F("subject_hash")],
+                              order_by=[F("received_at").asc(), F("id").asc()])
+    oldest = ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL).annotate(
+        rank=first_of_subject).filter(rank=1)
+    return list(oldest.order_by("received_at", "id"))
+
+
+#: Path fields are resolved by the service itself; the database enforces its own constraints.
+_RESOLVED = ["institution", "patient", "study", "section"]
+
+
+def _validate(request: ForgetRequest) -> None:
+    """Field checks (lengths, choices, dates) in Python, without the database round trips of
+    ``full_clean``'s foreign-key and constraint queries (the database checks those on write)."""
+    request.full_clean(exclude=_RESOLVED, validate_unique=False, validate_constraints=False)
 
 
 def _notification(request: ForgetRequest, **extra: Any) -> dict[str, Any]:
@@ -104,27 +124,33 @@ def forget_request_create(*, actor: Principal, subject: SubjectIdentifiers, regu
             requester_type=requester_type, requester_hash=requester_hash(requester_reference),
             received_at=received_at, base_deadline=deadline, deadline=deadline, status=Status.RECEIVED,
             status_changed_at=now, submitted_by=actor.name)
-        request.full_clean()
-        request.save()
-        request.related.set(related)
+        _validate(request)
+        request.save(force_insert=True)
+        links = ForgetRequest.related.through
+        links.objects.bulk_create([link for other in related for link in (
+            links(from_forgetrequest_id=request.pk, to_forgetrequest_id=other.pk),
+            links(from_forgetrequest_id=other.pk, to_forgetrequest_id=request.pk))])
+        request.related_shown, request.related_count = related[:RELATED_SHOWN], len(related)  # as listed
         related_ids = [str(other.pk) for other in related]
-        audit_append(actor=actor.name, action=AuditAction.FORGET_REQUEST_CREATED, object_type=OBJECT_TYPE,
+        webhook_enqueue(institution_id=path.institution.pk, event=WebhookEvent.REQUEST_CREATED,
+                        data=_notification(request, related=related_ids))
+        # Last: the audit chain's head row stays locked from here until the commit.
+        audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_CREATED, object_type=OBJECT_TYPE,
                      object_id=str(request.pk), subject_hash=request.subject_hash,
                      data={"level": request.level, "institution": path.institution.code,
                            "regulation": regulation, "legal_basis": legal_basis,
                            "hipaa_covered": hipaa_covered, "requester_type": requester_type,
                            "received_at": received_at.isoformat(), "deadline": deadline.isoformat(),
                            "related": related_ids})
-        webhook_enqueue(institution_id=path.institution.pk, event=WebhookEvent.REQUEST_CREATED,
-                        data=_notification(request, related=related_ids))
     return request
 
 
 def _locked(request_id: uuid.UUID, actor: Principal) -> ForgetRequest:
     """The request, row-locked for this transaction, if ``actor`` may see it."""
-    request = ForgetRequest.objects.select_for_update().filter(pk=request_id).first()
-    if request is None or not actor.sees(request.institution_id):
-        raise NotFound("no forget request has this id", field="id", code="request_not_found")
+    not_found = NotFound("no forget request has this id", field="id", code="request_not_found")
+    request = lock_or_not_found(ForgetRequest.objects, not_found, pk=request_id)
+    if not actor.sees(request.institution_id):
+        raise not_found
     return request
 
 
@@ -136,9 +162,9 @@ def _transition(request: ForgetRequest, *, to: Status, actor: Principal, fields:
     for name, value in (fields or {}).items():
         setattr(request, name, value)
     request.status, request.status_changed_at = to, timezone.now()
-    request.full_clean()
+    _validate(request)
     request.save()
-    audit_append(actor=actor.name, action=AuditAction.FORGET_REQUEST_STATUS_CHANGED, object_type=OBJECT_TYPE,
+    audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_STATUS_CHANGED, object_type=OBJECT_TYPE,
                  object_id=str(request.pk), subject_hash=request.subject_hash,
                  data={"from": previous, "to": str(to), **(data or {})})
     webhook_enqueue(institution_id=request.institution_id, event=WebhookEvent.STATUS_CHANGED,
@@ -184,7 +210,9 @@ def forget_request_approve(*, request_id: uuid.UUID, actor: Principal, note: str
 
 def forget_request_refuse(*, request_id: uuid.UUID, actor: Principal, reason: RefusalReason, text: str,
                           partial: bool = False) -> ForgetRequest:
-    """Refuse, or partially refuse (the rest proceeds), with a reason code and an explanation."""
+    """Refuse, or partially refuse (the rest proceeds), with a reason code and an explanation.
+
+    Both are decisions, so the four-eyes rule applies to both."""
     if not text.strip():
         raise Invalid("a refusal needs an explanation", field="text", code="reason_text_required")
     target = Status.PARTIALLY_REFUSED if partial else Status.REFUSED
@@ -192,11 +220,11 @@ def forget_request_refuse(*, request_id: uuid.UUID, actor: Principal, reason: Re
         request = _locked(request_id, actor)
         check_transition(request.status, target)
         check_refusal_reason(reason, Regulation(request.regulation))
+        _require_second_person(request, actor)
         fields: dict[str, Any] = {"decided_by": actor.name, "decided_at": timezone.now(),
                                   "reason_code": reason, "decision_note": text}
         data: dict[str, Any] = {"reason_code": str(reason)}
         if partial:
-            _require_second_person(request, actor)
             fields["scope_summary"] = scope_snapshot(request)
             data["scope_counts"] = fields["scope_summary"]["counts"]
         return _transition(request, to=target, actor=actor, fields=fields, data=data)
@@ -243,9 +271,9 @@ def forget_request_extend(*, request_id: uuid.UUID, actor: Principal, length: in
         previous = request.deadline
         request.extension, request.deadline = length, deadline
         request.extension_notice_sent_at, request.extension_note = notice_sent_at, note
-        request.full_clean()
+        _validate(request)
         request.save()
-        audit_append(actor=actor.name, action=AuditAction.FORGET_REQUEST_DEADLINE_EXTENDED,
+        audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_DEADLINE_EXTENDED,
                      object_type=OBJECT_TYPE, object_id=str(request.pk), subject_hash=request.subject_hash,
                      data={"extension": length, "unit": str(unit), "previous_deadline": previous.isoformat(),
                            "deadline": deadline.isoformat(), "notice_sent_at": notice_sent_at.isoformat()})

@@ -18,10 +18,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.principals import Role
+
 from .. import forget_requests as services
-from ..access import Role
 from ..idempotency import HEADER, body_fingerprint, idempotency_key_check, idempotent_call
-from ..selectors import audit_event_list, forget_request_get, forget_request_list, institution_list
+from ..selectors import (
+    audit_event_list,
+    forget_request_get,
+    forget_request_list,
+    forget_request_related_attach,
+    institution_list,
+)
 from ..subjects import subject_find
 from . import schema
 from .errors import LengthRequired
@@ -107,6 +114,10 @@ class ForgetRequestListView(_ListView):
         filters = _validated(ForgetRequestFilterIn, self.request.query_params.dict())
         return forget_request_list(principal=principal_of(self.request), today=timezone.localdate(),
                                    **filters)
+
+    def paginate_queryset(self, queryset: QuerySet) -> list | None:
+        page = super().paginate_queryset(queryset)
+        return forget_request_related_attach(page) if page is not None else None
 
     @extend_schema(
         tags=["forget-requests"], summary="Submit a forget request",

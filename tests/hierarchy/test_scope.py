@@ -5,6 +5,7 @@ from collections import Counter
 import pytest
 from factories import hierarchy_make
 
+from core.principals import SYSTEM
 from hierarchy.models import TrainingRecord
 from hierarchy.scope import scope_resolve
 from hierarchy.selectors import institution_by_code, patient_by_mrn, section_get, study_by_uid
@@ -127,7 +128,7 @@ def test_rejects_non_nodes(tree) -> None:
 def test_database_scope_equals_the_library_scope(tmp_path) -> None:
     """On a generated corpus, every group equals ``mllm.data.scope.resolve_scope``'s (one algorithm)."""
     corpus = generate_corpus(size="tiny", seed=5, out=tmp_path / "tiny")
-    row = corpus_ingest(corpus_dir=corpus.root, actor="tester").corpus
+    row = corpus_ingest(corpus_dir=corpus.root, actor=SYSTEM).corpus
     systems = {i.institution_id: i.mrn_system for i in load_hierarchy(corpus.root).institutions}
     record = next(r for r in corpus.records if r.section is not None and r.is_trainable)
     institution = institution_by_code(code=record.institution_id)
