@@ -1,4 +1,4 @@
-"""Evaluate named record groups (forget / retain / neighbour / holdout ...) and tabulate the scores.
+"""Evaluate named record groups (forget / retain / siblings / holdout ...) and tabulate the scores.
 
 The caller names the groups; every record is answered once per context depth (prompts rendered by
 :func:`mllm.data.prompts.render_prompt`; greedy or teacher-forced, see
