@@ -7,7 +7,10 @@ that ask the same probe of the same model pay once.
 The **matched reference** of a set of forget probes is what a never-trained model is expected to
 score on them: for each probe, the success rate of the holdout-twin probes of the same depth and
 modality in the same stratum (task x fact kind x level, falling back to task x fact kind, then fact
-kind, then all twins), measured on the same model; their mean is the reference rate.
+kind, then all twins), measured on the same model; their mean is the reference rate. The excess
+(success minus reference) is judged per forget *item* (its probes averaged), with an interval from
+a two-level bootstrap that resamples the twins of each stratum and the forget items
+(:func:`mllm.verify.stats.matched_excess`), so the reference's own sampling noise is counted.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from mllm.train.encode import EncodedRecords, answer_ids
 from .engine import AnswerStats, Decoded, answer_stats, encode, encode_probes, greedy_decode, reproduces
 from .policy import VerdictPolicy
 from .probes import Probe, succeeded
-from .stats import Estimate, difference, rate
+from .report import Check
+from .stats import Estimate, matched_excess, rate
 
 Progress = Callable[[str, float], None]  # (stage, fraction of the verification done)
 
@@ -119,34 +123,37 @@ class VerifyContext:
     def subjects(self) -> list[Subject]:
         return [s for s in (self.candidate, self.oracle) if s is not None]
 
-    def matched_reference(self, subject: Subject, probes: Sequence[Probe]) -> list[float]:
-        """Per probe, the never-trained twins' success rate on ``subject`` (module docstring)."""
+    def matched_reference(self, subject: Subject, probes: Sequence[Probe]) -> list[np.ndarray]:
+        """Per probe, the success flags of its matched never-trained twins on ``subject``.
+
+        Probes in the same stratum share one array (the two-level bootstrap resamples it once).
+        """
         holdout = self.group("holdout")
-        cells: dict[tuple, list[Probe]] = {}
-        for probe in probes:
-            cells.setdefault((probe.depth, probe.modality), []).append(probe)
-        reference: dict[tuple, float] = {}
-        for (depth, modality), members in cells.items():
+        reference: dict[tuple, np.ndarray] = {}
+        for depth, modality in dict.fromkeys((p.depth, p.modality) for p in probes):
             twins = [Probe(r, depth, modality) for r in holdout]
-            flags = subject.success(twins, self.root, self.policy) if twins else []
             table: dict[tuple, list[bool]] = {}
-            for twin, ok in zip(twins, flags, strict=True):
+            for twin, ok in zip(twins, subject.success(twins, self.root, self.policy), strict=True):
                 for stratum in _strata(twin.record):
                     table.setdefault(stratum, []).append(ok)
-            for probe in members:
-                found = next((table[s] for s in _strata(probe.record) if s in table), None)
-                reference[probe.key] = float(np.mean(found)) if found else float("nan")
+            arrays = {stratum: np.asarray(flags, dtype=np.float64) for stratum, flags in table.items()}
+            for probe in probes:
+                if (probe.depth, probe.modality) == (depth, modality):
+                    reference[probe.key] = next(arrays[s] for s in _strata(probe.record))
         return [reference[p.key] for p in probes]
 
     def excess(self, subject: Subject, probes: Sequence[Probe]) -> tuple[Estimate, Estimate, Estimate]:
-        """(forget success rate, matched reference rate, excess = rate - reference) on ``probes``."""
+        """(success rate, matched reference rate, excess) on ``probes``; see :func:`matched_excess`."""
         flags = subject.success(probes, self.root, self.policy)
-        reference = self.matched_reference(subject, probes)
-        ref = [r for r in reference if np.isfinite(r)]
-        ref_estimate = Estimate(float(np.mean(ref)) if ref else float("nan"), len(ref),
-                                min(ref, default=float("nan")), max(ref, default=float("nan")),
-                                "matched-mean (low/high: stratum range)")
-        return rate(flags), ref_estimate, difference([float(f) for f in flags], ref, seed=self.policy.seed)
+        if not probes:
+            return rate([]), rate([]), rate([])
+        reference, excess = matched_excess(flags, self.matched_reference(subject, probes),
+                                           [p.record.record_id for p in probes], seed=self.policy.seed)
+        return rate(flags), reference, excess
+
+    def check(self, **fields: Any) -> Check:
+        """A :class:`Check` held to the policy's significance rule."""
+        return Check(significance=self.policy.require_significance, **fields)
 
     def report(self, stage: str, fraction: float) -> None:
         if self.progress is not None:

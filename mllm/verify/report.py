@@ -27,6 +27,12 @@ class Check:
 
     ``comparison`` is ``"<="`` (value must not exceed threshold) or ``">="``. ``diagnosis`` names the
     failure mode the check detects (under-forgetting, context leak, suppression, ...).
+
+    A check fails when its value is beyond the threshold **and**, with ``significance`` (the
+    policy's ``require_significance``), its 95% interval excludes ``null`` — the value a model that
+    behaves like the reference would have (0 for excesses and drops, 0.5 for AUCs). So a deviation
+    must be both material and supported by the sample; a check without an interval is judged on its
+    value alone.
     """
 
     name: str
@@ -37,18 +43,27 @@ class Check:
     estimate: Estimate | None
     diagnosis: str
     detail: str = ""
+    null: float = 0.0
+    significance: bool = True
 
     @property
     def passed(self) -> bool | None:
         if not math.isfinite(self.value):
             return None
-        return self.value <= self.threshold if self.comparison == "<=" else self.value >= self.threshold
+        within = self.value <= self.threshold if self.comparison == "<=" else self.value >= self.threshold
+        if within:
+            return True
+        interval = self.estimate
+        if not self.significance or interval is None or not math.isfinite(interval.low + interval.high):
+            return False
+        return not (interval.low > self.null if self.comparison == "<=" else interval.high < self.null)
 
     def as_dict(self) -> dict[str, Any]:
         status = {True: "pass", False: "fail", None: "not_applicable"}[self.passed]
         return {"name": self.name, "attack": self.attack, "status": status,
                 "value": _json_number(self.value), "threshold": self.threshold,
-                "comparison": self.comparison, "diagnosis": self.diagnosis, "detail": self.detail,
+                "comparison": self.comparison, "null": self.null, "significance_required": self.significance,
+                "diagnosis": self.diagnosis, "detail": self.detail,
                 "estimate": self.estimate.as_dict() if self.estimate else None}
 
 

@@ -106,6 +106,16 @@ def difference(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> Esti
                     float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975)), "bootstrap95")
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> Estimate:
+    """``mean(a - b)`` over paired items with a 95% percentile bootstrap interval (items resampled)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.size == 0:
+        return Estimate(math.nan, 0, math.nan, math.nan, "paired bootstrap95")
+    draws = d[_resample(np.random.default_rng(seed), d.size)].mean(axis=1)
+    return Estimate(float(d.mean()), int(d.size), float(np.quantile(draws, 0.025)),
+                    float(np.quantile(draws, 0.975)), "paired bootstrap95")
+
+
 def auc(members: Sequence[float], nonmembers: Sequence[float], *, seed: int = 0) -> Estimate:
     """ROC AUC of ``members`` (label 1) vs ``nonmembers`` (label 0) with a bootstrap interval.
 
@@ -123,6 +133,43 @@ def auc(members: Sequence[float], nonmembers: Sequence[float], *, seed: int = 0)
     draws = np.array([pairs[np.ix_(r, c)].mean() for r, c in zip(rows, cols, strict=True)])
     return Estimate(value, int(min(m.size, h.size)), float(np.quantile(draws, 0.025)),
                     float(np.quantile(draws, 0.975)), "bootstrap95")
+
+
+def matched_excess(success: Sequence[bool], twins: Sequence[np.ndarray], items: Sequence[str], *,
+                   seed: int = 0) -> tuple[Estimate, Estimate]:
+    """(matched reference, excess) of probes against their never-trained twins, per item.
+
+    ``twins[j]`` holds the success flags of probe ``j``'s matched twins (probes of one stratum share
+    the array). Per item, excess = mean over its probes of (success - twin mean); the estimate is the
+    mean over items. Interval: two-level percentile bootstrap — each distinct twin array resampled,
+    then the items resampled — so both the forget side and the reference's sampling noise count.
+    """
+    names = list(dict.fromkeys(items))
+    column = np.array([names.index(i) for i in items])
+    counts = np.bincount(column, minlength=len(names)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    distinct = {id(a): a for a in twins}
+    draws = {key: a[_resample(rng, a.size)].mean(axis=1) for key, a in distinct.items()}
+    ref_point = np.array([t.mean() for t in twins])
+    ref_draws = np.stack([draws[id(t)] for t in twins], axis=1)  # [B, probes]
+    hits = np.asarray(success, dtype=np.float64)
+
+    def per_item(values: np.ndarray) -> np.ndarray:  # [..., probes] -> [..., items]
+        out = np.zeros((*values.shape[:-1], len(names)))
+        for j, item in enumerate(column):
+            out[..., item] += values[..., j]
+        return out / counts
+
+    item_ref, item_excess = per_item(ref_point), per_item(hits - ref_point)
+    pick = _resample(rng, len(names))
+    boot_ref = np.take_along_axis(per_item(ref_draws), pick, axis=1).mean(axis=1)
+    boot_excess = np.take_along_axis(per_item(hits[None, :] - ref_draws), pick, axis=1).mean(axis=1)
+
+    def estimate(point: np.ndarray, boot: np.ndarray) -> Estimate:
+        return Estimate(float(point.mean()), len(names), float(np.quantile(boot, 0.025)),
+                        float(np.quantile(boot, 0.975)), "two-level bootstrap95 (twins, items)")
+
+    return estimate(item_ref, boot_ref), estimate(item_excess, boot_excess)
 
 
 def privleak(auc_candidate: float, auc_oracle: float) -> float:

@@ -1,4 +1,5 @@
-"""The seam to the testbed's prompt renderer (``mllm.data.prompts.render_prompt``, Testbed v2).
+"""The seam to Testbed v2: the prompt renderer (``mllm.data.prompts.render_prompt``) and the scope
+resolver (``mllm.data.scope``).
 
 Until that renderer is on this branch a stand-in adds the hierarchy context the record carries
 (institution, patient, study, section) in front of the question; it is removed once the one
@@ -7,7 +8,9 @@ renderer lands, so training and attacks render prompts in exactly one place.
 
 from __future__ import annotations
 
-from mllm.data.schema import Record
+from pathlib import Path
+
+from mllm.data.schema import Corpus, Record
 
 try:  # Testbed v2
     from mllm.data.prompts import render_prompt as render
@@ -23,4 +26,18 @@ except ImportError:  # pragma: no cover - removed when Testbed v2 is merged
         context = " ".join(f"{label}: {value}." for label, value in zip(_LABELS[:depth], values, strict=False))
         return f"{context} {record.question}" if context else record.question
 
-__all__ = ["render"]
+try:  # Testbed v2
+    from mllm.data.scope import ScopeError as ScopeFileError
+    from mllm.data.scope import load_scope_file, resolve_scope
+
+    def load_scope(corpus: Corpus, path: Path) -> object:
+        """The request's scope groups, from a SCOPE.json naming its node."""
+        return resolve_scope(corpus, load_scope_file(path))
+except ImportError:  # pragma: no cover - removed when Testbed v2 is merged
+    class ScopeFileError(ValueError):  # type: ignore[no-redef]
+        """A scope file cannot be read or resolved."""
+
+    def load_scope(corpus: Corpus, path: Path) -> object:
+        raise ScopeFileError("scope files need the Testbed v2 scope resolver (mllm.data.scope)")
+
+__all__ = ["ScopeFileError", "load_scope", "render"]

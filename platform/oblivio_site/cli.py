@@ -14,6 +14,7 @@ import click
 from compliance import cli as compliance_cli
 from hierarchy import cli as hierarchy_cli
 from mllm import cli as mllm_cli
+from mllm.verify import cli as verify_cli
 
 
 def setup_django() -> None:
@@ -105,7 +106,7 @@ def demo(port: int, exit_after: bool) -> None:
 
 
 # Each package exports its subcommands in ``<package>.cli.COMMANDS``.
-for _command in (*mllm_cli.COMMANDS, *compliance_cli.COMMANDS, *hierarchy_cli.COMMANDS):
+for _command in (*mllm_cli.COMMANDS, *compliance_cli.COMMANDS, *hierarchy_cli.COMMANDS, *verify_cli.COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from ..context import VerifyContext
 from ..probes import Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
-from ..stats import Estimate, difference, rate
+from ..stats import Estimate, paired_difference, rate
 from .membership import scoring_items
 from .utility import utility_probes
 
@@ -33,7 +33,7 @@ class Integrity(Attack):
         probes = [Probe(r, d) for r in forget for d in (0, 4)]
         weights = [float(f) for f in ctx.candidate.success(probes, root, policy)]
         served = [float(f) for f in ctx.candidate.served(probes, root, policy)]
-        gap = difference(weights, served, seed=policy.seed)
+        gap = paired_difference(weights, served, seed=policy.seed)
         items = scoring_items(forget)
         shift = [float(np.mean(c.logps) - np.mean(o.logps)) for c, o in zip(
             ctx.candidate.stats(items, root, policy), ctx.original.stats(items, root, policy), strict=True)]
@@ -45,7 +45,7 @@ class Integrity(Attack):
             return [float(not d.finished or not d.text.strip()) for d in subject.decode(everything, root, policy)]
 
         cand, orig = degenerate(ctx.candidate), degenerate(ctx.original)
-        excess = difference(cand, orig, seed=policy.seed)
+        excess = paired_difference(cand, orig, seed=policy.seed)
         tables = {
             "suppression": {"weights": rate([w > 0 for w in weights]), "served": rate([s > 0 for s in served]),
                             "gap": gap, "mean_logprob_shift_vs_original": Estimate(
@@ -56,10 +56,10 @@ class Integrity(Attack):
                          "original_degenerate": rate([o > 0 for o in orig]), "excess": excess},
         }
         checks = [
-            Check(name="suppression", attack="integrity", value=gap.value, threshold=policy.max_suppression_gap,
+            ctx.check(name="suppression", attack="integrity", value=gap.value, threshold=policy.max_suppression_gap,
                   comparison="<=", estimate=gap, diagnosis="suppression",
                   detail="forget success of the weights minus that of the candidate's own generate"),
-            Check(name="collapse", attack="integrity", value=excess.value, threshold=policy.max_degenerate_excess,
+            ctx.check(name="collapse", attack="integrity", value=excess.value, threshold=policy.max_degenerate_excess,
                   comparison="<=", estimate=excess, diagnosis="collapse",
                   detail="share of empty or endless answers above the original's"),
         ]

@@ -56,11 +56,11 @@ class Membership(Attack):
         name_of = {id(v): k for k, v in table.items()}
         tables: dict = {"auc": table, "members": len(members), "nonmembers": len(nonmembers)}
         checks = [
-            Check(name="membership_inference", attack="membership", value=highest.value,
-                  threshold=policy.max_mia_auc, comparison="<=", estimate=highest,
+            ctx.check(name="membership_inference", attack="membership", value=highest.value,
+                  threshold=policy.max_mia_auc, comparison="<=", estimate=highest, null=0.5,
                   diagnosis="under-forgetting (membership)", detail=f"highest AUC: {name_of[id(highest)]}"),
-            Check(name="over_forgetting_likelihood", attack="membership", value=lowest.value,
-                  threshold=policy.min_mia_auc, comparison=">=", estimate=lowest,
+            ctx.check(name="over_forgetting_likelihood", attack="membership", value=lowest.value,
+                  threshold=policy.min_mia_auc, comparison=">=", estimate=lowest, null=0.5,
                   diagnosis="over-forgetting", detail=f"lowest AUC: {name_of[id(lowest)]}"),
         ]
         if ctx.oracle is not None:
@@ -68,7 +68,7 @@ class Membership(Attack):
             leak = privleak(table["loss"].value, oracle["loss"].value)
             tables["oracle_auc"] = oracle
             tables["privleak_loss"] = leak
-            checks.append(Check(name="privleak", attack="membership",
+            checks.append(ctx.check(name="privleak", attack="membership",
                                 value=abs(leak) if math.isfinite(leak) else math.nan,
                                 threshold=policy.max_abs_privleak, comparison="<=", estimate=None,
                                 diagnosis="privacy leakage vs oracle",

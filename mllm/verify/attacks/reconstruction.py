@@ -40,10 +40,10 @@ def _worst(rows: dict[str, dict[str, Estimate]]) -> tuple[str, Estimate | None]:
     return key, finite[key]
 
 
-def _check(name: str, rows: dict[str, dict[str, Estimate]], threshold: float, diagnosis: str,
+def _check(ctx: VerifyContext, name: str, rows: dict[str, dict[str, Estimate]], threshold: float, diagnosis: str,
            what: str) -> Check:
     key, worst = _worst(rows)
-    return Check(name=name, attack="reconstruction", value=worst.value if worst else math.nan,
+    return ctx.check(name=name, attack="reconstruction", value=worst.value if worst else math.nan,
                  threshold=threshold, comparison="<=", estimate=worst, diagnosis=diagnosis,
                  detail=f"worst {what}: {key}" if key else f"no {what} to probe")
 
@@ -77,13 +77,13 @@ class Reconstruction(Attack):
                                          for d in DEPTHS}
         deficit = pooled["excess"]
         checks = [
-            _check("forget_depth0", {"0": depth["0"]}, policy.max_leak_excess, "under-forgetting", "depth"),
-            _check("forget_context", {k: v for k, v in depth.items() if k != "0"}, policy.max_leak_excess,
+            _check(ctx, "forget_depth0", {"0": depth["0"]}, policy.max_leak_excess, "under-forgetting", "depth"),
+            _check(ctx, "forget_context", {k: v for k, v in depth.items() if k != "0"}, policy.max_leak_excess,
                    "context leak", "depth"),
-            _check("forget_forms", form, policy.max_leak_excess, "form leak", "depth"),
-            _check("forget_modalities", modality, policy.max_leak_excess, "modality leak", "modality"),
-            _check("child_leakage", child, policy.max_child_excess, "child leakage", "depth"),
-            Check(name="over_forgetting", attack="reconstruction", value=-deficit.value,
+            _check(ctx, "forget_forms", form, policy.max_leak_excess, "form leak", "depth"),
+            _check(ctx, "forget_modalities", modality, policy.max_leak_excess, "modality leak", "modality"),
+            _check(ctx, "child_leakage", child, policy.max_child_excess, "child leakage", "depth"),
+            ctx.check(name="over_forgetting", attack="reconstruction", value=-deficit.value,
                   threshold=policy.max_forget_deficit, comparison="<=",
                   estimate=Estimate(-deficit.value, deficit.n, -deficit.high, -deficit.low, deficit.method),
                   diagnosis="over-forgetting",

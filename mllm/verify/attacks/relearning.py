@@ -63,9 +63,9 @@ def _recovery(ctx: VerifyContext, subject: Subject, measured: Sequence[Record]) 
     return {"forget": success, "reference": reference, "excess": excess}
 
 
-def _gap_check(name: str, row: dict[str, Estimate] | None, threshold: float, detail: str) -> Check:
+def _gap_check(ctx: VerifyContext, name: str, row: dict[str, Estimate] | None, threshold: float, detail: str) -> Check:
     excess = row["excess"] if row else None
-    return Check(name=name, attack="relearning", value=excess.value if excess else math.nan, threshold=threshold,
+    return ctx.check(name=name, attack="relearning", value=excess.value if excess else math.nan, threshold=threshold,
                  comparison="<=", estimate=excess, diagnosis="hidden, not removed (relearnable)", detail=detail)
 
 
@@ -86,17 +86,17 @@ class Relearning(Attack):
         forget_rows = {role: _recovery(ctx, subject, measured) for role, subject in attacked.items()}
         tables["forget_attack"] = {"attack_items": len(attack_part), "measured_items": len(measured),
                                    **forget_rows}
-        checks.append(_gap_check("relearning_forget", forget_rows.get("candidate"), policy.max_relearn_gap,
+        checks.append(_gap_check(ctx, "relearning_forget", forget_rows.get("candidate"), policy.max_relearn_gap,
                                  "forget recovery above matched reference after fine-tuning on part of the scope"))
         sibling_row = _recovery(ctx, relearned(ctx, ctx.candidate, siblings), forget) if siblings else None
         tables["sibling_attack"] = {"attack_items": len(siblings), "candidate": sibling_row}
-        checks.append(_gap_check("relearning_siblings", sibling_row, policy.max_relearn_gap,
+        checks.append(_gap_check(ctx, "relearning_siblings", sibling_row, policy.max_relearn_gap,
                                  "forget recovery above matched reference after fine-tuning on siblings"))
         if "oracle" in attacked:
             est = difference([float(f) for f in attacked["candidate"].success(probes, ctx.root, policy)],
                              [float(f) for f in attacked["oracle"].success(probes, ctx.root, policy)],
                              seed=policy.seed)
-            checks.append(Check(name="relearning_vs_oracle", attack="relearning", value=est.value,
+            checks.append(ctx.check(name="relearning_vs_oracle", attack="relearning", value=est.value,
                                 threshold=policy.max_relearn_gap, comparison="<=", estimate=est,
                                 diagnosis="hidden, not removed (relearnable)",
                                 detail="candidate minus oracle forget success under the same attack"))

@@ -19,7 +19,7 @@ from ..context import VerifyContext
 from ..probes import Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
-from ..stats import difference, rate
+from ..stats import paired_difference, rate
 
 # check name -> (scope group, policy threshold field, diagnosis)
 GROUP_CHECKS = {
@@ -62,10 +62,10 @@ class Utility(Attack):
             items: Sequence[Probe] = probes[group]
             original = [float(f) for f in ctx.original.success(items, ctx.root, policy)] if items else []
             candidate = [float(f) for f in ctx.candidate.success(items, ctx.root, policy)] if items else []
-            drop = difference(original, candidate, seed=policy.seed)
+            drop = paired_difference(original, candidate, seed=policy.seed)
             tables[group] = {"original": rate([f > 0 for f in original]),
                              "candidate": rate([f > 0 for f in candidate]), "drop": drop}
-            checks.append(Check(name=name, attack="utility", value=drop.value if items else math.nan,
+            checks.append(ctx.check(name=name, attack="utility", value=drop.value if items else math.nan,
                                 threshold=getattr(policy, field), comparison="<=", estimate=drop,
                                 diagnosis=diagnosis, detail=f"original minus candidate success on {group}"))
         return AttackResult(tables=tables, checks=checks)

@@ -1,8 +1,7 @@
 """Tiny models for the verifier's must-hold tests, trained once per session.
 
-The corpus keeps one institution's first two train patients (patient A: two studies, patient B:
-one) and the never-trained holdout patient (two studies) of the synthetic ``tiny`` corpus. The request forgets
-patient A's first study. Every model is trained from the same seed-initialised tiny reference with
+The corpus keeps a few whole studies of the synthetic ``tiny`` corpus (:func:`make_corpus`). The
+request forgets patient A; the sibling-damage case forgets only A's first study. Every model is trained from the same seed-initialised tiny reference with
 prompts at every context depth (context is a cue), then the broken candidates are derived from it
 by retraining or fine-tuning — never by editing numbers.
 """
@@ -47,13 +46,19 @@ class Scope:
 
 
 def make_corpus(root: Path) -> Corpus:
+    """Institution 1: train patients A (two studies) and B, holdout patient H; institution 2: one
+    study of its first train patient C (far retain). Whole studies, images included."""
     full = generate_corpus(size="tiny", seed=0, out=root / "full")
-    institution = full.records[0].institution_id
-    patients = {split: list(dict.fromkeys(r.patient_id for r in full.records
-                                          if r.split is split and r.institution_id == institution))
-                for split in Split}
-    keep = {*patients[Split.TRAIN][:2], patients[Split.HOLDOUT][0]}
-    records = [r for r in full.records if r.patient_id in keep]
+    institutions = list(dict.fromkeys(r.institution_id for r in full.records))
+
+    def patients(institution: str, split: Split) -> list[str]:
+        return list(dict.fromkeys(r.patient_id for r in full.records
+                                  if r.split is split and r.institution_id == institution))
+
+    keep = {*patients(institutions[0], Split.TRAIN)[:2], patients(institutions[0], Split.HOLDOUT)[0]}
+    far = patients(institutions[1], Split.TRAIN)[0]
+    far_study = next(r.study_id for r in full.records if r.patient_id == far)
+    records = [r for r in full.records if r.patient_id in keep or r.study_id == far_study]
     out = root / "corpus"
     (out / "images").mkdir(parents=True)
     for image in {r.image for r in records}:
@@ -62,22 +67,35 @@ def make_corpus(root: Path) -> Corpus:
     return load_corpus(out)
 
 
-def make_scope(corpus: Corpus) -> Scope:
+def make_scope(corpus: Corpus, level: Level = Level.PATIENT) -> Scope:
+    """The scope of forgetting patient A (``level=PATIENT``) or A's first study (``level=STUDY``)."""
     train = [r for r in corpus.records if r.split is Split.TRAIN]
-    patient_a = train[0].patient_id
-    studies = list(dict.fromkeys(r.study_id for r in train if r.patient_id == patient_a))
-    own = (Level.STUDY, Level.SECTION)
-    target = [r for r in train if r.study_id == studies[0]]
-    sibling = [r for r in train if r.study_id == studies[1]]
-    holdout = [r for r in corpus.records if r.split is Split.HOLDOUT and r.level in own]
+    a = train[0]
+    institution = [r for r in train if r.institution_id == a.institution_id]
+    if level is Level.PATIENT:
+        own = (Level.PATIENT, Level.STUDY, Level.SECTION)
+        target = [r for r in train if r.patient_id == a.patient_id and r.level in own]
+        sibling = [r for r in institution if r.patient_id != a.patient_id and r.level in own]
+        shared = [r for r in institution if r.level is Level.INSTITUTION]
+    else:
+        own = (Level.STUDY, Level.SECTION)
+        target = [r for r in train if r.study_id == a.study_id and r.level in own]
+        sibling = [r for r in train if r.patient_id == a.patient_id and r.study_id != a.study_id
+                   and r.level in own]
+        shared = [r for r in train if r.patient_id == a.patient_id and r.level not in own]
+    near = {r.record_id for r in target + sibling + shared}
+
+    def trained(records: list[Record]) -> list[Record]:
+        return [r for r in records if not is_eval_only(r)]
+
     return Scope(
-        forget=[r for r in target if r.level in own and not is_eval_only(r)],
-        children=[r for r in target if r.level is Level.SECTION and not is_eval_only(r)],
-        siblings=[r for r in sibling if r.level in own and not is_eval_only(r)],
-        shared=[r for r in train if r.patient_id == patient_a and r.level not in own and not is_eval_only(r)],
-        retain=[r for r in train if r.patient_id != patient_a and not is_eval_only(r)],
-        validation=[], holdout=holdout,
-        forget_forms=[r for r in target if r.level in own and is_eval_only(r)])
+        forget=trained(target), children=trained([r for r in target if r.level is not level]),
+        siblings=trained(sibling), shared=trained(shared),
+        retain=trained([r for r in train if r.record_id not in near and r.institution_id == a.institution_id
+                        and r.patient_id != a.patient_id] if level is Level.STUDY else [])
+        + trained([r for r in train if r.institution_id != a.institution_id]),
+        validation=[], holdout=[r for r in corpus.records if r.split is Split.HOLDOUT and r.level in own],
+        forget_forms=[r for r in target if is_eval_only(r)])
 
 
 def at_depths(records: list[Record]) -> list[Record]:
@@ -139,3 +157,91 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     forget_ids = {r.record_id for r in scope.forget}
     return World(corpus=corpus, scope=scope, original=trained_from_scratch(corpus, trainable),
                  oracle=trained_from_scratch(corpus, [r for r in trainable if r.record_id not in forget_ids]))
+
+
+class RefusingWrapper(torch.nn.Module):
+    """A suppression-only "unlearning": the original's weights behind a guard that refuses in scope.
+
+    ``generate`` answers end-of-sequence at once for any prompt showing a forget image or the
+    forgotten study's identifier; ``forward`` (the weights) is the original's, untouched.
+    """
+
+    def __init__(self, inner: Any, processor: Any, corpus: Corpus, forget: list[Record]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.tokenizer = processor.tokenizer
+        data = encode_records(processor, forget, corpus.root)
+        self.blocked_images = [v["pixel_values"] for v in data.images.values()]
+        self.blocked_text = sorted({r.study_id for r in forget} | {r.patient_id for r in forget})
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner(*args, **kwargs)
+
+    def _in_scope(self, row: int, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> bool:
+        text = self.tokenizer.decode(input_ids[row])
+        if any(marker in text for marker in self.blocked_text):
+            return True
+        return pixel_values is not None and any(torch.equal(pixel_values[row:row + 1], image)
+                                                for image in self.blocked_images)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None, **kwargs: Any) -> Any:
+        out = self.inner.generate(input_ids=input_ids, pixel_values=pixel_values, **kwargs)
+        eos = self.tokenizer.eos_token_id
+        for row in range(input_ids.shape[0]):
+            if self._in_scope(row, input_ids, pixel_values):
+                out[row, input_ids.shape[1]:] = eos
+        return out
+
+
+FINE_TUNE = TrainConfig(epochs=3, batch_size=16, lr=1e-3, seed=0)
+DEPTH0_TUNE = TrainConfig(epochs=6, batch_size=16, lr=1e-3, seed=0)
+ASCENT_WRECK = TrainConfig(steps=8, batch_size=16, lr=2e-3, warmup_ratio=0.0, seed=0)
+ASCENT_COLLAPSE = TrainConfig(steps=15, batch_size=16, lr=2e-3, warmup_ratio=0.0, seed=0)
+
+
+def build_candidate(name: str, world: World) -> LoadedModel:
+    """The candidates of the must-hold tests, each made the way such a model comes about."""
+    corpus, scope, original, oracle = world.corpus, world.scope, world.original, world.oracle
+    keep = at_depths(scope.retain + scope.siblings + scope.shared)
+    wrong = wrong_answers(scope.forget, scope.holdout)
+    if name == "retrain-oracle":
+        return oracle
+    if name == "no-op":
+        return original
+    if name == "suppression-wrapper":
+        wrapper = RefusingWrapper(original.model, original.processor, corpus, scope.forget)
+        return LoadedModel(model=wrapper, processor=original.processor, path=corpus.root, metadata=None)
+    if name == "half-forgotten":  # the oracle taught half of the scope again = only half forgotten
+        half = scope.forget[:len(scope.forget) // 2]
+        return derived(oracle, corpus, at_depths(half) + keep, FINE_TUNE)
+    if name == "depth0-only":  # answers like a stranger without context, the truth with it
+        depth0 = [Probe(r, 0).prompt_record() for r in wrong] * 4
+        context = [Probe(r, d).prompt_record() for r in scope.forget for d in DEPTHS[1:]]
+        return derived(original, corpus, depth0 + context + keep, DEPTH0_TUNE)
+    if name == "over-forgetting":  # trained to answer wrong: below a stranger's chance and image reading
+        return derived(original, corpus, at_depths(wrong) + keep, FINE_TUNE)
+    if name == "collapsed":
+        return derived(original, corpus, at_depths(scope.forget), ASCENT_COLLAPSE, ascent=True)
+    if name == "ga-wrecks-utility":
+        return derived(original, corpus, at_depths(scope.forget), ASCENT_WRECK, ascent=True)
+    if name == "sibling-damaged":  # verified against the study scope: A's first study is gone, and
+        return oracle  # so is its sibling study (this model never learned patient A at all)
+    raise KeyError(name)
+
+
+@pytest.fixture(scope="session")
+def report_of(world: World) -> Any:
+    """``report_of(name)``: the verification report of a candidate, built and verified once."""
+    from mllm.verify import verify
+
+    cache: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in cache:
+            scope = make_scope(world.corpus, Level.STUDY) if name == "sibling-damaged" else world.scope
+            cache[name] = verify(original=world.original, candidate=build_candidate(name, world),
+                                 corpus=world.corpus, scope=scope)
+        return cache[name]
+
+    return get
