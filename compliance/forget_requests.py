@@ -19,14 +19,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.audit import AuditAction, audit_append
+from core.principals import SYSTEM, Principal
 from hierarchy.identifiers import IdentifierKind, keyed_hash
 from hierarchy.models import Corpus
 from hierarchy.scope import scope_resolve
 
-from .access import SYSTEM, Principal
-from .audit import AuditAction, audit_append
 from .deadlines import ExtensionUnit, policy_for
-from .errors import Conflict, Forbidden, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound, lock_or_not_found
 from .legal import (
     LegalBasis,
     RefusalReason,
@@ -67,13 +67,22 @@ def requester_hash(reference: str) -> str:
 
 
 def _overlapping_open(path: SubjectPath) -> list[ForgetRequest]:
-    """Open requests whose subject is this node, one of its ancestors or one of its descendants."""
+    """The oldest open request of each subject that is this node, an ancestor or a descendant.
+
+    Duplicates (more open requests about one subject) are represented by their oldest, so a flood
+    of duplicates adds one link per request, not one per earlier duplicate: links grow linearly.
+    """
     query = Q(institution=path.institution)
     for name in ("patient", "study", "section"):
         node = getattr(path, name)
         if node is not None:
             query &= Q(**{f"{name}__isnull": True}) | Q(**{name: node})
-    return list(ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL).order_by("received_at"))
+    oldest: dict[tuple[str, str], uuid.UUID] = {}
+    candidates = ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL)
+    for pk, level, subject in candidates.order_by("received_at", "id").values_list("pk", "level",
+                                                                                  "subject_hash"):
+        oldest.setdefault((level, subject), pk)
+    return list(ForgetRequest.objects.filter(pk__in=oldest.values()).order_by("received_at", "id"))
 
 
 def _notification(request: ForgetRequest, **extra: Any) -> dict[str, Any]:
@@ -108,7 +117,7 @@ def forget_request_create(*, actor: Principal, subject: SubjectIdentifiers, regu
         request.save()
         request.related.set(related)
         related_ids = [str(other.pk) for other in related]
-        audit_append(actor=actor.name, action=AuditAction.FORGET_REQUEST_CREATED, object_type=OBJECT_TYPE,
+        audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_CREATED, object_type=OBJECT_TYPE,
                      object_id=str(request.pk), subject_hash=request.subject_hash,
                      data={"level": request.level, "institution": path.institution.code,
                            "regulation": regulation, "legal_basis": legal_basis,
@@ -122,9 +131,10 @@ def forget_request_create(*, actor: Principal, subject: SubjectIdentifiers, regu
 
 def _locked(request_id: uuid.UUID, actor: Principal) -> ForgetRequest:
     """The request, row-locked for this transaction, if ``actor`` may see it."""
-    request = ForgetRequest.objects.select_for_update().filter(pk=request_id).first()
-    if request is None or not actor.sees(request.institution_id):
-        raise NotFound("no forget request has this id", field="id", code="request_not_found")
+    not_found = NotFound("no forget request has this id", field="id", code="request_not_found")
+    request = lock_or_not_found(ForgetRequest.objects, not_found, pk=request_id)
+    if not actor.sees(request.institution_id):
+        raise not_found
     return request
 
 
@@ -138,7 +148,7 @@ def _transition(request: ForgetRequest, *, to: Status, actor: Principal, fields:
     request.status, request.status_changed_at = to, timezone.now()
     request.full_clean()
     request.save()
-    audit_append(actor=actor.name, action=AuditAction.FORGET_REQUEST_STATUS_CHANGED, object_type=OBJECT_TYPE,
+    audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_STATUS_CHANGED, object_type=OBJECT_TYPE,
                  object_id=str(request.pk), subject_hash=request.subject_hash,
                  data={"from": previous, "to": str(to), **(data or {})})
     webhook_enqueue(institution_id=request.institution_id, event=WebhookEvent.STATUS_CHANGED,
@@ -184,7 +194,9 @@ def forget_request_approve(*, request_id: uuid.UUID, actor: Principal, note: str
 
 def forget_request_refuse(*, request_id: uuid.UUID, actor: Principal, reason: RefusalReason, text: str,
                           partial: bool = False) -> ForgetRequest:
-    """Refuse, or partially refuse (the rest proceeds), with a reason code and an explanation."""
+    """Refuse, or partially refuse (the rest proceeds), with a reason code and an explanation.
+
+    Both are decisions, so the four-eyes rule applies to both."""
     if not text.strip():
         raise Invalid("a refusal needs an explanation", field="text", code="reason_text_required")
     target = Status.PARTIALLY_REFUSED if partial else Status.REFUSED
@@ -192,11 +204,11 @@ def forget_request_refuse(*, request_id: uuid.UUID, actor: Principal, reason: Re
         request = _locked(request_id, actor)
         check_transition(request.status, target)
         check_refusal_reason(reason, Regulation(request.regulation))
+        _require_second_person(request, actor)
         fields: dict[str, Any] = {"decided_by": actor.name, "decided_at": timezone.now(),
                                   "reason_code": reason, "decision_note": text}
         data: dict[str, Any] = {"reason_code": str(reason)}
         if partial:
-            _require_second_person(request, actor)
             fields["scope_summary"] = scope_snapshot(request)
             data["scope_counts"] = fields["scope_summary"]["counts"]
         return _transition(request, to=target, actor=actor, fields=fields, data=data)
@@ -245,7 +257,7 @@ def forget_request_extend(*, request_id: uuid.UUID, actor: Principal, length: in
         request.extension_notice_sent_at, request.extension_note = notice_sent_at, note
         request.full_clean()
         request.save()
-        audit_append(actor=actor.name, action=AuditAction.FORGET_REQUEST_DEADLINE_EXTENDED,
+        audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_DEADLINE_EXTENDED,
                      object_type=OBJECT_TYPE, object_id=str(request.pk), subject_hash=request.subject_hash,
                      data={"extension": length, "unit": str(unit), "previous_deadline": previous.isoformat(),
                            "deadline": deadline.isoformat(), "notice_sent_at": notice_sent_at.isoformat()})

@@ -30,13 +30,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from oblivio_site.home import WEBHOOK_SECRET_KEY, secret
 
+from core.audit import AuditAction, audit_append
+from core.home import WEBHOOK_SECRET_KEY, secret
+from core.principals import Principal
 from hierarchy.models import Institution
 
-from .access import Principal
-from .audit import AuditAction, audit_append
-from .errors import Invalid, NotFound
+from . import egress
+from .errors import Invalid, NotFound, lock_or_not_found
 from .models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 SIGNATURE_HEADER = "Oblivio-Signature"
@@ -100,6 +101,11 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
     if urlsplit(url).scheme not in ("http", "https"):
         raise Invalid("a webhook URL must be http:// or https://", field="url",
                       code="invalid_webhook_endpoint")
+    try:
+        egress.check_destination(url)
+    except egress.ForbiddenAddress as exc:
+        raise Invalid(f"webhook URL refused: {exc} (see OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES)",
+                      field="url", code="webhook_address_forbidden") from None
     known = {str(event) for event in WebhookEvent}
     if not set(events) <= known:
         raise Invalid(f"events must be among {', '.join(sorted(known))}", field="events",
@@ -113,21 +119,24 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
                       code="invalid_webhook_endpoint") from None
     with transaction.atomic():
         endpoint.save()
-        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_CREATED,
+        audit_append(actor=actor, action=AuditAction.WEBHOOK_ENDPOINT_CREATED,
                      object_type="webhook_endpoint", object_id=str(endpoint.pk),
                      data={"institution": institution.code, "events": endpoint.events})
     return endpoint
 
 
+def _locked_endpoint(endpoint_id: int) -> WebhookEndpoint:
+    return lock_or_not_found(WebhookEndpoint.objects, NotFound(
+        "no webhook endpoint has this id", field="endpoint", code="endpoint_not_found"), pk=endpoint_id)
+
+
 def webhook_endpoint_disable(*, endpoint_id: int, actor: Principal) -> WebhookEndpoint:
     """Stop sending to an endpoint (pending deliveries are still attempted)."""
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
-        if endpoint is None:
-            raise NotFound("no webhook endpoint has this id", field="endpoint", code="endpoint_not_found")
+        endpoint = _locked_endpoint(endpoint_id)
         endpoint.is_active = False
         endpoint.save(update_fields=["is_active"])
-        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
+        audit_append(actor=actor, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
                      object_type="webhook_endpoint", object_id=str(endpoint.pk))
     return endpoint
 
@@ -138,13 +147,11 @@ def webhook_endpoint_rotate_secret(*, endpoint_id: int, actor: Principal) -> str
     Every delivery attempted from now on is signed with it, including retries of older events.
     """
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
-        if endpoint is None:
-            raise NotFound("no webhook endpoint has this id", field="endpoint", code="endpoint_not_found")
+        endpoint = _locked_endpoint(endpoint_id)
         new_secret = secrets.token_hex(32)
         endpoint.sealed_secret = seal_secret(new_secret)
         endpoint.save(update_fields=["sealed_secret"])
-        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_SECRET_ROTATED,
+        audit_append(actor=actor, action=AuditAction.WEBHOOK_SECRET_ROTATED,
                      object_type="webhook_endpoint", object_id=str(endpoint.pk))
     return new_secret
 
@@ -152,14 +159,26 @@ def webhook_endpoint_rotate_secret(*, endpoint_id: int, actor: Principal) -> str
 # --- outbox -------------------------------------------------------------------------------------
 
 
+_broker_down_until = 0.0
+
+
 def webhook_dispatch(delivery_id: int, *, countdown: float = 0) -> None:
-    """Queue the delivery task; if the broker is down the sweeper delivers later."""
+    """Queue the delivery task; if the broker is down the sweeper delivers later.
+
+    Never blocks a request: one connection attempt without retries, and after a failure no attempt
+    at all for ``OBLIVIO_DISPATCH_RETRY_SECONDS`` (the outbox row waits for the sweeper meanwhile).
+    """
+    global _broker_down_until
     from .tasks import webhook_deliver_task
 
+    if time.monotonic() < _broker_down_until:
+        return
     try:
         webhook_deliver_task.apply_async((delivery_id,), countdown=countdown, retry=False)
-    except Exception:  # broker unreachable: the outbox row stays pending for the sweeper
-        logger.warning("webhook dispatch deferred to the sweeper", extra={"delivery_id": delivery_id})
+    except Exception as exc:  # broker unreachable: the outbox row stays pending for the sweeper
+        _broker_down_until = time.monotonic() + settings.OBLIVIO_DISPATCH_RETRY_SECONDS
+        logger.warning("webhook dispatch deferred to the sweeper",
+                       extra={"delivery_id": delivery_id, "error": exc.__class__.__name__})
 
 
 def webhook_enqueue(*, institution_id: int, event: WebhookEvent,
@@ -194,14 +213,6 @@ def retry_delay(attempts: int) -> float:
     return float(min(base * 2 ** (attempts - 1), settings.OBLIVIO_WEBHOOK_BACKOFF_CAP_SECONDS))
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect is a failed delivery, never a re-POST elsewhere
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
 def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
     body = rfc8785.dumps(delivery.payload)
     headers = {"Content-Type": "application/json", "User-Agent": "Oblivio-Webhooks/1",
@@ -209,7 +220,7 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
                EVENT_ID_HEADER: str(delivery.event_id), EVENT_TYPE_HEADER: delivery.event_type}
     request = urllib.request.Request(delivery.endpoint.url, data=body, headers=headers, method="POST")
     try:
-        with _opener.open(request, timeout=settings.OBLIVIO_WEBHOOK_TIMEOUT_SECONDS) as response:
+        with egress.opener.open(request, timeout=settings.OBLIVIO_WEBHOOK_TIMEOUT_SECONDS) as response:
             return response.status, ""
     except urllib.error.HTTPError as exc:
         return exc.code, f"HTTP {exc.code}"

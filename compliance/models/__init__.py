@@ -1,9 +1,8 @@
 """Compliance models, one module per concern."""
 
 from .access import ApiKey, IdempotencyRecord
-from .audit import AuditCheckpoint, AuditEvent, AuditHead
 from .forget_requests import ForgetRequest
 from .webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
-__all__ = ["ApiKey", "AuditCheckpoint", "AuditEvent", "AuditHead", "DeliveryStatus", "ForgetRequest",
+__all__ = ["ApiKey", "DeliveryStatus", "ForgetRequest",
            "IdempotencyRecord", "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent"]

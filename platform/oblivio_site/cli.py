@@ -12,19 +12,11 @@ import sys
 import click
 
 from compliance import cli as compliance_cli
+from core import cli as core_cli
+from core.bootstrap import setup_django
 from hierarchy import cli as hierarchy_cli
 from mllm import cli as mllm_cli
 from mllm.verify import cli as verify_cli
-
-
-def setup_django() -> None:
-    """Configure Django for commands that touch the database."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oblivio_site.settings")
-    import django
-    from django.apps import apps
-
-    if not apps.ready:  # django.setup() reconfigures logging every time it runs
-        django.setup()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,14 +30,21 @@ def main() -> None:
               help="Also send a probe task through every queue and wait for the answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(roundtrip: bool, as_json: bool) -> None:
-    """Check database, broker and workers; exit 1 if anything is unhealthy."""
-    setup_django()
+    """Print the data directory and key fingerprints; check database, keys, broker and workers.
+
+    Exit 1 if anything is unhealthy."""
+    setup_django(check_keys=False)
+    from core.keys import local_keys
+
     from .health import run_checks
 
     checks = run_checks(roundtrip=roundtrip)
     if as_json:
         click.echo(json.dumps([check.as_dict() for check in checks], indent=2))
     else:
+        for label, value in local_keys().as_dict().items():
+            shown = ", ".join(value) if isinstance(value, list) else value
+            click.echo(f"{label.replace('_', ' '):<22}{shown or '-'}")
         for check in checks:
             mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
             click.echo(f"{mark} {check.name:<10} {check.detail}")
@@ -106,7 +105,8 @@ def demo(port: int, exit_after: bool) -> None:
 
 
 # Each package exports its subcommands in ``<package>.cli.COMMANDS``.
-for _command in (*mllm_cli.COMMANDS, *compliance_cli.COMMANDS, *hierarchy_cli.COMMANDS, *verify_cli.COMMANDS):
+for _command in (*mllm_cli.COMMANDS, *core_cli.COMMANDS, *compliance_cli.COMMANDS, *hierarchy_cli.COMMANDS,
+                 *verify_cli.COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .home import DJANGO_SECRET_KEY, ensure_secrets, oblivio_home, secret
+from core.home import DJANGO_SECRET_KEY, ensure_secrets, oblivio_home, secret
 
 HOME = oblivio_home()
 ensure_secrets()
@@ -33,7 +33,25 @@ def _env_list(name: str, default: str) -> list[str]:
 
 SECRET_KEY = os.environ.get("OBLIVIO_SECRET_KEY") or secret(DJANGO_SECRET_KEY).decode()
 DEBUG = _env_bool("OBLIVIO_DEBUG", False)
-ALLOWED_HOSTS = _env_list("OBLIVIO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+ALLOWED_HOSTS = _env_list("OBLIVIO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+# --- Deployment: `demo` serves plain HTTP on loopback; `production` sits behind a TLS proxy ----------
+OBLIVIO_DEPLOYMENT = os.environ.get("OBLIVIO_DEPLOYMENT", "demo")
+if OBLIVIO_DEPLOYMENT not in {"demo", "production"}:
+    raise ImproperlyConfigured("OBLIVIO_DEPLOYMENT must be 'demo' or 'production'")
+_PRODUCTION = OBLIVIO_DEPLOYMENT == "production"
+X_FRAME_OPTIONS = "DENY"
+if _PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("OBLIVIO_DEBUG must be off when OBLIVIO_DEPLOYMENT=production")
+    # The TLS-terminating proxy sets X-Forwarded-Proto; plain-HTTP requests are redirected.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = _env_bool("OBLIVIO_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load-balancer probes over plain HTTP
+    SECURE_HSTS_SECONDS = int(os.environ.get("OBLIVIO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("OBLIVIO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = _env_bool("OBLIVIO_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -47,6 +65,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "oblivio_site",
+    "core",
     "hierarchy",
     "compliance",
 ]
@@ -132,6 +151,11 @@ if _BROKER_IS_FILESYSTEM:
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+else:
+    # The request path publishes without retrying (one short connection attempt); whatever is not
+    # published stays in the webhook outbox for the sweeper. Workers reconnect on their own.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 0, "socket_connect_timeout": 1.0}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 1.0
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or (
     f"file://{HOME / 'celery-results'}" if _BROKER_IS_FILESYSTEM else CELERY_BROKER_URL)
 if CELERY_RESULT_BACKEND.startswith("file://"):
@@ -149,9 +173,16 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 
+# Signed audit checkpoints every interval (also when idle: verification fails once the newest one is
+# older than interval + grace), each appended to the witness file and POSTed to the auditor's URL.
+OBLIVIO_AUDIT_CHECKPOINT_SECONDS = float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))
+OBLIVIO_AUDIT_CHECKPOINT_GRACE_SECONDS = float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_GRACE_SECONDS",
+                                                              str(OBLIVIO_AUDIT_CHECKPOINT_SECONDS)))
+OBLIVIO_AUDIT_WITNESS_FILE = os.environ.get("OBLIVIO_AUDIT_WITNESS_FILE") or str(
+    HOME / "witness" / "audit-checkpoints.jsonl")
+OBLIVIO_AUDIT_WITNESS_URL = os.environ.get("OBLIVIO_AUDIT_WITNESS_URL", "")
 CELERY_BEAT_SCHEDULE = {
-    "audit-checkpoint": {"task": "compliance.audit_checkpoint",
-                         "schedule": float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))},
+    "audit-checkpoint": {"task": "core.audit_checkpoint", "schedule": OBLIVIO_AUDIT_CHECKPOINT_SECONDS},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HOME / "celerybeat-schedule")
 
@@ -174,7 +205,7 @@ REST_FRAMEWORK = {
     "DEFAULT_METADATA_CLASS": None,
     "EXCEPTION_HANDLER": "compliance.api.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "compliance.api.pagination.StrictLimitOffsetPagination",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["compliance.api.throttling.ResilientScopedRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "read": os.environ.get("OBLIVIO_API_RATE_READ", "600/min"),
         "write": os.environ.get("OBLIVIO_API_RATE_WRITE", "120/min"),
@@ -191,9 +222,13 @@ _CACHE_URL = os.environ.get("OBLIVIO_CACHE_URL") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis://") else "")
 CACHES = {"default": (
     {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL,
-     "KEY_PREFIX": "oblivio-cache"}
+     "KEY_PREFIX": "oblivio-cache",
+     # Fail fast: while Redis is down the throttle counts locally (compliance.api.throttling).
+     "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}}
     if _CACHE_URL else
     {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(HOME / "cache")})}
+#: While the shared cache is unreachable, throttle counters are per process; retried after this.
+OBLIVIO_CACHE_RETRY_SECONDS = float(os.environ.get("OBLIVIO_CACHE_RETRY_SECONDS", "10"))
 SPECTACULAR_SETTINGS = {
     "TITLE": "Oblivio API",
     "DESCRIPTION": "Track, unlearn, verify and certify patient-data forget requests.",
@@ -217,10 +252,14 @@ OBLIVIO_POLICY_DEADLINES = {
                  "extension_days": int(os.environ.get("OBLIVIO_POLICY_EXTENSION_DAYS", "30"))}
     for regulation in ("data_use_agreement", "consent_withdrawal", "institution_policy")
 }
+# SSRF guard: webhook hosts resolving to loopback/private/link-local addresses are refused unless on.
+OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = _env_bool("OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
 OBLIVIO_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_TIMEOUT_SECONDS", "5"))
 OBLIVIO_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("OBLIVIO_WEBHOOK_MAX_ATTEMPTS", "20"))
 OBLIVIO_WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_BACKOFF_SECONDS", "30"))
 OBLIVIO_WEBHOOK_BACKOFF_CAP_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_BACKOFF_CAP_SECONDS", "3600"))
+#: After a failed publish, requests skip publishing for this long (the sweeper delivers meanwhile).
+OBLIVIO_DISPATCH_RETRY_SECONDS = float(os.environ.get("OBLIVIO_DISPATCH_RETRY_SECONDS", "10"))
 CELERY_BEAT_SCHEDULE["webhook-sweep"] = {
     "task": "compliance.webhook_sweep",
     "schedule": float(os.environ.get("OBLIVIO_WEBHOOK_SWEEP_SECONDS", "60"))}
@@ -232,6 +271,11 @@ if OBLIVIO_IDEMPOTENCY_TTL_HOURS <= 0:
 CELERY_BEAT_SCHEDULE["idempotency-purge"] = {"task": "compliance.idempotency_purge", "schedule": 3600.0}
 
 # --- Logging: one JSON object per line on stderr; identifiers only ever as keyed hashes ------
+# Containers collect stderr. `oblivio demo` pipes its web server's and worker's stderr into rotating
+# files in OBLIVIO_LOG_DIR (oblivio_site.logfiles).
+OBLIVIO_LOG_DIR = Path(os.environ.get("OBLIVIO_LOG_DIR") or HOME / "logs")
+OBLIVIO_LOG_MAX_BYTES = int(os.environ.get("OBLIVIO_LOG_MAX_BYTES", str(10 * 1024 * 1024)))
+OBLIVIO_LOG_BACKUPS = int(os.environ.get("OBLIVIO_LOG_BACKUPS", "5"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.db import models
 
-GENESIS_HASH = "0" * 64
+from .chain import GENESIS_HASH
 
 
 class AuditEvent(models.Model):
@@ -28,6 +28,7 @@ class AuditEvent(models.Model):
     hash = models.CharField(max_length=64, unique=True)
 
     class Meta:
+        db_table = "compliance_auditevent"  # created by the compliance app before the move to core
         ordering = ["seq"]
         indexes = [models.Index(fields=["object_type", "object_id"]),
                    models.Index(fields=["action"]), models.Index(fields=["occurred_at"])]
@@ -41,6 +42,9 @@ class AuditHead(models.Model):
 
     seq = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    class Meta:
+        db_table = "compliance_audithead"
 
     def __str__(self) -> str:
         return f"audit head @{self.seq}"
@@ -56,7 +60,33 @@ class AuditCheckpoint(models.Model):
     signature = models.CharField(max_length=128, help_text="base64 Ed25519 signature")
 
     class Meta:
+        db_table = "compliance_auditcheckpoint"
         ordering = ["seq"]
 
     def __str__(self) -> str:
         return f"checkpoint @{self.seq}"
+
+
+class DeploymentKey(models.Model):
+    """A key this database was used with, by fingerprint (never the key itself).
+
+    Recorded when the database is first migrated and on every rotation, so a process that finds
+    other keys in its data directory refuses to start instead of hashing identifiers differently.
+    """
+
+    class Purpose(models.TextChoices):
+        IDENTIFIER = "identifier", "identifier HMAC key"
+        SIGNING = "signing", "signing key"
+
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    key_id = models.CharField(max_length=64, help_text="Fingerprint: first 16 hex digits of a SHA-256.")
+    public_key_pem = models.TextField(blank=True, help_text="Signing keys only.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["purpose", "created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["purpose", "key_id"], name="unique_deployment_key")]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} key {self.key_id}"
