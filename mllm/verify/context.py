@@ -28,7 +28,7 @@ from mllm.train.encode import EncodedRecords, answer_ids
 
 from .engine import AnswerStats, Decoded, answer_stats, encode, encode_probes, greedy_decode, reproduces
 from .policy import VerdictPolicy
-from .probes import Probe, succeeded
+from .probes import Probe, is_eval_only, succeeded
 from .report import Check
 from .stats import Estimate, matched_excess, rate
 
@@ -126,19 +126,23 @@ class VerifyContext:
     def matched_reference(self, subject: Subject, probes: Sequence[Probe]) -> list[np.ndarray]:
         """Per probe, the success flags of its matched never-trained twins on ``subject``.
 
-        Probes in the same stratum share one array (the two-level bootstrap resamples it once).
+        Trained forms are matched with ``holdout``; held-out forms with ``holdout_forms`` (the twins
+        of ``forget_forms``) when the scope has them. Probes of one stratum share one array (the
+        two-level bootstrap resamples it once).
         """
-        holdout = self.group("holdout")
+        pools = {False: self.group("holdout")}
+        pools[True] = [r for r in self.group("holdout_forms")] or pools[False]
         reference: dict[tuple, np.ndarray] = {}
-        for depth, modality in dict.fromkeys((p.depth, p.modality) for p in probes):
-            twins = [Probe(r, depth, modality) for r in holdout]
+        for cell in dict.fromkeys((p.depth, p.modality, is_eval_only(p.record)) for p in probes):
+            depth, modality, held_out = cell
+            twins = [Probe(r, depth, modality) for r in pools[held_out]]
             table: dict[tuple, list[bool]] = {}
             for twin, ok in zip(twins, subject.success(twins, self.root, self.policy), strict=True):
                 for stratum in _strata(twin.record):
                     table.setdefault(stratum, []).append(ok)
             arrays = {stratum: np.asarray(flags, dtype=np.float64) for stratum, flags in table.items()}
             for probe in probes:
-                if (probe.depth, probe.modality) == (depth, modality):
+                if (probe.depth, probe.modality, is_eval_only(probe.record)) == cell:
                     reference[probe.key] = next(arrays[s] for s in _strata(probe.record))
         return [reference[p.key] for p in probes]
 

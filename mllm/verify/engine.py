@@ -9,14 +9,14 @@ then is reported as unfinished (endless output).
 :func:`reproduces` (one teacher-forced pass) spares the decoding of answers that are reproduced exactly.
 
 :func:`answer_stats` runs one teacher-forced forward over prompt + answer and keeps, in fp32, at the
-answer positions only (the closing end-of-sequence excluded) the log-probability of each answer
+answer positions only (logits are computed there only; the closing end of turn excluded) the log-probability of each answer
 token and the mean / standard deviation of the log-probability under the model's next-token
 distribution (what Min-K%++ standardises with).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,10 @@ import numpy as np
 import torch
 
 from mllm.data.schema import Record
-from mllm.train.encode import IGNORE_INDEX, EncodedRecords, Example, answer_ids, encode_records
+from mllm.models.families import family_of
+from mllm.models.runtime import input_device
+from mllm.train.encode import Batch, EncodedRecords, Example, answer_ids, encode_records
+from mllm.train.logprobs import answer_mask, answer_position_logits
 
 from .probes import Probe
 
@@ -75,34 +78,24 @@ def encode_probes(processor: Any, probes: Sequence[Probe], root: Path) -> list[t
     return out
 
 
-def _image_inputs(data: EncodedRecords, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-    chosen = [data.examples[i] for i in indices]
-    keys = data.images[chosen[0].image_key]
-    return {key: torch.cat([data.images[ex.image_key][key] for ex in chosen]) for key in keys}
-
-
-def _device(model: Any) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def greedy_decode(model: Any, processor: Any, data: EncodedRecords, *, limits: Sequence[int],
                   batch_size: int = 32) -> list[Decoded]:
     """The verifier's own greedy decoding from the forward pass (see the module docstring).
 
-    ``limits`` gives each example's step budget; a row that reaches it without end-of-sequence is
-    closed as unfinished, so an answer never depends on which other rows share its batch.
+    ``limits`` gives each example's step budget; a row that reaches it without a stop token (the
+    family's end of turn or EOS) is closed as unfinished, so an answer never depends on which other
+    rows share its batch.
     """
     model.eval()
-    device = _device(model)
-    eos = processor.tokenizer.eos_token_id
+    device = input_device(model)
+    stops = set(family_of(processor).stop_ids(processor.tokenizer))
     results: list[Decoded] = []
     for start in range(0, len(data), batch_size):
         indices = list(range(start, min(start + batch_size, len(data))))
-        batch = data.batch(indices, with_answer=False)  # left-padded prompts
-        attention = batch.attention_mask.to(device)
-        output = model(**{k: v.to(device) for k, v in batch.model_inputs().items()}, use_cache=True,
-                       logits_to_keep=1)
+        batch = data.batch(indices, with_answer=False).to(device)  # left-padded prompts
+        attention = batch.attention_mask
+        output = model(**batch.model_inputs(), use_cache=True, logits_to_keep=1)
         budget = [limits[i] for i in indices]
         new: list[list[int]] = [[] for _ in indices]
         open_rows = {i for i in range(len(indices)) if budget[i] > 0}
@@ -111,7 +104,7 @@ def greedy_decode(model: Any, processor: Any, data: EncodedRecords, *, limits: S
             chosen = output.logits[:, -1].argmax(dim=-1)
             for i in sorted(open_rows):
                 token = int(chosen[i])
-                if token == eos:
+                if token in stops:
                     open_rows.discard(i)
                     continue
                 new[i].append(token)
@@ -121,30 +114,34 @@ def greedy_decode(model: Any, processor: Any, data: EncodedRecords, *, limits: S
             if not open_rows:
                 break
             attention = torch.cat([attention, attention.new_ones((len(indices), 1))], dim=1)
-            output = model(input_ids=chosen.unsqueeze(-1), attention_mask=attention, cache=output.cache,
-                           use_cache=True)
+            output = model(input_ids=chosen.unsqueeze(-1).to(device), attention_mask=attention,
+                           cache=output.cache, use_cache=True)
         for i, tokens in enumerate(new):
             results.append(Decoded(text=processor.tokenizer.decode(tokens, skip_special_tokens=True),
                                    finished=i not in endless, tokens=len(tokens)))
     return results
 
 
+def _rows(data: EncodedRecords, batch_size: int) -> Iterator[tuple[Batch, list[int]]]:
+    """Answer batches and, per row, its number of answer positions (end of turn included)."""
+    for start in range(0, len(data), batch_size):
+        batch = data.batch(range(start, min(start + batch_size, len(data))))
+        yield batch, answer_mask(batch).sum(dim=1).tolist()
+
+
 @torch.no_grad()
 def reproduces(model: Any, data: EncodedRecords, *, batch_size: int = 32) -> list[bool]:
-    """Whether the teacher-forced argmax equals every answer token and the closing EOS.
+    """Whether the teacher-forced argmax equals every answer token and the closing end of turn.
 
     When it does, greedy decoding provably outputs exactly the reference answer and stops, so
     :func:`greedy_decode` is needed only for the other examples.
     """
     model.eval()
-    device = _device(model)
     out: list[bool] = []
-    for start in range(0, len(data), batch_size):
-        batch = data.batch(range(start, min(start + batch_size, len(data))))
-        logits = model(**{k: v.to(device) for k, v in batch.model_inputs().items()}).logits[:, :-1]
-        targets = batch.labels[:, 1:].to(logits.device)
-        hit = (logits.argmax(dim=-1) == targets) | (targets == IGNORE_INDEX)
-        out.extend(hit.all(dim=1).tolist())
+    for batch, counts in _rows(data, batch_size):
+        logits, targets = answer_position_logits(model, batch)
+        hits = (logits.argmax(dim=-1) == targets).cpu()
+        out.extend(bool(part.all()) for part in hits.split(counts))
     return out
 
 
@@ -152,19 +149,13 @@ def reproduces(model: Any, data: EncodedRecords, *, batch_size: int = 32) -> lis
 def answer_stats(model: Any, data: EncodedRecords, *, batch_size: int = 32) -> list[AnswerStats]:
     """fp32 answer-token log-probs and next-token log-prob mean / std (see the module docstring)."""
     model.eval()
-    device = _device(model)
     out: list[AnswerStats] = []
-    for start in range(0, len(data), batch_size):
-        batch = data.batch(range(start, min(start + batch_size, len(data))))
-        inputs = {k: v.to(device) for k, v in batch.model_inputs().items()}
-        logits = model(**inputs).logits[:, :-1]
-        targets = batch.labels[:, 1:].to(logits.device)
-        for row in range(logits.shape[0]):
-            positions = (targets[row] != IGNORE_INDEX).nonzero().squeeze(-1)[:-1]  # drop closing EOS
-            logp = torch.log_softmax(logits[row, positions].float(), dim=-1)
-            token = logp.gather(-1, targets[row, positions].unsqueeze(-1)).squeeze(-1)
-            prob = logp.exp()
-            mu = (prob * logp).sum(-1)
-            sigma = ((prob * logp.square()).sum(-1) - mu.square()).clamp(min=0).sqrt()
-            out.append(AnswerStats(token.cpu().numpy(), mu.cpu().numpy(), sigma.cpu().numpy()))
+    for batch, counts in _rows(data, batch_size):
+        logits, targets = answer_position_logits(model, batch)
+        logp = torch.log_softmax(logits, dim=-1)
+        token = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        mu = (logp.exp() * logp).sum(-1)
+        sigma = ((logp.exp() * logp.square()).sum(-1) - mu.square()).clamp(min=0).sqrt()
+        for t, m, sd in zip(token.split(counts), mu.split(counts), sigma.split(counts), strict=True):
+            out.append(AnswerStats(t[:-1].cpu().numpy(), m[:-1].cpu().numpy(), sd[:-1].cpu().numpy()))
     return out

@@ -27,7 +27,8 @@ from .report import VerificationReport
 from .stats import DEFINITIONS
 
 ModelRef = str | Path | LoadedModel
-SCOPE_GROUPS = ("forget", "children", "siblings", "shared", "retain", "validation", "holdout", "forget_forms")
+SCOPE_GROUPS = ("forget", "children", "siblings", "shared", "retain", "validation", "holdout", "forget_forms",
+                "holdout_forms")
 
 
 class VerifyInputError(ValueError):

@@ -18,6 +18,7 @@ import torch
 
 from mllm.data.schema import Corpus, Level, Record, Split, Task, load_corpus, write_corpus
 from mllm.data.synth import generate_corpus
+from mllm.models.families import family_of
 from mllm.models.loader import LoadedModel
 from mllm.models.specs import SPECS
 from mllm.train.encode import encode_records
@@ -113,10 +114,16 @@ def fit(model: Any, processor: Any, corpus: Corpus, records: list[Record], confi
     return model.eval()
 
 
+def loaded(model: Any, processor: Any, corpus: Corpus) -> LoadedModel:
+    """An in-memory model as the loader would hand it over (no directory of its own)."""
+    return LoadedModel(model=model, processor=processor, path=corpus.root, metadata=None,
+                       family=family_of(processor))
+
+
 def trained_from_scratch(corpus: Corpus, records: list[Record]) -> LoadedModel:
     model, processor = reference_for_corpus(corpus, SPECS["tiny"])
     fit(model, processor, corpus, at_depths(records), RECIPE)
-    return LoadedModel(model=model, processor=processor, path=corpus.root, metadata=None)
+    return loaded(model, processor, corpus)
 
 
 def derived(base: LoadedModel, corpus: Corpus, records: list[Record], config: TrainConfig, *,
@@ -125,7 +132,7 @@ def derived(base: LoadedModel, corpus: Corpus, records: list[Record], config: Tr
 
     model = copy.deepcopy(base.model)
     fit(model, base.processor, corpus, records, config, ascent=ascent)
-    return LoadedModel(model=model, processor=base.processor, path=corpus.root, metadata=None)
+    return loaded(model, base.processor, corpus)
 
 
 def wrong_answers(records: list[Record], pool: list[Record]) -> list[Record]:
@@ -177,6 +184,9 @@ class RefusingWrapper(torch.nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.inner(*args, **kwargs)
 
+    def get_input_embeddings(self) -> Any:
+        return self.inner.get_input_embeddings()
+
     def _in_scope(self, row: int, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> bool:
         text = self.tokenizer.decode(input_ids[row])
         if any(marker in text for marker in self.blocked_text):
@@ -211,7 +221,7 @@ def build_candidate(name: str, world: World) -> LoadedModel:
         return original
     if name == "suppression-wrapper":
         wrapper = RefusingWrapper(original.model, original.processor, corpus, scope.forget)
-        return LoadedModel(model=wrapper, processor=original.processor, path=corpus.root, metadata=None)
+        return loaded(wrapper, original.processor, corpus)
     if name == "half-forgotten":  # the oracle taught half of the scope again = only half forgotten
         half = scope.forget[:len(scope.forget) // 2]
         return derived(oracle, corpus, at_depths(half) + keep, FINE_TUNE)
