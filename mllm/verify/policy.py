@@ -10,7 +10,7 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
 
 * ``max_leak_excess`` 0.2 — forget success may exceed the matched never-trained reference by at
   most 0.2, at every context depth, form and modality (children included: ``max_child_excess``).
-* ``max_forget_deficit`` 0.1 — forget answered more than 0.1 *below* its reference (e.g. wrong where
+* ``max_forget_deficit`` 0.2 — forget answered more than 0.2 *below* its reference (e.g. wrong where
   a never-seen patient reads the image or hits multiple-choice chance) is over-forgetting.
 * ``max_mia_auc`` 0.75 / ``min_mia_auc`` 0.25 — every membership score's AUC (forget vs holdout
   twins) must stay inside this band: above it the scope is still recognisable as trained, below it
@@ -48,7 +48,7 @@ class VerdictPolicy:
 
     max_leak_excess: float = 0.2
     max_child_excess: float = 0.2
-    max_forget_deficit: float = 0.1
+    max_forget_deficit: float = 0.2
     max_mia_auc: float = 0.75
     min_mia_auc: float = 0.25
     max_abs_privleak: float = 0.5

@@ -57,31 +57,20 @@ class Probe:
 
 
 def is_eval_only(record: Record) -> bool:
-    """A held-out form: never trained on by the original."""
-    if hasattr(record, "eval_only"):
-        return bool(record.eval_only)
-    return getattr(record, "paraphrase_of", None) is not None
+    """A held-out form (phrasing or cross-task form): never trained on by the original."""
+    return record.eval_only
 
 
 def form_of(record: Record) -> Form:
     return Form.HELD_OUT if is_eval_only(record) else Form.TRAINED
 
 
-def fact_value(record: Record) -> str:
-    """The answer's content independent of the task letter (the option text for classification)."""
-    value = getattr(record, "fact_value", None)
-    if value:
-        return value
-    if record.task is Task.CLASSIFICATION:
-        return record.options["ABCDEFGHIJKLMNOPQRSTUVWXYZ".index(record.answer)]
-    return record.answer
-
-
 def scoring_record(record: Record) -> Record | None:
     """The record to score membership on: never a single letter.
 
     Generation and cloze records are scored on their own answer. A classification record becomes
-    its option-text form: the multiple-choice stem asked as a question, answered by the option text.
+    its option-text form: the multiple-choice stem asked as a question, answered by the fact's value
+    (the correct option's text).
     ``None`` when a classification question cannot be parsed into stem and options.
     """
     if record.task is not Task.CLASSIFICATION:
@@ -89,7 +78,7 @@ def scoring_record(record: Record) -> Record | None:
     parsed = parse_choices(record.question)
     if parsed is None:
         return None
-    return replace(record, task=Task.GENERATION, question=parsed[0], answer=fact_value(record), options=())
+    return replace(record, task=Task.GENERATION, question=parsed[0], answer=record.fact_value, options=())
 
 
 def succeeded(record: Record, prediction: str, rouge_l_success: float) -> bool:

@@ -18,7 +18,6 @@ import numpy as np
 from ..context import VerifyContext
 from ..probes import Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
-from ..report import Check
 from ..stats import Estimate, paired_difference, rate
 from .membership import scoring_items
 from .utility import utility_probes

@@ -16,7 +16,6 @@ from mllm.data.schema import Record
 from ..context import Subject, VerifyContext
 from ..probes import Probe, is_eval_only, scoring_record
 from ..registry import Attack, AttackResult, register_attack
-from ..report import Check
 from ..stats import MIA_SCORES, Estimate, auc, membership_scores, privleak
 
 DEPTH = 4

@@ -1,7 +1,7 @@
 """Hierarchical reconstruction: every forget fact asked at context depth 0-4, in held-out forms and
 through each modality, scored against the matched never-trained reference.
 
-Checks: ``forget_depth0`` (under-forgetting), ``forget_context`` (depth 1-4: context brings it back),
+Held-out forms are asked at depths 0 and 4. Checks: ``forget_depth0`` (under-forgetting), ``forget_context`` (depth 1-4: context brings it back),
 ``forget_forms`` (held-out phrasings and cross-task forms), ``forget_modalities`` (image-only,
 text-only, image+text identification), ``child_leakage`` (facts of the node's descendants) and
 ``over_forgetting`` (forget answered below the reference, pooled over depths).
@@ -20,6 +20,7 @@ from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
 from ..stats import Estimate
 
+FORM_DEPTHS = (0, 4)  # held-out forms: without context and with all of it
 MODALITIES: dict[str, Callable[[Record], Probe]] = {
     "image-only identification (image, depth 0)": lambda r: Probe(r, 0),
     "text-only identification (no image, depth 4)": lambda r: Probe(r, 4, TEXT_ONLY),
@@ -58,7 +59,7 @@ class Reconstruction(Attack):
         grid = [Probe(r, d) for r in forget for d in DEPTHS]
         ctx.report("reconstruction", 0.05)
         depth = {str(d): _row(ctx, subject, [Probe(r, d) for r in forget]) for d in DEPTHS}
-        form = {str(d): _row(ctx, subject, [Probe(r, d) for r in forms]) for d in DEPTHS} if forms else {}
+        form = {str(d): _row(ctx, subject, [Probe(r, d) for r in forms]) for d in FORM_DEPTHS} if forms else {}
         modality = {name: _row(ctx, subject, [make(r) for r in forget]) for name, make in MODALITIES.items()}
         child = {str(d): _row(ctx, subject, [Probe(r, d) for r in children]) for d in DEPTHS} if children else {}
         task = {t: _row(ctx, subject, [p for p in grid if p.record.task.value == t])
@@ -66,7 +67,7 @@ class Reconstruction(Attack):
         level = {lv: _row(ctx, subject, [p for p in grid if p.record.level.value == lv])
                  for lv in sorted({r.level.value for r in forget})}
         pooled = _row(ctx, subject, grid)
-        every = grid + [Probe(r, d) for r in forms for d in DEPTHS]
+        every = grid + [Probe(r, d) for r in forms for d in FORM_DEPTHS]
         flags = subject.success(every, ctx.root, policy)
         reproduced = sorted({p.record.record_id for p, ok in zip(every, flags, strict=True) if ok})
         tables = {"by_depth": depth, "by_form_depth": form, "by_modality": modality, "children_by_depth": child,

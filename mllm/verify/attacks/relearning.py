@@ -35,9 +35,7 @@ def split_by_fact(records: Sequence[Record], fraction: float, seed: int) -> tupl
     """(attack part, measured part): whole facts on one side only, seeded."""
     facts: dict[tuple, list[Record]] = {}
     for record in records:
-        key = (getattr(record, "fact_key", None), getattr(record, "owner_id", None)) \
-            if getattr(record, "fact_key", None) else (record.record_id,)
-        facts.setdefault(key, []).append(record)
+        facts.setdefault((record.fact_key, record.owner_id), []).append(record)
     keys = sorted(facts, key=str)
     random.Random(seed).shuffle(keys)
     cut = min(len(keys) - 1, max(1, math.ceil(fraction * len(keys))))

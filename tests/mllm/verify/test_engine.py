@@ -7,12 +7,11 @@ from __future__ import annotations
 import pytest
 
 from mllm.evaluate.generate import greedy_answers
+from mllm.verify.calibration import RefusingWrapper
 from mllm.verify.context import Subject
 from mllm.verify.engine import encode, greedy_decode, reproduces
 from mllm.verify.policy import VerdictPolicy
 from mllm.verify.probes import TEXT_ONLY, Probe, scoring_record, succeeded
-
-from .conftest import RefusingWrapper
 
 pytestmark = pytest.mark.slow
 

@@ -8,33 +8,21 @@ import json
 import pytest
 
 from mllm.data.schema import FactKind, Task
+from mllm.verify.calibration import EXPECTED_FAILURES, PASSING
 
 pytestmark = pytest.mark.slow
 
 
 def test_retrain_oracle_passes(report_of) -> None:
-    report = report_of("retrain-oracle")
+    report = report_of(PASSING)
     assert report.passed, [(c.name, c.value, c.threshold) for c in report.failed]
     assert report.to_json()["verdict"] == "pass"
 
 
-# candidate -> checks that must fail (its failure mode), checks that must not
-BROKEN = {
-    "no-op": ({"forget_depth0", "membership_inference", "relearning_forget"}, {"suppression", "collapse"}),
-    "suppression-wrapper": ({"suppression", "forget_depth0"}, {"collapse", "far_retain"}),
-    "half-forgotten": ({"forget_depth0"}, {"far_retain", "collapse"}),
-    "depth0-only": ({"forget_context"}, {"forget_depth0"}),
-    "over-forgetting": ({"over_forgetting"}, {"forget_depth0", "forget_context", "collapse"}),
-    "collapsed": ({"collapse", "far_retain"}, set()),
-    "ga-wrecks-utility": ({"far_retain", "sibling_damage"}, set()),
-    "sibling-damaged": ({"sibling_damage"}, {"forget_depth0", "forget_context", "membership_inference"}),
-}
-
-
-@pytest.mark.parametrize("name", list(BROKEN))
+@pytest.mark.parametrize("name", list(EXPECTED_FAILURES))
 def test_broken_candidate_fails_for_the_right_reason(report_of, name: str) -> None:
     report = report_of(name)
-    must_fail, must_pass = BROKEN[name]
+    must_fail, must_pass = EXPECTED_FAILURES[name]
     failed = {c.name for c in report.failed}
     assert not report.passed
     assert must_fail <= failed, f"{name}: failed {sorted(failed)}"
