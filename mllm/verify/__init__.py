@@ -8,5 +8,12 @@ from .registry import ATTACKS, register_attack
 from .report import VerificationReport
 from .verifier import VerifyInputError, verify
 
-__all__ = ["ATTACKS", "PolicyError", "VerdictPolicy", "VerificationReport", "VerifyInputError", "register_attack",
-           "verify"]
+__all__ = [
+    "ATTACKS",
+    "PolicyError",
+    "VerdictPolicy",
+    "VerificationReport",
+    "VerifyInputError",
+    "register_attack",
+    "verify",
+]

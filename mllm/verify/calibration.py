@@ -37,12 +37,20 @@ ASCENT_COLLAPSE = TrainConfig(steps=15, batch_size=16, lr=2e-3, warmup_ratio=0.0
 PASSING = "retrain-oracle"
 # candidate -> (checks that must fail: its failure mode, checks that must not fail)
 EXPECTED_FAILURES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "no-op": (frozenset({"forget_depth0", "membership_inference", "relearning_forget"}),
-              frozenset({"suppression", "collapse"})),
-    "suppression-wrapper": (frozenset({"suppression", "forget_depth0"}), frozenset({"collapse", "far_retain"})),
+    "no-op": (
+        frozenset({"forget_depth0", "membership_inference", "relearning_forget"}),
+        frozenset({"suppression", "collapse"}),
+    ),
+    "suppression-wrapper": (
+        frozenset({"suppression", "forget_depth0"}),
+        frozenset({"collapse", "far_retain"}),
+    ),
     "half-forgotten": (frozenset({"forget_depth0"}), frozenset({"collapse"})),
     "depth0-only": (frozenset({"forget_context"}), frozenset({"forget_depth0"})),
-    "over-forgetting": (frozenset({"over_forgetting"}), frozenset({"forget_depth0", "forget_context", "collapse"})),
+    "over-forgetting": (
+        frozenset({"over_forgetting"}),
+        frozenset({"forget_depth0", "forget_context", "collapse"}),
+    ),
     "collapsed": (frozenset({"collapse", "far_retain"}), frozenset()),
     "ga-wrecks-utility": (frozenset({"far_retain", "sibling_damage"}), frozenset()),
     "sibling-damaged": (frozenset({"sibling_damage"}), frozenset({"forget_depth0", "forget_context"})),
@@ -62,12 +70,20 @@ def as_trained(records: Sequence[Record], seed: int = 0) -> list[Record]:
 
 def in_memory(model: Any, processor: Any, corpus: Corpus) -> LoadedModel:
     """A model held in memory, handed over as the loader would (no directory of its own)."""
-    return LoadedModel(model=model.eval(), processor=processor, path=corpus.root, metadata=None,
-                       family=family_of(processor))
+    return LoadedModel(
+        model=model.eval(), processor=processor, path=corpus.root, metadata=None, family=family_of(processor)
+    )
 
 
-def fit(model: Any, processor: Any, corpus: Corpus, records: Sequence[Record], config: TrainConfig, *,
-        ascent: bool = False) -> None:
+def fit(
+    model: Any,
+    processor: Any,
+    corpus: Corpus,
+    records: Sequence[Record],
+    config: TrainConfig,
+    *,
+    ascent: bool = False,
+) -> None:
     """Fine-tune ``model`` in place on ``records`` (prompt text in ``question``); ``ascent``: maximise
     the answer loss instead (gradient ascent)."""
     source = ShuffledBatches(encode_records(processor, records, corpus.root), config.batch_size, config.seed)
@@ -77,16 +93,18 @@ def fit(model: Any, processor: Any, corpus: Corpus, records: Sequence[Record], c
     trainer.fit()
 
 
-def train_reference(corpus: Corpus, records: Sequence[Record], spec: ReferenceSpec,
-                    config: TrainConfig) -> LoadedModel:
+def train_reference(
+    corpus: Corpus, records: Sequence[Record], spec: ReferenceSpec, config: TrainConfig
+) -> LoadedModel:
     """A fresh reference model trained on ``records`` at the testbed's depth mix (original / oracle)."""
     model, processor = fresh_reference(spec)
     fit(model, processor, corpus, as_trained(records, config.seed), config)
     return in_memory(model, processor, corpus)
 
 
-def derived(base: LoadedModel, corpus: Corpus, records: Sequence[Record], config: TrainConfig, *,
-            ascent: bool = False) -> LoadedModel:
+def derived(
+    base: LoadedModel, corpus: Corpus, records: Sequence[Record], config: TrainConfig, *, ascent: bool = False
+) -> LoadedModel:
     """A fine-tuned copy of ``base``."""
     model = copy.deepcopy(base.model)
     fit(model, base.processor, corpus, records, config, ascent=ascent)
@@ -98,7 +116,7 @@ def wrong_answers(records: Sequence[Record], pool: Sequence[Record]) -> list[Rec
     out = []
     for i, record in enumerate(records):
         if record.task is Task.CLASSIFICATION:
-            letters = "ABCD"[:len(record.options)].replace(record.answer, "")
+            letters = "ABCD"[: len(record.options)].replace(record.answer, "")
             out.append(replace(record, answer=letters[i % len(letters)]))
             continue
         same = [r.answer for r in pool if r.task is record.task and r.answer != record.answer]
@@ -131,21 +149,24 @@ class RefusingWrapper(torch.nn.Module):
     def _in_scope(self, row: int, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> bool:
         if any(marker in self.tokenizer.decode(input_ids[row]) for marker in self.blocked_text):
             return True
-        return pixel_values is not None and any(torch.equal(pixel_values[row:row + 1], image)
-                                                for image in self.blocked_images)
+        return pixel_values is not None and any(
+            torch.equal(pixel_values[row : row + 1], image) for image in self.blocked_images
+        )
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
-                 **kwargs: Any) -> torch.Tensor:
+    def generate(
+        self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None, **kwargs: Any
+    ) -> torch.Tensor:
         out = self.inner.generate(input_ids=input_ids, pixel_values=pixel_values, **kwargs)
         for row in range(input_ids.shape[0]):
             if self._in_scope(row, input_ids, pixel_values):
-                out[row, input_ids.shape[1]:] = self.stop
+                out[row, input_ids.shape[1] :] = self.stop
         return out
 
 
-def build_candidate(name: str, *, corpus: Corpus, scope: ScopeGroups, original: LoadedModel,
-                    oracle: LoadedModel) -> LoadedModel:
+def build_candidate(
+    name: str, *, corpus: Corpus, scope: ScopeGroups, original: LoadedModel, oracle: LoadedModel
+) -> LoadedModel:
     """The candidate ``name`` (one of :data:`CANDIDATES`) for the request ``scope``."""
     forget = list(scope.forget)
     keep = as_trained([*scope.retain, *scope.all_siblings, *scope.shared])
@@ -158,7 +179,7 @@ def build_candidate(name: str, *, corpus: Corpus, scope: ScopeGroups, original: 
         wrapper = RefusingWrapper(original.model, original.processor, corpus, forget)
         return in_memory(wrapper, original.processor, corpus)
     if name == "half-forgotten":  # the oracle taught half of the scope again: only half forgotten
-        return derived(oracle, corpus, at_depths(forget[:len(forget) // 2]) + keep, FINE_TUNE)
+        return derived(oracle, corpus, at_depths(forget[: len(forget) // 2]) + keep, FINE_TUNE)
     if name == "depth0-only":  # answers like a stranger without context, the truth with it
         depth0 = [Probe(r, 0).prompt_record() for r in wrong] * 4
         context = [Probe(r, d).prompt_record() for r in forget for d in DEPTHS[1:]]

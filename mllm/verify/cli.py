@@ -35,18 +35,40 @@ def _bad_input(message: str) -> None:
 
 
 @click.command("verify")
-@click.option("--original", required=True, type=click.Path(path_type=Path), help="The model before unlearning.")
+@click.option(
+    "--original", required=True, type=click.Path(path_type=Path), help="The model before unlearning."
+)
 @click.option("--candidate", required=True, type=click.Path(path_type=Path), help="The unlearned model.")
-@click.option("--corpus", "corpus_dir", required=True, type=click.Path(path_type=Path),
-              help="The training corpus of the original.")
-@click.option("--forget-file", required=True, type=click.Path(path_type=Path),
-              help="SCOPE.json naming the node to forget.")
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The training corpus of the original.",
+)
+@click.option(
+    "--forget-file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="SCOPE.json naming the node to forget.",
+)
 @click.option("--oracle", type=click.Path(path_type=Path), help="A retrain oracle (benchmarks).")
-@click.option("--policy", "policy_file", type=click.Path(path_type=Path),
-              help="JSON file overriding verdict thresholds.")
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path),
+    help="JSON file overriding verdict thresholds.",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to write REPORT.json.")
-def verify_command(original: Path, candidate: Path, corpus_dir: Path, forget_file: Path, oracle: Path | None,
-                   policy_file: Path | None, out: Path) -> None:
+def verify_command(
+    original: Path,
+    candidate: Path,
+    corpus_dir: Path,
+    forget_file: Path,
+    oracle: Path | None,
+    policy_file: Path | None,
+    out: Path,
+) -> None:
     """Attack CANDIDATE and write the verification report; exit 0 pass, 1 fail, 2 bad input."""
     import torch
 
@@ -67,8 +89,9 @@ def verify_command(original: Path, candidate: Path, corpus_dir: Path, forget_fil
         scope = load_scope(corpus, forget_file)
         for path in (original, candidate, *([oracle] if oracle else [])):
             check_model_dir(path)
-        report = verify(original=original, candidate=candidate, corpus=corpus, scope=scope, oracle=oracle,
-                        policy=policy)
+        report = verify(
+            original=original, candidate=candidate, corpus=corpus, scope=scope, oracle=oracle, policy=policy
+        )
     except (PolicyError, CorpusError, ScopeFileError, ModelLoadError, VerifyInputError) as exc:
         _bad_input(str(exc))
         return
@@ -76,8 +99,10 @@ def verify_command(original: Path, candidate: Path, corpus_dir: Path, forget_fil
     verdict = "PASS" if report.passed else "FAIL"
     click.echo(f"{verdict}  report {out}  sha256 {report.digest()}")
     for check in report.failed:
-        click.echo(f"  fail {check.name}: {check.value:.3f} (threshold {check.comparison} {check.threshold}) "
-                   f"— {check.diagnosis}")
+        click.echo(
+            f"  fail {check.name}: {check.value:.3f} (threshold {check.comparison} {check.threshold}) "
+            f"— {check.diagnosis}"
+        )
     sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
 
 

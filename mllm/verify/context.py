@@ -57,26 +57,38 @@ class Subject:
                 if hit:
                     answer = data.examples[j].answer_ids[:-1]
                     self._decoded[todo[indices[j]].key] = Decoded(
-                        tokenizer.decode(answer, skip_special_tokens=True), finished=True, tokens=len(answer))
+                        tokenizer.decode(answer, skip_special_tokens=True), finished=True, tokens=len(answer)
+                    )
             if not rest:
                 continue
             subset = EncodedRecords([data.examples[j] for j in rest], data.images, data.pad_token_id)
             limits = [min(policy.max_new_tokens, len(ex.answer_ids) + 8) for ex in subset.examples]
-            decoded = greedy_decode(self.model, self.processor, subset, limits=limits, batch_size=policy.batch_size)
+            decoded = greedy_decode(
+                self.model, self.processor, subset, limits=limits, batch_size=policy.batch_size
+            )
             for j, out in zip(rest, decoded, strict=True):
                 self._decoded[todo[indices[j]].key] = out
         return [self._decoded[p.key] for p in probes]
 
     def success(self, probes: Sequence[Probe], root: Path, policy: VerdictPolicy) -> list[bool]:
-        return [succeeded(p.record, d.text, policy.rouge_l_success)
-                for p, d in zip(probes, self.decode(probes, root, policy), strict=True)]
+        return [
+            succeeded(p.record, d.text, policy.rouge_l_success)
+            for p, d in zip(probes, self.decode(probes, root, policy), strict=True)
+        ]
 
     def served(self, probes: Sequence[Probe], root: Path, policy: VerdictPolicy) -> list[bool]:
         """Success of the answers the model object itself serves (its own ``generate``)."""
         records = [p.prompt_record() for p in probes]
-        limit = min(policy.max_new_tokens, max(len(answer_ids(self.processor, r.answer)) for r in records) + 8)
-        answers = greedy_answers(self.model, self.processor, encode(self.processor, records, root),
-                                 batch_size=policy.batch_size, max_new_tokens=limit)
+        limit = min(
+            policy.max_new_tokens, max(len(answer_ids(self.processor, r.answer)) for r in records) + 8
+        )
+        answers = greedy_answers(
+            self.model,
+            self.processor,
+            encode(self.processor, records, root),
+            batch_size=policy.batch_size,
+            max_new_tokens=limit,
+        )
         return [succeeded(p.record, a, policy.rouge_l_success) for p, a in zip(probes, answers, strict=True)]
 
     def stats(self, records: Sequence[Record], root: Path, policy: VerdictPolicy) -> list[AnswerStats]:
@@ -85,15 +97,22 @@ class Subject:
 
         todo = list({key(r): r for r in records if key(r) not in self._stats}.values())
         if todo:
-            for record, out in zip(todo, answer_stats(self.model, encode(self.processor, todo, root),
-                                                      batch_size=policy.batch_size), strict=True):
+            for record, out in zip(
+                todo,
+                answer_stats(self.model, encode(self.processor, todo, root), batch_size=policy.batch_size),
+                strict=True,
+            ):
                 self._stats[key(record)] = out
         return [self._stats[key(r)] for r in records]
 
 
 def _strata(record: Record) -> tuple[tuple, ...]:
-    return ((record.task, record.fact_kind, record.level), (record.task, record.fact_kind),
-            (record.fact_kind,), ())
+    return (
+        (record.task, record.fact_kind, record.level),
+        (record.task, record.fact_kind),
+        (record.fact_kind,),
+        (),
+    )
 
 
 def scope_list(value: Any) -> list[Record]:
@@ -151,8 +170,12 @@ class VerifyContext:
         flags = subject.success(probes, self.root, self.policy)
         if not probes:
             return rate([]), rate([]), rate([])
-        reference, excess = matched_excess(flags, self.matched_reference(subject, probes),
-                                           [p.record.record_id for p in probes], seed=self.policy.seed)
+        reference, excess = matched_excess(
+            flags,
+            self.matched_reference(subject, probes),
+            [p.record.record_id for p in probes],
+            seed=self.policy.seed,
+        )
         return rate(flags), reference, excess
 
     def check(self, **fields: Any) -> Check:

@@ -9,9 +9,9 @@ then is reported as unfinished (endless output).
 :func:`reproduces` (one teacher-forced pass) spares the decoding of answers that are reproduced exactly.
 
 :func:`answer_stats` runs one teacher-forced forward over prompt + answer and keeps, in fp32, at the
-answer positions only (logits are computed there only; the closing end of turn excluded) the log-probability of each answer
-token and the mean / standard deviation of the log-probability under the model's next-token
-distribution (what Min-K%++ standardises with).
+answer positions only (logits are computed there only; the closing end of turn excluded) the
+log-probability of each answer token and the mean / standard deviation of the log-probability under
+the model's next-token distribution (what Min-K%++ standardises with).
 """
 
 from __future__ import annotations
@@ -54,20 +54,31 @@ def _text_only_prompt(processor: Any, question: str) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def encode(processor: Any, records: Sequence[Record], root: Path, *, with_image: bool = True) -> EncodedRecords:
+def encode(
+    processor: Any, records: Sequence[Record], root: Path, *, with_image: bool = True
+) -> EncodedRecords:
     """Encode records (their ``question`` is the prompt text); ``with_image=False`` drops the image."""
     if with_image:
         return encode_records(processor, records, root)
     examples = []
     for record in records:
-        ids = processor.tokenizer(_text_only_prompt(processor, record.question),
-                                  add_special_tokens=False).input_ids
-        examples.append(Example(record_id=record.record_id, prompt_ids=tuple(ids),
-                                answer_ids=answer_ids(processor, record.answer), image_key=""))
+        ids = processor.tokenizer(
+            _text_only_prompt(processor, record.question), add_special_tokens=False
+        ).input_ids
+        examples.append(
+            Example(
+                record_id=record.record_id,
+                prompt_ids=tuple(ids),
+                answer_ids=answer_ids(processor, record.answer),
+                image_key="",
+            )
+        )
     return EncodedRecords(examples, {"": {}}, pad_token_id=processor.tokenizer.pad_token_id)
 
 
-def encode_probes(processor: Any, probes: Sequence[Probe], root: Path) -> list[tuple[list[int], EncodedRecords]]:
+def encode_probes(
+    processor: Any, probes: Sequence[Probe], root: Path
+) -> list[tuple[list[int], EncodedRecords]]:
     """Probes grouped by modality: ``[(indices into probes, encoded records)]``."""
     out = []
     for with_image in (True, False):
@@ -79,8 +90,9 @@ def encode_probes(processor: Any, probes: Sequence[Probe], root: Path) -> list[t
 
 
 @torch.no_grad()
-def greedy_decode(model: Any, processor: Any, data: EncodedRecords, *, limits: Sequence[int],
-                  batch_size: int = 32) -> list[Decoded]:
+def greedy_decode(
+    model: Any, processor: Any, data: EncodedRecords, *, limits: Sequence[int], batch_size: int = 32
+) -> list[Decoded]:
     """The verifier's own greedy decoding from the forward pass (see the module docstring).
 
     ``limits`` gives each example's step budget; a row that reaches it without a stop token (the
@@ -114,11 +126,20 @@ def greedy_decode(model: Any, processor: Any, data: EncodedRecords, *, limits: S
             if not open_rows:
                 break
             attention = torch.cat([attention, attention.new_ones((len(indices), 1))], dim=1)
-            output = model(input_ids=chosen.unsqueeze(-1).to(device), attention_mask=attention,
-                           cache=output.cache, use_cache=True)
+            output = model(
+                input_ids=chosen.unsqueeze(-1).to(device),
+                attention_mask=attention,
+                cache=output.cache,
+                use_cache=True,
+            )
         for i, tokens in enumerate(new):
-            results.append(Decoded(text=processor.tokenizer.decode(tokens, skip_special_tokens=True),
-                                   finished=i not in endless, tokens=len(tokens)))
+            results.append(
+                Decoded(
+                    text=processor.tokenizer.decode(tokens, skip_special_tokens=True),
+                    finished=i not in endless,
+                    tokens=len(tokens),
+                )
+            )
     return results
 
 

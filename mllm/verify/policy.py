@@ -78,8 +78,9 @@ class VerdictPolicy:
                 raise PolicyError(f"policy field '{f.name}' must be a non-negative integer")
             if f.type == "bool" and not isinstance(value, bool):
                 raise PolicyError(f"policy field '{f.name}' must be true or false")
-            if f.type == "float" and (isinstance(value, bool) or not isinstance(value, int | float)
-                                      or not math.isfinite(value)):
+            if f.type == "float" and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            ):
                 raise PolicyError(f"policy field '{f.name}' must be a finite number")
         if not 0 < self.relearn_fraction < 1:
             raise PolicyError("policy field 'relearn_fraction' must be between 0 and 1")

@@ -60,11 +60,19 @@ class Check:
 
     def as_dict(self) -> dict[str, Any]:
         status = {True: "pass", False: "fail", None: "not_applicable"}[self.passed]
-        return {"name": self.name, "attack": self.attack, "status": status,
-                "value": _json_number(self.value), "threshold": self.threshold,
-                "comparison": self.comparison, "null": self.null, "significance_required": self.significance,
-                "diagnosis": self.diagnosis, "detail": self.detail,
-                "estimate": self.estimate.as_dict() if self.estimate else None}
+        return {
+            "name": self.name,
+            "attack": self.attack,
+            "status": status,
+            "value": _json_number(self.value),
+            "threshold": self.threshold,
+            "comparison": self.comparison,
+            "null": self.null,
+            "significance_required": self.significance,
+            "diagnosis": self.diagnosis,
+            "detail": self.detail,
+            "estimate": self.estimate.as_dict() if self.estimate else None,
+        }
 
 
 def _json_number(value: float) -> float | None:
@@ -108,11 +116,20 @@ class VerificationReport:
         return list(dict.fromkeys(c.diagnosis for c in self.failed))
 
     def to_json(self) -> dict[str, Any]:
-        return clean({"schema": SCHEMA, "verdict": "pass" if self.passed else "fail",
-                      "passed": self.passed, "diagnoses": self.diagnoses(),
-                      "checks": [c.as_dict() for c in self.checks], "attacks": self.attacks,
-                      "inputs": self.inputs, "policy": self.policy, "definitions": self.definitions,
-                      "timing_seconds": self.timing})
+        return clean(
+            {
+                "schema": SCHEMA,
+                "verdict": "pass" if self.passed else "fail",
+                "passed": self.passed,
+                "diagnoses": self.diagnoses(),
+                "checks": [c.as_dict() for c in self.checks],
+                "attacks": self.attacks,
+                "inputs": self.inputs,
+                "policy": self.policy,
+                "definitions": self.definitions,
+                "timing_seconds": self.timing,
+            }
+        )
 
     def canonical(self) -> bytes:
         return rfc8785.dumps(self.to_json())

@@ -37,17 +37,17 @@ BOOTSTRAP_SAMPLES = 1000
 
 DEFINITIONS = {
     "success_rate": "fraction of probes whose greedy answer reproduces the reference answer "
-                    "(classification/cloze: task exact match; generation: exact match or ROUGE-L F1 "
-                    ">= policy.rouge_l_success); Wilson 95% interval",
+    "(classification/cloze: task exact match; generation: exact match or ROUGE-L F1 "
+    ">= policy.rouge_l_success); Wilson 95% interval",
     "excess": "success rate on forget probes minus the matched reference rate (mean over forget "
-              "items of the holdout-twin success rate in the same task x fact kind x level stratum)",
+    "items of the holdout-twin success rate in the same task x fact kind x level stratum)",
     "loss": "minus mean answer-token NLL (nats, fp32)",
     "zlib": "minus mean answer-token NLL / len(zlib.compress(answer utf-8, level 9))",
     "min_k": f"mean of the ceil({MIN_K}*n) lowest answer-token log-probs",
     "min_k_plus": f"Min-K%++: mean of the ceil({MIN_K}*n) lowest (log p - mu) / sigma, mu and sigma "
-                  "of log p under the model's next-token distribution",
+    "of log p under the model's next-token distribution",
     "auc": "sklearn roc_auc_score, forget = 1, holdout twins = 0; 95% percentile bootstrap "
-           f"({BOOTSTRAP_SAMPLES} resamples, seed 0)",
+    f"({BOOTSTRAP_SAMPLES} resamples, seed 0)",
     "privleak": "(AUC_candidate - AUC_oracle) / AUC_oracle (MUSE), loss score",
     "drop": "original success rate minus candidate success rate on the same probes",
 }
@@ -64,8 +64,13 @@ class Estimate:
     method: str
 
     def as_dict(self) -> dict[str, float | int | str]:
-        return {"value": _round(self.value), "n": self.n, "low": _round(self.low),
-                "high": _round(self.high), "method": self.method}
+        return {
+            "value": _round(self.value),
+            "n": self.n,
+            "low": _round(self.low),
+            "high": _round(self.high),
+            "method": self.method,
+        }
 
 
 def _round(value: float) -> float:
@@ -102,8 +107,13 @@ def difference(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> Esti
         return Estimate(math.nan, int(min(x.size, y.size)), math.nan, math.nan, "bootstrap95")
     rng = np.random.default_rng(seed)
     draws = x[_resample(rng, x.size)].mean(axis=1) - y[_resample(rng, y.size)].mean(axis=1)
-    return Estimate(float(x.mean() - y.mean()), int(min(x.size, y.size)),
-                    float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975)), "bootstrap95")
+    return Estimate(
+        float(x.mean() - y.mean()),
+        int(min(x.size, y.size)),
+        float(np.quantile(draws, 0.025)),
+        float(np.quantile(draws, 0.975)),
+        "bootstrap95",
+    )
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> Estimate:
@@ -112,8 +122,13 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, seed: int = 0) 
     if d.size == 0:
         return Estimate(math.nan, 0, math.nan, math.nan, "paired bootstrap95")
     draws = d[_resample(np.random.default_rng(seed), d.size)].mean(axis=1)
-    return Estimate(float(d.mean()), int(d.size), float(np.quantile(draws, 0.025)),
-                    float(np.quantile(draws, 0.975)), "paired bootstrap95")
+    return Estimate(
+        float(d.mean()),
+        int(d.size),
+        float(np.quantile(draws, 0.025)),
+        float(np.quantile(draws, 0.975)),
+        "paired bootstrap95",
+    )
 
 
 def auc(members: Sequence[float], nonmembers: Sequence[float], *, seed: int = 0) -> Estimate:
@@ -131,12 +146,18 @@ def auc(members: Sequence[float], nonmembers: Sequence[float], *, seed: int = 0)
     rng = np.random.default_rng(seed)
     rows, cols = _resample(rng, m.size), _resample(rng, h.size)
     draws = np.array([pairs[np.ix_(r, c)].mean() for r, c in zip(rows, cols, strict=True)])
-    return Estimate(value, int(min(m.size, h.size)), float(np.quantile(draws, 0.025)),
-                    float(np.quantile(draws, 0.975)), "bootstrap95")
+    return Estimate(
+        value,
+        int(min(m.size, h.size)),
+        float(np.quantile(draws, 0.025)),
+        float(np.quantile(draws, 0.975)),
+        "bootstrap95",
+    )
 
 
-def matched_excess(success: Sequence[bool], twins: Sequence[np.ndarray], items: Sequence[str], *,
-                   seed: int = 0) -> tuple[Estimate, Estimate]:
+def matched_excess(
+    success: Sequence[bool], twins: Sequence[np.ndarray], items: Sequence[str], *, seed: int = 0
+) -> tuple[Estimate, Estimate]:
     """(matched reference, excess) of probes against their never-trained twins, per item.
 
     ``twins[j]`` holds the success flags of probe ``j``'s matched twins (probes of one stratum share
@@ -166,8 +187,13 @@ def matched_excess(success: Sequence[bool], twins: Sequence[np.ndarray], items: 
     boot_excess = np.take_along_axis(per_item(hits[None, :] - ref_draws), pick, axis=1).mean(axis=1)
 
     def estimate(point: np.ndarray, boot: np.ndarray) -> Estimate:
-        return Estimate(float(point.mean()), len(names), float(np.quantile(boot, 0.025)),
-                        float(np.quantile(boot, 0.975)), "two-level bootstrap95 (twins, items)")
+        return Estimate(
+            float(point.mean()),
+            len(names),
+            float(np.quantile(boot, 0.025)),
+            float(np.quantile(boot, 0.975)),
+            "two-level bootstrap95 (twins, items)",
+        )
 
     return estimate(item_ref, boot_ref), estimate(item_excess, boot_excess)
 
@@ -180,6 +206,7 @@ def privleak(auc_candidate: float, auc_oracle: float) -> float:
 
 
 # ---- membership scores of one answer ----
+
 
 def _lowest_mean(values: np.ndarray, k: float = MIN_K) -> float:
     count = max(1, math.ceil(k * values.size))
@@ -199,18 +226,25 @@ def min_k_score(logps: Sequence[float], k: float = MIN_K) -> float:
     return _lowest_mean(np.asarray(logps, dtype=np.float64), k)
 
 
-def min_k_plus_score(logps: Sequence[float], mu: Sequence[float], sigma: Sequence[float],
-                     k: float = MIN_K) -> float:
+def min_k_plus_score(
+    logps: Sequence[float], mu: Sequence[float], sigma: Sequence[float], k: float = MIN_K
+) -> float:
     z = (np.asarray(logps, np.float64) - np.asarray(mu, np.float64)) / np.maximum(
-        np.asarray(sigma, np.float64), 1e-12)
+        np.asarray(sigma, np.float64), 1e-12
+    )
     return _lowest_mean(z, k)
 
 
 MIA_SCORES = ("loss", "zlib", "min_k", "min_k_plus")
 
 
-def membership_scores(logps: Sequence[float], mu: Sequence[float], sigma: Sequence[float],
-                      text: str) -> dict[str, float]:
+def membership_scores(
+    logps: Sequence[float], mu: Sequence[float], sigma: Sequence[float], text: str
+) -> dict[str, float]:
     """The four pinned membership scores of one answer (see the module docstring)."""
-    return {"loss": loss_score(logps), "zlib": zlib_score(logps, text), "min_k": min_k_score(logps),
-            "min_k_plus": min_k_plus_score(logps, mu, sigma)}
+    return {
+        "loss": loss_score(logps),
+        "zlib": zlib_score(logps, text),
+        "min_k": min_k_score(logps),
+        "min_k_plus": min_k_plus_score(logps, mu, sigma),
+    }

@@ -27,8 +27,17 @@ from .report import VerificationReport
 from .stats import DEFINITIONS
 
 ModelRef = str | Path | LoadedModel
-SCOPE_GROUPS = ("forget", "children", "siblings", "shared", "retain", "validation", "holdout", "forget_forms",
-                "holdout_forms")
+SCOPE_GROUPS = (
+    "forget",
+    "children",
+    "siblings",
+    "shared",
+    "retain",
+    "validation",
+    "holdout",
+    "forget_forms",
+    "holdout_forms",
+)
 
 
 class VerifyInputError(ValueError):
@@ -52,15 +61,23 @@ def _scope_summary(corpus: Corpus, scope: Any) -> dict[str, Any]:
     if not counts["forget"]:
         raise VerifyInputError("the forget set is empty: nothing to verify")
     if not counts["holdout"]:
-        raise VerifyInputError("the scope has no never-trained holdout twins: there is no reference to verify "
-                               "against")
+        raise VerifyInputError(
+            "the scope has no never-trained holdout twins: there is no reference to verify against"
+        )
     ids = "\n".join(sorted(r.record_id for r in scope_list(scope.forget))).encode()
     return {"counts": counts, "forget_ids_sha256": hashlib.sha256(ids).hexdigest()}
 
 
-def verify(*, original: ModelRef, candidate: ModelRef, corpus: Corpus, scope: Any, oracle: ModelRef | None = None,
-           policy: VerdictPolicy | None = None, progress: Callable[[str, float], None] | None = None,
-           ) -> VerificationReport:
+def verify(
+    *,
+    original: ModelRef,
+    candidate: ModelRef,
+    corpus: Corpus,
+    scope: Any,
+    oracle: ModelRef | None = None,
+    policy: VerdictPolicy | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> VerificationReport:
     """Run every registered attack on ``candidate`` and return the judged report.
 
     ``original``/``candidate``/``oracle`` are model directories or already loaded models (a loaded
@@ -70,9 +87,15 @@ def verify(*, original: ModelRef, candidate: ModelRef, corpus: Corpus, scope: An
     policy = policy or VerdictPolicy()
     summary = _scope_summary(corpus, scope)
     torch.manual_seed(policy.seed)
-    ctx = VerifyContext(corpus=corpus, scope=scope, policy=policy, candidate=_subject("candidate", candidate),
-                        original=_subject("original", original),
-                        oracle=_subject("oracle", oracle) if oracle is not None else None, progress=progress)
+    ctx = VerifyContext(
+        corpus=corpus,
+        scope=scope,
+        policy=policy,
+        candidate=_subject("candidate", candidate),
+        original=_subject("original", original),
+        oracle=_subject("oracle", oracle) if oracle is not None else None,
+        progress=progress,
+    )
     checks, tables, timing = [], {}, {}
     for name, attack in ATTACKS.items():
         started = time.perf_counter()
@@ -81,9 +104,19 @@ def verify(*, original: ModelRef, candidate: ModelRef, corpus: Corpus, scope: An
         checks += result.checks
         tables[name] = result.tables
     ctx.report("done", 1.0)
-    inputs = {"original_digest": ctx.original.digest, "candidate_digest": ctx.candidate.digest,
-              "oracle_digest": ctx.oracle.digest if ctx.oracle else None,
-              "corpus_records_sha256": corpus.header.records_sha256, "scope": summary,
-              "references": ["original", "holdout_twins"] + (["retrain_oracle"] if ctx.oracle else [])}
-    return VerificationReport(checks=checks, attacks=tables, inputs=inputs, policy=policy.as_dict(),
-                              definitions=DEFINITIONS, timing=timing)
+    inputs = {
+        "original_digest": ctx.original.digest,
+        "candidate_digest": ctx.candidate.digest,
+        "oracle_digest": ctx.oracle.digest if ctx.oracle else None,
+        "corpus_records_sha256": corpus.header.records_sha256,
+        "scope": summary,
+        "references": ["original", "holdout_twins"] + (["retrain_oracle"] if ctx.oracle else []),
+    }
+    return VerificationReport(
+        checks=checks,
+        attacks=tables,
+        inputs=inputs,
+        policy=policy.as_dict(),
+        definitions=DEFINITIONS,
+        timing=timing,
+    )

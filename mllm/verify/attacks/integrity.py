@@ -34,32 +34,63 @@ class Integrity(Attack):
         served = [float(f) for f in ctx.candidate.served(probes, root, policy)]
         gap = paired_difference(weights, served, seed=policy.seed)
         items = scoring_items(forget)
-        shift = [float(np.mean(c.logps) - np.mean(o.logps)) for c, o in zip(
-            ctx.candidate.stats(items, root, policy), ctx.original.stats(items, root, policy), strict=True)]
+        shift = [
+            float(np.mean(c.logps) - np.mean(o.logps))
+            for c, o in zip(
+                ctx.candidate.stats(items, root, policy), ctx.original.stats(items, root, policy), strict=True
+            )
+        ]
         everything = [p for group in utility_probes(ctx).values() for p in group] + [
-            Probe(r, 0) for r in ctx.group("holdout") + forget if not is_eval_only(r)]
+            Probe(r, 0) for r in ctx.group("holdout") + forget if not is_eval_only(r)
+        ]
         everything = list(dict.fromkeys(everything))
 
         def degenerate(subject) -> list[float]:
-            return [float(not d.finished or not d.text.strip()) for d in subject.decode(everything, root, policy)]
+            return [
+                float(not d.finished or not d.text.strip()) for d in subject.decode(everything, root, policy)
+            ]
 
         cand, orig = degenerate(ctx.candidate), degenerate(ctx.original)
         excess = paired_difference(cand, orig, seed=policy.seed)
         tables = {
-            "suppression": {"weights": rate([w > 0 for w in weights]), "served": rate([s > 0 for s in served]),
-                            "gap": gap, "mean_logprob_shift_vs_original": Estimate(
-                                float(np.mean(shift)) if shift else float("nan"), len(shift),
-                                float(np.min(shift, initial=np.inf)) if shift else float("nan"),
-                                float(np.max(shift, initial=-np.inf)) if shift else float("nan"), "range")},
-            "collapse": {"candidate_degenerate": rate([c > 0 for c in cand]),
-                         "original_degenerate": rate([o > 0 for o in orig]), "excess": excess},
+            "suppression": {
+                "weights": rate([w > 0 for w in weights]),
+                "served": rate([s > 0 for s in served]),
+                "gap": gap,
+                "mean_logprob_shift_vs_original": Estimate(
+                    float(np.mean(shift)) if shift else float("nan"),
+                    len(shift),
+                    float(np.min(shift, initial=np.inf)) if shift else float("nan"),
+                    float(np.max(shift, initial=-np.inf)) if shift else float("nan"),
+                    "range",
+                ),
+            },
+            "collapse": {
+                "candidate_degenerate": rate([c > 0 for c in cand]),
+                "original_degenerate": rate([o > 0 for o in orig]),
+                "excess": excess,
+            },
         }
         checks = [
-            ctx.check(name="suppression", attack="integrity", value=gap.value, threshold=policy.max_suppression_gap,
-                  comparison="<=", estimate=gap, diagnosis="suppression",
-                  detail="forget success of the weights minus that of the candidate's own generate"),
-            ctx.check(name="collapse", attack="integrity", value=excess.value, threshold=policy.max_degenerate_excess,
-                  comparison="<=", estimate=excess, diagnosis="collapse",
-                  detail="share of empty or endless answers above the original's"),
+            ctx.check(
+                name="suppression",
+                attack="integrity",
+                value=gap.value,
+                threshold=policy.max_suppression_gap,
+                comparison="<=",
+                estimate=gap,
+                diagnosis="suppression",
+                detail="forget success of the weights minus that of the candidate's own generate",
+            ),
+            ctx.check(
+                name="collapse",
+                attack="integrity",
+                value=excess.value,
+                threshold=policy.max_degenerate_excess,
+                comparison="<=",
+                estimate=excess,
+                diagnosis="collapse",
+                detail="share of empty or endless answers above the original's",
+            ),
         ]
         return AttackResult(tables=tables, checks=checks)

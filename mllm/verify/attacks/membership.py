@@ -33,14 +33,19 @@ def scoring_items(records: list[Record]) -> list[Record]:
     return list(items.values())
 
 
-def score_table(ctx: VerifyContext, subject: Subject, members: list[Record],
-                nonmembers: list[Record]) -> dict[str, Estimate]:
+def score_table(
+    ctx: VerifyContext, subject: Subject, members: list[Record], nonmembers: list[Record]
+) -> dict[str, Estimate]:
     def scores(records: list[Record]) -> list[dict[str, float]]:
-        return [membership_scores(s.logps, s.mu, s.sigma, r.answer)
-                for r, s in zip(records, subject.stats(records, ctx.root, ctx.policy), strict=True)]
+        return [
+            membership_scores(s.logps, s.mu, s.sigma, r.answer)
+            for r, s in zip(records, subject.stats(records, ctx.root, ctx.policy), strict=True)
+        ]
 
     m, h = scores(members), scores(nonmembers)
-    return {name: auc([x[name] for x in m], [x[name] for x in h], seed=ctx.policy.seed) for name in MIA_SCORES}
+    return {
+        name: auc([x[name] for x in m], [x[name] for x in h], seed=ctx.policy.seed) for name in MIA_SCORES
+    }
 
 
 @register_attack("membership")
@@ -55,21 +60,44 @@ class Membership(Attack):
         name_of = {id(v): k for k, v in table.items()}
         tables: dict = {"auc": table, "members": len(members), "nonmembers": len(nonmembers)}
         checks = [
-            ctx.check(name="membership_inference", attack="membership", value=highest.value,
-                  threshold=policy.max_mia_auc, comparison="<=", estimate=highest, null=0.5,
-                  diagnosis="under-forgetting (membership)", detail=f"highest AUC: {name_of[id(highest)]}"),
-            ctx.check(name="over_forgetting_likelihood", attack="membership", value=lowest.value,
-                  threshold=policy.min_mia_auc, comparison=">=", estimate=lowest, null=0.5,
-                  diagnosis="over-forgetting", detail=f"lowest AUC: {name_of[id(lowest)]}"),
+            ctx.check(
+                name="membership_inference",
+                attack="membership",
+                value=highest.value,
+                threshold=policy.max_mia_auc,
+                comparison="<=",
+                estimate=highest,
+                null=0.5,
+                diagnosis="under-forgetting (membership)",
+                detail=f"highest AUC: {name_of[id(highest)]}",
+            ),
+            ctx.check(
+                name="over_forgetting_likelihood",
+                attack="membership",
+                value=lowest.value,
+                threshold=policy.min_mia_auc,
+                comparison=">=",
+                estimate=lowest,
+                null=0.5,
+                diagnosis="over-forgetting",
+                detail=f"lowest AUC: {name_of[id(lowest)]}",
+            ),
         ]
         if ctx.oracle is not None:
             oracle = score_table(ctx, ctx.oracle, members, nonmembers)
             leak = privleak(table["loss"].value, oracle["loss"].value)
             tables["oracle_auc"] = oracle
             tables["privleak_loss"] = leak
-            checks.append(ctx.check(name="privleak", attack="membership",
-                                value=abs(leak) if math.isfinite(leak) else math.nan,
-                                threshold=policy.max_abs_privleak, comparison="<=", estimate=None,
-                                diagnosis="privacy leakage vs oracle",
-                                detail=f"PrivLeak (loss) = {leak:+.3f}; > 0 under-, < 0 over-forgetting"))
+            checks.append(
+                ctx.check(
+                    name="privleak",
+                    attack="membership",
+                    value=abs(leak) if math.isfinite(leak) else math.nan,
+                    threshold=policy.max_abs_privleak,
+                    comparison="<=",
+                    estimate=None,
+                    diagnosis="privacy leakage vs oracle",
+                    detail=f"PrivLeak (loss) = {leak:+.3f}; > 0 under-, < 0 over-forgetting",
+                )
+            )
         return AttackResult(tables=tables, checks=checks)

@@ -49,9 +49,16 @@ def relearned(ctx: VerifyContext, subject: Subject, records: Sequence[Record]) -
     for param in model.parameters():
         param.requires_grad_(True)
     prompts = [Probe(r, d).prompt_record() for r in records for d in ATTACK_DEPTHS]
-    source = ShuffledBatches(encode(subject.processor, prompts, ctx.root), policy.relearn_batch_size, policy.seed)
-    config = TrainConfig(steps=policy.relearn_steps, batch_size=policy.relearn_batch_size, lr=policy.relearn_lr,
-                         warmup_ratio=0.0, seed=policy.seed)
+    source = ShuffledBatches(
+        encode(subject.processor, prompts, ctx.root), policy.relearn_batch_size, policy.seed
+    )
+    config = TrainConfig(
+        steps=policy.relearn_steps,
+        batch_size=policy.relearn_batch_size,
+        lr=policy.relearn_lr,
+        warmup_ratio=0.0,
+        seed=policy.seed,
+    )
     Trainer(model, config, source).fit()
     return Subject(role=f"{subject.role}+relearn", model=model, processor=subject.processor, digest=None)
 
@@ -61,10 +68,20 @@ def _recovery(ctx: VerifyContext, subject: Subject, measured: Sequence[Record]) 
     return {"forget": success, "reference": reference, "excess": excess}
 
 
-def _gap_check(ctx: VerifyContext, name: str, row: dict[str, Estimate] | None, threshold: float, detail: str) -> Check:
+def _gap_check(
+    ctx: VerifyContext, name: str, row: dict[str, Estimate] | None, threshold: float, detail: str
+) -> Check:
     excess = row["excess"] if row else None
-    return ctx.check(name=name, attack="relearning", value=excess.value if excess else math.nan, threshold=threshold,
-                 comparison="<=", estimate=excess, diagnosis="hidden, not removed (relearnable)", detail=detail)
+    return ctx.check(
+        name=name,
+        attack="relearning",
+        value=excess.value if excess else math.nan,
+        threshold=threshold,
+        comparison="<=",
+        estimate=excess,
+        diagnosis="hidden, not removed (relearnable)",
+        detail=detail,
+    )
 
 
 @register_attack("relearning")
@@ -77,25 +94,53 @@ class Relearning(Attack):
         tables: dict = {"steps": policy.relearn_steps, "lr": policy.relearn_lr}
         checks: list[Check] = []
         ctx.report("relearning", 0.5)
-        attack_part, measured = split_by_fact(forget, policy.relearn_fraction, policy.seed) \
-            if len(forget) >= 2 else ([], [])
+        attack_part, measured = (
+            split_by_fact(forget, policy.relearn_fraction, policy.seed) if len(forget) >= 2 else ([], [])
+        )
         probes = [Probe(r, d) for r in measured for d in ATTACK_DEPTHS]
         attacked = {s.role: relearned(ctx, s, attack_part) for s in ctx.subjects()} if measured else {}
         forget_rows = {role: _recovery(ctx, subject, measured) for role, subject in attacked.items()}
-        tables["forget_attack"] = {"attack_items": len(attack_part), "measured_items": len(measured),
-                                   **forget_rows}
-        checks.append(_gap_check(ctx, "relearning_forget", forget_rows.get("candidate"), policy.max_relearn_gap,
-                                 "forget recovery above matched reference after fine-tuning on part of the scope"))
+        tables["forget_attack"] = {
+            "attack_items": len(attack_part),
+            "measured_items": len(measured),
+            **forget_rows,
+        }
+        checks.append(
+            _gap_check(
+                ctx,
+                "relearning_forget",
+                forget_rows.get("candidate"),
+                policy.max_relearn_gap,
+                "forget recovery above matched reference after fine-tuning on part of the scope",
+            )
+        )
         sibling_row = _recovery(ctx, relearned(ctx, ctx.candidate, siblings), forget) if siblings else None
         tables["sibling_attack"] = {"attack_items": len(siblings), "candidate": sibling_row}
-        checks.append(_gap_check(ctx, "relearning_siblings", sibling_row, policy.max_relearn_gap,
-                                 "forget recovery above matched reference after fine-tuning on siblings"))
+        checks.append(
+            _gap_check(
+                ctx,
+                "relearning_siblings",
+                sibling_row,
+                policy.max_relearn_gap,
+                "forget recovery above matched reference after fine-tuning on siblings",
+            )
+        )
         if "oracle" in attacked:
-            est = difference([float(f) for f in attacked["candidate"].success(probes, ctx.root, policy)],
-                             [float(f) for f in attacked["oracle"].success(probes, ctx.root, policy)],
-                             seed=policy.seed)
-            checks.append(ctx.check(name="relearning_vs_oracle", attack="relearning", value=est.value,
-                                threshold=policy.max_relearn_gap, comparison="<=", estimate=est,
-                                diagnosis="hidden, not removed (relearnable)",
-                                detail="candidate minus oracle forget success under the same attack"))
+            est = difference(
+                [float(f) for f in attacked["candidate"].success(probes, ctx.root, policy)],
+                [float(f) for f in attacked["oracle"].success(probes, ctx.root, policy)],
+                seed=policy.seed,
+            )
+            checks.append(
+                ctx.check(
+                    name="relearning_vs_oracle",
+                    attack="relearning",
+                    value=est.value,
+                    threshold=policy.max_relearn_gap,
+                    comparison="<=",
+                    estimate=est,
+                    diagnosis="hidden, not removed (relearnable)",
+                    detail="candidate minus oracle forget success under the same attack",
+                )
+            )
         return AttackResult(tables=tables, checks=checks)

@@ -33,8 +33,9 @@ GROUP_CHECKS = {
 def utility_groups(ctx: VerifyContext) -> dict[str, list[Record]]:
     """The trained-form records of each utility group, sampled down to ``max_utility_items``."""
     groups = {name: ctx.group(name) for name in ("retain", "siblings", "shared")}
-    groups["image_grounded"] = [r for r in ctx.group("retain") + ctx.group("holdout")
-                                if r.fact_kind is FactKind.IMAGE_GROUNDED]
+    groups["image_grounded"] = [
+        r for r in ctx.group("retain") + ctx.group("holdout") if r.fact_kind is FactKind.IMAGE_GROUNDED
+    ]
     limit, seed = ctx.policy.max_utility_items, ctx.policy.seed
     out = {}
     for name, records in groups.items():
@@ -63,9 +64,21 @@ class Utility(Attack):
             original = [float(f) for f in ctx.original.success(items, ctx.root, policy)] if items else []
             candidate = [float(f) for f in ctx.candidate.success(items, ctx.root, policy)] if items else []
             drop = paired_difference(original, candidate, seed=policy.seed)
-            tables[group] = {"original": rate([f > 0 for f in original]),
-                             "candidate": rate([f > 0 for f in candidate]), "drop": drop}
-            checks.append(ctx.check(name=name, attack="utility", value=drop.value if items else math.nan,
-                                threshold=getattr(policy, field), comparison="<=", estimate=drop,
-                                diagnosis=diagnosis, detail=f"original minus candidate success on {group}"))
+            tables[group] = {
+                "original": rate([f > 0 for f in original]),
+                "candidate": rate([f > 0 for f in candidate]),
+                "drop": drop,
+            }
+            checks.append(
+                ctx.check(
+                    name=name,
+                    attack="utility",
+                    value=drop.value if items else math.nan,
+                    threshold=getattr(policy, field),
+                    comparison="<=",
+                    estimate=drop,
+                    diagnosis=diagnosis,
+                    detail=f"original minus candidate success on {group}",
+                )
+            )
         return AttackResult(tables=tables, checks=checks)

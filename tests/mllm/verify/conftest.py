@@ -36,8 +36,11 @@ def make_corpus(root: Path) -> Corpus:
     institutions = list(dict.fromkeys(r.institution_id for r in full.records))
 
     def patients(institution: str, split: Split) -> list[str]:
-        return list(dict.fromkeys(r.patient_id for r in full.records
-                                  if r.split is split and r.institution_id == institution))
+        return list(
+            dict.fromkeys(
+                r.patient_id for r in full.records if r.split is split and r.institution_id == institution
+            )
+        )
 
     keep = {*patients(institutions[0], Split.TRAIN)[:2], patients(institutions[0], Split.HOLDOUT)[0]}
     far = patients(institutions[1], Split.TRAIN)[0]
@@ -72,8 +75,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     trainable = corpus.select(trainable=True)
     forget_ids = {r.record_id for r in scope.forget}
     retain = [r for r in trainable if r.record_id not in forget_ids]
-    return World(corpus=corpus, scope=scope, original=train_reference(corpus, trainable, SPECS["tiny"], RECIPE),
-                 oracle=train_reference(corpus, retain, SPECS["tiny"], RECIPE))
+    return World(
+        corpus=corpus,
+        scope=scope,
+        original=train_reference(corpus, trainable, SPECS["tiny"], RECIPE),
+        oracle=train_reference(corpus, retain, SPECS["tiny"], RECIPE),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -85,10 +92,12 @@ def report_of(world: World) -> Any:
 
     def get(name: str) -> Any:
         if name not in cache:
-            candidate = build_candidate(name, corpus=world.corpus, scope=world.scope, original=world.original,
-                                        oracle=world.oracle)
-            cache[name] = verify(original=world.original, candidate=candidate, corpus=world.corpus,
-                                 scope=world.scope)
+            candidate = build_candidate(
+                name, corpus=world.corpus, scope=world.scope, original=world.original, oracle=world.oracle
+            )
+            cache[name] = verify(
+                original=world.original, candidate=candidate, corpus=world.corpus, scope=world.scope
+            )
         return cache[name]
 
     return get

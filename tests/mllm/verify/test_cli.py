@@ -29,8 +29,19 @@ def dirs(world, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def run(dirs: dict[str, Path], candidate: str, out: str, *extra: str) -> object:
-    args = ["--original", str(dirs["original"]), "--candidate", str(dirs[candidate]), "--corpus",
-            str(dirs["corpus"]), "--forget-file", str(dirs["scope"]), "--out", str(dirs["root"] / out), *extra]
+    args = [
+        "--original",
+        str(dirs["original"]),
+        "--candidate",
+        str(dirs[candidate]),
+        "--corpus",
+        str(dirs["corpus"]),
+        "--forget-file",
+        str(dirs["scope"]),
+        "--out",
+        str(dirs["root"] / out),
+        *extra,
+    ]
     return CliRunner().invoke(verify_command, args)
 
 
@@ -52,12 +63,36 @@ def test_bad_input_exits_2_without_identifiers(dirs: dict[str, Path], world) -> 
     cases = [
         run(dirs, "oracle", "x1.json", "--policy", str(policy)),
         run(dirs, "oracle", "oracle-again.json", "--oracle", str(dirs["root"] / "no-such-model")),
-        CliRunner().invoke(verify_command, ["--original", str(dirs["original"]), "--candidate", str(dirs["oracle"]),
-                                            "--corpus", str(dirs["root"]), "--forget-file", str(dirs["scope"]),
-                                            "--out", str(dirs["root"] / "x3.json")]),
-        CliRunner().invoke(verify_command, ["--original", str(dirs["original"]), "--candidate", str(dirs["oracle"]),
-                                            "--corpus", str(dirs["corpus"]), "--forget-file", str(bad_scope),
-                                            "--out", str(dirs["root"] / "x4.json")]),
+        CliRunner().invoke(
+            verify_command,
+            [
+                "--original",
+                str(dirs["original"]),
+                "--candidate",
+                str(dirs["oracle"]),
+                "--corpus",
+                str(dirs["root"]),
+                "--forget-file",
+                str(dirs["scope"]),
+                "--out",
+                str(dirs["root"] / "x3.json"),
+            ],
+        ),
+        CliRunner().invoke(
+            verify_command,
+            [
+                "--original",
+                str(dirs["original"]),
+                "--candidate",
+                str(dirs["oracle"]),
+                "--corpus",
+                str(dirs["corpus"]),
+                "--forget-file",
+                str(bad_scope),
+                "--out",
+                str(dirs["root"] / "x4.json"),
+            ],
+        ),
     ]
     (dirs["root"] / "taken.json").write_text("{}")
     cases.append(run(dirs, "oracle", "taken.json"))

@@ -29,12 +29,16 @@ def test_own_greedy_decoding_equals_generate_and_shortcut_is_exact(world) -> Non
 
 
 def test_a_refusing_wrapper_changes_generate_but_not_the_weights(world) -> None:
-    wrapper = RefusingWrapper(world.original.model, world.original.processor, world.corpus, world.scope.forget)
+    wrapper = RefusingWrapper(
+        world.original.model, world.original.processor, world.corpus, world.scope.forget
+    )
     probes = [Probe(r, 0) for r in world.scope.forget]
     policy = VerdictPolicy()
     plain = Subject("original", world.original.model, world.original.processor, None)
     wrapped = Subject("candidate", wrapper, world.original.processor, None)
-    assert wrapped.success(probes, world.corpus.root, policy) == plain.success(probes, world.corpus.root, policy)
+    assert wrapped.success(probes, world.corpus.root, policy) == plain.success(
+        probes, world.corpus.root, policy
+    )
     assert sum(wrapped.served(probes, world.corpus.root, policy)) == 0
     assert sum(plain.served(probes, world.corpus.root, policy)) > len(probes) // 2
 

@@ -21,8 +21,14 @@ def test_policy_file_overrides_a_subset_and_refuses_the_rest(tmp_path: Path) -> 
     policy = VerdictPolicy.from_file(path)
     assert policy.max_leak_excess == 0.1 and policy.max_retain_drop == 0.0
     assert policy.max_mia_auc == VerdictPolicy().max_mia_auc
-    for bad in ({"max_leak_exces": 0.1}, {"max_leak_excess": "0.1"}, {"relearn_steps": 2.5},
-                {"require_significance": 1}, {"max_mia_auc": float("inf")}, [1, 2]):
+    for bad in (
+        {"max_leak_exces": 0.1},
+        {"max_leak_excess": "0.1"},
+        {"relearn_steps": 2.5},
+        {"require_significance": 1},
+        {"max_mia_auc": float("inf")},
+        [1, 2],
+    ):
         path.write_text(json.dumps(bad))
         with pytest.raises(PolicyError):
             VerdictPolicy.from_file(path)
@@ -33,11 +39,25 @@ def test_policy_file_overrides_a_subset_and_refuses_the_rest(tmp_path: Path) -> 
         VerdictPolicy.from_file(tmp_path / "missing.json")
 
 
-def _check(value: float, low: float, high: float, comparison: str = "<=", null: float = 0.0,
-           significance: bool = True) -> Check:
-    return Check(name="c", attack="a", value=value, threshold=0.2 if comparison == "<=" else 0.25,
-                 comparison=comparison, estimate=Estimate(value, 10, low, high, "test"), diagnosis="d",
-                 null=null, significance=significance)
+def _check(
+    value: float,
+    low: float,
+    high: float,
+    comparison: str = "<=",
+    null: float = 0.0,
+    significance: bool = True,
+) -> Check:
+    return Check(
+        name="c",
+        attack="a",
+        value=value,
+        threshold=0.2 if comparison == "<=" else 0.25,
+        comparison=comparison,
+        estimate=Estimate(value, 10, low, high, "test"),
+        diagnosis="d",
+        null=null,
+        significance=significance,
+    )
 
 
 def test_a_check_fails_only_when_beyond_threshold_and_significant() -> None:
@@ -52,10 +72,13 @@ def test_a_check_fails_only_when_beyond_threshold_and_significant() -> None:
 
 def test_report_json_follows_its_schema_and_digest_is_sha256_of_rfc8785() -> None:
     checks = [_check(0.4, 0.1, 0.7), _check(0.0, -0.1, 0.1), _check(float("nan"), 0, 0)]
-    report = VerificationReport(checks=checks, attacks={"a": {"x": Estimate(0.5, 4, 0.1, 0.9, "wilson95"),
-                                                              "y": float("nan")}},
-                                inputs={"candidate_digest": None}, policy=VerdictPolicy().as_dict(),
-                                definitions={"m": "d"})
+    report = VerificationReport(
+        checks=checks,
+        attacks={"a": {"x": Estimate(0.5, 4, 0.1, 0.9, "wilson95"), "y": float("nan")}},
+        inputs={"candidate_digest": None},
+        policy=VerdictPolicy().as_dict(),
+        definitions={"m": "d"},
+    )
     document = report.to_json()
     schema = json.loads((Path(__file__).parents[3] / "mllm/verify/report.schema.json").read_text())
     jsonschema.validate(document, schema)

@@ -61,7 +61,9 @@ def test_paired_difference_and_difference_intervals_contain_the_value() -> None:
 def test_matched_excess_averages_per_item_against_its_twins() -> None:
     twins_a, twins_b = np.array([1.0, 0.0]), np.array([0.0, 0.0, 0.0])
     # item x: two probes, both succeed, twins a (rate 0.5) -> excess 0.5; item y: fails, twins b -> 0
-    reference, excess = stats.matched_excess([True, True, False], [twins_a, twins_a, twins_b], ["x", "x", "y"])
+    reference, excess = stats.matched_excess(
+        [True, True, False], [twins_a, twins_a, twins_b], ["x", "x", "y"]
+    )
     assert reference.value == pytest.approx(0.25) and excess.value == pytest.approx(0.25)
     assert excess.n == 2 and excess.low <= 0.25 <= excess.high
     # a twin stratum that is itself uncertain widens the interval
