@@ -32,7 +32,7 @@ from .probes import DEPTHS, Probe
 FINE_TUNE = TrainConfig(epochs=3, batch_size=16, lr=1e-3, seed=0)
 DEPTH0_TUNE = TrainConfig(epochs=6, batch_size=16, lr=1e-3, seed=0)
 ASCENT_WRECK = TrainConfig(steps=8, batch_size=16, lr=2e-3, warmup_ratio=0.0, seed=0)
-ASCENT_COLLAPSE = TrainConfig(steps=15, batch_size=16, lr=2e-3, warmup_ratio=0.0, seed=0)
+ASCENT_COLLAPSE = TrainConfig(steps=30, batch_size=16, lr=3e-3, warmup_ratio=0.0, seed=0)
 
 PASSING = "retrain-oracle"
 # candidate -> (checks that must fail: its failure mode, checks that must not fail)
@@ -112,7 +112,8 @@ def derived(
 
 
 def wrong_answers(records: Sequence[Record], pool: Sequence[Record]) -> list[Record]:
-    """Each record answered like a stranger: another pool answer of the same task, or another letter."""
+    """Each record answered wrong: another answer of the same task from ``pool`` (trained records, never
+    holdout twins, whose reference they would distort), or another letter."""
     out = []
     for i, record in enumerate(records):
         if record.task is Task.CLASSIFICATION:
@@ -170,7 +171,7 @@ def build_candidate(
     """The candidate ``name`` (one of :data:`CANDIDATES`) for the request ``scope``."""
     forget = list(scope.forget)
     keep = as_trained([*scope.retain, *scope.all_siblings, *scope.shared])
-    wrong = wrong_answers(forget, list(scope.holdout))
+    wrong = wrong_answers(forget, list(scope.retain))
     if name == "retrain-oracle":
         return oracle
     if name == "no-op":
@@ -190,8 +191,8 @@ def build_candidate(
         return derived(original, corpus, at_depths(forget), ASCENT_COLLAPSE, ascent=True)
     if name == "ga-wrecks-utility":
         return derived(original, corpus, at_depths(forget), ASCENT_WRECK, ascent=True)
-    if name == "sibling-damaged":  # the study is gone (oracle) but its sibling study was hit too
-        sibling_study = list(scope.siblings.get(Level.PATIENT, ()))
-        damaged = at_depths(wrong_answers(sibling_study, list(scope.holdout)))
+    if name == "sibling-damaged":  # the node is gone (oracle) but its nearest sibling (study) was hit too
+        nearest = max(scope.siblings, key=list(Level).index)
+        damaged = at_depths(wrong_answers(list(scope.siblings[nearest]), list(scope.retain)))
         return derived(oracle, corpus, damaged + keep, FINE_TUNE)
     raise KeyError(f"unknown candidate {name!r}; choose one of: {', '.join(CANDIDATES)}")
