@@ -1,0 +1,154 @@
+"""Certificates: DSSE envelopes over in-toto statements; every kind of tampering is rejected."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from compliance.attestation import (
+    SUBJECT_AFTER,
+    CertificateFacts,
+    ModelRef,
+    certificate_bundle,
+    certificate_check,
+    pae,
+    public_key_id,
+)
+
+REPORT = {"schema": "oblivio.verification-report/v1", "passed": True,
+          "checks": [{"name": "mia_auc", "value": 0.51, "threshold": 0.6, "passed": True}]}
+
+
+def facts(request_id: str = "5b0c8c0e-0000-4000-8000-000000000001", **overrides) -> CertificateFacts:
+    values = dict(
+        request_id=request_id, institution="demo-hospital", regulation="gdpr", level="patient",
+        subject_hash="ab" * 32, scope_digest="cd" * 32, scope_counts={"forget": 12, "retain": 80},
+        method="graddiff", exact=False,
+        before=ModelRef("v1", "11" * 32, "00" * 32), after=ModelRef("v2", "22" * 32, "00" * 32),
+        report=REPORT, report_summary={"passed": True, "checks": REPORT["checks"]},
+        times={"approved_at": "2026-12-02T10:00:00+00:00", "certified_at": "2026-12-02T10:05:00+00:00"},
+        audit_head={"seq": 41, "hash": "ee" * 32}, job_id="job-1")
+    values.update(overrides)
+    return CertificateFacts(**values)
+
+
+@pytest.fixture
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def keys_of(*private: Ed25519PrivateKey) -> dict:
+    return {public_key_id(k.public_key()): k.public_key() for k in private}
+
+
+def sign(key: Ed25519PrivateKey, **overrides) -> dict:
+    return certificate_bundle(facts(**overrides), key=key, key_id=public_key_id(key.public_key()))
+
+
+def payload_of(bundle: dict) -> dict:
+    return json.loads(base64.b64decode(bundle["envelope"]["payload"]))
+
+
+def with_payload(bundle: dict, statement: dict) -> dict:
+    forged = copy.deepcopy(bundle)
+    forged["envelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    return forged
+
+
+def test_pae_matches_the_dsse_spec() -> None:
+    assert pae("http://example.com/HelloWorld", b"hello world") == \
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+
+
+def test_a_genuine_certificate_verifies_and_names_its_key_and_subjects(key) -> None:
+    bundle = sign(key)
+    check = certificate_check(bundle, keys=keys_of(key), request_id=facts().request_id,
+                              model_after="22" * 32)
+    assert check.ok, check.problems
+    assert check.key_id == public_key_id(key.public_key())
+    assert bundle["envelope"]["signatures"][0]["keyid"] == check.key_id
+    assert check.subject_digest(SUBJECT_AFTER) == "22" * 32
+    statement = payload_of(bundle)
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["predicate"]["method"]["guarantee"] == "approximate"
+    assert bundle["envelope"]["payloadType"] == "application/vnd.in-toto+json"
+
+
+def test_a_flipped_payload_byte_is_rejected(key) -> None:
+    bundle = sign(key)
+    raw = bytearray(base64.b64decode(bundle["envelope"]["payload"]))
+    raw[len(raw) // 2] ^= 0x01
+    bundle["envelope"]["payload"] = base64.b64encode(bytes(raw)).decode()
+    check = certificate_check(bundle, keys=keys_of(key))
+    assert not check.ok
+    assert "no valid signature" in check.problems[0]
+
+
+def test_a_certificate_signed_by_an_untrusted_key_is_rejected(key) -> None:
+    other = Ed25519PrivateKey.generate()
+    bundle = sign(other)
+    assert not certificate_check(bundle, keys=keys_of(key)).ok
+    # an attacker relabelling the signature with the trusted key id gains nothing
+    bundle["envelope"]["signatures"][0]["keyid"] = public_key_id(key.public_key())
+    assert not certificate_check(bundle, keys=keys_of(key)).ok
+
+
+def test_old_keys_stay_valid_next_to_the_new_one(key) -> None:
+    old_bundle = sign(key)
+    new_key = Ed25519PrivateKey.generate()
+    new_bundle = sign(new_key)
+    keys = keys_of(key, new_key)
+    assert certificate_check(old_bundle, keys=keys).ok
+    assert certificate_check(new_bundle, keys=keys).ok
+
+
+def test_a_swapped_subject_digest_is_rejected(key) -> None:
+    bundle = sign(key)
+    statement = payload_of(bundle)
+    statement["subject"][1]["digest"]["sha256"] = "33" * 32
+    assert not certificate_check(with_payload(bundle, statement), keys=keys_of(key)).ok
+    # and a genuine certificate presented for another model is a replay
+    check = certificate_check(bundle, keys=keys_of(key), model_after="33" * 32)
+    assert check.problems == ["the certificate names another model than the one expected"]
+
+
+def test_an_edited_verification_report_is_rejected(key) -> None:
+    bundle = sign(key)
+    bundle["verification_report"]["checks"][0]["value"] = 0.50
+    check = certificate_check(bundle, keys=keys_of(key))
+    assert check.problems == ["the verification report differs from the one that was signed"]
+
+
+def test_a_replayed_envelope_for_another_request_is_rejected(key) -> None:
+    bundle = sign(key, request_id="5b0c8c0e-0000-4000-8000-000000000001")
+    check = certificate_check(bundle, keys=keys_of(key), request_id="5b0c8c0e-0000-4000-8000-000000000002")
+    assert check.problems == ["the certificate was issued for another request"]
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda b: b.pop("envelope"),
+    lambda b: b["envelope"].update(payloadType="text/plain"),
+    lambda b: b["envelope"].update(payload="%%%"),
+    lambda b: b["envelope"].update(signatures=[]),
+    lambda b: b["envelope"]["signatures"][0].update(sig=None),
+    lambda b: b.update(format="something/v0"),
+])
+def test_malformed_bundles_are_rejected_not_crashing(key, mangle) -> None:
+    bundle = sign(key)
+    mangle(bundle)
+    assert not certificate_check(bundle, keys=keys_of(key)).ok
+
+
+def test_a_non_canonical_payload_is_rejected_even_when_signed(key) -> None:
+    from compliance.attestation import envelope_sign
+
+    bundle = sign(key)
+    statement = payload_of(bundle)
+    bundle["envelope"] = envelope_sign(json.dumps(statement, indent=2).encode(), key=key,
+                                       key_id=public_key_id(key.public_key()))
+    check = certificate_check(bundle, keys=keys_of(key))
+    assert not check.ok and "RFC 8785" in check.problems[0]
