@@ -3,7 +3,22 @@
 from .access import ApiKey, IdempotencyRecord
 from .audit import AuditCheckpoint, AuditEvent, AuditHead
 from .forget_requests import ForgetRequest
+from .pipeline import (
+    ACTIVE_JOB_STATES,
+    Certificate,
+    Deployment,
+    GuardRule,
+    JobState,
+    JobStep,
+    ModelVersion,
+    PipelinePolicy,
+    UnlearningJob,
+    VerificationRecord,
+    VersionStatus,
+)
 from .webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
-__all__ = ["ApiKey", "AuditCheckpoint", "AuditEvent", "AuditHead", "DeliveryStatus", "ForgetRequest",
-           "IdempotencyRecord", "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent"]
+__all__ = ["ACTIVE_JOB_STATES", "ApiKey", "AuditCheckpoint", "AuditEvent", "AuditHead", "Certificate",
+           "DeliveryStatus", "Deployment", "ForgetRequest", "GuardRule", "IdempotencyRecord", "JobState",
+           "JobStep", "ModelVersion", "PipelinePolicy", "UnlearningJob", "VerificationRecord",
+           "VersionStatus", "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent"]

@@ -1,0 +1,109 @@
+"""Issuing certificates (signed statement + PDF) for certified requests, and the keys that check them.
+
+Keys come from the deployment's signing key; certificates name the key by id so a rotated key's
+certificates keep verifying against the public keys listed by :func:`trusted_public_keys`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from django.conf import settings
+from django.utils import timezone
+
+from .. import signing
+from ..attestation import (
+    CertificateCheck,
+    CertificateFacts,
+    ModelRef,
+    certificate_bundle,
+    certificate_check,
+    json_digest,
+    load_public_pem,
+    public_key_id,
+)
+from ..audit import AuditAction, audit_append
+from ..models import AuditHead, Certificate, ForgetRequest, ModelVersion, UnlearningJob, VerificationRecord
+from .pdf import certificate_pdf
+
+
+def current_signing_key() -> tuple[str, Ed25519PrivateKey]:
+    """The key new certificates are signed with, and its id."""
+    key = signing.signing_key()
+    return public_key_id(key.public_key()), key
+
+
+def trusted_public_keys() -> dict[str, Ed25519PublicKey]:
+    """Every public key a certificate of this deployment may be signed with, by key id."""
+    key = load_public_pem(signing.public_key_pem())
+    return {public_key_id(key): key}
+
+
+def public_key_list() -> list[dict[str, Any]]:
+    """The public keys served to auditors (id, PEM, whether new certificates use it)."""
+    current, _ = current_signing_key()
+    return [{"key_id": current, "algorithm": "ed25519", "public_key_pem": signing.public_key_pem(),
+             "current": True}]
+
+
+def _ref(version: ModelVersion) -> ModelRef:
+    return ModelRef(version_id=str(version.pk), artifact_digest=version.artifact_digest,
+                    base_digest=version.base_digest or None)
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def certificate_facts(*, job: UnlearningJob, request: ForgetRequest,
+                      verification: VerificationRecord) -> CertificateFacts:
+    """What the certificate of ``request`` states (keyed hashes and record counts only)."""
+    target = job.targets[str(request.pk)]
+    head = AuditHead.objects.filter(pk=1).first()
+    candidate = verification.candidate
+    guard = getattr(request, "guard_rule", None)
+    return CertificateFacts(
+        request_id=str(request.pk), institution=request.institution.code, regulation=request.regulation,
+        level=request.level, subject_hash=request.subject_hash,
+        scope_digest=json_digest({"corpus": job.base_version.corpus.records_sha256,
+                                  "forget": sorted(target["forget"])}),
+        scope_counts={"forget": len(target["forget"]), "batched_requests": len(job.targets)},
+        method=candidate.method, exact=candidate.exact, before=_ref(job.base_version), after=_ref(candidate),
+        report=verification.report, report_summary=verification.summary,
+        times={"received_at": _iso(request.received_at), "approved_at": _iso(request.decided_at),
+               "job_started_at": _iso(job.started_at), "verified_at": _iso(verification.created_at),
+               "certified_at": _iso(timezone.now())},
+        audit_head={"seq": head.seq if head else 0, "hash": head.hash if head else ""},
+        job_id=str(job.pk),
+        guard={"suppression_from": _iso(guard.activated_at) if guard else None,
+               "stays_on_after_certification": bool(guard and guard.stays_on),
+               "note": "inference-time refusal is suppression, not unlearning"})
+
+
+def certificate_issue(*, job: UnlearningJob, request: ForgetRequest,
+                      verification: VerificationRecord) -> Certificate:
+    """Sign and store the certificate of ``request`` (inside the certify transaction)."""
+    facts = certificate_facts(job=job, request=request, verification=verification)
+    key_id, key = current_signing_key()
+    bundle = certificate_bundle(facts, key=key, key_id=key_id)
+    certificate = Certificate(request=request, job=job, version=verification.candidate,
+                              verification=verification, key_id=key_id, bundle=bundle,
+                              issued_at=timezone.now())
+    certificate.pdf = certificate_pdf(facts, key_id=key_id,
+                                      verify_url=f"{settings.OBLIVIO_PUBLIC_URL}/api/v1/certificates/"
+                                                 f"{certificate.pk}/verify")
+    certificate.save()
+    audit_append(actor="system:pipeline", action=AuditAction.CERTIFICATE_ISSUED, object_type="certificate",
+                 object_id=str(certificate.pk), subject_hash=request.subject_hash,
+                 data={"request_id": str(request.pk), "key_id": key_id,
+                       "model_after": verification.candidate.artifact_digest,
+                       "statement_digest": json_digest(bundle["envelope"])})
+    return certificate
+
+
+def certificate_verify_stored(certificate: Certificate) -> CertificateCheck:
+    """Check a stored certificate against its own request and the model version it names."""
+    return certificate_check(certificate.bundle, keys=trusted_public_keys(),
+                             request_id=str(certificate.request_id),
+                             model_after=certificate.version.artifact_digest)
