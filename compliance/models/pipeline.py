@@ -115,7 +115,7 @@ class UnlearningJob(models.Model):
     step = models.CharField(max_length=16, choices=_choices(JobStep), default=JobStep.UNLEARN.value)
     progress = models.FloatField(default=0.0, help_text="Percent of the current step.")
     rung = models.PositiveSmallIntegerField(default=0, help_text="Escalation rung of the policy ladder.")
-    attempts = models.PositiveIntegerField(default=0, help_text="Times a worker claimed the job.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Times a worker claimed the current step.")
     policy = models.JSONField(help_text="Method ladder and thresholds in force when planned.")
     forget_records = models.JSONField(default=list, help_text="Record ids to forget (not PHI).")
     targets = models.JSONField(default=dict, help_text="Per request: level and record ids (not PHI).")

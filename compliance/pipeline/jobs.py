@@ -215,8 +215,9 @@ def job_locked(job_id: uuid.UUID, *, owner: str) -> UnlearningJob:
 
 def job_release(job: UnlearningJob, *, next_step: str) -> None:
     """End this step (inside the locked transaction) and send the next one's task."""
-    job.step, job.progress, job.lease_owner, job.lease_expires_at = next_step, 0.0, "", None
-    job.save(update_fields=["step", "progress", "lease_owner", "lease_expires_at"])
+    job.step, job.progress, job.attempts = next_step, 0.0, 0
+    job.lease_owner, job.lease_expires_at = "", None
+    job.save(update_fields=["step", "progress", "attempts", "lease_owner", "lease_expires_at"])
     job_dispatch(job.pk, next_step)
 
 

@@ -1,0 +1,1 @@
+"""The unlearning pipeline: model registry, jobs (unlearn → verify → certify), certificates, guard."""
