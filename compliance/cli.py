@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .cli_access import COMMANDS as access_commands
+from .cli_pipeline import COMMANDS as pipeline_commands
 
 
 def _setup() -> None:
@@ -79,4 +80,4 @@ def audit_export_command(fmt: str, out: Path) -> None:
     click.echo(f"wrote {out}")
 
 
-COMMANDS: list[click.Command] = [audit, *access_commands]
+COMMANDS: list[click.Command] = [audit, *access_commands, *pipeline_commands]

@@ -23,7 +23,8 @@ MARKER = "unlearned.json"
 
 class ScriptedEngine:
     def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Any, already_forgotten: frozenset[str],
-                method: str, config: dict, out: Path, seed: int, progress: Any, should_cancel: Any) -> UnlearnOutcome:
+                method: str, config: dict, out: Path, seed: int, progress: Any,
+                should_cancel: Any) -> UnlearnOutcome:
         seconds = float(os.environ.get("PIPELINE_TEST_UNLEARN_SECONDS", "0"))
         if os.environ.get("PIPELINE_TEST_UNLEARN_ERROR") == method:
             raise EngineError(f"{method} collapsed the model")
@@ -45,7 +46,8 @@ class ScriptedEngine:
         marker = json.loads((candidate / MARKER).read_text())
         wanted = sorted({rid for target in targets for rid in target.forget})
         required = float(thresholds.get("strength", os.environ.get("PIPELINE_TEST_REQUIRED_STRENGTH", "1")))
-        strength = float(marker["config"].get("strength", 1.0)) if marker["method"] != "exact" else float("inf")
+        exact = marker["method"] == "exact"
+        strength = float("inf") if exact else float(marker["config"].get("strength", 1.0))
         checks = [
             {"name": "forgot_requested_records", "value": float(marker["forget"] == wanted), "threshold": 1.0,
              "passed": marker["forget"] == wanted},

@@ -16,6 +16,7 @@ import pytest
 from factories import corpus_dir_write, corpus_records
 
 from compliance.access import SYSTEM, Principal
+from compliance.attestation import CertificateFacts, ModelRef
 from compliance.forget_requests import forget_request_approve, forget_request_create, forget_request_review
 from compliance.legal import LegalBasis, Regulation, RequesterType
 from compliance.models import ForgetRequest, ModelVersion
@@ -23,6 +24,23 @@ from compliance.pipeline.registry import model_version_register
 from compliance.subjects import SubjectIdentifiers
 from hierarchy.models import Corpus, Institution
 from hierarchy.services import corpus_ingest
+
+SAMPLE_REPORT = {"schema": "oblivio.verification-report/v1", "passed": True,
+          "checks": [{"name": "mia_auc", "value": 0.51, "threshold": 0.6, "passed": True}]}
+
+
+def sample_facts(request_id: str = "5b0c8c0e-0000-4000-8000-000000000001", **overrides) -> CertificateFacts:
+    values = dict(
+        request_id=request_id, institution="demo-hospital", regulation="gdpr", level="patient",
+        subject_hash="ab" * 32, scope_digest="cd" * 32, scope_counts={"forget": 12, "retain": 80},
+        method="graddiff", exact=False,
+        before=ModelRef("v1", "11" * 32, "00" * 32), after=ModelRef("v2", "22" * 32, "00" * 32),
+        report=SAMPLE_REPORT, report_summary={"passed": True, "checks": SAMPLE_REPORT["checks"]},
+        times={"approved_at": "2026-12-02T10:00:00+00:00", "certified_at": "2026-12-02T10:05:00+00:00"},
+        audit_head={"seq": 41, "hash": "ee" * 32}, job_id="job-1")
+    values.update(overrides)
+    return CertificateFacts(**values)
+
 
 TESTS_DIR = Path(__file__).resolve().parent
 ENGINE = "pipeline_engine.ScriptedEngine"
@@ -96,4 +114,5 @@ def approve(served: Served, officer: Any) -> Callable[..., ForgetRequest]:
     return make
 
 
-__all__ = ["ENGINE", "FAST", "TESTS_DIR", "Served", "approve", "pipeline_settings", "served", "write_model"]
+__all__ = ["ENGINE", "FAST", "SAMPLE_REPORT", "TESTS_DIR", "Served", "approve", "pipeline_settings",
+           "sample_facts", "served", "write_model"]

@@ -56,7 +56,8 @@ class ModelVersion(models.Model):
     corpus = models.ForeignKey("hierarchy.Corpus", on_delete=models.PROTECT, related_name="model_versions",
                                help_text="The corpus this lineage was trained on.")
     corpus_root = models.CharField(max_length=500, help_text="Directory of that corpus (ML workers read it).")
-    method = models.CharField(max_length=32, blank=True, help_text="Unlearning method; blank for a trained model.")
+    method = models.CharField(max_length=32, blank=True,
+                              help_text="Unlearning method; blank for a trained model.")
     exact = models.BooleanField(default=False, help_text="Produced by exact unlearning (retraining).")
     forgotten_records = models.JSONField(default=list, blank=True,
                                          help_text="Record ids removed along this lineage (not PHI).")
@@ -169,7 +170,8 @@ class Certificate(models.Model):
                                    related_name="certificate")
     job = models.ForeignKey(UnlearningJob, on_delete=models.PROTECT, related_name="certificates")
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="certificates")
-    verification = models.ForeignKey(VerificationRecord, on_delete=models.PROTECT, related_name="certificates")
+    verification = models.ForeignKey(VerificationRecord, on_delete=models.PROTECT,
+                                     related_name="certificates")
     key_id = models.CharField(max_length=64)
     bundle = models.JSONField(help_text="Envelope + verification report (oblivio-certificate/v1).")
     pdf = models.BinaryField()

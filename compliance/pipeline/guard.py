@@ -110,7 +110,8 @@ def _candidate_hashes(prompt: str, identifiers: Sequence[str]) -> set[str]:
     return hashes
 
 
-def guard_screen(*, prompt: str, identifiers: Sequence[str] = (), images: Sequence[bytes] = ()) -> GuardDecision:
+def guard_screen(*, prompt: str, identifiers: Sequence[str] = (),
+                 images: Sequence[bytes] = ()) -> GuardDecision:
     """Whether the served model must refuse this prompt; counts the refusal on the matching rules."""
     rules = list(GuardRule.objects.filter(active=True).only("pk", "request_id", "identifier_hashes",
                                                               "image_digests"))

@@ -89,10 +89,12 @@ def _open_job(deployment: Deployment, request: ForgetRequest) -> UnlearningJob:
 
 def _plan_one(request_id: uuid.UUID) -> UnlearningJob | None:
     with transaction.atomic():
-        request = ForgetRequest.objects.select_for_update().filter(pk=request_id, status__in=_PLANNABLE).first()
+        request = ForgetRequest.objects.select_for_update().filter(pk=request_id,
+                                                                   status__in=_PLANNABLE).first()
         if request is None:
             return None
-        for deployment in Deployment.objects.select_for_update().filter(served__isnull=False).order_by("name"):
+        deployments = Deployment.objects.select_for_update().filter(served__isnull=False).order_by("name")
+        for deployment in deployments:
             target = _target(request, deployment)
             if target is None:
                 continue
@@ -114,7 +116,8 @@ def _plan_one(request_id: uuid.UUID) -> UnlearningJob | None:
 
 def jobs_plan() -> list[UnlearningJob]:
     """Plan every approved request that a served model holds data of; returns the jobs touched."""
-    ids = ForgetRequest.objects.filter(status__in=_PLANNABLE).order_by("decided_at").values_list("pk", flat=True)
+    ids = ForgetRequest.objects.filter(status__in=_PLANNABLE).order_by("decided_at").values_list("pk",
+                                                                                           flat=True)
     return [job for job in map(_plan_one, list(ids)) if job is not None]
 
 
@@ -130,7 +133,8 @@ def job_dispatch(job_id: uuid.UUID, step: str) -> None:
         try:
             STEP_TASKS[step].apply_async((str(job_id),), retry=False)
         except Exception:  # broker unreachable: the job row still says what to do
-            logger.warning("job dispatch deferred to the sweeper", extra={"job_id": str(job_id), "step": step})
+            logger.warning("job dispatch deferred to the sweeper",
+                           extra={"job_id": str(job_id), "step": step})
 
     UnlearningJob.objects.filter(pk=job_id).update(dispatched_at=timezone.now())
     transaction.on_commit(send)

@@ -74,7 +74,8 @@ def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) ->
         ["Model after (served)", Paragraph(facts.after.artifact_digest, _MONO)],
         ["Base model", Paragraph(facts.after.base_digest or "—", _MONO)],
         ["Verification report", Paragraph(json_digest(facts.report), _MONO)],
-        ["Audit chain head", Paragraph(f"#{facts.audit_head.get('seq')} {facts.audit_head.get('hash')}", _MONO)],
+        ["Audit chain head",
+         Paragraph(f"#{facts.audit_head.get('seq')} {facts.audit_head.get('hash')}", _MONO)],
         ["Signing key id", Paragraph(key_id, _MONO)],
     ]
     verify = Table([[_qr(verify_url), Paragraph(

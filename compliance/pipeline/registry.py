@@ -83,7 +83,7 @@ def _holds_forgotten(version: ModelVersion, forgotten: set[str]) -> bool:
 
 def _serve(deployment: Deployment, version: ModelVersion, *, actor: str, action: AuditAction,
            reason: str) -> None:
-    """Point ``deployment`` at ``version``; retire the old one; delete retired versions holding forgotten data."""
+    """Point ``deployment`` at ``version``, retire the old one, delete retired ones holding forgotten data."""
     now = timezone.now()
     previous = deployment.served
     if previous is not None:

@@ -183,7 +183,8 @@ def _verify(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
         record, _ = VerificationRecord.objects.get_or_create(
             job=locked, candidate=candidate,
             defaults={"rung": locked.rung, "passed": outcome.passed, "digest": json_digest(outcome.report),
-                      "report": outcome.report, "summary": {"passed": outcome.passed, "checks": outcome.checks}})
+                      "report": outcome.report,
+                      "summary": {"passed": outcome.passed, "checks": outcome.checks}})
         job_audit(locked, AuditAction.VERIFICATION_RECORDED, report_id=str(record.pk),
                   report_digest=record.digest, passed=record.passed,
                   failed_checks=[c.get("name") for c in outcome.failed_checks])

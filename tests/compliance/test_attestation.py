@@ -8,32 +8,15 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pipeline_support import sample_facts as facts
 
 from compliance.attestation import (
     SUBJECT_AFTER,
-    CertificateFacts,
-    ModelRef,
     certificate_bundle,
     certificate_check,
     pae,
     public_key_id,
 )
-
-REPORT = {"schema": "oblivio.verification-report/v1", "passed": True,
-          "checks": [{"name": "mia_auc", "value": 0.51, "threshold": 0.6, "passed": True}]}
-
-
-def facts(request_id: str = "5b0c8c0e-0000-4000-8000-000000000001", **overrides) -> CertificateFacts:
-    values = dict(
-        request_id=request_id, institution="demo-hospital", regulation="gdpr", level="patient",
-        subject_hash="ab" * 32, scope_digest="cd" * 32, scope_counts={"forget": 12, "retain": 80},
-        method="graddiff", exact=False,
-        before=ModelRef("v1", "11" * 32, "00" * 32), after=ModelRef("v2", "22" * 32, "00" * 32),
-        report=REPORT, report_summary={"passed": True, "checks": REPORT["checks"]},
-        times={"approved_at": "2026-12-02T10:00:00+00:00", "certified_at": "2026-12-02T10:05:00+00:00"},
-        audit_head={"seq": 41, "hash": "ee" * 32}, job_id="job-1")
-    values.update(overrides)
-    return CertificateFacts(**values)
 
 
 @pytest.fixture
