@@ -19,8 +19,10 @@ from compliance.access import SYSTEM, Principal
 from compliance.attestation import CertificateFacts, ModelRef
 from compliance.forget_requests import forget_request_approve, forget_request_create, forget_request_review
 from compliance.legal import LegalBasis, Regulation, RequesterType
-from compliance.models import ForgetRequest, ModelVersion
+from compliance.models import ForgetRequest, JobState, ModelVersion, UnlearningJob
+from compliance.pipeline.jobs import jobs_plan, jobs_release_due
 from compliance.pipeline.registry import model_version_register
+from compliance.pipeline.steps import job_run_step
 from compliance.subjects import SubjectIdentifiers
 from hierarchy.models import Corpus, Institution
 from hierarchy.services import corpus_ingest
@@ -114,5 +116,23 @@ def approve(served: Served, officer: Any) -> Callable[..., ForgetRequest]:
     return make
 
 
+def plan_one() -> UnlearningJob:
+    jobs = jobs_plan()
+    assert jobs_release_due() == 1
+    (job,) = set(jobs)
+    job.refresh_from_db()
+    return job
+
+
+def drive(job: UnlearningJob, limit: int = 12) -> UnlearningJob:
+    """Run whatever step the job is at until it stops (what the ml worker does)."""
+    for _ in range(limit):
+        job.refresh_from_db()
+        if job.state not in (JobState.QUEUED, JobState.RUNNING):
+            return job
+        assert job_run_step(str(job.pk), job.step) == "done"
+    raise AssertionError("job did not finish")
+
+
 __all__ = ["ENGINE", "FAST", "SAMPLE_REPORT", "TESTS_DIR", "Served", "approve", "pipeline_settings",
-           "sample_facts", "served", "write_model"]
+           "drive", "plan_one", "sample_facts", "served", "write_model"]

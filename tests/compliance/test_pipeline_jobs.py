@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 from pipeline_support import *  # noqa: F403
-from pipeline_support import Served
+from pipeline_support import Served, drive, plan_one
 
 from compliance.access import SYSTEM
 from compliance.audit import audit_verify
@@ -39,24 +39,6 @@ from compliance.pipeline.policy import policy_set
 from compliance.pipeline.registry import version_rollback
 from compliance.pipeline.steps import job_run_step
 from compliance.pipeline.storage import artifact_storage
-
-
-def plan_one() -> UnlearningJob:
-    jobs = jobs_plan()
-    assert jobs_release_due() == 1
-    (job,) = set(jobs)
-    job.refresh_from_db()
-    return job
-
-
-def drive(job: UnlearningJob, limit: int = 12) -> UnlearningJob:
-    """Run whatever step the job is at until it stops (what the ml worker does)."""
-    for _ in range(limit):
-        job.refresh_from_db()
-        if job.state not in (JobState.QUEUED, JobState.RUNNING):
-            return job
-        assert job_run_step(str(job.pk), job.step) == "done"
-    raise AssertionError("job did not finish")
 
 
 def statuses(request) -> list[str]:
