@@ -2,7 +2,7 @@
 
 Human users authenticate with Django sessions; their roles are the Django groups named after
 :class:`Role` values (assign them with ``oblivio user create --role`` or in the admin). Superusers
-get no implicit role. Hospital systems authenticate with API keys (:mod:`compliance.apikeys`); a
+get no implicit role. Hospital systems authenticate with API keys (:mod:`compliance.accounts`); a
 key has the ``hospital_system`` role and sees only the institutions it is scoped to.
 """
 

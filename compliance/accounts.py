@@ -18,11 +18,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.audit import AuditAction, audit_append
 from hierarchy.models import Institution
 
 from .access import HUMAN_ROLES, Principal, Role
-from .audit import AuditAction, audit_append
-from .errors import Conflict, Invalid, NotFound
+from .errors import Conflict, Invalid, NotFound, lock_or_not_found
 from .models import ApiKey
 
 TOKEN_SCHEME = "obl"
@@ -63,9 +63,8 @@ def apikey_create(*, name: str, institution_codes: list[str], actor: Principal) 
 def apikey_revoke(*, prefix: str, actor: Principal) -> ApiKey:
     """Revoke a key at once; it authenticates nothing afterwards."""
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().filter(prefix=prefix).first()
-        if key is None:
-            raise NotFound("no API key has this prefix", field="prefix", code="api_key_not_found")
+        key = lock_or_not_found(ApiKey.objects, NotFound("no API key has this prefix", field="prefix",
+                                                         code="api_key_not_found"), prefix=prefix)
         if key.revoked_at is not None:
             raise Conflict("this API key is already revoked", field="prefix", code="already_revoked")
         key.revoked_at = timezone.now()

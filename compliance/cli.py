@@ -1,83 +1,151 @@
-"""``oblivio`` subcommands of the compliance app. ``COMMANDS`` is registered by the entry point."""
+"""``oblivio apikey | user | webhook``: access management. ``COMMANDS`` is registered by the entry point.
+
+Each command calls one service; a refused input prints the reason and exits with status 1. The
+acting principal in the audit chain is ``cli:<operating-system user>``.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
+import getpass
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 import click
 
-from .cli_access import COMMANDS as access_commands
+from core.bootstrap import setup_django
+
+from .access import HUMAN_ROLES, Principal, Role
 from .cli_pipeline import COMMANDS as pipeline_commands
 
 
-def _setup() -> None:
-    from oblivio_site.cli import setup_django
+def _actor() -> Principal:
+    return Principal(name=f"cli:{getpass.getuser()}", roles=frozenset(), institution_ids=None)
 
-    setup_django()
+
+def _service_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Set Django up, and turn service refusals into a message and exit status 1."""
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        setup_django()
+        from .errors import ComplianceError
+
+        try:
+            command(*args, **kwargs)
+        except ComplianceError as exc:
+            raise click.ClickException(f"{exc.message} [{exc.code}]") from None
+    return run
 
 
 @click.group()
-def audit() -> None:
-    """Verify, checkpoint and export the tamper-evident audit chain."""
+def apikey() -> None:
+    """API keys of hospital systems (scoped to institutions)."""
 
 
-@audit.command("verify")
-@click.option("--file", "export_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Verify an exported chain (JSON) offline instead of the database.")
-@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="PEM public key to trust (default: the key in the export / this deployment's key).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def audit_verify_command(export_file: Path | None, public_key: Path | None, as_json: bool) -> None:
-    """Check every hash link and signed checkpoint; exit 1 and name the first bad event."""
-    if export_file is None:
-        _setup()
-        from .audit import audit_verify
+@apikey.command("create")
+@click.option("--institution", "institutions", multiple=True, required=True,
+              help="Institution code the key may act for (repeatable).")
+@click.option("--name", required=True, help="What the key is for, e.g. 'EHR integration'.")
+@_service_errors
+def apikey_create_command(institutions: tuple[str, ...], name: str) -> None:
+    """Create a key and print it once (only its SHA-256 is stored)."""
+    from .accounts import apikey_create
 
-        result = audit_verify()
-    else:
-        from .audit import verify_export
-
-        try:
-            export = json.loads(export_file.read_text(encoding="utf-8"))
-            result = verify_export(export, public_key_pem=public_key.read_text() if public_key else None)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise click.ClickException(f"{export_file}: not a valid audit export ({exc})") from None
-        if public_key is None:
-            click.echo("note: verified against the key inside the export; pass --public-key to pin "
-                       "the key you trust", err=True)
-    if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2))
-    elif result.ok:
-        click.echo(f"ok: {result.events_checked} events, {result.checkpoints_checked} signed checkpoints")
-    else:
-        click.echo(f"TAMPERED: {result.problem} (first bad event #{result.first_bad_seq})")
-    if not result.ok:
-        sys.exit(1)
+    key, token = apikey_create(name=name, institution_codes=list(institutions), actor=_actor())
+    click.echo(f"created API key {key.prefix} ({key.name}) for {', '.join(institutions)}", err=True)
+    click.echo("store it now; it cannot be shown again:", err=True)
+    click.echo(token)
 
 
-@audit.command("checkpoint")
-def audit_checkpoint_command() -> None:
-    """Sign the current head of the chain now."""
-    _setup()
-    from .audit import audit_checkpoint
+@apikey.command("revoke")
+@click.argument("prefix")
+@_service_errors
+def apikey_revoke_command(prefix: str) -> None:
+    """Revoke the key with this prefix at once."""
+    from .accounts import apikey_revoke
 
-    checkpoint = audit_checkpoint()
-    click.echo(f"signed checkpoint @{checkpoint.seq}" if checkpoint else "head already checkpointed")
-
-
-@audit.command("export")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def audit_export_command(fmt: str, out: Path) -> None:
-    """Write the chain for auditors (JSON verifies offline with `oblivio audit verify --file`)."""
-    _setup()
-    from .audit import audit_export_csv, audit_export_json
-
-    text = audit_export_csv() if fmt == "csv" else json.dumps(audit_export_json(), indent=1)
-    out.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {out}")
+    apikey_revoke(prefix=prefix, actor=_actor())
+    click.echo(f"revoked API key {prefix}")
 
 
-COMMANDS: list[click.Command] = [audit, *access_commands, *pipeline_commands]
+@apikey.command("list")
+@_service_errors
+def apikey_list_command() -> None:
+    """Keys with their institutions, last use and revocation."""
+    from .models import ApiKey
+
+    for key in ApiKey.objects.prefetch_related("institutions"):
+        codes = ",".join(institution.code for institution in key.institutions.all())
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+        click.echo(f"{key.prefix}  {state:<18} last used {used:<16} {codes:<20} {key.name}")
+
+
+@click.group()
+def user() -> None:
+    """People and their roles."""
+
+
+@user.command("create")
+@click.option("--username", required=True)
+@click.option("--email", default="", help="Optional e-mail address.")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(sorted(role.value for role in HUMAN_ROLES)),
+              help="Role to grant (repeatable).")
+@click.password_option(envvar="OBLIVIO_USER_PASSWORD",
+                       help="Password (prompted when omitted; or OBLIVIO_USER_PASSWORD).")
+@_service_errors
+def user_create_command(username: str, email: str, roles: tuple[str, ...], password: str) -> None:
+    """Create a person who signs in to the dashboard and the API (session)."""
+    from .accounts import user_create
+
+    user_create(username=username, email=email, password=password, roles=[Role(role) for role in roles],
+                actor=_actor())
+    click.echo(f"created user {username} with roles {', '.join(roles)}")
+
+
+@click.group()
+def webhook() -> None:
+    """Webhook endpoints that receive signed status notifications."""
+
+
+@webhook.command("create")
+@click.option("--institution", required=True, help="Institution code.")
+@click.option("--url", required=True, help="HTTPS endpoint of the receiver.")
+@click.option("--event", "events", multiple=True,
+              help="Event type to send, e.g. forget_request.status_changed (repeatable; default: all).")
+@_service_errors
+def webhook_create_command(institution: str, url: str, events: tuple[str, ...]) -> None:
+    """Register an endpoint and print its signing secret."""
+    from .webhooks import webhook_endpoint_create, webhook_secret
+
+    endpoint = webhook_endpoint_create(institution_code=institution, url=url, events=list(events),
+                                       actor=_actor())
+    click.echo(f"created webhook endpoint {endpoint.pk} for {institution}; signing secret:", err=True)
+    click.echo(webhook_secret(endpoint))
+
+
+@webhook.command("rotate-secret")
+@click.argument("endpoint_id", type=int)
+@_service_errors
+def webhook_rotate_secret_command(endpoint_id: int) -> None:
+    """Give an endpoint a new signing secret and print it (the old one stops working at once)."""
+    from .webhooks import webhook_endpoint_rotate_secret
+
+    new_secret = webhook_endpoint_rotate_secret(endpoint_id=endpoint_id, actor=_actor())
+    click.echo(f"new signing secret of webhook endpoint {endpoint_id}:", err=True)
+    click.echo(new_secret)
+
+
+@webhook.command("disable")
+@click.argument("endpoint_id", type=int)
+@_service_errors
+def webhook_disable_command(endpoint_id: int) -> None:
+    """Stop sending to an endpoint."""
+    from .webhooks import webhook_endpoint_disable
+
+    webhook_endpoint_disable(endpoint_id=endpoint_id, actor=_actor())
+    click.echo(f"disabled webhook endpoint {endpoint_id}")
+
+
+COMMANDS: list[click.Command] = [apikey, user, webhook, *pipeline_commands]

@@ -15,7 +15,7 @@ import click
 
 
 def _setup() -> None:
-    from oblivio_site.cli import setup_django
+    from core.bootstrap import setup_django
 
     setup_django()
 
@@ -41,7 +41,7 @@ def certificate_verify_command(file: Path, public_keys: tuple[Path, ...], reques
     try:
         pems = [path.read_bytes() for path in public_keys]
         if not pems:
-            from . import signing
+            from core import signing
 
             pems = [signing.public_key_pem().encode()]
         keys = {public_key_id(key): key for key in map(load_public_pem, pems)}

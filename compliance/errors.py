@@ -7,6 +7,12 @@ status codes (``compliance.api.errors``); the CLI prints the message. Messages n
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from django.db.models import Model, QuerySet
+
+M = TypeVar("M", bound="Model")
 
 
 class ErrorKind(enum.StrEnum):
@@ -48,3 +54,12 @@ class Conflict(ComplianceError):
 class Invalid(ComplianceError):
     kind = ErrorKind.INVALID
     code = "invalid"
+
+
+def lock_or_not_found(queryset: QuerySet[M], error: NotFound, **lookup: Any) -> M:
+    """The row matching ``lookup``, locked (``SELECT ... FOR UPDATE``) for the rest of the
+    transaction; raises ``error`` when there is none. Call inside ``transaction.atomic``."""
+    row = queryset.select_for_update().filter(**lookup).first()
+    if row is None:
+        raise error
+    return row

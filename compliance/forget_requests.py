@@ -19,14 +19,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.audit import AuditAction, audit_append
 from hierarchy.identifiers import IdentifierKind, keyed_hash
 from hierarchy.models import Corpus
 from hierarchy.scope import scope_resolve
 
 from .access import SYSTEM, Principal
-from .audit import AuditAction, audit_append
 from .deadlines import ExtensionUnit, policy_for
-from .errors import Conflict, Forbidden, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound, lock_or_not_found
 from .legal import (
     LegalBasis,
     RefusalReason,
@@ -67,13 +67,22 @@ def requester_hash(reference: str) -> str:
 
 
 def _overlapping_open(path: SubjectPath) -> list[ForgetRequest]:
-    """Open requests whose subject is this node, one of its ancestors or one of its descendants."""
+    """The oldest open request of each subject that is this node, an ancestor or a descendant.
+
+    Duplicates (more open requests about one subject) are represented by their oldest, so a flood
+    of duplicates adds one link per request, not one per earlier duplicate: links grow linearly.
+    """
     query = Q(institution=path.institution)
     for name in ("patient", "study", "section"):
         node = getattr(path, name)
         if node is not None:
             query &= Q(**{f"{name}__isnull": True}) | Q(**{name: node})
-    return list(ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL).order_by("received_at"))
+    oldest: dict[tuple[str, str], uuid.UUID] = {}
+    candidates = ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL)
+    for pk, level, subject in candidates.order_by("received_at", "id").values_list("pk", "level",
+                                                                                  "subject_hash"):
+        oldest.setdefault((level, subject), pk)
+    return list(ForgetRequest.objects.filter(pk__in=oldest.values()).order_by("received_at", "id"))
 
 
 def _notification(request: ForgetRequest, **extra: Any) -> dict[str, Any]:
@@ -122,9 +131,10 @@ def forget_request_create(*, actor: Principal, subject: SubjectIdentifiers, regu
 
 def _locked(request_id: uuid.UUID, actor: Principal) -> ForgetRequest:
     """The request, row-locked for this transaction, if ``actor`` may see it."""
-    request = ForgetRequest.objects.select_for_update().filter(pk=request_id).first()
-    if request is None or not actor.sees(request.institution_id):
-        raise NotFound("no forget request has this id", field="id", code="request_not_found")
+    not_found = NotFound("no forget request has this id", field="id", code="request_not_found")
+    request = lock_or_not_found(ForgetRequest.objects, not_found, pk=request_id)
+    if not actor.sees(request.institution_id):
+        raise not_found
     return request
 
 

@@ -1,7 +1,7 @@
 """The forget-request state machine: statuses and the one table of allowed transitions.
 
 Every status change is checked here (:func:`check_transition`) and performed by
-:func:`compliance.services.forget_requests._transition`, which also writes the audit event.
+:func:`compliance.forget_requests._transition`, which also writes the audit event.
 """
 
 from __future__ import annotations

@@ -5,14 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
+from core.models import AuditEvent
 from hierarchy.models import Institution
 
 from .access import Principal
 from .errors import NotFound
 from .lifecycle import TERMINAL
-from .models import AuditEvent, ForgetRequest
+from .models import ForgetRequest
 
 
 def institution_list(*, principal: Principal) -> QuerySet[Institution]:
@@ -31,12 +32,19 @@ def is_overdue(request: ForgetRequest, today: date) -> bool:
     return request.status not in TERMINAL and request.deadline < today
 
 
+#: At most this many related request ids are listed per request (``related_count`` has the total).
+RELATED_SHOWN = 20
+
+
 def forget_request_list(*, principal: Principal, today: date, status: str | None = None,
                         institution: str | None = None, regulation: str | None = None,
                         overdue: bool | None = None) -> QuerySet[ForgetRequest]:
     """Requests the principal may see, newest first, filtered."""
+    related = ForgetRequest.objects.only("id").order_by("received_at", "id")[:RELATED_SHOWN]
     requests = ForgetRequest.objects.select_related(
-        "institution", "patient", "study", "section__study").prefetch_related("related")
+        "institution", "patient", "study", "section__study").prefetch_related(
+        Prefetch("related", queryset=related, to_attr="related_shown")).annotate(
+        related_count=Count("related", distinct=True))
     if principal.institution_ids is not None:
         requests = requests.filter(institution_id__in=principal.institution_ids)
     if status:

@@ -6,16 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 
-@shared_task(name="compliance.audit_checkpoint")
-def audit_checkpoint_task() -> int | None:
-    """Periodically sign the audit head (see ``CELERY_BEAT_SCHEDULE``)."""
-    from .audit import audit_checkpoint
-
-    checkpoint = audit_checkpoint()
-    return checkpoint.seq if checkpoint else None
-
-
-@shared_task(name="compliance.webhook_deliver")
+@shared_task(name="compliance.webhook_deliver", ignore_result=True)
 def webhook_deliver_task(delivery_id: int) -> bool:
     """Try one outbox delivery now; on failure queue the next try after its backoff."""
     from .webhooks import webhook_attempt, webhook_dispatch

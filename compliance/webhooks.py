@@ -30,13 +30,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from oblivio_site.home import WEBHOOK_SECRET_KEY, secret
 
+from core.audit import AuditAction, audit_append
+from core.home import WEBHOOK_SECRET_KEY, secret
 from hierarchy.models import Institution
 
 from .access import Principal
-from .audit import AuditAction, audit_append
-from .errors import Invalid, NotFound
+from .errors import Invalid, NotFound, lock_or_not_found
 from .models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 SIGNATURE_HEADER = "Oblivio-Signature"
@@ -119,12 +119,15 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
     return endpoint
 
 
+def _locked_endpoint(endpoint_id: int) -> WebhookEndpoint:
+    return lock_or_not_found(WebhookEndpoint.objects, NotFound(
+        "no webhook endpoint has this id", field="endpoint", code="endpoint_not_found"), pk=endpoint_id)
+
+
 def webhook_endpoint_disable(*, endpoint_id: int, actor: Principal) -> WebhookEndpoint:
     """Stop sending to an endpoint (pending deliveries are still attempted)."""
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
-        if endpoint is None:
-            raise NotFound("no webhook endpoint has this id", field="endpoint", code="endpoint_not_found")
+        endpoint = _locked_endpoint(endpoint_id)
         endpoint.is_active = False
         endpoint.save(update_fields=["is_active"])
         audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
@@ -138,9 +141,7 @@ def webhook_endpoint_rotate_secret(*, endpoint_id: int, actor: Principal) -> str
     Every delivery attempted from now on is signed with it, including retries of older events.
     """
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
-        if endpoint is None:
-            raise NotFound("no webhook endpoint has this id", field="endpoint", code="endpoint_not_found")
+        endpoint = _locked_endpoint(endpoint_id)
         new_secret = secrets.token_hex(32)
         endpoint.sealed_secret = seal_secret(new_secret)
         endpoint.save(update_fields=["sealed_secret"])
@@ -152,14 +153,26 @@ def webhook_endpoint_rotate_secret(*, endpoint_id: int, actor: Principal) -> str
 # --- outbox -------------------------------------------------------------------------------------
 
 
+_broker_down_until = 0.0
+
+
 def webhook_dispatch(delivery_id: int, *, countdown: float = 0) -> None:
-    """Queue the delivery task; if the broker is down the sweeper delivers later."""
+    """Queue the delivery task; if the broker is down the sweeper delivers later.
+
+    Never blocks a request: one connection attempt without retries, and after a failure no attempt
+    at all for ``OBLIVIO_DISPATCH_RETRY_SECONDS`` (the outbox row waits for the sweeper meanwhile).
+    """
+    global _broker_down_until
     from .tasks import webhook_deliver_task
 
+    if time.monotonic() < _broker_down_until:
+        return
     try:
         webhook_deliver_task.apply_async((delivery_id,), countdown=countdown, retry=False)
-    except Exception:  # broker unreachable: the outbox row stays pending for the sweeper
-        logger.warning("webhook dispatch deferred to the sweeper", extra={"delivery_id": delivery_id})
+    except Exception as exc:  # broker unreachable: the outbox row stays pending for the sweeper
+        _broker_down_until = time.monotonic() + settings.OBLIVIO_DISPATCH_RETRY_SECONDS
+        logger.warning("webhook dispatch deferred to the sweeper",
+                       extra={"delivery_id": delivery_id, "error": exc.__class__.__name__})
 
 
 def webhook_enqueue(*, institution_id: int, event: WebhookEvent,

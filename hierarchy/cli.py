@@ -7,11 +7,7 @@ from pathlib import Path
 
 import click
 
-
-def _setup() -> None:
-    from oblivio_site.cli import setup_django
-
-    setup_django()
+from core.bootstrap import setup_django
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -44,7 +40,7 @@ _ACTOR = click.option("--actor", default=lambda: f"cli:{getpass.getuser()}", sho
 def ingest(corpus_dir: Path, names: tuple[str, ...], systems: tuple[str, ...], actor: str) -> None:
     """File a corpus directory (corpus.json + records.jsonl + images/) in the hierarchy."""
     institution_names, mrn_systems = _pairs(names, "--institution-name"), _pairs(systems, "--mrn-system")
-    _setup()
+    setup_django()
     from .services import corpus_ingest
 
     try:
@@ -63,7 +59,7 @@ def ingest(corpus_dir: Path, names: tuple[str, ...], systems: tuple[str, ...], a
 @_ACTOR
 def ingest_fhir(bundle_file: Path, actor: str) -> None:
     """Import a FHIR R4 Bundle (JSON): organizations, patients, imaging studies, report sections."""
-    _setup()
+    setup_django()
     from .fhir import fhir_bundle_import
 
     try:

@@ -31,7 +31,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.resource import Resource
 
-from compliance.audit import AuditAction, audit_append
+from core.audit import AuditAction, audit_append
 from mllm.data.schema import Section as SectionName
 
 from .identifiers import mrn_hash, normalize_uid, study_uid_hash

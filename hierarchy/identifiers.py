@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from functools import lru_cache
 
-from oblivio_site.home import IDENTIFIER_HMAC_KEY, secret
+from core.home import IDENTIFIER_HMAC_KEY, secret
 
 
 class IdentifierKind(enum.StrEnum):

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from django.db import models
 
+from core.choices import enum_choices
 from mllm.data.schema import FactKind, Level, Task
 from mllm.data.schema import Section as SectionName
 
 from .identifiers import short
-
-
-def _choices(enum_type: type) -> list[tuple[str, str]]:
-    return [(member.value, member.value) for member in enum_type]
 
 
 class Institution(models.Model):
@@ -69,7 +66,7 @@ class Section(models.Model):
     """A report or clinical section of a study (FINDINGS, IMPRESSION, LAB, ...)."""
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="sections")
-    name = models.CharField(max_length=32, choices=_choices(SectionName))
+    name = models.CharField(max_length=32, choices=enum_choices(SectionName))
 
     class Meta:
         ordering = ["study_id", "name"]
@@ -108,9 +105,9 @@ class TrainingRecord(models.Model):
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="records")
     section = models.ForeignKey(Section, on_delete=models.PROTECT, null=True, blank=True,
                                 related_name="records")
-    level = models.CharField(max_length=16, choices=_choices(Level))
-    task = models.CharField(max_length=16, choices=_choices(Task))
-    fact_kind = models.CharField(max_length=16, choices=_choices(FactKind))
+    level = models.CharField(max_length=16, choices=enum_choices(Level))
+    task = models.CharField(max_length=16, choices=enum_choices(Task))
+    fact_kind = models.CharField(max_length=16, choices=enum_choices(FactKind))
     is_holdout = models.BooleanField(default=False)
     paraphrase_of = models.CharField(max_length=64, blank=True,
                                      help_text="Evaluation-only rewording of this record id.")

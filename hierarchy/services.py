@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Count, Q
 
-from compliance.audit import AuditAction, audit_append
+from core.audit import AuditAction, audit_append
 from mllm.data.entities import HIERARCHY_FILE, load_hierarchy
 from mllm.data.schema import RECORDS_FILE, CorpusError, Split, load_corpus
 

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,58 +79,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         redis.Redis.from_url(f"{base}/0").delete(f"oblivio:test-session-db:{number}")
 
 
-class LiveWorker:
-    """A real ``oblivio worker`` process on the configured broker."""
-
-    def __init__(self, name: str, log_path: Path) -> None:
-        from oblivio_site.processes import worker_argv
-
-        self.name = name
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(worker_argv(name=name), env=subprocess_env(),
-                                        stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        from oblivio_site.celery import app
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}: "
-                                   f"{Path(self._log.name).read_text()[-2000:]}")
-            replies = app.control.ping(destination=[self.hostname], timeout=1.0)
-            if replies:
-                return
-        raise TimeoutError(f"worker {self.hostname} did not answer within {timeout}s")
-
-    @property
-    def hostname(self) -> str:
-        import socket
-
-        return f"{self.name}@{socket.gethostname()}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
-@pytest.fixture
-def live_worker(tmp_path: Path) -> Iterator[LiveWorker]:
-    """Start a real Celery worker consuming every queue; stopped after the test."""
-    worker = LiveWorker(f"test-{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
-    try:
-        worker.wait_ready()
-        yield worker
-    finally:
-        worker.stop()
-
-
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Let the test runner empty the audit tables between transactional tests.
@@ -146,3 +94,116 @@ def django_db_setup(django_db_setup, django_db_blocker):
                 cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_truncate")
             else:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LiveProcess:
+    """A child process (``oblivio serve``, a worker, a Redis) with its output in a log file."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class LiveServer(LiveProcess):
+    """The production web server (``server_argv``: gunicorn) on a free loopback port."""
+
+    def __init__(self, log_path: Path, env: dict[str, str], **options: int) -> None:
+        from oblivio_site.processes import server_argv
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(server_argv(port=self.port, **options), log_path, env)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log()}")
+            try:
+                urllib.request.urlopen(f"{self.url}/api/v1/institutions", timeout=2)
+            except urllib.error.HTTPError:
+                return  # 401: the application answers
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"server did not answer within {timeout}s: {self.log()}")
+
+
+class LiveWorker(LiveProcess):
+    """A real ``oblivio worker`` process on the configured broker (``subprocess_env(**overrides)``)."""
+
+    def __init__(self, name: str, log_path: Path, *, beat: bool = False, **overrides: str) -> None:
+        from oblivio_site.processes import worker_argv
+
+        self.name = name
+        super().__init__(worker_argv(name=name, beat=beat), log_path, subprocess_env(**overrides))
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        from oblivio_site.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}: {self.log()}")
+            replies = app.control.ping(destination=[self.hostname], timeout=1.0)
+            if replies:
+                return
+        raise TimeoutError(f"worker {self.hostname} did not answer within {timeout}s")
+
+    @property
+    def hostname(self) -> str:
+        import socket
+
+        return f"{self.name}@{socket.gethostname()}"
+
+
+@pytest.fixture
+def live_gunicorn(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start the production web server with ``subprocess_env(**overrides)``; stopped after the test."""
+    started: list[LiveServer] = []
+
+    def start(*, options: dict[str, int] | None = None, **overrides: str) -> LiveServer:
+        server = LiveServer(tmp_path / f"web-{len(started)}.log", subprocess_env(**overrides),
+                            **(options or {}))
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def live_worker(tmp_path: Path) -> Iterator[LiveWorker]:
+    """Start a real Celery worker consuming every queue; stopped after the test."""
+    worker = LiveWorker(f"test-{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()

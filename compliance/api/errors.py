@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -55,8 +56,45 @@ def _first_error(detail: Any, path: tuple[str, ...] = ()) -> tuple[tuple[str, ..
     return path, detail
 
 
+#: DRF messages that would repeat a request header or method: replaced by fixed ones.
+_FIXED_MESSAGES = {exceptions.UnsupportedMediaType: "the body must be sent as application/json",
+                   exceptions.MethodNotAllowed: "this method is not allowed on this endpoint"}
+
+
+#: Lower-case tokens such as ``gdpr`` or ``in_review``: the API's own vocabulary, which allowed-value
+#: lists in messages name; anything else a caller sent is never repeated.
+_VOCABULARY = re.compile(r"[a-z][a-z0-9_.]{0,39}")
+
+
+def _submitted_strings(request: Any) -> set[str]:
+    """Every string the caller sent in the query or a parsed JSON body (3+ characters)."""
+    found: set[str] = set()
+    pending: list[Any] = [list(request.GET.values())] if request is not None else []
+    data = getattr(request, "_full_data", None)  # only what was already parsed; never parse here
+    if data is not None:
+        pending.append(data)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return {value for value in found if len(value.strip()) >= 3 and not _VOCABULARY.fullmatch(value)}
+
+
+def _safe_message(message: str, request: Any) -> str:
+    """``message``, unless it repeats something the caller submitted (PHI typed in the wrong field)."""
+    if any(value in message for value in _submitted_strings(request)):
+        return "invalid value (not repeated here)"
+    return message
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF ``EXCEPTION_HANDLER``: every handled error leaves in the one shape."""
+    """DRF ``EXCEPTION_HANDLER``: every handled error leaves in the one shape; messages never repeat
+    submitted values."""
     if isinstance(exc, ComplianceError):
         return Response(error_body(exc.code, exc.message, exc.field), status=STATUS_OF_KIND[exc.kind])
     if isinstance(exc, RequestDataTooBig):
@@ -66,14 +104,17 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = exception_handler(exc, context)
     if response is None:
         return None
+    request = context.get("request")
     if isinstance(exc, exceptions.ValidationError):
         path, leaf = _first_error(exc.detail)
         fields = [name for name in path if name != serializers.api_settings.NON_FIELD_ERRORS_KEY]
-        response.data = error_body(getattr(leaf, "code", "invalid"), str(leaf), ".".join(fields) or None)
+        response.data = error_body(getattr(leaf, "code", "invalid"), _safe_message(str(leaf), request),
+                                   ".".join(fields) or None)
     else:
         detail = getattr(exc, "detail", "")
+        message = _FIXED_MESSAGES.get(type(exc)) or _safe_message(str(detail), request)
         response.data = error_body(getattr(detail, "code", None) or getattr(exc, "default_code", "error"),
-                                   str(detail) or "request refused")
+                                   message or "request refused")
     return response
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.utils import timezone
@@ -9,27 +10,56 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.audit import AuditAction
+from core.choices import enum_choices
 from hierarchy.nodes import node_label
 from mllm.data.schema import Level
 from mllm.data.schema import Section as SectionName
 
-from ..audit import AuditAction
 from ..deadlines import ExtensionUnit, days_left, policy_for
 from ..legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from ..lifecycle import TERMINAL, Status
 from ..models import ForgetRequest
-from ..selectors import is_overdue
+from ..selectors import RELATED_SHOWN, is_overdue
 from ..subjects import SubjectIdentifiers
 
 
-def _choices(enum_type: type) -> list[str]:
-    return [member.value for member in enum_type]
+class Choice(serializers.ChoiceField):
+    """An enum input whose error lists the allowed values and never repeats the submitted one
+    (a name or MRN typed into the wrong field would otherwise come back in the error)."""
+
+    def __init__(self, choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(choices, **kwargs)
+        values = [value for value, _label in choices]
+        allowed = ", ".join(values) if len(values) <= 12 else "the values listed in the API schema"
+        self.error_messages["invalid_choice"] = f"not an allowed value; use one of: {allowed}"
+
+
+#: Datetimes the API accepts: nothing before the oldest statute it tracks, nothing absurdly late.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+_RANGE = f"between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+
+
+class BoundedDateTime(serializers.DateTimeField):
+    """An ISO 8601 datetime with a time zone, between :data:`EARLIEST` and :data:`LATEST`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["help_text"] = f"{kwargs.get('help_text', '')} ISO 8601, {_RANGE}.".strip()
+        super().__init__(**kwargs)
+        self.error_messages["out_of_range"] = f"must lie {_RANGE}"
+
+    def to_internal_value(self, value: Any) -> dt.datetime:
+        parsed = super().to_internal_value(value)
+        if not EARLIEST <= parsed < LATEST:
+            self.fail("out_of_range")
+        return parsed
 
 
 NOTE = {"max_length": 2000, "required": False, "allow_blank": True, "default": ""}
 #: Named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]: inputs and outputs share these enums.
-REFUSAL_REASONS = _choices(RefusalReason)
-REQUESTER_TYPES = _choices(RequesterType)
+REFUSAL_REASONS = enum_choices(RefusalReason)
+REQUESTER_TYPES = enum_choices(RequesterType)
 
 
 # --- errors (documentation only: api.errors writes them) ---------------------------------------
@@ -60,7 +90,7 @@ class SubjectIn(serializers.Serializer):
     mrn = MrnIn(required=False, help_text="A patient: medical record number within its system.")
     study_uid = serializers.CharField(max_length=128, required=False,
                                       help_text="A study: DICOM StudyInstanceUID (bare or urn:oid:).")
-    section = serializers.ChoiceField(choices=_choices(SectionName), required=False,
+    section = Choice(enum_choices(SectionName), required=False,
                                       help_text="A section of the study given by study_uid.")
 
     def validate(self, attrs: dict[str, Any]) -> SubjectIdentifiers:
@@ -79,19 +109,19 @@ class SubjectIn(serializers.Serializer):
 
 
 class RequesterIn(serializers.Serializer):
-    type = serializers.ChoiceField(choices=REQUESTER_TYPES)
+    type = Choice(REQUESTER_TYPES)
     reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
                                       help_text="Your case number; stored only as a keyed hash.")
 
 
 class ForgetRequestCreateIn(serializers.Serializer):
     subject = SubjectIn()
-    regulation = serializers.ChoiceField(choices=_choices(Regulation))
-    legal_basis = serializers.ChoiceField(choices=_choices(LegalBasis))
+    regulation = Choice(enum_choices(Regulation))
+    legal_basis = Choice(enum_choices(LegalBasis))
     hipaa_covered = serializers.BooleanField(default=False, help_text=(
         "HIPAA grants no erasure right: such requests use institution_policy or consent_withdrawal."))
     requester = RequesterIn()
-    received_at = serializers.DateTimeField(required=False,
+    received_at = BoundedDateTime(required=False,
                                             help_text="When the request reached you (default: now).")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -108,8 +138,9 @@ class NoteIn(serializers.Serializer):
 
 
 class RefuseIn(serializers.Serializer):
-    reason = serializers.ChoiceField(choices=REFUSAL_REASONS)
-    text = serializers.CharField(max_length=2000, help_text="Explanation given to the requester.")
+    reason = Choice(REFUSAL_REASONS)
+    text = serializers.RegexField(r"\S", max_length=2000, min_length=1,
+                                  help_text="Explanation given to the requester (not blank).")
     partial = serializers.BooleanField(default=False,
                                        help_text="Refuse part; the rest proceeds to unlearning.")
 
@@ -121,7 +152,7 @@ class ExtendIn(serializers.Serializer):
     months = serializers.IntegerField(min_value=1, max_value=12, required=False, help_text="GDPR: 1 or 2.")
     days = serializers.IntegerField(min_value=1, max_value=365, required=False,
                                     help_text="CCPA (up to 45) and policy-based regulations.")
-    notice_sent_at = serializers.DateTimeField(help_text="When the requester was told of the extension.")
+    notice_sent_at = BoundedDateTime(help_text="When the requester was told of the extension.")
     note = serializers.CharField(**NOTE)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -136,19 +167,19 @@ class ExtendIn(serializers.Serializer):
 
 
 class ForgetRequestFilterIn(serializers.Serializer):
-    status = serializers.ChoiceField(choices=_choices(Status), required=False)
+    status = Choice(enum_choices(Status), required=False)
     institution = serializers.CharField(max_length=64, required=False, help_text="Institution code.")
-    regulation = serializers.ChoiceField(choices=_choices(Regulation), required=False)
+    regulation = Choice(enum_choices(Regulation), required=False)
     overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 class AuditEventFilterIn(serializers.Serializer):
-    action = serializers.ChoiceField(choices=_choices(AuditAction), required=False)
+    action = Choice(enum_choices(AuditAction), required=False)
     object_type = serializers.CharField(max_length=64, required=False)
     object_id = serializers.CharField(max_length=64, required=False)
     subject_hash = serializers.CharField(max_length=64, required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = BoundedDateTime(required=False)
+    until = BoundedDateTime(required=False)
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -163,7 +194,7 @@ class InstitutionOut(serializers.Serializer):
 class SubjectOut(serializers.Serializer):
     """A hierarchy node, named by its keyed hash (never by MRN or UID)."""
 
-    level = serializers.ChoiceField(choices=_choices(Level))
+    level = Choice(enum_choices(Level))
     subject_hash = serializers.CharField()
     label = serializers.CharField(help_text="Level and short keyed hash, for people.")
     institution = serializers.CharField(source="institution.code", help_text="Institution code.")
@@ -171,7 +202,7 @@ class SubjectOut(serializers.Serializer):
 
 class ExtensionOut(serializers.Serializer):
     length = serializers.IntegerField()
-    unit = serializers.ChoiceField(choices=_choices(ExtensionUnit))
+    unit = Choice(enum_choices(ExtensionUnit))
     notice_sent_at = serializers.DateTimeField()
     note = serializers.CharField()
 
@@ -183,13 +214,14 @@ class ForgetRequestOut(serializers.ModelSerializer):
     days_left = serializers.SerializerMethodField()
     overdue = serializers.SerializerMethodField()
     related = serializers.SerializerMethodField()
+    related_count = serializers.SerializerMethodField()
 
     class Meta:
         model = ForgetRequest
         fields = ["id", "status", "level", "institution", "subject", "regulation", "legal_basis",
                   "hipaa_covered", "requester_type", "requester_hash", "received_at", "base_deadline",
                   "deadline", "extension", "days_left", "overdue", "submitted_by", "decided_by",
-                  "decided_at", "reason_code", "decision_note", "scope_summary", "related",
+                  "decided_at", "reason_code", "decision_note", "scope_summary", "related", "related_count",
                   "status_changed_at", "created_at"]
 
     @extend_schema_field(SubjectOut)
@@ -215,9 +247,19 @@ class ForgetRequestOut(serializers.ModelSerializer):
     def get_overdue(self, request: ForgetRequest) -> bool:
         return is_overdue(request, timezone.localdate())
 
-    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField(), max_length=RELATED_SHOWN))
     def get_related(self, request: ForgetRequest) -> list[str]:
-        return [str(other.pk) for other in request.related.all()]
+        """Oldest first, at most ``RELATED_SHOWN`` (the page stays small however many there are)."""
+        shown = getattr(request, "related_shown", None)
+        if shown is None:  # a request not read through the list selector (e.g. just created)
+            shown = request.related.order_by("received_at", "id")[:RELATED_SHOWN]
+        return [str(other.pk) for other in shown]
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_related_count(self, request: ForgetRequest) -> int:
+        """All linked requests (duplicates of one subject are linked through the oldest one)."""
+        count = getattr(request, "related_count", None)
+        return request.related.count() if count is None else count
 
 
 class AuditEventOut(serializers.Serializer):

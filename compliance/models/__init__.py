@@ -1,7 +1,6 @@
 """Compliance models, one module per concern."""
 
 from .access import ApiKey, IdempotencyRecord
-from .audit import AuditCheckpoint, AuditEvent, AuditHead
 from .forget_requests import ForgetRequest
 from .pipeline import (
     ACTIVE_JOB_STATES,
@@ -18,7 +17,7 @@ from .pipeline import (
 )
 from .webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
-__all__ = ["ACTIVE_JOB_STATES", "ApiKey", "AuditCheckpoint", "AuditEvent", "AuditHead", "Certificate",
-           "DeliveryStatus", "Deployment", "ForgetRequest", "GuardRule", "IdempotencyRecord", "JobState",
-           "JobStep", "ModelVersion", "PipelinePolicy", "UnlearningJob", "VerificationRecord",
-           "VersionStatus", "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent"]
+__all__ = ["ACTIVE_JOB_STATES", "ApiKey", "Certificate", "DeliveryStatus", "Deployment", "ForgetRequest",
+           "GuardRule", "IdempotencyRecord", "JobState", "JobStep", "ModelVersion", "PipelinePolicy",
+           "UnlearningJob", "VerificationRecord", "VersionStatus", "WebhookAttempt", "WebhookDelivery",
+           "WebhookEndpoint", "WebhookEvent"]

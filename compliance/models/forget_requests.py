@@ -12,15 +12,12 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from core.choices import enum_choices
 from hierarchy.models import Institution, Patient, Section, Study
 from mllm.data.schema import Level
 
 from ..legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from ..lifecycle import Status
-
-
-def _choices(enum_type: type) -> list[tuple[str, str]]:
-    return [(member.value, member.value) for member in enum_type]
 
 
 def _path_matches_level() -> Q:
@@ -39,7 +36,7 @@ _REFUSED = [Status.REFUSED.value, Status.PARTIALLY_REFUSED.value]
 
 class ForgetRequest(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    level = models.CharField(max_length=16, choices=_choices(Level))
+    level = models.CharField(max_length=16, choices=enum_choices(Level))
     institution = models.ForeignKey("hierarchy.Institution", on_delete=models.PROTECT,
                                     related_name="forget_requests")
     patient = models.ForeignKey("hierarchy.Patient", on_delete=models.PROTECT, null=True, blank=True,
@@ -50,10 +47,10 @@ class ForgetRequest(models.Model):
                                 related_name="forget_requests")
     subject_hash = models.CharField(max_length=64, help_text="Keyed hash of the subject's identifier.")
 
-    regulation = models.CharField(max_length=32, choices=_choices(Regulation))
-    legal_basis = models.CharField(max_length=32, choices=_choices(LegalBasis))
+    regulation = models.CharField(max_length=32, choices=enum_choices(Regulation))
+    legal_basis = models.CharField(max_length=32, choices=enum_choices(LegalBasis))
     hipaa_covered = models.BooleanField(default=False)
-    requester_type = models.CharField(max_length=32, choices=_choices(RequesterType))
+    requester_type = models.CharField(max_length=32, choices=enum_choices(RequesterType))
     requester_hash = models.CharField(max_length=64, blank=True,
                                       help_text="Keyed hash of the requester's own reference.")
 
@@ -64,12 +61,12 @@ class ForgetRequest(models.Model):
     extension_notice_sent_at = models.DateTimeField(null=True, blank=True)
     extension_note = models.TextField(blank=True)
 
-    status = models.CharField(max_length=32, choices=_choices(Status), default=Status.RECEIVED.value)
+    status = models.CharField(max_length=32, choices=enum_choices(Status), default=Status.RECEIVED.value)
     status_changed_at = models.DateTimeField()
     submitted_by = models.CharField(max_length=150)
     decided_by = models.CharField(max_length=150, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
-    reason_code = models.CharField(max_length=32, blank=True, choices=_choices(RefusalReason))
+    reason_code = models.CharField(max_length=32, blank=True, choices=enum_choices(RefusalReason))
     decision_note = models.TextField(blank=True)
     scope_summary = models.JSONField(null=True, blank=True,
                                      help_text="Counts of the resolved scope at approval (no PHI).")

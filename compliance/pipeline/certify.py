@@ -12,7 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from django.conf import settings
 from django.utils import timezone
 
-from .. import signing
+from core import signing
+from core.audit import AuditAction, audit_append
+from core.models import AuditHead
+
 from ..attestation import (
     CertificateCheck,
     CertificateFacts,
@@ -23,8 +26,7 @@ from ..attestation import (
     load_public_pem,
     public_key_id,
 )
-from ..audit import AuditAction, audit_append
-from ..models import AuditHead, Certificate, ForgetRequest, ModelVersion, UnlearningJob, VerificationRecord
+from ..models import Certificate, ForgetRequest, ModelVersion, UnlearningJob, VerificationRecord
 from .pdf import certificate_pdf
 
 

@@ -19,12 +19,12 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.audit import AuditAction, audit_append
 from hierarchy.identifiers import mrn_hash, study_uid_hash
 from hierarchy.models import Institution, Study
 from hierarchy.scope import scope_resolve
 from mllm.data.schema import load_corpus
 
-from ..audit import AuditAction, audit_append
 from ..models import Deployment, ForgetRequest, GuardRule
 from .policy import policy_for
 

@@ -22,11 +22,11 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.audit import AuditAction, audit_append
 from hierarchy.scope import scope_resolve
 
 from ..access import Principal
 from ..attestation import json_digest
-from ..audit import AuditAction, audit_append
 from ..errors import Conflict, NotFound
 from ..forget_requests import forget_request_advance
 from ..lifecycle import Status

@@ -12,10 +12,10 @@ from typing import Any
 
 from django.conf import settings
 
+from core.audit import AuditAction, audit_append
 from hierarchy.models import Institution
 
 from ..access import Principal
-from ..audit import AuditAction, audit_append
 from ..errors import Invalid
 from ..models import PipelinePolicy
 

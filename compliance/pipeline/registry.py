@@ -13,11 +13,11 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import AuditAction, audit_append
 from hierarchy.models import Corpus
 from mllm.models.artifact import read_metadata
 
 from ..access import Principal
-from ..audit import AuditAction, audit_append
 from ..errors import Conflict, Invalid, NotFound
 from ..models import Deployment, ModelVersion, UnlearningJob, VerificationRecord, VersionStatus
 from .storage import artifact_storage

@@ -20,10 +20,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from oblivio_site.home import oblivio_home
+
+from core.audit import AuditAction
+from core.home import oblivio_home
 
 from ..attestation import json_digest
-from ..audit import AuditAction
 from ..forget_requests import forget_request_advance
 from ..lifecycle import Status
 from ..models import JobState, JobStep, UnlearningJob, VerificationRecord

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
-from oblivio_site.home import oblivio_home
 
+from core.home import oblivio_home
 from mllm.models.artifact import artifact_digest
 
 

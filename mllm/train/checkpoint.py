@@ -20,6 +20,12 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint was written by another recipe or for another model."""
 
 
+def checkpoint_dir_for(out: Path) -> Path:
+    """Where the resumable state of a run writing artifact ``out`` lives: beside the artifact (so it
+    never enters the artifact's digest)."""
+    return out.with_name(out.name + ".ckpt")
+
+
 def checkpoint_path(directory: Path | str) -> Path:
     return Path(directory) / CHECKPOINT_FILE
 

@@ -28,6 +28,7 @@ from mllm.models.artifact import ArtifactKind, ArtifactMetadata, save_artifact
 from mllm.models.reference import build_reference, count_parameters
 from mllm.models.specs import SPECS, ReferenceSpec
 
+from .checkpoint import checkpoint_dir_for
 from .loop import Progress, TrainConfig
 from .recipe import TrainOutcome, record_texts, train_on_records
 
@@ -48,8 +49,8 @@ class PretrainJob:
 
     @property
     def checkpoint_dir(self) -> Path:
-        """Resumable state beside the artifact; the teaching file is redrawn identically from the seed."""
-        return self.out.with_name(self.out.name + ".ckpt")
+        """The teaching file is redrawn identically from the seed, so only training state is kept."""
+        return checkpoint_dir_for(self.out)
 
 
 def run_pretrain_job(job: PretrainJob, callback: Callable[[Progress], None] | None = None) -> TrainOutcome:

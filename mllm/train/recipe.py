@@ -25,6 +25,7 @@ from mllm.models.lora import LoraSettings, add_lora
 from mllm.models.reference import build_reference, count_parameters
 from mllm.models.specs import SPECS, ReferenceSpec
 
+from .checkpoint import checkpoint_dir_for
 from .encode import encode_records
 from .loop import Progress, ShuffledBatches, TrainConfig, Trainer, TrainResult
 
@@ -91,8 +92,7 @@ class TrainJob:
 
     @property
     def checkpoint_dir(self) -> Path:
-        """Resumable state lives beside the artifact (so it never enters the artifact's digest)."""
-        return self.out.with_name(self.out.name + ".ckpt")
+        return checkpoint_dir_for(self.out)
 
 
 @dataclass(frozen=True)

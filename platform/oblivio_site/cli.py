@@ -12,18 +12,10 @@ import sys
 import click
 
 from compliance import cli as compliance_cli
+from core import cli as core_cli
+from core.bootstrap import setup_django
 from hierarchy import cli as hierarchy_cli
 from mllm import cli as mllm_cli
-
-
-def setup_django() -> None:
-    """Configure Django for commands that touch the database."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oblivio_site.settings")
-    import django
-    from django.apps import apps
-
-    if not apps.ready:  # django.setup() reconfigures logging every time it runs
-        django.setup()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,7 +97,7 @@ def demo(port: int, exit_after: bool) -> None:
 
 
 # Each package exports its subcommands in ``<package>.cli.COMMANDS``.
-for _command in (*mllm_cli.COMMANDS, *compliance_cli.COMMANDS, *hierarchy_cli.COMMANDS):
+for _command in (*mllm_cli.COMMANDS, *core_cli.COMMANDS, *compliance_cli.COMMANDS, *hierarchy_cli.COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from django.core.management import call_command
 
-from .home import oblivio_home
+from core.home import oblivio_home
+
 from .processes import child_env, server_argv, worker_argv
 from .walkthrough import run_walkthrough
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .home import DJANGO_SECRET_KEY, ensure_secrets, oblivio_home, secret
+from core.home import DJANGO_SECRET_KEY, ensure_secrets, oblivio_home, secret
 
 HOME = oblivio_home()
 ensure_secrets()
@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "oblivio_site",
+    "core",
     "hierarchy",
     "compliance",
 ]
@@ -132,6 +133,11 @@ if _BROKER_IS_FILESYSTEM:
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+else:
+    # The request path publishes without retrying (one short connection attempt); whatever is not
+    # published stays in the webhook outbox for the sweeper. Workers reconnect on their own.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 0, "socket_connect_timeout": 1.0}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 1.0
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or (
     f"file://{HOME / 'celery-results'}" if _BROKER_IS_FILESYSTEM else CELERY_BROKER_URL)
 if CELERY_RESULT_BACKEND.startswith("file://"):
@@ -150,7 +156,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 
 CELERY_BEAT_SCHEDULE = {
-    "audit-checkpoint": {"task": "compliance.audit_checkpoint",
+    "audit-checkpoint": {"task": "core.audit_checkpoint",
                          "schedule": float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HOME / "celerybeat-schedule")
@@ -174,7 +180,7 @@ REST_FRAMEWORK = {
     "DEFAULT_METADATA_CLASS": None,
     "EXCEPTION_HANDLER": "compliance.api.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "compliance.api.pagination.StrictLimitOffsetPagination",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["compliance.api.throttling.ResilientScopedRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "read": os.environ.get("OBLIVIO_API_RATE_READ", "600/min"),
         "write": os.environ.get("OBLIVIO_API_RATE_WRITE", "120/min"),
@@ -191,9 +197,13 @@ _CACHE_URL = os.environ.get("OBLIVIO_CACHE_URL") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis://") else "")
 CACHES = {"default": (
     {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL,
-     "KEY_PREFIX": "oblivio-cache"}
+     "KEY_PREFIX": "oblivio-cache",
+     # Fail fast: while Redis is down the throttle counts locally (compliance.api.throttling).
+     "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}}
     if _CACHE_URL else
     {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(HOME / "cache")})}
+#: While the shared cache is unreachable, throttle counters are per process; retried after this.
+OBLIVIO_CACHE_RETRY_SECONDS = float(os.environ.get("OBLIVIO_CACHE_RETRY_SECONDS", "10"))
 SPECTACULAR_SETTINGS = {
     "TITLE": "Oblivio API",
     "DESCRIPTION": "Track, unlearn, verify and certify patient-data forget requests.",
@@ -221,6 +231,8 @@ OBLIVIO_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_TIMEOUT_
 OBLIVIO_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("OBLIVIO_WEBHOOK_MAX_ATTEMPTS", "20"))
 OBLIVIO_WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_BACKOFF_SECONDS", "30"))
 OBLIVIO_WEBHOOK_BACKOFF_CAP_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_BACKOFF_CAP_SECONDS", "3600"))
+#: After a failed publish, requests skip publishing for this long (the sweeper delivers meanwhile).
+OBLIVIO_DISPATCH_RETRY_SECONDS = float(os.environ.get("OBLIVIO_DISPATCH_RETRY_SECONDS", "10"))
 CELERY_BEAT_SCHEDULE["webhook-sweep"] = {
     "task": "compliance.webhook_sweep",
     "schedule": float(os.environ.get("OBLIVIO_WEBHOOK_SWEEP_SECONDS", "60"))}

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from compliance.access import SYSTEM, principal_for_user
 from compliance.accounts import apikey_create, user_create
-from compliance.audit import audit_checkpoint, audit_verify
 from compliance.forget_requests import forget_request_approve, forget_request_review
 from compliance.models import ForgetRequest
+from core.audit import audit_checkpoint, audit_verify
 from hierarchy.identifiers import short
 from hierarchy.models import Institution
 from hierarchy.services import corpus_ingest

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from django.test import Client
 from factories import Tree, hierarchy_make
+from receivers import Receiver
 
 from compliance.access import SYSTEM, Principal, Role, principal_for_user
 from compliance.accounts import apikey_authenticate, apikey_create, user_create
@@ -24,8 +25,11 @@ _names = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
-def _fast_and_private(settings: Any) -> None:
-    """Throttle counters per test (never the shared Redis of the session); cheap password hashing."""
+def _fast_and_private(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Throttle counters per test (never the shared Redis of the session); cheap password hashing;
+    no outage remembered from an earlier test."""
+    monkeypatch.setattr("compliance.webhooks._broker_down_until", 0.0)
+    monkeypatch.setattr("compliance.api.throttling._shared_down_until", 0.0)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
                                    "LOCATION": f"compliance-test-{uuid.uuid4().hex}"}}
@@ -121,3 +125,10 @@ def make_request(patient_subject: Callable[[int], SubjectIdentifiers]) -> Callab
                      **overrides}
         return forget_request_create(actor=actor, subject=subject or patient_subject(0), **arguments)
     return make
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    yield running
+    running.stop()

@@ -12,8 +12,9 @@ from django.utils import timezone
 from rest_framework.throttling import ScopedRateThrottle
 
 from compliance.api.errors import handler500
-from compliance.models import AuditEvent, ForgetRequest, IdempotencyRecord
+from compliance.models import ForgetRequest, IdempotencyRecord
 from compliance.tasks import idempotency_purge_task
+from core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -8,9 +8,10 @@ from django.contrib.auth import get_user_model
 
 from compliance.access import Role, principal_for_user
 from compliance.accounts import apikey_authenticate
-from compliance.cli_access import apikey, user, webhook
-from compliance.models import ApiKey, AuditEvent, WebhookEndpoint
+from compliance.cli import apikey, user, webhook
+from compliance.models import ApiKey, WebhookEndpoint
 from compliance.webhooks import webhook_secret
+from core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -8,12 +8,12 @@ import pytest
 from django.utils import timezone
 
 from compliance import forget_requests as services
-from compliance.audit import AuditAction
 from compliance.deadlines import ExtensionUnit, add_months, days_left, policy_for
 from compliance.errors import Conflict, Invalid
 from compliance.legal import LegalBasis, Regulation
-from compliance.models import AuditEvent
 from compliance.selectors import forget_request_list, is_overdue
+from core.audit import AuditAction
+from core.models import AuditEvent
 
 GDPR = policy_for(Regulation.GDPR)
 CCPA = policy_for(Regulation.CCPA)

@@ -11,7 +11,8 @@ import threading
 import pytest
 from django.db import connection
 
-from compliance.models import AuditEvent, ForgetRequest, IdempotencyRecord
+from compliance.models import ForgetRequest, IdempotencyRecord
+from core.models import AuditEvent
 
 RETRIES = 6
 

@@ -12,12 +12,13 @@ from django.utils import timezone
 
 from compliance import forget_requests as services
 from compliance.access import SYSTEM
-from compliance.audit import AuditAction
 from compliance.errors import Forbidden, Invalid, NotFound
 from compliance.legal import LegalBasis, RefusalReason, Regulation
 from compliance.lifecycle import PIPELINE, TRANSITIONS, Status, TransitionNotAllowed, check_transition
-from compliance.models import AuditEvent, ForgetRequest
+from compliance.models import ForgetRequest
 from compliance.subjects import SubjectIdentifiers
+from core.audit import AuditAction
+from core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

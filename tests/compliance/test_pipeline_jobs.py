@@ -12,11 +12,9 @@ from pipeline_support import *  # noqa: F403
 from pipeline_support import Served, drive, plan_one
 
 from compliance.access import SYSTEM
-from compliance.audit import audit_verify
 from compliance.errors import Conflict
 from compliance.lifecycle import Status
 from compliance.models import (
-    AuditEvent,
     Certificate,
     Deployment,
     GuardRule,
@@ -39,6 +37,8 @@ from compliance.pipeline.policy import policy_set
 from compliance.pipeline.registry import version_rollback
 from compliance.pipeline.steps import job_run_step
 from compliance.pipeline.storage import artifact_storage
+from core.audit import audit_verify
+from core.models import AuditEvent
 
 
 def statuses(request) -> list[str]:

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
+from receivers import Receiver
 
 from compliance import forget_requests as services
 from compliance.access import SYSTEM
-from compliance.models import AuditEvent, DeliveryStatus, WebhookAttempt, WebhookDelivery
+from compliance.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from compliance.tasks import webhook_deliver_task, webhook_sweep_task
 from compliance.webhooks import (
     EVENT_ID_HEADER,
@@ -32,46 +30,9 @@ from compliance.webhooks import (
     webhook_signature,
     webhook_signature_verify,
 )
+from core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
-
-
-class Receiver:
-    """A local HTTP receiver answering with the queued status codes (then 200)."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.statuses: list[int] = []
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                if status in (301, 302):
-                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from factories import corpus_dir_write, corpus_records, institution_make
 
-from compliance.models import AuditEvent
+from core.models import AuditEvent
 from hierarchy.fhir import FhirImportError, fhir_bundle_import
 from hierarchy.identifiers import default_mrn_system
 from hierarchy.models import Institution, Patient, Section, Study

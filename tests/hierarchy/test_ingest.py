@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from factories import corpus_dir_write, corpus_records, fake_uid, study_make
 
-from compliance.models import AuditEvent
+from core.models import AuditEvent
 from hierarchy.identifiers import default_mrn_system
 from hierarchy.models import Corpus, Institution, Patient, Section, Study, TrainingRecord
 from hierarchy.selectors import patient_by_mrn, study_by_uid

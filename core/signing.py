@@ -13,7 +13,8 @@ from functools import lru_cache
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from oblivio_site.home import SIGNING_KEY, secret
+
+from .home import SIGNING_KEY, secret
 
 
 @lru_cache(maxsize=1)

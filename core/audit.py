@@ -1,35 +1,35 @@
-"""The audit chain: append events, sign checkpoints, verify, export.
+"""The audit chain in the database: append events, sign checkpoints, verify, export.
 
 ``audit_append`` is the only way an event is written; every state-changing service calls it in the
-same transaction as the change it records. Verification is a pure function over plain dicts, so
-the same code checks the live database and an exported file offline.
+same transaction as the change it records. Verification is the pure :mod:`core.chain`, so the same
+code checks the live database and an exported file offline.
 """
 
 from __future__ import annotations
 
 import csv
 import enum
-import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import rfc8785
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from . import signing
+from .chain import (
+    EVENT_FIELDS,
+    EXPORT_FORMAT,
+    GENESIS_HASH,
+    VerifyResult,
+    checkpoint_message,
+    event_hash,
+    verify_chain,
+)
 from .models import AuditCheckpoint, AuditEvent, AuditHead
-from .models.audit import GENESIS_HASH
-
-EXPORT_FORMAT = "oblivio-audit-export/v1"
-CHECKPOINT_TYPE = "oblivio.audit.checkpoint/v1"
-EVENT_FIELDS = ("seq", "occurred_at", "actor", "action", "object_type", "object_id", "subject_hash",
-                "data", "prev_hash", "hash")
 
 
 class AuditAction(enum.StrEnum):
@@ -69,16 +69,6 @@ def _timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def event_hash(prev_hash: str, entry: dict[str, Any]) -> str:
-    """SHA-256 over the previous hash (32 bytes) followed by the RFC 8785 JSON of ``entry``."""
-    return hashlib.sha256(bytes.fromhex(prev_hash) + rfc8785.dumps(entry)).hexdigest()
-
-
-def _entry(event: dict[str, Any]) -> dict[str, Any]:
-    """The hashed part of an event: everything but its own hash and the previous hash."""
-    return {name: event[name] for name in EVENT_FIELDS if name not in {"hash", "prev_hash"}}
-
-
 def audit_append(*, actor: str, action: AuditAction, object_type: str = "", object_id: str = "",
                  subject_hash: str = "", data: dict[str, Any] | None = None) -> AuditEvent:
     """Append one event to the chain. Call it inside the transaction of the change it records.
@@ -101,10 +91,6 @@ def audit_append(*, actor: str, action: AuditAction, object_type: str = "", obje
     return event
 
 
-def _checkpoint_message(seq: int, digest: str, signed_at: str) -> bytes:
-    return rfc8785.dumps({"type": CHECKPOINT_TYPE, "seq": seq, "hash": digest, "signed_at": signed_at})
-
-
 def audit_checkpoint() -> AuditCheckpoint | None:
     """Sign the current head unless it is already checkpointed; returns the new checkpoint."""
     with transaction.atomic():
@@ -112,69 +98,12 @@ def audit_checkpoint() -> AuditCheckpoint | None:
         if head.seq == 0 or AuditCheckpoint.objects.filter(seq=head.seq).exists():
             return None
         signed_at = timezone.now()
-        message = _checkpoint_message(head.seq, head.hash, _timestamp(signed_at))
+        message = checkpoint_message(head.seq, head.hash, _timestamp(signed_at))
         return AuditCheckpoint.objects.create(seq=head.seq, hash=head.hash, signed_at=signed_at,
                                               key_id=signing.key_id(), signature=signing.sign(message))
 
 
-# --- verification ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    ok: bool
-    events_checked: int
-    checkpoints_checked: int
-    first_bad_seq: int | None = None
-    problem: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "events_checked": self.events_checked,
-                "checkpoints_checked": self.checkpoints_checked, "first_bad_seq": self.first_bad_seq,
-                "problem": self.problem}
-
-
-def verify_chain(events: Iterable[dict[str, Any]], checkpoints: list[dict[str, Any]], *,
-                 public_key_pem: str, head: dict[str, Any] | None = None) -> VerifyResult:
-    """Check a chain given as dicts in ``seq`` order; name the first bad event.
-
-    Detects edited events (hash mismatch), deleted or reordered events (sequence gap or broken
-    ``prev_hash`` link), and truncation (a signed checkpoint or the head beyond the last event).
-    """
-    expected_seq, running, count = 1, GENESIS_HASH, 0
-    hashes: dict[int, str] = {}
-    for event in events:
-        seq = event["seq"]
-        if seq != expected_seq:
-            return VerifyResult(False, count, 0, expected_seq,
-                                f"event #{expected_seq} is missing (deleted or reordered); "
-                                f"next present is #{seq}")
-        if event["prev_hash"] != running:
-            return VerifyResult(False, count, 0, seq,
-                                f"event #{seq} does not follow #{seq - 1} (prev_hash mismatch)")
-        if event_hash(running, _entry(event)) != event["hash"]:
-            return VerifyResult(False, count, 0, seq, f"event #{seq} was altered (hash mismatch)")
-        running = event["hash"]
-        hashes[seq] = running
-        expected_seq, count = seq + 1, count + 1
-    last = expected_seq - 1
-    for number, checkpoint in enumerate(sorted(checkpoints, key=lambda c: c["seq"]), start=1):
-        message = _checkpoint_message(checkpoint["seq"], checkpoint["hash"], checkpoint["signed_at"])
-        if not signing.verify(public_key_pem, message, checkpoint["signature"]):
-            return VerifyResult(False, count, number - 1, checkpoint["seq"],
-                                f"checkpoint @{checkpoint['seq']} has an invalid signature")
-        if checkpoint["seq"] > last:
-            return VerifyResult(False, count, number - 1, last + 1,
-                                f"events #{last + 1}..#{checkpoint['seq']} are missing: a signed "
-                                f"checkpoint covers #{checkpoint['seq']} (chain truncated)")
-        if hashes[checkpoint["seq"]] != checkpoint["hash"]:
-            return VerifyResult(False, count, number - 1, checkpoint["seq"],
-                                f"event #{checkpoint['seq']} differs from its signed checkpoint")
-    if head is not None and (head["seq"], head["hash"]) != (last, running if last else GENESIS_HASH):
-        return VerifyResult(False, count, len(checkpoints), min(head["seq"], last) + 1,
-                            f"the chain head records #{head['seq']} but the chain ends at #{last} "
-                            f"(truncated or rewritten)")
-    return VerifyResult(True, count, len(checkpoints))
+# --- reading the database --------------------------------------------------------------
 
 
 def _event_dicts() -> Iterator[dict[str, Any]]:
@@ -221,10 +150,3 @@ def audit_export_csv() -> str:
         writer.writerow({**event, "data": json.dumps(event["data"], sort_keys=True)})
     return buffer.getvalue()
 
-
-def verify_export(export: dict[str, Any], *, public_key_pem: str | None = None) -> VerifyResult:
-    """Verify an exported chain offline; pin ``public_key_pem`` to the key you trust."""
-    if export.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"not an Oblivio audit export (format {export.get('format')!r})")
-    return verify_chain(export["events"], export["checkpoints"],
-                        public_key_pem=public_key_pem or export["public_key_pem"], head=export["head"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.db import models
 
-GENESIS_HASH = "0" * 64
+from .chain import GENESIS_HASH
 
 
 class AuditEvent(models.Model):
@@ -28,6 +28,7 @@ class AuditEvent(models.Model):
     hash = models.CharField(max_length=64, unique=True)
 
     class Meta:
+        db_table = "compliance_auditevent"  # created by the compliance app before the move to core
         ordering = ["seq"]
         indexes = [models.Index(fields=["object_type", "object_id"]),
                    models.Index(fields=["action"]), models.Index(fields=["occurred_at"])]
@@ -41,6 +42,9 @@ class AuditHead(models.Model):
 
     seq = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    class Meta:
+        db_table = "compliance_audithead"
 
     def __str__(self) -> str:
         return f"audit head @{self.seq}"
@@ -56,6 +60,7 @@ class AuditCheckpoint(models.Model):
     signature = models.CharField(max_length=128, help_text="base64 Ed25519 signature")
 
     class Meta:
+        db_table = "compliance_auditcheckpoint"
         ordering = ["seq"]
 
     def __str__(self) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -15,18 +18,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
-from compliance.audit import (
+from core.audit import (
     AuditAction,
     audit_append,
     audit_checkpoint,
     audit_export_csv,
     audit_export_json,
     audit_verify,
-    verify_export,
 )
-from compliance.cli import audit as audit_cli
-from compliance.models import AuditCheckpoint, AuditEvent
-from compliance.models.audit import GENESIS_HASH
+from core.chain import GENESIS_HASH, verify_export
+from core.cli import audit as audit_cli
+from core.models import AuditCheckpoint, AuditEvent
 
 pytestmark = pytest.mark.django_db
 ACTION = AuditAction.CORPUS_INGESTED
@@ -240,3 +242,29 @@ def test_concurrent_appends_form_one_chain() -> None:
     assert not errors
     assert list(AuditEvent.objects.values_list("seq", flat=True)) == list(range(1, 21))
     assert audit_verify().ok
+
+
+def test_offline_verify_runs_as_a_command_without_a_deployment(tmp_path: Path) -> None:
+    """``oblivio audit verify --file`` in a fresh process: no Django set-up, no data directory."""
+    _append(3)
+    audit_checkpoint()
+    export_file = tmp_path / "audit.json"
+    export_file.write_text(json.dumps(audit_export_json()))
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    env["OBLIVIO_HOME"] = str(tmp_path / "no-deployment-here")
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "oblivio_site.cli", "audit", "verify", "--file",
+                               str(export_file)], capture_output=True, text=True, env=env, timeout=120)
+
+    clean = verify()
+    assert clean.returncode == 0, clean.stderr
+    assert "ok: 3 events, 1 signed checkpoints" in clean.stdout
+    export = json.loads(export_file.read_text())
+    export["events"][1]["object_id"] = "forged"
+    export_file.write_text(json.dumps(export))
+    tampered = verify()
+    assert tampered.returncode == 1, tampered.stderr
+    assert "first bad event #2" in tampered.stdout
+    assert "Traceback" not in tampered.stderr
+    assert not (tmp_path / "no-deployment-here").exists()

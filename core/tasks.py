@@ -1,0 +1,14 @@
+"""Celery tasks of the core app. Thin: each calls one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="core.audit_checkpoint")
+def audit_checkpoint_task() -> int | None:
+    """Periodically sign the audit head (see ``CELERY_BEAT_SCHEDULE``)."""
+    from .audit import audit_checkpoint
+
+    checkpoint = audit_checkpoint()
+    return checkpoint.seq if checkpoint else None
