@@ -36,6 +36,7 @@ from ..models import (
     ForgetRequest,
     JobState,
     JobStep,
+    ModelVersion,
     UnlearningJob,
 )
 from .policy import policy_for
@@ -76,8 +77,7 @@ def _target(request: ForgetRequest, deployment: Deployment) -> dict[str, Any] | 
 
 def _open_job(deployment: Deployment, request: ForgetRequest) -> UnlearningJob:
     job = UnlearningJob.objects.select_for_update().filter(
-        deployment=deployment, institution=request.institution_id, state=JobState.PLANNED,
-        base_version=deployment.served).first()
+        deployment=deployment, institution=request.institution_id, state=JobState.PLANNED).first()
     if job is not None:
         return job
     window = timedelta(seconds=settings.OBLIVIO_JOB_BATCH_WINDOW_SECONDS)
@@ -93,7 +93,8 @@ def _plan_one(request_id: uuid.UUID) -> UnlearningJob | None:
                                                                    status__in=_PLANNABLE).first()
         if request is None:
             return None
-        deployments = Deployment.objects.select_for_update().filter(served__isnull=False).order_by("name")
+        deployments = Deployment.objects.select_for_update(no_key=True).filter(served__isnull=False) \
+            .order_by("name")
         for deployment in deployments:
             target = _target(request, deployment)
             if target is None:
@@ -140,15 +141,34 @@ def job_dispatch(job_id: uuid.UUID, step: str) -> None:
     transaction.on_commit(send)
 
 
+def _rebase(job: UnlearningJob, served: ModelVersion) -> None:
+    """Start from the version served now (another job may have promoted one since planning)."""
+    done = set(served.forgotten_records)
+    job.base_version = served
+    job.targets = {rid: {**t, "forget": sorted(set(t["forget"]) - done)} for rid, t in job.targets.items()}
+    job.forget_records = sorted(set(job.forget_records) - done)
+
+
 def jobs_release_due() -> int:
-    """Queue planned jobs whose batching window has closed."""
+    """Queue planned jobs whose batching window has closed, one job at a time per deployment (each
+    starts from the version the previous one promoted)."""
     released = 0
-    for job_id in UnlearningJob.objects.filter(state=JobState.PLANNED, not_before__lte=timezone.now()) \
-            .values_list("pk", flat=True):
+    due = UnlearningJob.objects.filter(state=JobState.PLANNED, not_before__lte=timezone.now())
+    for job_id in due.order_by("created_at").values_list("pk", flat=True):
         with transaction.atomic():
-            if UnlearningJob.objects.filter(pk=job_id, state=JobState.PLANNED).update(state=JobState.QUEUED):
-                job_dispatch(job_id, JobStep.UNLEARN)
-                released += 1
+            job = UnlearningJob.objects.select_for_update().filter(pk=job_id, state=JobState.PLANNED).first()
+            if job is None:
+                continue
+            deployment = Deployment.objects.select_for_update(no_key=True).get(pk=job.deployment_id)
+            if UnlearningJob.objects.filter(deployment=deployment, state__in=[JobState.QUEUED,
+                                                                              JobState.RUNNING]).exists():
+                continue
+            if job.base_version_id != deployment.served_id:
+                _rebase(job, deployment.served)
+            job.state = JobState.QUEUED
+            job.save(update_fields=["state", "base_version", "targets", "forget_records"])
+            job_dispatch(job.pk, JobStep.UNLEARN)
+            released += 1
     return released
 
 

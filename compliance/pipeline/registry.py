@@ -44,7 +44,7 @@ def model_version_register(*, deployment: str, artifact_dir: Path, corpus: Corpu
     storage = artifact_storage()
     key = storage.put(Path(artifact_dir))
     with transaction.atomic():
-        target, _ = Deployment.objects.select_for_update().get_or_create(name=deployment)
+        target, _ = Deployment.objects.select_for_update(no_key=True).get_or_create(name=deployment)
         version, created = ModelVersion.objects.get_or_create(
             deployment=target, artifact_digest=key,
             defaults={"storage_key": key, "corpus": corpus, "corpus_root": str(Path(corpus_root).resolve()),
@@ -126,7 +126,7 @@ def version_promote(*, job: UnlearningJob, candidate: ModelVersion, verification
     if not verification.passed or verification.candidate_id != candidate.pk:
         raise Conflict("only a candidate with a passing verification report can be promoted",
                        code="verification_not_passed")
-    deployment = Deployment.objects.select_for_update().get(pk=job.deployment_id)
+    deployment = Deployment.objects.select_for_update(no_key=True).get(pk=job.deployment_id)
     if deployment.served_id != candidate.parent_id:
         raise Conflict("the served model changed since the job was planned", code="served_model_changed")
     _serve(deployment, candidate, actor=actor, action=AuditAction.MODEL_VERSION_PROMOTED,
@@ -146,7 +146,7 @@ def version_rollback(*, deployment: str, version_id: str, actor: Principal, reas
     if not reason.strip():
         raise Invalid("a rollback needs a reason", field="reason", code="reason_text_required")
     with transaction.atomic():
-        target = Deployment.objects.select_for_update().filter(name=deployment).first()
+        target = Deployment.objects.select_for_update(no_key=True).filter(name=deployment).first()
         version = ModelVersion.objects.filter(pk=version_id, deployment=target).first() if target else None
         if version is None:
             raise NotFound("no model version has this id in this deployment", field="version",
