@@ -1,5 +1,8 @@
 """Accounts: people with roles, and API keys for hospital systems.
 
+Roles change only through :func:`role_grant` / :func:`role_revoke` (audited; the admin shows a
+person's groups read-only). Operators at the command line and compliance officers may change them.
+
 An API key is ``obl_<prefix>_<secret>``: shown once at creation; the database keeps the public
 prefix (for lookup and display) and the SHA-256 of the whole token. 256 random bits make a slow
 password hash unnecessary.
@@ -19,10 +22,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.audit import AuditAction, audit_append
+from core.principals import HUMAN_ROLES, Principal, PrincipalKind, Role
 from hierarchy.models import Institution
 
-from .access import HUMAN_ROLES, Principal, Role
-from .errors import Conflict, Invalid, NotFound, lock_or_not_found
+from .errors import Conflict, Forbidden, Invalid, NotFound, lock_or_not_found
 from .models import ApiKey
 
 TOKEN_SCHEME = "obl"
@@ -51,7 +54,7 @@ def apikey_create(*, name: str, institution_codes: list[str], actor: Principal) 
                 key = ApiKey.objects.create(prefix=prefix, digest=_digest(token), name=name.strip(),
                                             created_by=actor.name)
                 key.institutions.set(institutions)
-                audit_append(actor=actor.name, action=AuditAction.API_KEY_CREATED, object_type="api_key",
+                audit_append(actor=actor, action=AuditAction.API_KEY_CREATED, object_type="api_key",
                              object_id=prefix, data={"name": key.name,
                                                      "institutions": sorted(i.code for i in institutions)})
             return key, token
@@ -69,7 +72,7 @@ def apikey_revoke(*, prefix: str, actor: Principal) -> ApiKey:
             raise Conflict("this API key is already revoked", field="prefix", code="already_revoked")
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        audit_append(actor=actor.name, action=AuditAction.API_KEY_REVOKED, object_type="api_key",
+        audit_append(actor=actor, action=AuditAction.API_KEY_REVOKED, object_type="api_key",
                      object_id=prefix)
     return key
 
@@ -88,7 +91,7 @@ def apikey_authenticate(token: str) -> Principal | None:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return Principal(name=f"api-key:{key.prefix}", roles=frozenset({Role.HOSPITAL_SYSTEM}),
                      institution_ids=frozenset(key.institutions.values_list("pk", flat=True)),
-                     api_key_id=key.pk)
+                     kind=PrincipalKind.API_KEY, api_key_id=key.pk)
 
 
 def user_create(*, username: str, email: str, password: str, roles: list[Role],
@@ -115,6 +118,48 @@ def user_create(*, username: str, email: str, password: str, roles: list[Role],
         user.set_password(password)
         user.save()
         user.groups.set([Group.objects.get_or_create(name=str(role))[0] for role in roles])
-        audit_append(actor=actor.name, action=AuditAction.USER_CREATED, object_type="user",
+        audit_append(actor=actor, action=AuditAction.USER_CREATED, object_type="user",
                      object_id=str(user.pk), data={"roles": sorted(str(role) for role in roles)})
     return user
+
+
+def _may_manage_roles(actor: Principal) -> None:
+    if actor.kind not in {PrincipalKind.CLI, PrincipalKind.SYSTEM} and \
+            Role.COMPLIANCE_OFFICER not in actor.roles:
+        raise Forbidden("only compliance officers and operators change roles", code="role_change_forbidden")
+
+
+def _person(username: str) -> AbstractBaseUser:
+    return lock_or_not_found(get_user_model().objects, NotFound(
+        "no user has this name", field="username", code="user_not_found"), username=username)
+
+
+def role_grant(*, username: str, role: Role, actor: Principal) -> bool:
+    """Give a person a human role; ``False`` when they already held it (nothing is recorded)."""
+    _may_manage_roles(actor)
+    if role not in HUMAN_ROLES:
+        raise Invalid(f"roles must be among {', '.join(sorted(HUMAN_ROLES))}", field="role",
+                      code="invalid_role")
+    with transaction.atomic():
+        user = _person(username)
+        group = Group.objects.get_or_create(name=str(role))[0]
+        if user.groups.filter(pk=group.pk).exists():
+            return False
+        user.groups.add(group)
+        audit_append(actor=actor, action=AuditAction.ROLE_GRANTED, object_type="user",
+                     object_id=str(user.pk), data={"role": str(role)})
+    return True
+
+
+def role_revoke(*, username: str, role: Role, actor: Principal) -> bool:
+    """Take a role away at once; ``False`` when the person did not hold it."""
+    _may_manage_roles(actor)
+    with transaction.atomic():
+        user = _person(username)
+        group = Group.objects.filter(name=str(role)).first()
+        if group is None or not user.groups.filter(pk=group.pk).exists():
+            return False
+        user.groups.remove(group)
+        audit_append(actor=actor, action=AuditAction.ROLE_REVOKED, object_type="user",
+                     object_id=str(user.pk), data={"role": str(role)})
+    return True

@@ -22,7 +22,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,17 +128,26 @@ def statement(facts: CertificateFacts) -> dict[str, Any]:
     }
 
 
-def envelope_sign(payload: bytes, *, key: Ed25519PrivateKey, key_id: str,
-                  payload_type: str = PAYLOAD_TYPE) -> dict[str, Any]:
-    """A DSSE envelope of ``payload`` with one Ed25519 signature named by ``key_id``."""
-    signature = key.sign(pae(payload_type, payload))
+#: Signs a message: returns ``(key id, base64 Ed25519 signature)`` (``core.signing.sign`` is one).
+Signer = Callable[[bytes], tuple[str, str]]
+
+
+def key_signer(key: Ed25519PrivateKey) -> Signer:
+    """A :data:`Signer` over one private key (for tools and tests; deployments use the key registry)."""
+    key_id = public_key_id(key.public_key())
+    return lambda message: (key_id, base64.b64encode(key.sign(message)).decode())
+
+
+def envelope_sign(payload: bytes, *, signer: Signer, payload_type: str = PAYLOAD_TYPE) -> dict[str, Any]:
+    """A DSSE envelope of ``payload`` with one Ed25519 signature named by its key id."""
+    key_id, signature = signer(pae(payload_type, payload))
     return {"payloadType": payload_type, "payload": base64.b64encode(payload).decode(),
-            "signatures": [{"keyid": key_id, "sig": base64.b64encode(signature).decode()}]}
+            "signatures": [{"keyid": key_id, "sig": signature}]}
 
 
-def certificate_bundle(facts: CertificateFacts, *, key: Ed25519PrivateKey, key_id: str) -> dict[str, Any]:
+def certificate_bundle(facts: CertificateFacts, *, signer: Signer) -> dict[str, Any]:
     """Sign the statement of ``facts`` and bundle it with the full verification report."""
-    envelope = envelope_sign(canonical(statement(facts)), key=key, key_id=key_id)
+    envelope = envelope_sign(canonical(statement(facts)), signer=signer)
     return {"format": BUNDLE_FORMAT, "envelope": envelope, "verification_report": dict(facts.report)}
 
 

@@ -6,7 +6,6 @@ acting principal in the audit chain is ``cli:<operating-system user>``.
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -14,13 +13,9 @@ from typing import Any
 import click
 
 from core.bootstrap import setup_django
+from core.principals import HUMAN_ROLES, Role, cli_principal
 
-from .access import HUMAN_ROLES, Principal, Role
 from .cli_pipeline import COMMANDS as pipeline_commands
-
-
-def _actor() -> Principal:
-    return Principal(name=f"cli:{getpass.getuser()}", roles=frozenset(), institution_ids=None)
 
 
 def _service_errors(command: Callable[..., None]) -> Callable[..., None]:
@@ -51,7 +46,7 @@ def apikey_create_command(institutions: tuple[str, ...], name: str) -> None:
     """Create a key and print it once (only its SHA-256 is stored)."""
     from .accounts import apikey_create
 
-    key, token = apikey_create(name=name, institution_codes=list(institutions), actor=_actor())
+    key, token = apikey_create(name=name, institution_codes=list(institutions), actor=cli_principal())
     click.echo(f"created API key {key.prefix} ({key.name}) for {', '.join(institutions)}", err=True)
     click.echo("store it now; it cannot be shown again:", err=True)
     click.echo(token)
@@ -64,7 +59,7 @@ def apikey_revoke_command(prefix: str) -> None:
     """Revoke the key with this prefix at once."""
     from .accounts import apikey_revoke
 
-    apikey_revoke(prefix=prefix, actor=_actor())
+    apikey_revoke(prefix=prefix, actor=cli_principal())
     click.echo(f"revoked API key {prefix}")
 
 
@@ -100,8 +95,35 @@ def user_create_command(username: str, email: str, roles: tuple[str, ...], passw
     from .accounts import user_create
 
     user_create(username=username, email=email, password=password, roles=[Role(role) for role in roles],
-                actor=_actor())
+                actor=cli_principal())
     click.echo(f"created user {username} with roles {', '.join(roles)}")
+
+
+_ROLE = click.option("--role", required=True, type=click.Choice(sorted(role.value for role in HUMAN_ROLES)))
+
+
+@user.command("grant")
+@click.argument("username")
+@_ROLE
+@_service_errors
+def user_grant_command(username: str, role: str) -> None:
+    """Give a person a role (audited)."""
+    from .accounts import role_grant
+
+    changed = role_grant(username=username, role=Role(role), actor=cli_principal())
+    click.echo(f"granted {role} to {username}" if changed else f"{username} already holds {role}")
+
+
+@user.command("revoke")
+@click.argument("username")
+@_ROLE
+@_service_errors
+def user_revoke_command(username: str, role: str) -> None:
+    """Take a role away from a person at once (audited)."""
+    from .accounts import role_revoke
+
+    changed = role_revoke(username=username, role=Role(role), actor=cli_principal())
+    click.echo(f"revoked {role} from {username}" if changed else f"{username} does not hold {role}")
 
 
 @click.group()
@@ -120,7 +142,7 @@ def webhook_create_command(institution: str, url: str, events: tuple[str, ...]) 
     from .webhooks import webhook_endpoint_create, webhook_secret
 
     endpoint = webhook_endpoint_create(institution_code=institution, url=url, events=list(events),
-                                       actor=_actor())
+                                       actor=cli_principal())
     click.echo(f"created webhook endpoint {endpoint.pk} for {institution}; signing secret:", err=True)
     click.echo(webhook_secret(endpoint))
 
@@ -132,7 +154,7 @@ def webhook_rotate_secret_command(endpoint_id: int) -> None:
     """Give an endpoint a new signing secret and print it (the old one stops working at once)."""
     from .webhooks import webhook_endpoint_rotate_secret
 
-    new_secret = webhook_endpoint_rotate_secret(endpoint_id=endpoint_id, actor=_actor())
+    new_secret = webhook_endpoint_rotate_secret(endpoint_id=endpoint_id, actor=cli_principal())
     click.echo(f"new signing secret of webhook endpoint {endpoint_id}:", err=True)
     click.echo(new_secret)
 
@@ -144,7 +166,7 @@ def webhook_disable_command(endpoint_id: int) -> None:
     """Stop sending to an endpoint."""
     from .webhooks import webhook_endpoint_disable
 
-    webhook_endpoint_disable(endpoint_id=endpoint_id, actor=_actor())
+    webhook_endpoint_disable(endpoint_id=endpoint_id, actor=cli_principal())
     click.echo(f"disabled webhook endpoint {endpoint_id}")
 
 

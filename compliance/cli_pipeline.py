@@ -40,10 +40,10 @@ def certificate_verify_command(file: Path, public_keys: tuple[Path, ...], reques
 
     try:
         pems = [path.read_bytes() for path in public_keys]
-        if not pems:
+        if not pems:  # this data directory's key registry (active and retired keys)
             from core import signing
 
-            pems = [signing.public_key_pem().encode()]
+            pems = [pem.encode() for pem in signing.public_keys().values()]
         keys = {public_key_id(key): key for key in map(load_public_pem, pems)}
     except ValueError as exc:
         raise click.ClickException(f"public key: {exc}") from None
@@ -99,10 +99,10 @@ def model_register_command(artifact: Path, corpus_dir: Path, deployment: str | N
     _setup()
     from django.conf import settings
 
+    from core.principals import cli_principal
     from hierarchy.selectors import corpus_by_digest
     from mllm.data.schema import CorpusError, load_corpus
 
-    from .access import SYSTEM
     from .errors import ComplianceError
     from .pipeline.registry import model_version_register
 
@@ -116,7 +116,7 @@ def model_register_command(artifact: Path, corpus_dir: Path, deployment: str | N
     try:
         version = model_version_register(deployment=deployment or settings.OBLIVIO_DEPLOYMENT,
                                          artifact_dir=artifact, corpus=corpus, corpus_root=corpus_dir,
-                                         actor=SYSTEM, serve=serve)
+                                         actor=cli_principal(), serve=serve)
     except ComplianceError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"registered {version.pk} digest {version.artifact_digest[:12]} ({version.status})")

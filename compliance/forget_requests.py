@@ -20,11 +20,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.audit import AuditAction, audit_append
+from core.principals import SYSTEM, Principal
 from hierarchy.identifiers import IdentifierKind, keyed_hash
 from hierarchy.models import Corpus
 from hierarchy.scope import scope_resolve
 
-from .access import SYSTEM, Principal
 from .deadlines import ExtensionUnit, policy_for
 from .errors import Conflict, Forbidden, Invalid, NotFound, lock_or_not_found
 from .legal import (
@@ -117,7 +117,7 @@ def forget_request_create(*, actor: Principal, subject: SubjectIdentifiers, regu
         request.save()
         request.related.set(related)
         related_ids = [str(other.pk) for other in related]
-        audit_append(actor=actor.name, action=AuditAction.FORGET_REQUEST_CREATED, object_type=OBJECT_TYPE,
+        audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_CREATED, object_type=OBJECT_TYPE,
                      object_id=str(request.pk), subject_hash=request.subject_hash,
                      data={"level": request.level, "institution": path.institution.code,
                            "regulation": regulation, "legal_basis": legal_basis,
@@ -148,7 +148,7 @@ def _transition(request: ForgetRequest, *, to: Status, actor: Principal, fields:
     request.status, request.status_changed_at = to, timezone.now()
     request.full_clean()
     request.save()
-    audit_append(actor=actor.name, action=AuditAction.FORGET_REQUEST_STATUS_CHANGED, object_type=OBJECT_TYPE,
+    audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_STATUS_CHANGED, object_type=OBJECT_TYPE,
                  object_id=str(request.pk), subject_hash=request.subject_hash,
                  data={"from": previous, "to": str(to), **(data or {})})
     webhook_enqueue(institution_id=request.institution_id, event=WebhookEvent.STATUS_CHANGED,
@@ -194,7 +194,9 @@ def forget_request_approve(*, request_id: uuid.UUID, actor: Principal, note: str
 
 def forget_request_refuse(*, request_id: uuid.UUID, actor: Principal, reason: RefusalReason, text: str,
                           partial: bool = False) -> ForgetRequest:
-    """Refuse, or partially refuse (the rest proceeds), with a reason code and an explanation."""
+    """Refuse, or partially refuse (the rest proceeds), with a reason code and an explanation.
+
+    Both are decisions, so the four-eyes rule applies to both."""
     if not text.strip():
         raise Invalid("a refusal needs an explanation", field="text", code="reason_text_required")
     target = Status.PARTIALLY_REFUSED if partial else Status.REFUSED
@@ -202,11 +204,11 @@ def forget_request_refuse(*, request_id: uuid.UUID, actor: Principal, reason: Re
         request = _locked(request_id, actor)
         check_transition(request.status, target)
         check_refusal_reason(reason, Regulation(request.regulation))
+        _require_second_person(request, actor)
         fields: dict[str, Any] = {"decided_by": actor.name, "decided_at": timezone.now(),
                                   "reason_code": reason, "decision_note": text}
         data: dict[str, Any] = {"reason_code": str(reason)}
         if partial:
-            _require_second_person(request, actor)
             fields["scope_summary"] = scope_snapshot(request)
             data["scope_counts"] = fields["scope_summary"]["counts"]
         return _transition(request, to=target, actor=actor, fields=fields, data=data)
@@ -255,7 +257,7 @@ def forget_request_extend(*, request_id: uuid.UUID, actor: Principal, length: in
         request.extension_notice_sent_at, request.extension_note = notice_sent_at, note
         request.full_clean()
         request.save()
-        audit_append(actor=actor.name, action=AuditAction.FORGET_REQUEST_DEADLINE_EXTENDED,
+        audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_DEADLINE_EXTENDED,
                      object_type=OBJECT_TYPE, object_id=str(request.pk), subject_hash=request.subject_hash,
                      data={"extension": length, "unit": str(unit), "previous_deadline": previous.isoformat(),
                            "deadline": deadline.isoformat(), "notice_sent_at": notice_sent_at.isoformat()})

@@ -8,9 +8,9 @@ from datetime import date, datetime
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from core.models import AuditEvent
+from core.principals import Principal
 from hierarchy.models import Institution
 
-from .access import Principal
 from .errors import NotFound
 from .lifecycle import TERMINAL
 from .models import ForgetRequest

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.principals import Principal
 from hierarchy import selectors as hierarchy
 from hierarchy.models import Institution, Patient, Section, Study
 from hierarchy.nodes import Node, node_label, node_level, node_parent, node_subject_hash
 from mllm.data.schema import Level
 
-from .access import Principal
 from .errors import NotFound
 
 

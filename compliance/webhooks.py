@@ -33,9 +33,10 @@ from django.utils import timezone
 
 from core.audit import AuditAction, audit_append
 from core.home import WEBHOOK_SECRET_KEY, secret
+from core.principals import Principal
 from hierarchy.models import Institution
 
-from .access import Principal
+from . import egress
 from .errors import Invalid, NotFound, lock_or_not_found
 from .models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -100,6 +101,11 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
     if urlsplit(url).scheme not in ("http", "https"):
         raise Invalid("a webhook URL must be http:// or https://", field="url",
                       code="invalid_webhook_endpoint")
+    try:
+        egress.check_destination(url)
+    except egress.ForbiddenAddress as exc:
+        raise Invalid(f"webhook URL refused: {exc} (see OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES)",
+                      field="url", code="webhook_address_forbidden") from None
     known = {str(event) for event in WebhookEvent}
     if not set(events) <= known:
         raise Invalid(f"events must be among {', '.join(sorted(known))}", field="events",
@@ -113,7 +119,7 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
                       code="invalid_webhook_endpoint") from None
     with transaction.atomic():
         endpoint.save()
-        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_CREATED,
+        audit_append(actor=actor, action=AuditAction.WEBHOOK_ENDPOINT_CREATED,
                      object_type="webhook_endpoint", object_id=str(endpoint.pk),
                      data={"institution": institution.code, "events": endpoint.events})
     return endpoint
@@ -130,7 +136,7 @@ def webhook_endpoint_disable(*, endpoint_id: int, actor: Principal) -> WebhookEn
         endpoint = _locked_endpoint(endpoint_id)
         endpoint.is_active = False
         endpoint.save(update_fields=["is_active"])
-        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
+        audit_append(actor=actor, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
                      object_type="webhook_endpoint", object_id=str(endpoint.pk))
     return endpoint
 
@@ -145,7 +151,7 @@ def webhook_endpoint_rotate_secret(*, endpoint_id: int, actor: Principal) -> str
         new_secret = secrets.token_hex(32)
         endpoint.sealed_secret = seal_secret(new_secret)
         endpoint.save(update_fields=["sealed_secret"])
-        audit_append(actor=actor.name, action=AuditAction.WEBHOOK_SECRET_ROTATED,
+        audit_append(actor=actor, action=AuditAction.WEBHOOK_SECRET_ROTATED,
                      object_type="webhook_endpoint", object_id=str(endpoint.pk))
     return new_secret
 
@@ -207,14 +213,6 @@ def retry_delay(attempts: int) -> float:
     return float(min(base * 2 ** (attempts - 1), settings.OBLIVIO_WEBHOOK_BACKOFF_CAP_SECONDS))
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect is a failed delivery, never a re-POST elsewhere
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
 def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
     body = rfc8785.dumps(delivery.payload)
     headers = {"Content-Type": "application/json", "User-Agent": "Oblivio-Webhooks/1",
@@ -222,7 +220,7 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str]:
                EVENT_ID_HEADER: str(delivery.event_id), EVENT_TYPE_HEADER: delivery.event_type}
     request = urllib.request.Request(delivery.endpoint.url, data=body, headers=headers, method="POST")
     try:
-        with _opener.open(request, timeout=settings.OBLIVIO_WEBHOOK_TIMEOUT_SECONDS) as response:
+        with egress.opener.open(request, timeout=settings.OBLIVIO_WEBHOOK_TIMEOUT_SECONDS) as response:
             return response.status, ""
     except urllib.error.HTTPError as exc:
         return exc.code, f"HTTP {exc.code}"

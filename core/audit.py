@@ -12,11 +12,14 @@ import enum
 import io
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from . import signing
@@ -27,9 +30,13 @@ from .chain import (
     VerifyResult,
     checkpoint_message,
     event_hash,
+    staleness_problem,
     verify_chain,
+    verify_witness,
 )
 from .models import AuditCheckpoint, AuditEvent, AuditHead
+from .principals import Principal
+from .witness import WitnessError, witness_append, witness_post, witness_read
 
 
 class AuditAction(enum.StrEnum):
@@ -46,6 +53,9 @@ class AuditAction(enum.StrEnum):
     WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created"
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
     WEBHOOK_SECRET_ROTATED = "webhook_endpoint.secret_rotated"
+    SIGNING_KEY_ROTATED = "signing_key.rotated"
+    ROLE_GRANTED = "role.granted"
+    ROLE_REVOKED = "role.revoked"
     MODEL_VERSION_REGISTERED = "model_version.registered"
     MODEL_VERSION_PROMOTED = "model_version.promoted"
     MODEL_VERSION_ROLLED_BACK = "model_version.rolled_back"
@@ -69,21 +79,24 @@ def _timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def audit_append(*, actor: str, action: AuditAction, object_type: str = "", object_id: str = "",
+def audit_append(*, actor: Principal, action: AuditAction, object_type: str = "", object_id: str = "",
                  subject_hash: str = "", data: dict[str, Any] | None = None) -> AuditEvent:
     """Append one event to the chain. Call it inside the transaction of the change it records.
 
+    ``actor`` is the authenticated principal (its name is recorded; free strings are refused).
     ``data`` must be JSON-serialisable and must not contain PHI (use keyed hashes).
     """
+    if not isinstance(actor, Principal):
+        raise TypeError(f"the audit actor must be a Principal, not {type(actor).__name__}")
     with transaction.atomic():
         head, _ = AuditHead.objects.select_for_update().get_or_create(pk=1)
         occurred_at = timezone.now()
-        entry = {"seq": head.seq + 1, "occurred_at": _timestamp(occurred_at), "actor": actor,
+        entry = {"seq": head.seq + 1, "occurred_at": _timestamp(occurred_at), "actor": actor.name,
                  "action": str(action), "object_type": object_type, "object_id": str(object_id),
                  "subject_hash": subject_hash, "data": data or {}}
         digest = event_hash(head.hash, entry)
         event = AuditEvent.objects.create(
-            seq=entry["seq"], occurred_at=occurred_at, actor=actor, action=entry["action"],
+            seq=entry["seq"], occurred_at=occurred_at, actor=actor.name, action=entry["action"],
             object_type=object_type, object_id=entry["object_id"], subject_hash=subject_hash,
             data=entry["data"], prev_hash=head.hash, hash=digest)
         head.seq, head.hash = event.seq, digest
@@ -91,16 +104,43 @@ def audit_append(*, actor: str, action: AuditAction, object_type: str = "", obje
     return event
 
 
-def audit_checkpoint() -> AuditCheckpoint | None:
-    """Sign the current head unless it is already checkpointed; returns the new checkpoint."""
+def audit_checkpoint(*, heartbeat: bool = False) -> AuditCheckpoint | None:
+    """Sign the current head; returns the new checkpoint.
+
+    On demand (default) nothing is signed when the head is already checkpointed. The scheduler
+    passes ``heartbeat=True`` and signs the head every interval even when it has not moved, which
+    is what lets verification call a stale newest checkpoint tampering. Once committed, the
+    checkpoint is appended to the witness file and POSTed to the auditor's URL if one is set.
+    """
     with transaction.atomic():
         head, _ = AuditHead.objects.select_for_update().get_or_create(pk=1)
-        if head.seq == 0 or AuditCheckpoint.objects.filter(seq=head.seq).exists():
+        if head.seq == 0 or (not heartbeat and AuditCheckpoint.objects.filter(seq=head.seq).exists()):
             return None
         signed_at = timezone.now()
-        message = checkpoint_message(head.seq, head.hash, _timestamp(signed_at))
-        return AuditCheckpoint.objects.create(seq=head.seq, hash=head.hash, signed_at=signed_at,
-                                              key_id=signing.key_id(), signature=signing.sign(message))
+        key_id, signature = signing.sign(checkpoint_message(head.seq, head.hash, _timestamp(signed_at)))
+        checkpoint = AuditCheckpoint.objects.create(seq=head.seq, hash=head.hash, signed_at=signed_at,
+                                                    key_id=key_id, signature=signature)
+        transaction.on_commit(lambda: _witness(_checkpoint_dict(checkpoint)))
+    return checkpoint
+
+
+def _witness(entry: dict[str, Any]) -> None:
+    witness_append(Path(settings.OBLIVIO_AUDIT_WITNESS_FILE), entry)
+    if settings.OBLIVIO_AUDIT_WITNESS_URL:
+        witness_post(settings.OBLIVIO_AUDIT_WITNESS_URL, entry,
+                     timeout=settings.OBLIVIO_WEBHOOK_TIMEOUT_SECONDS)
+
+
+def audit_head() -> dict[str, Any]:
+    """``{"seq", "hash"}`` of the newest event: what a certificate records as the head it saw."""
+    return _head_dict()
+
+
+def audit_head_confirmed(seq: int, digest: str) -> bool:
+    """True if event ``seq`` is in the chain with hash ``digest`` (checks a certificate's head)."""
+    if seq == 0:
+        return digest == GENESIS_HASH
+    return AuditEvent.objects.filter(seq=seq, hash=digest).exists()
 
 
 # --- reading the database --------------------------------------------------------------
@@ -114,9 +154,13 @@ def _event_dicts() -> Iterator[dict[str, Any]]:
                "hash": event.hash}
 
 
+def _checkpoint_dict(checkpoint: AuditCheckpoint) -> dict[str, Any]:
+    return {"seq": checkpoint.seq, "hash": checkpoint.hash, "signed_at": _timestamp(checkpoint.signed_at),
+            "key_id": checkpoint.key_id, "signature": checkpoint.signature}
+
+
 def _checkpoint_dicts() -> list[dict[str, Any]]:
-    return [{"seq": c.seq, "hash": c.hash, "signed_at": _timestamp(c.signed_at), "key_id": c.key_id,
-             "signature": c.signature} for c in AuditCheckpoint.objects.order_by("seq")]
+    return [_checkpoint_dict(c) for c in AuditCheckpoint.objects.order_by("seq", "signed_at")]
 
 
 def _head_dict() -> dict[str, Any]:
@@ -124,10 +168,33 @@ def _head_dict() -> dict[str, Any]:
     return {"seq": head.seq, "hash": head.hash} if head else {"seq": 0, "hash": GENESIS_HASH}
 
 
+def checkpoint_max_age() -> timedelta:
+    """How old the newest checkpoint may be: the schedule's interval plus the grace."""
+    return timedelta(seconds=settings.OBLIVIO_AUDIT_CHECKPOINT_SECONDS
+                     + settings.OBLIVIO_AUDIT_CHECKPOINT_GRACE_SECONDS)
+
+
 def audit_verify() -> VerifyResult:
-    """Verify the chain stored in the database."""
-    return verify_chain(_event_dicts(), _checkpoint_dicts(), public_key_pem=signing.public_key_pem(),
-                        head=_head_dict())
+    """Verify the chain stored in the database: links, signatures and head, then the witness
+    outside the database, then that the newest checkpoint is as recent as the schedule makes it."""
+    keys = signing.public_keys()
+    checkpoints = _checkpoint_dicts()
+    result = verify_chain(_event_dicts(), checkpoints, public_keys=keys, head=_head_dict())
+    if not result.ok:
+        return result
+    try:
+        problem = verify_witness(checkpoints, witness_read(Path(settings.OBLIVIO_AUDIT_WITNESS_FILE)),
+                                 public_keys=keys)
+    except WitnessError as exc:
+        problem = str(exc)
+    if not problem:
+        first_event = AuditEvent.objects.order_by("seq").values_list("occurred_at", flat=True).first()
+        problem = staleness_problem(
+            newest_checkpoint_at=AuditCheckpoint.objects.aggregate(newest=Max("signed_at"))["newest"],
+            first_event_at=first_event, now=timezone.now(), max_age=checkpoint_max_age())
+    if problem:
+        return replace(result, ok=False, problem=problem)
+    return result
 
 
 # --- export -------------------------------------------------------------------------------
@@ -137,7 +204,7 @@ def audit_export_json() -> dict[str, Any]:
     """Everything an auditor needs to verify the chain offline (no PHI: subjects are keyed hashes)."""
     return {"format": EXPORT_FORMAT, "exported_at": _timestamp(timezone.now()),
             "retention_years": settings.OBLIVIO_AUDIT_RETENTION_YEARS,
-            "public_key_pem": signing.public_key_pem(), "key_id": signing.key_id(),
+            "public_keys": signing.public_keys(), "key_id": signing.active_key_id(),
             "head": _head_dict(), "events": list(_event_dicts()), "checkpoints": _checkpoint_dicts()}
 
 

@@ -9,14 +9,25 @@ from functools import wraps
 from typing import Any
 
 
-def setup_django() -> None:
-    """Configure Django (production settings unless ``DJANGO_SETTINGS_MODULE`` says otherwise)."""
+def setup_django(*, check_keys: bool = True) -> None:
+    """Configure Django (production settings unless ``DJANGO_SETTINGS_MODULE`` says otherwise).
+
+    With ``check_keys`` a data directory whose keys are not this database's stops the command
+    with a message (:func:`core.keys.check_deployment_keys`).
+    """
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oblivio_site.settings")
+    import click
     import django
     from django.apps import apps
 
     if not apps.ready:  # django.setup() reconfigures logging every time it runs
         django.setup()
+    if check_keys:
+        from .keys import key_mismatch
+
+        problem = key_mismatch()
+        if problem:
+            raise click.ClickException(problem)
 
 
 def with_django(command: Callable[..., None]) -> Callable[..., None]:

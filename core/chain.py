@@ -7,8 +7,9 @@ The same functions check the live database (:mod:`core.audit`) and an exported f
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import rfc8785
@@ -16,7 +17,8 @@ import rfc8785
 from . import signing
 
 GENESIS_HASH = "0" * 64
-EXPORT_FORMAT = "oblivio-audit-export/v1"
+EXPORT_FORMAT = "oblivio-audit-export/v2"
+EXPORT_FORMATS = ("oblivio-audit-export/v1", EXPORT_FORMAT)  # v1: one key, ``public_key_pem``
 CHECKPOINT_TYPE = "oblivio.audit.checkpoint/v1"
 EVENT_FIELDS = ("seq", "occurred_at", "actor", "action", "object_type", "object_id", "subject_hash",
                 "data", "prev_hash", "hash")
@@ -52,11 +54,12 @@ class VerifyResult:
 
 
 def verify_chain(events: Iterable[dict[str, Any]], checkpoints: list[dict[str, Any]], *,
-                 public_key_pem: str, head: dict[str, Any] | None = None) -> VerifyResult:
+                 public_keys: Mapping[str, str], head: dict[str, Any] | None = None) -> VerifyResult:
     """Check a chain given as dicts in ``seq`` order; name the first bad event.
 
     Detects edited events (hash mismatch), deleted or reordered events (sequence gap or broken
     ``prev_hash`` link), and truncation (a signed checkpoint or the head beyond the last event).
+    Each checkpoint must be signed by the key its ``key_id`` names in ``public_keys``.
     """
     expected_seq, running, count = 1, GENESIS_HASH, 0
     hashes: dict[int, str] = {}
@@ -77,7 +80,11 @@ def verify_chain(events: Iterable[dict[str, Any]], checkpoints: list[dict[str, A
     last = expected_seq - 1
     for number, checkpoint in enumerate(sorted(checkpoints, key=lambda c: c["seq"]), start=1):
         message = checkpoint_message(checkpoint["seq"], checkpoint["hash"], checkpoint["signed_at"])
-        if not signing.verify(public_key_pem, message, checkpoint["signature"]):
+        if checkpoint["key_id"] not in public_keys:
+            return VerifyResult(False, count, number - 1, checkpoint["seq"],
+                                f"checkpoint @{checkpoint['seq']} is signed by key {checkpoint['key_id']}, "
+                                f"which is not among the trusted keys")
+        if not signing.verify(checkpoint["key_id"], message, checkpoint["signature"], keys=public_keys):
             return VerifyResult(False, count, number - 1, checkpoint["seq"],
                                 f"checkpoint @{checkpoint['seq']} has an invalid signature")
         if checkpoint["seq"] > last:
@@ -94,9 +101,57 @@ def verify_chain(events: Iterable[dict[str, Any]], checkpoints: list[dict[str, A
     return VerifyResult(True, count, len(checkpoints))
 
 
-def verify_export(export: dict[str, Any], *, public_key_pem: str | None = None) -> VerifyResult:
-    """Verify an exported chain offline; pin ``public_key_pem`` to the key you trust."""
-    if export.get("format") != EXPORT_FORMAT:
+def verify_witness(checkpoints: list[dict[str, Any]], witness: list[dict[str, Any]], *,
+                   public_keys: Mapping[str, str]) -> str:
+    """The first disagreement between the database's checkpoints and the witness ('' if none).
+
+    Every validly signed witness entry must be among ``checkpoints`` with the same hash; the
+    chain itself is checked against the checkpoints by :func:`verify_chain`.
+    """
+    stored = {(c["seq"], c["signed_at"]): c for c in checkpoints}
+    for entry in witness:
+        message = checkpoint_message(entry["seq"], entry["hash"], entry["signed_at"])
+        if not signing.verify(entry["key_id"], message, entry["signature"], keys=public_keys):
+            return f"the witness entry for checkpoint @{entry['seq']} is not validly signed"
+        match = stored.get((entry["seq"], entry["signed_at"]))
+        if match is None:
+            return (f"checkpoint @{entry['seq']} signed at {entry['signed_at']} is in the witness "
+                    f"but not in the database (checkpoints or events deleted)")
+        if match["hash"] != entry["hash"]:
+            return f"checkpoint @{entry['seq']} disagrees with the witness (rewritten)"
+    return ""
+
+
+def staleness_problem(*, newest_checkpoint_at: datetime | None, first_event_at: datetime | None,
+                      now: datetime, max_age: timedelta) -> str:
+    """Checkpoints are signed on a schedule, so the newest one (or, before any, the first event)
+    older than ``max_age`` means checkpoints were deleted or the scheduler stopped."""
+    reference = newest_checkpoint_at or first_event_at
+    if reference is None or now - reference <= max_age:
+        return ""
+    what = "the newest signed checkpoint" if newest_checkpoint_at else "the first unsigned event"
+    return (f"{what} is from {reference.isoformat(timespec='seconds')}, older than the "
+            f"{int(max_age.total_seconds())} s the checkpoint schedule allows (checkpoints deleted, "
+            f"or the scheduler is not running)")
+
+
+def trusted_keys(public_pems: Iterable[str]) -> dict[str, str]:
+    """``{key id: PEM}`` of the given public keys (raises ``ValueError`` on a non-Ed25519 key)."""
+    return {signing.key_id_of(pem): pem for pem in public_pems}
+
+
+def export_keys(export: dict[str, Any]) -> dict[str, str]:
+    """The public keys an export carries (v2: all keys by id; v1: the one ``public_key_pem``)."""
+    if "public_keys" in export:
+        return dict(export["public_keys"])
+    return trusted_keys([export["public_key_pem"]])
+
+
+def verify_export(export: dict[str, Any], *, public_keys: Mapping[str, str] | None = None) -> VerifyResult:
+    """Verify an exported chain offline; pin ``public_keys`` (``{key id: PEM}``) to the keys you
+    trust, else the keys inside the export are used."""
+    if export.get("format") not in EXPORT_FORMATS:
         raise ValueError(f"not an Oblivio audit export (format {export.get('format')!r})")
     return verify_chain(export["events"], export["checkpoints"],
-                        public_key_pem=public_key_pem or export["public_key_pem"], head=export["head"])
+                        public_keys=export_keys(export) if public_keys is None else public_keys,
+                        head=export["head"])

@@ -1,44 +1,88 @@
-"""The data directory (``OBLIVIO_HOME``, default ``./var``) and the secrets generated into it.
+"""The data directory and the secrets generated into it.
 
 Everything a deployment writes lives under one directory: the embedded SQLite database, the
-embedded broker's folders, model artifacts and the secrets below. Secrets are generated on first
-use with owner-only permissions and are never committed.
+embedded broker's folders, model artifacts, the secrets, the signing-key registry and the audit
+witness. It is ``$OBLIVIO_HOME`` (an absolute path) when set, else the user's data directory
+``$XDG_DATA_HOME/oblivio`` (``~/.local/share/oblivio``) — never relative to the working directory,
+so every command of one user finds the same keys wherever it is started.
+
+Secrets are generated on first use with owner-only permissions: the value is written to a private
+temporary file, then linked into place with an exclusive create, so processes starting together
+end with one complete key (never an empty or half-written file).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 DJANGO_SECRET_KEY = "django_secret_key"
 IDENTIFIER_HMAC_KEY = "identifier_hmac_key"
-SIGNING_KEY = "signing_key.pem"
 WEBHOOK_SECRET_KEY = "webhook_secret_key"  # Fernet key sealing webhook secrets at rest
+
+
+class HomeError(RuntimeError):
+    """The data directory or a secret in it is unusable; the message says what to do."""
+
+
+def default_home() -> Path:
+    """``$XDG_DATA_HOME/oblivio``, else ``~/.local/share/oblivio``."""
+    base = os.environ.get("XDG_DATA_HOME", "").strip()
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "oblivio"
 
 
 def oblivio_home() -> Path:
     """The data directory, created if missing."""
-    home = Path(os.environ.get("OBLIVIO_HOME", "var")).expanduser().resolve()
+    configured = os.environ.get("OBLIVIO_HOME", "").strip()
+    if configured:
+        home = Path(configured).expanduser()
+        if not home.is_absolute():
+            raise HomeError(f"OBLIVIO_HOME must be an absolute path (got {configured!r}); a relative "
+                            "one would name another directory from every working directory")
+    else:
+        home = default_home()
     home.mkdir(parents=True, exist_ok=True)
     return home
 
 
-def _new_signing_key() -> bytes:
-    return Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
+def secrets_dir() -> Path:
+    directory = oblivio_home() / "secrets"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory
+
+
+def create_exclusive(path: Path, value: bytes) -> bool:
+    """Write ``value`` to ``path`` (mode 0600) unless it exists; ``True`` if this call created it.
+
+    The bytes go to a temporary file in the same directory first and are linked into place, so a
+    reader sees either no file or the whole value.
+    """
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(value)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
 
 
 _GENERATORS: dict[str, Callable[[], bytes]] = {
     DJANGO_SECRET_KEY: lambda: secrets.token_urlsafe(50).encode(),
     IDENTIFIER_HMAC_KEY: lambda: secrets.token_hex(32).encode(),
-    SIGNING_KEY: _new_signing_key,
     WEBHOOK_SECRET_KEY: Fernet.generate_key,
 }
 
@@ -50,24 +94,12 @@ def ensure_secrets() -> None:
 
 
 def secret(name: str) -> bytes:
-    """Read secret ``name`` from ``$OBLIVIO_HOME/secrets``, generating it on first use.
-
-    Creation uses ``O_EXCL`` so a web server and a worker starting together agree on one value.
-    """
-    directory = oblivio_home() / "secrets"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    path = directory / name
+    """Read secret ``name`` from ``$OBLIVIO_HOME/secrets``, generating it on first use."""
+    path = secrets_dir() / name
     if not path.exists():
-        value = _GENERATORS[name]()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(value)
-            return value
+        create_exclusive(path, _GENERATORS[name]())
     value = path.read_bytes()
     if not value:
-        raise RuntimeError(f"secret file {path} is empty; delete it to generate a new one")
+        raise HomeError(f"secret file {path} is empty (written by an older version that crashed); "
+                        "restore it from your backup")
     return value

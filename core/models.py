@@ -65,3 +65,28 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint @{self.seq}"
+
+
+class DeploymentKey(models.Model):
+    """A key this database was used with, by fingerprint (never the key itself).
+
+    Recorded when the database is first migrated and on every rotation, so a process that finds
+    other keys in its data directory refuses to start instead of hashing identifiers differently.
+    """
+
+    class Purpose(models.TextChoices):
+        IDENTIFIER = "identifier", "identifier HMAC key"
+        SIGNING = "signing", "signing key"
+
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    key_id = models.CharField(max_length=64, help_text="Fingerprint: first 16 hex digits of a SHA-256.")
+    public_key_pem = models.TextField(blank=True, help_text="Signing keys only.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["purpose", "created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["purpose", "key_id"], name="unique_deployment_key")]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} key {self.key_id}"

@@ -1,14 +1,21 @@
 """View-only admin pages for the hierarchy; identifiers appear as short keyed hashes.
 
 Nothing is edited here: nodes change only through the audited ingest and FHIR import services.
-Searching patients by ``system|MRN`` or studies by StudyInstanceUID hashes the term first.
+Patients are found by ``system|MRN`` and studies by StudyInstanceUID through a POST form: the term
+is hashed on the server and only its keyed hash ever appears in a URL (never in a query string or
+the access log).
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.views.decorators.http import require_POST
 
 from .identifiers import mrn_hash, short, study_uid_hash
 from .models import Corpus, Institution, Patient, Section, Study, TrainingRecord
@@ -28,16 +35,37 @@ class ViewOnlyAdmin(admin.ModelAdmin):
 
 
 class HashSearchAdmin(ViewOnlyAdmin):
-    """Search by a raw identifier: the term is hashed and compared with the one ``search_fields`` entry."""
+    """Find by a raw identifier, POSTed: the term is hashed and the changelist is filtered on
+    ``hash_field`` (the keyed hash is the only thing in the redirect URL)."""
+
+    change_list_template = "admin/hierarchy/hash_search_change_list.html"
+    hash_field = ""
+    lookup_label = ""
 
     def hash_term(self, term: str) -> str:
         raise NotImplementedError
 
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet,
-                           search_term: str) -> tuple[QuerySet, bool]:
-        if not search_term.strip():
-            return queryset, False
-        return queryset.filter(**{self.search_fields[0]: self.hash_term(search_term)}), False
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_lookup"
+        view = self.admin_site.admin_view(require_POST(self.lookup_view))
+        return [path("lookup/", view, name=name), *super().get_urls()]
+
+    def lookup_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        term = request.POST.get("identifier", "")
+        if not term.strip():
+            return HttpResponseRedirect(changelist)
+        return HttpResponseRedirect(f"{changelist}?{urlencode({self.hash_field: self.hash_term(term)})}")
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return lookup == self.hash_field or super().lookup_allowed(lookup, value, request)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        lookup = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_lookup")
+        return super().changelist_view(request, {**(extra_context or {}), "lookup_url": lookup,
+                                                 "lookup_label": self.lookup_label})
 
 
 @admin.register(Institution)
@@ -58,8 +86,8 @@ class PatientAdmin(HashSearchAdmin):
     list_display = ["mrn", "institution", "study_count", "created_at"]
     list_filter = ["institution"]
     list_select_related = ["institution"]
-    search_fields = ["mrn_hash"]
-    search_help_text = "MRN as system|value (hashed before the lookup)"
+    hash_field = "mrn_hash"
+    lookup_label = "MRN as system|value (hashed on the server before the lookup)"
 
     def hash_term(self, term: str) -> str:
         system, _, value = term.rpartition("|")
@@ -82,8 +110,8 @@ class StudyAdmin(HashSearchAdmin):
     list_display = ["uid", "patient", "modality", "created_at"]
     list_filter = ["modality", "patient__institution"]
     list_select_related = ["patient"]
-    search_fields = ["uid_hash"]
-    search_help_text = "StudyInstanceUID, with or without urn:oid: (hashed before the lookup)"
+    hash_field = "uid_hash"
+    lookup_label = "StudyInstanceUID, with or without urn:oid: (hashed on the server before the lookup)"
 
     def hash_term(self, term: str) -> str:
         return study_uid_hash(term)

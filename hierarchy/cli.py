@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 
 import click
 
 from core.bootstrap import setup_django
+from core.principals import cli_principal
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -25,10 +25,6 @@ def _echo_counts(counts: dict[str, int]) -> None:
         click.echo(f"  {name:<22}{value}")
 
 
-_ACTOR = click.option("--actor", default=lambda: f"cli:{getpass.getuser()}", show_default="cli:<user>",
-                      help="Who to record in the audit chain.")
-
-
 @click.command("ingest")
 @click.argument("corpus_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--institution-name", "names", multiple=True, metavar="CODE=NAME",
@@ -36,15 +32,17 @@ _ACTOR = click.option("--actor", default=lambda: f"cli:{getpass.getuser()}", sho
 @click.option("--mrn-system", "systems", multiple=True, metavar="CODE=URI",
               help="MRN identifier system of an institution this ingest creates "
                    "(default urn:oblivio:institution:<code>:mrn; repeatable).")
-@_ACTOR
-def ingest(corpus_dir: Path, names: tuple[str, ...], systems: tuple[str, ...], actor: str) -> None:
-    """File a corpus directory (corpus.json + records.jsonl + images/) in the hierarchy."""
+def ingest(corpus_dir: Path, names: tuple[str, ...], systems: tuple[str, ...]) -> None:
+    """File a corpus directory (corpus.json + records.jsonl + images/) in the hierarchy.
+
+    The audit chain records the operating-system user as ``cli:<user>``."""
     institution_names, mrn_systems = _pairs(names, "--institution-name"), _pairs(systems, "--mrn-system")
     setup_django()
     from .services import corpus_ingest
 
     try:
-        result = corpus_ingest(corpus_dir=corpus_dir, actor=actor, institution_names=institution_names,
+        result = corpus_ingest(corpus_dir=corpus_dir, actor=cli_principal(),
+                               institution_names=institution_names,
                                mrn_systems=mrn_systems)
     except ValueError as exc:  # CorpusError names file, line and field
         raise click.ClickException(str(exc)) from None
@@ -56,14 +54,13 @@ def ingest(corpus_dir: Path, names: tuple[str, ...], systems: tuple[str, ...], a
 
 @click.command("ingest-fhir")
 @click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_ACTOR
-def ingest_fhir(bundle_file: Path, actor: str) -> None:
+def ingest_fhir(bundle_file: Path) -> None:
     """Import a FHIR R4 Bundle (JSON): organizations, patients, imaging studies, report sections."""
     setup_django()
     from .fhir import fhir_bundle_import
 
     try:
-        result = fhir_bundle_import(bundle=bundle_file.read_bytes(), actor=actor)
+        result = fhir_bundle_import(bundle=bundle_file.read_bytes(), actor=cli_principal())
     except ValueError as exc:  # FhirImportError names entry and field
         raise click.ClickException(f"{bundle_file}: {exc}") from None
     verb = "imported" if result.created else "already imported, nothing changed:"

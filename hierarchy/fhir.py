@@ -32,6 +32,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.resource import Resource
 
 from core.audit import AuditAction, audit_append
+from core.principals import Principal
 from mllm.data.schema import Section as SectionName
 
 from .identifiers import mrn_hash, normalize_uid, study_uid_hash
@@ -317,7 +318,7 @@ def _composition_sections(bundle: _Bundle, plan: NodePlan, number: int, composit
             plan.add_section(uid, name.value, number)
 
 
-def fhir_bundle_import(*, bundle: dict[str, Any] | str | bytes, actor: str) -> FhirImportResult:
+def fhir_bundle_import(*, bundle: dict[str, Any] | str | bytes, actor: Principal) -> FhirImportResult:
     """Validate and import a FHIR R4 Bundle; raise :class:`FhirImportError` naming entry and field."""
     parsed, digest = _parse(bundle)
     try:

@@ -17,6 +17,7 @@ from django.db import models, transaction
 from django.db.models import Count, Q
 
 from core.audit import AuditAction, audit_append
+from core.principals import Principal
 from mllm.data.entities import HIERARCHY_FILE, load_hierarchy
 from mllm.data.schema import RECORDS_FILE, CorpusError, Split, load_corpus
 
@@ -161,7 +162,8 @@ _CORPUS_FIELDS = {"institution": "institution_id", "mrn_system": "institution_id
                   "study": "study_id"}
 
 
-def corpus_ingest(*, corpus_dir: Path | str, actor: str, institution_names: dict[str, str] | None = None,
+def corpus_ingest(*, corpus_dir: Path | str, actor: Principal,
+                  institution_names: dict[str, str] | None = None,
                   mrn_systems: dict[str, str] | None = None) -> IngestResult:
     """Load, validate and file a corpus directory in the hierarchy, in one transaction.
 

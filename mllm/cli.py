@@ -10,7 +10,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -42,25 +42,45 @@ def _is_corpus_entry(path: Path) -> bool:
     return path.name in _CORPUS_ENTRIES
 
 
+def _written_corpus(out: Path) -> Callable[[Path], bool]:
+    """Which entries of ``out`` an earlier run wrote: none unless ``out`` loads as a corpus, and
+    ``images/`` only when every file in it is an image the corpus's records use."""
+    try:
+        corpus = load_corpus(out)
+    except (CorpusError, OSError, ValueError):
+        return lambda entry: False
+    used = {corpus.image_path(record).resolve() for record in corpus.records}
+    images = out / IMAGES_DIR
+    images_ours = all(file.resolve() in used for file in images.rglob("*") if not file.is_dir())
+    return lambda entry: _is_corpus_entry(entry) and (entry.name != IMAGES_DIR or images_ours)
+
+
 def _is_medforget_entry(path: Path) -> bool:
-    return path.is_dir() and path.name.endswith("_level")
+    """A ``<level>_level`` folder holding nothing but the two sets an export writes."""
+    from mllm.data.medforget import FORGET_FILE, LEVEL_SUFFIX, RETAIN_FILE
+
+    return (path.is_dir() and not path.is_symlink() and path.name.endswith(LEVEL_SUFFIX)
+            and all(child.name in {FORGET_FILE, RETAIN_FILE} and child.is_file() for child in path.iterdir()))
 
 
 def _remove(out: Path, ours: Callable[[Path], bool]) -> None:
     for entry in out.iterdir() if out.is_dir() else ():
         if ours(entry):
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
 def _prepare_out(out: Path, *, force: bool, ours: Callable[[Path], bool]) -> None:
-    """Refuse a non-empty ``out``; with ``force``, first delete what an earlier run wrote there."""
+    """Refuse a non-empty ``out``; with ``force``, delete what an earlier run wrote there — only after
+    checking that everything in it is Oblivio's (one foreign file and nothing is deleted)."""
     if not out.is_dir() or not any(out.iterdir()):
         return
     if not force:
         raise click.ClickException(f"{out} is not empty; use --force to replace what an earlier run wrote")
+    foreign = sorted(entry.name for entry in out.iterdir() if not ours(entry))
+    if foreign:
+        raise click.ClickException(f"{out} holds files Oblivio did not write ({', '.join(foreign[:5])}"
+                                   f"{', ...' if len(foreign) > 5 else ''}); refusing to touch anything")
     _remove(out, ours)
-    if any(out.iterdir()):
-        raise click.ClickException(f"{out} holds files Oblivio did not write; refusing to touch them")
 
 
 def _summary(corpus: Corpus) -> str:
@@ -97,7 +117,7 @@ def synth(size: str, seed: int, out: Path, force: bool) -> None:
     """Generate a synthetic hospital corpus: train records and never-trained holdout records."""
     from mllm.data.synth import generate_corpus
 
-    _prepare_out(out, force=force, ours=_is_corpus_entry)
+    _prepare_out(out, force=force, ours=_written_corpus(out))
     click.echo(_summary(generate_corpus(size=size, seed=seed, out=out)))
 
 
@@ -116,11 +136,11 @@ def import_medforget_command(src: Path, out: Path, name: str, force: bool) -> No
     """Convert a MedForget-layout directory SRC (<level>_level/*.parquet) into a corpus."""
     from mllm.data.medforget import import_medforget
 
-    _prepare_out(out, force=force, ours=_is_corpus_entry)
+    _prepare_out(out, force=force, ours=_written_corpus(out))
     try:
         imported = import_medforget(src, out, name=name)
     except CorpusError as exc:
-        _remove(out, _is_corpus_entry)
+        _remove(out, _is_corpus_entry)  # out held nothing foreign: what is there, this run wrote
         raise click.ClickException(str(exc)) from None
     click.echo(_summary(imported.corpus))
     for label in sorted(imported.forget):
@@ -134,11 +154,12 @@ def import_medforget_command(src: Path, out: Path, name: str, force: bool) -> No
               help="New or empty directory for the <level>_level folders.")
 @click.option("--level", "levels", multiple=True, type=click.Choice([level.value for level in Level]),
               help="Level to write (repeatable) [default: all four].")
-@click.option("--forget", "nodes", multiple=True, metavar="NODE",
-              help="Forget node institution[/patient[/study[/SECTION]]] of its level (repeatable) "
-                   "[default: the node of the corpus's first trainable record].")
+@click.option("--forget-file", "forget_file", type=click.File("r", encoding="utf-8"),
+              help="File ('-' for stdin) with one forget node institution[/patient[/study[/SECTION]]] per "
+                   "line, at most one per level [default: the node of the corpus's first trainable record]. "
+                   "Identifiers are read from a file, never from the command line.")
 @click.option("--force", is_flag=True, help="Replace <level>_level folders an earlier run wrote to OUT.")
-def export_medforget_command(corpus_dir: Path, out: Path, levels: tuple[str, ...], nodes: tuple[str, ...],
+def export_medforget_command(corpus_dir: Path, out: Path, levels: tuple[str, ...], forget_file: TextIO | None,
                              force: bool) -> None:
     """Write a corpus's trainable records as MedForget forget / retain sets, one folder per level."""
     from mllm.data.entities import HierarchyNode
@@ -146,15 +167,16 @@ def export_medforget_command(corpus_dir: Path, out: Path, levels: tuple[str, ...
 
     chosen = [Level(level) for level in levels] or list(Level)
     by_level: dict[Level, HierarchyNode] = {}
+    nodes = [line.strip() for line in forget_file or () if line.strip()]
     for text in nodes:
         try:
             node = HierarchyNode.parse(text)
         except ValueError:
-            raise click.BadParameter("expected institution[/patient[/study[/SECTION]]]",
-                                     param_hint="--forget") from None
+            raise click.BadParameter("expected institution[/patient[/study[/SECTION]]] per line",
+                                     param_hint="--forget-file") from None
         if node.level not in chosen or node.level in by_level:
             raise click.BadParameter(f"give at most one {node.level}-level node, for a level being written",
-                                     param_hint="--forget")
+                                     param_hint="--forget-file")
         by_level[node.level] = node
     try:
         corpus = load_corpus(corpus_dir)
@@ -216,6 +238,29 @@ class _StepBar:
             self.bar.close()
 
 
+_DTYPE = click.option("--dtype", default="float32", show_default=True,
+                      type=click.Choice(["float32", "bfloat16", "float16"]),
+                      help="Weights' dtype (scores and losses are computed in float32 regardless).")
+_DEVICE = click.option("--device", default="cpu", show_default=True,
+                       help="cpu, cuda, cuda:N, or auto (spread over all visible GPUs, device_map='auto').")
+_BASE_SEARCH = click.option("--base-search", "base_search", multiple=True,
+                            type=click.Path(exists=True, file_okay=False, path_type=Path),
+                            help="Directory holding (or being) the base model of an adapter artifact, if it "
+                                 "moved from its recorded path (repeatable; also $OBLIVIO_BASE_PATH).")
+
+
+def _check_device(device: str) -> str:
+    from mllm.models.runtime import device_map_for
+
+    try:
+        device_map_for(device)
+    except RuntimeError:
+        raise click.BadParameter(f"unknown device {device!r}", param_hint="--device") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
+    return device
+
+
 def _echo_outcome(out: Path, outcome: Any) -> None:
     result = outcome.result
     click.echo(f"saved {out}: {outcome.parameters:,} parameters, {outcome.records} records, "
@@ -232,16 +277,26 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
               help="Start from this local model directory (e.g. an `oblivio pretrain` base) "
                    "instead of a fresh reference model.")
 @click.option("--size", default="small", show_default=True, type=click.Choice(list(SPECS)),
-              help="Reference model size (ignored with --base).")
+              help="Reference model size and family (ignored with --base).")
 @click.option("--lora", is_flag=True,
-              help="Train LoRA adapters on the language model instead of all weights.")
+              help="Train LoRA adapters on every linear layer of the language model instead of all weights; "
+                   "saves an adapter-only artifact referencing the base by digest (needs --base).")
 @click.option("--lora-rank", default=16, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--lora-alpha", default=16, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True),
               help="Passes over the training records [default: 25].")
 @click.option("--steps", type=click.IntRange(1), help="Optimizer steps (instead of --epochs).")
 @click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Peak learning rate (linear warmup, then cosine decay to 0).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1),
+              help="Examples per forward pass (micro-batch).")
+@click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(1),
+              help="Micro-batches per optimizer step (effective batch = batch size x grad accum).")
+@click.option("--gradient-checkpointing", is_flag=True,
+              help="Recompute activations in the backward pass (less memory, ~30% more time).")
+@_DTYPE
+@_DEVICE
+@_BASE_SEARCH
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seeds weights, adapters and data order.")
 @click.option("--retain-only-exclude", "exclude_files", multiple=True,
@@ -251,8 +306,9 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
 @click.option("--checkpoint-every", default=200, show_default=True, type=click.IntRange(0),
               help="Steps between resumable checkpoints (0: none).")
 @click.option("--threads", type=click.IntRange(1), help="torch CPU threads [default: all cores].")
-def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lora_rank: int,
-          epochs: float | None, steps: int | None, lr: float, batch_size: int, seed: int,
+def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lora_rank: int, lora_alpha: int,
+          epochs: float | None, steps: int | None, lr: float, batch_size: int, grad_accum: int,
+          gradient_checkpointing: bool, dtype: str, device: str, base_search: tuple[Path, ...], seed: int,
           exclude_files: tuple[Path, ...], resume: bool, checkpoint_every: int, threads: int | None) -> None:
     """Fine-tune a model on a corpus's training records and save it as an artifact."""
     from mllm.data.schema import CorpusError
@@ -265,11 +321,12 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
     if epochs is not None and steps is not None:
         raise click.UsageError("give --epochs or --steps, not both")
     _quiet_transformers(threads)
-    config = TrainConfig(epochs=25.0 if epochs is None else epochs, steps=steps, batch_size=batch_size,
-                         lr=lr, seed=seed)
+    config = TrainConfig(epochs=25.0 if epochs is None else epochs, steps=steps, batch_size=batch_size, lr=lr,
+                         seed=seed, grad_accum=grad_accum, gradient_checkpointing=gradient_checkpointing)
     job = TrainJob(corpus=corpus, out=out, config=config, base=base, spec=SPECS[size],
-                   lora=LoraSettings(rank=lora_rank, alpha=lora_rank) if lora else None,
-                   exclude=_read_ids(exclude_files), checkpoint_every=checkpoint_every, resume=resume)
+                   lora=LoraSettings(rank=lora_rank, alpha=lora_alpha) if lora else None,
+                   exclude=_read_ids(exclude_files), checkpoint_every=checkpoint_every, resume=resume,
+                   dtype=dtype, device=_check_device(device), base_search_path=base_search)
     bar = _StepBar("train")
     try:
         outcome = run_train_job(job, bar)
@@ -333,9 +390,13 @@ def pretrain(out: Path, size: str, cases: int, epochs: float, lr: float, batch_s
 @click.option("--json", "as_json", is_flag=True, help="Print metrics, table and answers as JSON.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1))
+@_DTYPE
+@_DEVICE
+@_BASE_SEARCH
 @click.option("--threads", type=click.IntRange(1), help="torch CPU threads [default: all cores].")
 def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str, by: str, as_json: bool,
-             batch_size: int, max_new_tokens: int, threads: int | None) -> None:
+             batch_size: int, max_new_tokens: int, dtype: str, device: str, base_search: tuple[Path, ...],
+             threads: int | None) -> None:
     """Answer a corpus's records with a model and print exact match / ROUGE-L per group, task and level."""
     import json
 
@@ -345,6 +406,7 @@ def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str,
     from mllm.evaluate.groups import GroupsError, default_groups, groups_from_file
     from mllm.evaluate.report import evaluate_groups, evaluation_json, markdown_table, summarise
     from mllm.models.loader import ModelLoadError, load_model
+    from mllm.models.runtime import device_map_for
 
     keys = [key.strip() for key in by.split(",") if key.strip()]
     unknown = [key for key in keys if key != "group" and key not in Record.__dataclass_fields__]
@@ -355,7 +417,8 @@ def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str,
         loaded_corpus = load_corpus(corpus)
         groups = (groups_from_file(loaded_corpus, groups_file) if groups_file
                   else default_groups(loaded_corpus))
-        loaded = load_model(model_dir)
+        loaded = load_model(model_dir, dtype=dtype, device_map=device_map_for(_check_device(device)),
+                            base_search_path=base_search)
     except (CorpusError, GroupsError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from None
     eval_mode = "greedy" if mode == "greedy" else "teacher_forced"

@@ -79,6 +79,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         redis.Redis.from_url(f"{base}/0").delete(f"oblivio:test-session-db:{number}")
 
 
+@pytest.fixture(autouse=True)
+def _own_audit_witness(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each database test gets its own audit witness file: the database is rolled back after a
+    test, and a witness remembering another test's checkpoints would (rightly) fail verification."""
+    if request.node.get_closest_marker("django_db") is not None:
+        settings = request.getfixturevalue("settings")
+        settings.OBLIVIO_AUDIT_WITNESS_FILE = str(tmp_path_factory.mktemp("witness") / "audit.jsonl")
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Let the test runner empty the audit tables between transactional tests.

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from factories import corpus_dir_write, corpus_records
 
-from compliance.access import SYSTEM, Principal
 from compliance.attestation import CertificateFacts, ModelRef
 from compliance.forget_requests import forget_request_approve, forget_request_create, forget_request_review
 from compliance.legal import LegalBasis, Regulation, RequesterType
@@ -24,6 +23,7 @@ from compliance.pipeline.jobs import jobs_plan, jobs_release_due
 from compliance.pipeline.registry import model_version_register
 from compliance.pipeline.steps import job_run_step
 from compliance.subjects import SubjectIdentifiers
+from core.principals import SYSTEM, Principal
 from hierarchy.models import Corpus, Institution
 from hierarchy.services import corpus_ingest
 
@@ -100,7 +100,7 @@ def pipeline_settings(settings: Any) -> Any:
 @pytest.fixture
 def served(transactional_db: None, tmp_path: Path, pipeline_settings: Any) -> Served:
     corpus_dir = write_corpus(tmp_path / "corpus")
-    corpus = corpus_ingest(corpus_dir=corpus_dir, actor="system:test").corpus
+    corpus = corpus_ingest(corpus_dir=corpus_dir, actor=SYSTEM).corpus
     version = model_version_register(deployment="default", artifact_dir=write_model(tmp_path / "model"),
                                      corpus=corpus, corpus_root=corpus_dir, actor=SYSTEM)
     records = [json.loads(line) for line in (corpus_dir / "records.jsonl").read_text().splitlines()]

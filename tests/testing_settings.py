@@ -39,7 +39,9 @@ if os.environ.get("CELERY_BROKER_URL", "").startswith("redis://") and \
     os.environ["OBLIVIO_TEST_REDIS_CLAIMED"] = "1"
 
 from oblivio_site.settings import *  # noqa: E402,F403
-from oblivio_site.settings import DATABASES, HOME  # noqa: E402
+from oblivio_site.settings import ALLOWED_HOSTS, DATABASES, HOME  # noqa: E402
+
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # Django's test client; never in production settings
 
 DATABASES["default"]["TEST"] = (
     {"NAME": f"test_oblivio_{os.getpid()}"}

@@ -11,7 +11,8 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from ..access import Principal
+from core.principals import Principal
+
 from ..accounts import apikey_authenticate
 
 

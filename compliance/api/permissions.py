@@ -11,7 +11,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from ..access import Principal, Role, principal_for_user
+from core.principals import Principal, Role, principal_for_user
 
 R = Role
 READERS = frozenset({R.COMPLIANCE_OFFICER, R.ML_ENGINEER, R.AUDITOR, R.HOSPITAL_SYSTEM})

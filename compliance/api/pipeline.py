@@ -14,7 +14,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ..access import Role
+from core.principals import Role
+
 from ..pipeline import selectors
 from ..pipeline.certify import certificate_verify_stored, public_key_list
 from ..pipeline.jobs import job_cancel

@@ -18,8 +18,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.principals import Role
+
 from .. import forget_requests as services
-from ..access import Role
 from ..idempotency import HEADER, body_fingerprint, idempotency_key_check, idempotent_call
 from ..selectors import audit_event_list, forget_request_get, forget_request_list, institution_list
 from ..subjects import subject_find

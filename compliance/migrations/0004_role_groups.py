@@ -1,4 +1,4 @@
-"""One Django group per human role (see ``compliance.access.Role``)."""
+"""One Django group per human role (see ``core.principals.Role``)."""
 
 from django.db import migrations
 

@@ -1,14 +1,14 @@
 """Issuing certificates (signed statement + PDF) for certified requests, and the keys that check them.
 
-Keys come from the deployment's signing key; certificates name the key by id so a rotated key's
-certificates keep verifying against the public keys listed by :func:`trusted_public_keys`.
+Certificates are signed with the active key of the ``core.signing`` registry and name it by id, so
+certificates signed before a rotation keep verifying against the retired public key.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.utils import timezone
 
@@ -24,29 +24,22 @@ from ..attestation import (
     certificate_check,
     json_digest,
     load_public_pem,
-    public_key_id,
 )
 from ..models import Certificate, ForgetRequest, ModelVersion, UnlearningJob, VerificationRecord
+from . import PIPELINE
 from .pdf import certificate_pdf
 
 
-def current_signing_key() -> tuple[str, Ed25519PrivateKey]:
-    """The key new certificates are signed with, and its id."""
-    key = signing.signing_key()
-    return public_key_id(key.public_key()), key
-
-
 def trusted_public_keys() -> dict[str, Ed25519PublicKey]:
-    """Every public key a certificate of this deployment may be signed with, by key id."""
-    key = load_public_pem(signing.public_key_pem())
-    return {public_key_id(key): key}
+    """Every public key a certificate of this deployment may be signed with (active and retired)."""
+    return {key_id: load_public_pem(pem) for key_id, pem in signing.public_keys().items()}
 
 
 def public_key_list() -> list[dict[str, Any]]:
-    """The public keys served to auditors (id, PEM, whether new certificates use it)."""
-    current, _ = current_signing_key()
-    return [{"key_id": current, "algorithm": "ed25519", "public_key_pem": signing.public_key_pem(),
-             "current": True}]
+    """The public keys served to auditors (id, PEM, whether new certificates are signed with it)."""
+    active = signing.active_key_id()
+    return [{"key_id": key_id, "algorithm": "ed25519", "public_key_pem": pem, "current": key_id == active}
+            for key_id, pem in signing.public_keys().items()]
 
 
 def _ref(version: ModelVersion) -> ModelRef:
@@ -87,8 +80,8 @@ def certificate_issue(*, job: UnlearningJob, request: ForgetRequest,
                       verification: VerificationRecord) -> Certificate:
     """Sign and store the certificate of ``request`` (inside the certify transaction)."""
     facts = certificate_facts(job=job, request=request, verification=verification)
-    key_id, key = current_signing_key()
-    bundle = certificate_bundle(facts, key=key, key_id=key_id)
+    bundle = certificate_bundle(facts, signer=signing.sign)
+    key_id = bundle["envelope"]["signatures"][0]["keyid"]
     certificate = Certificate(request=request, job=job, version=verification.candidate,
                               verification=verification, key_id=key_id, bundle=bundle,
                               issued_at=timezone.now())
@@ -96,7 +89,7 @@ def certificate_issue(*, job: UnlearningJob, request: ForgetRequest,
                                       verify_url=f"{settings.OBLIVIO_PUBLIC_URL}/api/v1/certificates/"
                                                  f"{certificate.pk}/verify")
     certificate.save()
-    audit_append(actor="system:pipeline", action=AuditAction.CERTIFICATE_ISSUED, object_type="certificate",
+    audit_append(actor=PIPELINE, action=AuditAction.CERTIFICATE_ISSUED, object_type="certificate",
                  object_id=str(certificate.pk), subject_hash=request.subject_hash,
                  data={"request_id": str(request.pk), "key_id": key_id,
                        "model_after": verification.candidate.artifact_digest,

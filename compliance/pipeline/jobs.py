@@ -23,9 +23,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.audit import AuditAction, audit_append
+from core.principals import Principal
 from hierarchy.scope import scope_resolve
 
-from ..access import Principal
 from ..attestation import json_digest
 from ..errors import Conflict, NotFound
 from ..forget_requests import forget_request_advance
@@ -39,12 +39,12 @@ from ..models import (
     ModelVersion,
     UnlearningJob,
 )
+from . import PIPELINE
 from .policy import policy_for
 from .registry import registry_purge_deleted
 
 logger = logging.getLogger(__name__)
 OBJECT_TYPE = "unlearning_job"
-PIPELINE_ACTOR = "system:pipeline"
 #: Request statuses a job carries a request through.
 IN_JOB = (Status.SCHEDULED, Status.UNLEARNING, Status.VERIFYING, Status.FAILED)
 _PLANNABLE = (Status.APPROVED, Status.PARTIALLY_REFUSED)
@@ -54,7 +54,7 @@ class LeaseLost(Exception):
     """Another worker holds the job now (this one was too slow or presumed dead)."""
 
 
-def job_audit(job: UnlearningJob, action: AuditAction, actor: str = PIPELINE_ACTOR, **data: Any) -> None:
+def job_audit(job: UnlearningJob, action: AuditAction, actor: Principal = PIPELINE, **data: Any) -> None:
     audit_append(actor=actor, action=action, object_type=OBJECT_TYPE, object_id=str(job.pk),
                  data={"state": job.state, "step": job.step, "rung": job.rung, **data})
 
@@ -271,13 +271,13 @@ def job_cancel(*, job_id: uuid.UUID, actor: Principal) -> UnlearningJob:
         job.save(update_fields=["cancel_requested"])
         held = bool(job.lease_owner and job.lease_expires_at and job.lease_expires_at >= timezone.now())
         if not held:
-            job_cancelled(job, actor=actor.name)
+            job_cancelled(job, actor=actor)
         else:
-            job_audit(job, AuditAction.JOB_CANCELLED, actor=actor.name, pending=True)
+            job_audit(job, AuditAction.JOB_CANCELLED, actor=actor, pending=True)
     return job
 
 
-def job_cancelled(job: UnlearningJob, *, actor: str = PIPELINE_ACTOR) -> None:
+def job_cancelled(job: UnlearningJob, *, actor: Principal = PIPELINE) -> None:
     """Record the cancellation (inside the locked transaction)."""
     job_finish(job, JobState.CANCELLED)
     requests_advance(job, Status.FAILED, reason="job_cancelled")

@@ -13,9 +13,9 @@ from typing import Any
 from django.conf import settings
 
 from core.audit import AuditAction, audit_append
+from core.principals import Principal
 from hierarchy.models import Institution
 
-from ..access import Principal
 from ..errors import Invalid
 from ..models import PipelinePolicy
 
@@ -62,6 +62,6 @@ def policy_set(*, institution: Institution, ladder: list[dict[str, Any]], thresh
     row, _ = PipelinePolicy.objects.update_or_create(
         institution=institution, defaults={"ladder": check_ladder(ladder), "thresholds": thresholds,
                                            "guard_stays_on": guard_stays_on})
-    audit_append(actor=actor.name, action=AuditAction.PIPELINE_POLICY_SET, object_type="institution",
+    audit_append(actor=actor, action=AuditAction.PIPELINE_POLICY_SET, object_type="institution",
                  object_id=institution.code, data=Policy(row.ladder, thresholds, guard_stays_on).as_json())
     return row

@@ -14,18 +14,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.audit import AuditAction, audit_append
+from core.principals import Principal
 from hierarchy.models import Corpus
 from mllm.models.artifact import read_metadata
 
-from ..access import Principal
 from ..errors import Conflict, Invalid, NotFound
 from ..models import Deployment, ModelVersion, UnlearningJob, VerificationRecord, VersionStatus
+from . import PIPELINE
 from .storage import artifact_storage
 
 OBJECT_TYPE = "model_version"
 
 
-def _audit(action: AuditAction, version: ModelVersion, actor: str, **data: object) -> None:
+def _audit(action: AuditAction, version: ModelVersion, actor: Principal, **data: object) -> None:
     audit_append(actor=actor, action=action, object_type=OBJECT_TYPE, object_id=str(version.pk),
                  data={"deployment": version.deployment.name, "artifact_digest": version.artifact_digest,
                        **data})
@@ -50,10 +51,10 @@ def model_version_register(*, deployment: str, artifact_dir: Path, corpus: Corpu
             defaults={"storage_key": key, "corpus": corpus, "corpus_root": str(Path(corpus_root).resolve()),
                       "base_digest": (metadata.parent_digest or "") if metadata else ""})
         if created:
-            _audit(AuditAction.MODEL_VERSION_REGISTERED, version, actor.name, corpus_id=corpus.pk,
+            _audit(AuditAction.MODEL_VERSION_REGISTERED, version, actor, corpus_id=corpus.pk,
                    base_digest=version.base_digest)
         if serve and target.served_id != version.pk:
-            _serve(target, version, actor=actor.name, action=AuditAction.MODEL_VERSION_PROMOTED,
+            _serve(target, version, actor=actor, action=AuditAction.MODEL_VERSION_PROMOTED,
                    reason="registered")
     return version
 
@@ -72,7 +73,7 @@ def candidate_register(*, job: UnlearningJob, artifact_dir: Path, method: str, e
                       "forgotten_records": sorted(set(base.forgotten_records) | set(job.forget_records)),
                       "job": job})
         if created:
-            _audit(AuditAction.MODEL_VERSION_REGISTERED, version, "system:pipeline", job_id=str(job.pk),
+            _audit(AuditAction.MODEL_VERSION_REGISTERED, version, PIPELINE, job_id=str(job.pk),
                    parent_digest=base.artifact_digest, method=method, exact=exact)
     return version
 
@@ -81,7 +82,7 @@ def _holds_forgotten(version: ModelVersion, forgotten: set[str]) -> bool:
     return bool(forgotten - set(version.forgotten_records))
 
 
-def _serve(deployment: Deployment, version: ModelVersion, *, actor: str, action: AuditAction,
+def _serve(deployment: Deployment, version: ModelVersion, *, actor: Principal, action: AuditAction,
            reason: str) -> None:
     """Point ``deployment`` at ``version``, retire the old one, delete retired ones holding forgotten data."""
     now = timezone.now()
@@ -110,7 +111,7 @@ def _drop_artifact(version: ModelVersion) -> None:
         transaction.on_commit(lambda: artifact_storage().delete(key))
 
 
-def _delete(version: ModelVersion, *, actor: str) -> None:
+def _delete(version: ModelVersion, *, actor: Principal) -> None:
     _drop_artifact(version)
     version.status, version.deleted_at = VersionStatus.DELETED, timezone.now()
     version.save(update_fields=["status", "deleted_at", "storage_key"])
@@ -118,7 +119,7 @@ def _delete(version: ModelVersion, *, actor: str) -> None:
 
 
 def version_promote(*, job: UnlearningJob, candidate: ModelVersion, verification: VerificationRecord,
-                    actor: str = "system:pipeline") -> None:
+                    actor: Principal = PIPELINE) -> None:
     """Serve ``candidate``: only with its own passing report, only from the version it was made from.
 
     Call inside the certify transaction, with the deployment row locked.
@@ -138,7 +139,7 @@ def version_reject(*, candidate: ModelVersion, reason: str) -> None:
     _drop_artifact(candidate)
     candidate.status = VersionStatus.REJECTED
     candidate.save(update_fields=["status", "storage_key"])
-    _audit(AuditAction.MODEL_VERSION_REJECTED, candidate, "system:pipeline", reason=reason)
+    _audit(AuditAction.MODEL_VERSION_REJECTED, candidate, PIPELINE, reason=reason)
 
 
 def version_rollback(*, deployment: str, version_id: str, actor: Principal, reason: str) -> ModelVersion:
@@ -158,7 +159,7 @@ def version_rollback(*, deployment: str, version_id: str, actor: Principal, reas
         if served is not None and _holds_forgotten(version, set(served.forgotten_records)):
             raise Conflict("this version still holds data that a certified request removed",
                            field="version", code="version_holds_forgotten_data")
-        _serve(target, version, actor=actor.name, action=AuditAction.MODEL_VERSION_ROLLED_BACK,
+        _serve(target, version, actor=actor, action=AuditAction.MODEL_VERSION_ROLLED_BACK,
                reason=reason)
     return version
 

@@ -6,7 +6,8 @@ import uuid
 
 from django.db.models import QuerySet
 
-from ..access import Principal
+from core.principals import Principal
+
 from ..errors import NotFound
 from ..models import Certificate, Deployment, ModelVersion, UnlearningJob, VerificationRecord
 

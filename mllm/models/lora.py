@@ -1,36 +1,51 @@
-"""LoRA adapters on the language model only (peft).
+"""LoRA adapters on every linear layer of the language model, never the vision tower (peft).
 
-A plain ``target_modules=["q_proj", "v_proj"]`` also matches the attention of the CLIP vision tower;
-the regex below restricts adapters to ``language_model`` attention projections, which is also the
-module path in Qwen2-VL-style checkpoints.
+As MedForget: r=16, alpha=16, on the attention (q, k, v, o) and MLP (gate, up, down) projections of
+the language model. A plain ``target_modules=["q_proj", ...]`` would also match the CLIP vision
+tower's attention (and Qwen2.5-VL's vision MLP), so the default is a regex restricted to modules
+under ``language_model`` — the module path in LLaVA, Qwen2-VL and Qwen2.5-VL checkpoints alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
-LANGUAGE_MODEL_ATTENTION = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+LANGUAGE_MODEL_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
 @dataclass(frozen=True)
 class LoraSettings:
-    """Adapter shape; the defaults follow MedForget (r=16, alpha=16)."""
+    """Adapter shape; the defaults follow MedForget (r=16, alpha=16, all linear layers of the LM)."""
 
     rank: int = 16
     alpha: int = 16
     dropout: float = 0.0
-    target_modules: str = LANGUAGE_MODEL_ATTENTION
+    target_modules: str = LANGUAGE_MODEL_LINEAR
 
 
 def add_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
-    """Wrap ``model`` with fresh adapters; only adapter weights stay trainable."""
+    """Wrap a plain ``model`` with fresh adapters; only adapter weights stay trainable."""
+    if isinstance(model, PeftModel):
+        raise TypeError("the model already carries an adapter; use lora_for_training() to keep training it")
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=settings.target_modules, bias="none")
     return get_peft_model(model, config)
+
+
+def lora_for_training(model: Any, settings: LoraSettings) -> PeftModel:
+    """Adapters to train on ``model``: fresh ones (``settings``) on a plain model; on a model loaded from
+    an adapter artifact, its own adapter (its shape wins), so the result is again one adapter on the
+    same base. Everything but the adapter weights is frozen."""
+    if not isinstance(model, PeftModel):
+        return add_lora(model, settings)
+    for name, param in model.named_parameters():
+        param.requires_grad_("lora_" in name)
+    return model
 
 
 def save_adapter(model: PeftModel, out: Path | str) -> None:
@@ -44,5 +59,5 @@ def load_adapter(model: PreTrainedModel, path: Path | str, *, trainable: bool = 
 
 
 def merge_lora(model: PeftModel) -> PreTrainedModel:
-    """Fold the adapters into the base weights and return the plain model."""
+    """Fold the adapters into the base weights (in memory) and return the plain model."""
     return model.merge_and_unload()

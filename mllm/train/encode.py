@@ -2,15 +2,24 @@
 
 Prompt and answer are tokenised separately and joined (byte-level BPE tokenises a space before the
 answer differently in context, so tokenising the joined string would not reproduce the answer's
-ids). ``labels`` are ``-100`` everywhere except the answer tokens and the closing EOS, so the loss,
-and every unlearning objective built on it, acts on the answer only — never on the question or
-image tokens. Training batches are right-padded; generation batches (prompt only) are left-padded.
+ids); the answer ends with its model family's end-of-turn token (``</s>`` for LLaVA, ``<|im_end|>``
+for Qwen2-VL). ``labels`` are ``-100`` everywhere except the answer tokens and that closing token,
+so the loss, and every unlearning objective built on it, acts on the answer only — never on the
+question or image tokens. Training batches are right-padded; generation batches (prompt only) are
+left-padded.
+
+Processor outputs other than the text are of two kinds. Image tensors (``pixel_values`` — one
+``[1, 3, H, W]`` block per image for LLaVA, one row per patch for Qwen2-VL — ``image_grid_thw``,
+``image_sizes``) are stored once per image and concatenated along dim 0 in batch order, which is
+the order of the image tokens in the flattened batch. Token-aligned outputs (Qwen2-VL's
+``mm_token_type_ids``, from which the model computes its M-RoPE positions) are padded with the
+input ids (0 = text, on padding and answer tokens).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +27,22 @@ import torch
 from PIL import Image
 
 from mllm.data.schema import Record
+from mllm.models.families import TOKEN_ALIGNED_KEYS, family_of
 
 IGNORE_INDEX = -100
-_TEXT_KEYS = ("input_ids", "attention_mask")
+_TEXT_KEYS = ("input_ids", "attention_mask", *TOKEN_ALIGNED_KEYS)
 
 
 @dataclass(frozen=True)
 class Example:
-    """One encoded record: prompt ids (image tokens expanded), answer ids (ending in EOS)."""
+    """One encoded record: prompt ids (image tokens expanded), answer ids (ending in end of turn),
+    and the prompt's token-aligned processor outputs (e.g. ``mm_token_type_ids``)."""
 
     record_id: str
     prompt_ids: tuple[int, ...]
     answer_ids: tuple[int, ...]
     image_key: str
+    prompt_token_inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,9 +53,21 @@ class Batch:
     attention_mask: torch.Tensor
     labels: torch.Tensor | None
     image_inputs: dict[str, torch.Tensor]
+    token_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.image_inputs}
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.token_inputs,
+                **self.image_inputs}
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch on ``device`` (labels included)."""
+        def move(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {key: value.to(device) for key, value in tensors.items()}
+
+        return replace(self, input_ids=self.input_ids.to(device),
+                       attention_mask=self.attention_mask.to(device),
+                       labels=None if self.labels is None else self.labels.to(device),
+                       image_inputs=move(self.image_inputs), token_inputs=move(self.token_inputs))
 
 
 def prompt_text(processor: Any, question: str) -> str:
@@ -53,8 +77,10 @@ def prompt_text(processor: Any, question: str) -> str:
 
 
 def answer_ids(processor: Any, answer: str) -> tuple[int, ...]:
+    """The answer's ids, tokenised on its own, closed by the family's end-of-turn token."""
     tokenizer = processor.tokenizer
-    return (*tokenizer(answer, add_special_tokens=False).input_ids, tokenizer.eos_token_id)
+    end_of_turn = family_of(processor).end_of_turn_id(tokenizer)
+    return (*tokenizer(answer, add_special_tokens=False).input_ids, end_of_turn)
 
 
 class EncodedRecords:
@@ -77,28 +103,42 @@ class EncodedRecords:
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long) if with_answer else None
+        token_inputs = {key: torch.zeros((len(rows), width), dtype=torch.long)
+                        for key in chosen[0].prompt_token_inputs}
         for i, (ex, row) in enumerate(zip(chosen, rows, strict=True)):
             start = 0 if with_answer else width - len(row)
             input_ids[i, start:start + len(row)] = torch.tensor(row)
             attention_mask[i, start:start + len(row)] = 1
+            for key, values in ex.prompt_token_inputs.items():
+                token_inputs[key][i, start:start + len(values)] = torch.tensor(values)
             if labels is not None:
                 labels[i, len(ex.prompt_ids):len(row)] = torch.tensor(ex.answer_ids)
         keys = self.images[chosen[0].image_key]
         image_inputs = {key: torch.cat([self.images[ex.image_key][key] for ex in chosen]) for key in keys}
         return Batch(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
-                     image_inputs=image_inputs)
+                     image_inputs=image_inputs, token_inputs=token_inputs)
 
 
-def encode_records(processor: Any, records: Sequence[Record], root: Path) -> EncodedRecords:
-    """Encode ``records`` whose image paths are relative to ``root`` (the corpus directory)."""
+def encode_records(processor: Any, records: Sequence[Record], root: Path, *,
+                   prompts: Sequence[str] | None = None) -> EncodedRecords:
+    """Encode ``records`` whose image paths are relative to ``root`` (the corpus directory).
+
+    ``prompts`` (one per record) replaces each record's question as the text of the user turn,
+    e.g. a prompt rendered with hierarchy context; the image and the chat template are unchanged.
+    """
+    if prompts is not None and len(prompts) != len(records):
+        raise ValueError(f"{len(prompts)} prompts for {len(records)} records")
+    texts = prompts if prompts is not None else [record.question for record in records]
     examples: list[Example] = []
     images: dict[str, dict[str, torch.Tensor]] = {}
-    for record in records:
+    for record, text in zip(records, texts, strict=True):
         with Image.open(root / record.image) as image:
-            encoded = processor(text=[prompt_text(processor, record.question)], images=[image.convert("RGB")],
+            encoded = processor(text=[prompt_text(processor, text)], images=[image.convert("RGB")],
                                 return_tensors="pt")
         images.setdefault(record.image, {k: v for k, v in encoded.items() if k not in _TEXT_KEYS})
+        token_inputs = {key: tuple(encoded[key][0].tolist()) for key in TOKEN_ALIGNED_KEYS if key in encoded}
         examples.append(Example(record_id=record.record_id,
                                 prompt_ids=tuple(encoded["input_ids"][0].tolist()),
-                                answer_ids=answer_ids(processor, record.answer), image_key=record.image))
+                                answer_ids=answer_ids(processor, record.answer), image_key=record.image,
+                                prompt_token_inputs=token_inputs))
     return EncodedRecords(examples, images, pad_token_id=processor.tokenizer.pad_token_id)

@@ -1,9 +1,10 @@
 """The training loop, readable top to bottom (nanoGPT style).
 
-AdamW, gradient clipping, linear warmup then cosine decay to zero, seeded data order, progress
-reported through a callback, resumable checkpoints. :class:`Trainer` owns the loop; its ``loss``
-is the only thing subclasses (the unlearning methods) override — they also bring their own batch
-source, e.g. one yielding (forget, retain) pairs.
+AdamW, gradient clipping, linear warmup then cosine decay to zero, seeded data order, gradient
+accumulation (``grad_accum`` micro-batches per optimizer step, each loss divided by their number),
+optional gradient checkpointing, progress reported through a callback, resumable checkpoints.
+:class:`Trainer` owns the loop; its ``loss`` is the only thing subclasses (the unlearning methods)
+override — they also bring their own batch source, e.g. one yielding (forget, retain) pairs.
 
 After training, the loop checks that it did something: the trainable parameters changed and the
 loss on a fixed probe batch moved. A run that silently does nothing raises :class:`NoOpTrainingError`.
@@ -11,9 +12,10 @@ loss on a fixed probe batch moved. A run that silently does nothing raises :clas
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +24,8 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
+from mllm.models.runtime import enable_gradient_checkpointing
+
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .encode import Batch, EncodedRecords
 from .logprobs import answer_nll
@@ -29,7 +33,8 @@ from .logprobs import answer_nll
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The recipe. ``steps`` (when set) overrides ``epochs``."""
+    """The recipe. ``steps`` (when set) overrides ``epochs``; a step is one optimizer step over
+    ``grad_accum`` micro-batches of ``batch_size`` examples."""
 
     epochs: float = 1.0
     steps: int | None = None
@@ -39,6 +44,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
+    grad_accum: int = 1
+    gradient_checkpointing: bool = False
 
     def total_steps(self, steps_per_epoch: int) -> int:
         total = self.steps if self.steps is not None else math.ceil(self.epochs * steps_per_epoch)
@@ -73,7 +80,7 @@ class NoOpTrainingError(RuntimeError):
 
 
 class BatchSource(Protocol):
-    """Deterministic batches: the same epoch number always yields the same batches."""
+    """Deterministic (micro-)batches: the same epoch number always yields the same batches."""
 
     steps_per_epoch: int
 
@@ -114,6 +121,13 @@ class ShuffledBatches:
         return self.data.batch(range(min(self.batch_size, len(self.data))))
 
 
+def _groups(batches: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive groups of ``size`` batches (the last one may be shorter)."""
+    iterator = iter(batches)
+    while group := list(itertools.islice(iterator, size)):
+        yield group
+
+
 def _fingerprint(params: list[torch.Tensor]) -> torch.Tensor:
     """Cheap per-parameter summary (sum, sum of squares) to detect whether training changed anything."""
     with torch.no_grad():
@@ -127,7 +141,12 @@ class Trainer:
         self.model = model
         self.config = config
         self.source = source
-        self.total_steps = config.total_steps(source.steps_per_epoch)
+        if config.grad_accum < 1:
+            raise ValueError("grad_accum must be at least 1")
+        self.steps_per_epoch = math.ceil(source.steps_per_epoch / config.grad_accum)
+        self.total_steps = config.total_steps(self.steps_per_epoch)
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
         self.named_params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not self.named_params:
             raise NoOpTrainingError("the model has no trainable parameters")
@@ -165,19 +184,22 @@ class Trainer:
 
         self.model.train()
         while result.steps < self.total_steps:
-            epoch, offset = divmod(result.steps, self.source.steps_per_epoch)
-            for index, batch in enumerate(self.source.epoch(epoch)):
+            epoch, offset = divmod(result.steps, self.steps_per_epoch)
+            for index, group in enumerate(_groups(self.source.epoch(epoch), self.config.grad_accum)):
                 if index < offset:
                     continue
-                loss = self.loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss_value = 0.0
+                for batch in group:
+                    loss = self.loss(batch) / len(group)
+                    loss.backward()
+                    loss_value += loss.item()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
                 lr = self.scheduler.get_last_lr()[0]
                 self.optimizer.step()
                 self.scheduler.step()
                 result.steps += 1
-                result.losses.append(loss.item())
+                result.losses.append(loss_value)
                 result.seconds = time.perf_counter() - started
                 if callback is not None:
                     callback(Progress(step=result.steps, total_steps=self.total_steps, epoch=epoch,

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peft import PeftModel
 
 from mllm.data.schema import Corpus, Record, load_corpus
-from mllm.models.artifact import ArtifactKind, ArtifactMetadata, artifact_digest, save_artifact
+from mllm.models.artifact import ArtifactKind, ArtifactMetadata, BaseRef, artifact_digest, save_artifact
 from mllm.models.loader import load_model
-from mllm.models.lora import LoraSettings, add_lora
+from mllm.models.lora import LoraSettings, lora_for_training, merge_lora
 from mllm.models.reference import build_reference, count_parameters
+from mllm.models.runtime import device_map_for, parse_dtype, place
 from mllm.models.specs import SPECS, ReferenceSpec
 
 from .checkpoint import checkpoint_dir_for
@@ -60,17 +62,24 @@ def training_records(corpus: Corpus, exclude: Iterable[str] = ()) -> list[Record
 
 def train_on_records(model: Any, processor: Any, root: Path, records: Sequence[Record],
                      config: TrainConfig, *, lora: LoraSettings | None = None,
+                     prompts: Sequence[str] | None = None,
                      callback: Callable[[Progress], None] | None = None,
                      checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
                      resume: bool = False) -> tuple[Any, TrainResult]:
-    """Fine-tune ``model`` (fully, or through fresh LoRA adapters) on ``records``.
+    """Fine-tune ``model`` (fully, or through LoRA adapters) on ``records`` (``prompts``: see
+    :func:`~mllm.train.encode.encode_records`).
 
+    With ``lora`` a plain model gets fresh adapters and a model loaded from an adapter artifact keeps
+    training its own; without, a model carrying an adapter has it merged in memory first.
     Returns the trained model (a ``PeftModel`` when ``lora`` is set) and the run's result.
     """
     if lora is not None:
         torch.manual_seed(config.seed)  # adapter initialisation
-        model = add_lora(model, lora)
-    source = ShuffledBatches(encode_records(processor, records, root), config.batch_size, config.seed)
+        model = lora_for_training(model, lora)
+    elif isinstance(model, PeftModel):
+        model = merge_lora(model)
+    source = ShuffledBatches(encode_records(processor, records, root, prompts=prompts), config.batch_size,
+                             config.seed)
     result = Trainer(model, config, source).fit(
         callback=callback, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
     return model, result
@@ -78,7 +87,12 @@ def train_on_records(model: Any, processor: Any, root: Path, records: Sequence[R
 
 @dataclass(frozen=True)
 class TrainJob:
-    """One ``oblivio train`` run. Without ``base`` a fresh reference model of size ``spec`` is built."""
+    """One ``oblivio train`` run. Without ``base`` a fresh reference model of size ``spec`` is built.
+
+    With ``lora`` the result is an adapter artifact referencing the full artifact under ``base``
+    (``base`` itself, or the base of an adapter artifact), so LoRA needs a ``base``. ``dtype`` and
+    ``device`` say how the model is held (``device``: see :func:`mllm.models.runtime.device_map_for`).
+    """
 
     corpus: Path
     out: Path
@@ -89,6 +103,9 @@ class TrainJob:
     exclude: frozenset[str] = frozenset()
     checkpoint_every: int = 200
     resume: bool = False
+    dtype: str = "float32"
+    device: str | None = None
+    base_search_path: tuple[Path, ...] = ()
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -107,15 +124,26 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
     """Load corpus and starting model, train, save the artifact; remove the checkpoint on success."""
     if job.out.exists():
         raise TrainJobError(f"{job.out} already exists; choose a new output directory")
+    if job.lora is not None and job.base is None:
+        raise TrainJobError("LoRA trains adapters on a base model: give a base (e.g. an `oblivio pretrain` "
+                            "artifact); adapters on a fresh random model mean nothing")
     corpus = load_corpus(job.corpus)
     records = training_records(corpus, job.exclude)
+    adapter_base: BaseRef | None = None
     if job.base is not None:
-        loaded = load_model(job.base)
-        model, processor, parent = loaded.model, loaded.processor, artifact_digest(job.base)
+        loaded = load_model(job.base, dtype=job.dtype, device_map=device_map_for(job.device),
+                            base_search_path=job.base_search_path)
+        model, processor = loaded.model, loaded.processor
+        if loaded.base is None:  # a full artifact: the parent, and the base of new adapters
+            full = BaseRef.of(job.base)
+            parent, adapter_base = full.digest, full if job.lora is not None else None
+        else:  # an adapter artifact: its adapter keeps training on the same base
+            parent, adapter_base = artifact_digest(job.base), loaded.base if job.lora is not None else None
         clean_start = loaded.metadata is not None and loaded.metadata.kind == ArtifactKind.PRETRAINED_BASE
     else:
-        (model, processor), parent = reference_for_corpus(corpus, job.spec), None
-        clean_start = True
+        model, processor = reference_for_corpus(corpus, job.spec)
+        model = place(model.to(parse_dtype(job.dtype)), job.device)
+        parent, clean_start = None, True
     parameters = count_parameters(model)
     model, result = train_on_records(
         model, processor, corpus.root, records, job.config, lora=job.lora, callback=callback,
@@ -130,8 +158,8 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
         training={"config": asdict(job.config), "records": len(records), "steps": result.steps,
                   "excluded": len(job.exclude),
                   "excluded_sha256": hashlib.sha256(excluded).hexdigest() if job.exclude else None,
-                  "lora": asdict(job.lora) if job.lora else None,
+                  "lora": asdict(job.lora) if job.lora else None, "dtype": job.dtype,
                   "probe_loss": [result.probe_loss_before, result.probe_loss_after]})
-    digest = save_artifact(model, processor, job.out, metadata)
+    digest = save_artifact(model, processor, job.out, metadata, base=adapter_base)
     shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
     return TrainOutcome(digest=digest, records=len(records), parameters=parameters, result=result)

@@ -7,6 +7,7 @@ ML workers (GPU machines) consume ``ml`` only; web-side work (webhooks, checkpoi
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oblivio_site.settings")
@@ -19,3 +20,11 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name)
                         for name in QUEUES]
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _refuse_foreign_keys(**_: object) -> None:
+    """A worker whose data directory holds other keys than the database's does not start."""
+    from core.keys import check_deployment_keys
+
+    check_deployment_keys()

@@ -29,14 +29,21 @@ def main() -> None:
               help="Also send a probe task through every queue and wait for the answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(roundtrip: bool, as_json: bool) -> None:
-    """Check database, broker and workers; exit 1 if anything is unhealthy."""
-    setup_django()
+    """Print the data directory and key fingerprints; check database, keys, broker and workers.
+
+    Exit 1 if anything is unhealthy."""
+    setup_django(check_keys=False)
+    from core.keys import local_keys
+
     from .health import run_checks
 
     checks = run_checks(roundtrip=roundtrip)
     if as_json:
         click.echo(json.dumps([check.as_dict() for check in checks], indent=2))
     else:
+        for label, value in local_keys().as_dict().items():
+            shown = ", ".join(value) if isinstance(value, list) else value
+            click.echo(f"{label.replace('_', ' '):<22}{shown or '-'}")
         for check in checks:
             mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
             click.echo(f"{mark} {check.name:<10} {check.detail}")

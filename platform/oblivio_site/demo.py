@@ -1,6 +1,7 @@
 """``make demo``: bring Oblivio up on the embedded defaults and walk through it.
 
-Starts a Celery worker and the web server as child processes (logs under ``$OBLIVIO_HOME/logs``),
+Starts a Celery worker and the web server as child processes (rotating logs under ``OBLIVIO_LOG_DIR``,
+default ``$OBLIVIO_HOME/logs``: :mod:`.logfiles`),
 waits until ``/healthz`` is green, walks through a forget request (:mod:`.walkthrough`), prints where
 to look, and keeps running until Ctrl-C.
 """
@@ -17,10 +18,12 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
 
 from core.home import oblivio_home
 
+from .logfiles import LogPump
 from .processes import child_env, server_argv, worker_argv
 from .walkthrough import run_walkthrough
 
@@ -42,7 +45,7 @@ def wait_healthy(base_url: str, *, timeout: float, procs: list[subprocess.Popen]
         for proc in procs:
             if proc.poll() is not None:
                 raise DemoError(f"{proc.args[2:5]} exited with status {proc.returncode}; "
-                                f"see the logs in {oblivio_home() / 'logs'}")
+                                f"see the logs in {settings.OBLIVIO_LOG_DIR}")
         try:
             with urllib.request.urlopen(f"{base_url}/healthz", timeout=10) as response:
                 return json.load(response)
@@ -60,8 +63,8 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> N
     if not _port_free(port):
         raise DemoError(f"port {port} is already in use; pass --port to choose another")
     home = oblivio_home()
-    logs = home / "logs"
-    logs.mkdir(exist_ok=True)
+    logs = settings.OBLIVIO_LOG_DIR
+    logs.mkdir(parents=True, exist_ok=True)
     echo(f"Data directory: {home}")
     echo("Applying database migrations ...")
     call_command("migrate", interactive=False, verbosity=0)
@@ -94,8 +97,11 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> N
 
 
 def _start(stack: ExitStack, argv: list[str], log_path: Path) -> subprocess.Popen:
-    log = stack.enter_context(log_path.open("ab"))
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env())
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env())
+    pump = LogPump(proc.stdout, log_path, max_bytes=settings.OBLIVIO_LOG_MAX_BYTES,
+                   backups=settings.OBLIVIO_LOG_BACKUPS)
+    pump.start()
+    stack.callback(pump.join, 10)  # after the child stopped: its last lines are written
     stack.callback(_stop, proc)
     return proc
 

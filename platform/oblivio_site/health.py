@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from django.conf import settings
 from django.db import connection
 
+from core.keys import key_mismatch, local_keys
+
 from .celery import QUEUES, app
 from .tasks import health_probe
 
@@ -84,9 +86,25 @@ def check_roundtrip(timeout: float = 20.0) -> Check:
     return Check("roundtrip", True, f"probe tasks answered on {', '.join(QUEUES)}")
 
 
+def check_keys() -> Check:
+    """The data directory's keys are the ones the database was set up with."""
+    try:
+        problem = key_mismatch()
+        keys = local_keys()
+    except Exception as exc:
+        return Check("keys", False, f"cannot compare keys: {exc.__class__.__name__}: {exc}")
+    if problem:
+        return Check("keys", False, problem)
+    return Check("keys", True, f"data directory {keys.home}; identifier key {keys.identifier}; "
+                 f"signing key {keys.signing}" + (f" (retired: {', '.join(keys.retired_signing)})"
+                                                  if keys.retired_signing else ""))
+
+
 def run_checks(*, roundtrip: bool = False) -> list[Check]:
-    """The health checks in order: database, broker, workers (and a task round trip if asked)."""
-    checks = [check_database(), check_broker()]
+    """The health checks in order: database, keys, broker, workers (and a task round trip if asked)."""
+    checks = [check_database()]
+    checks.append(check_keys() if checks[-1].ok else Check("keys", False, "skipped: database unreachable"))
+    checks.append(check_broker())
     checks.append(check_workers() if checks[-1].ok else
                   Check("workers", False, "skipped: broker unreachable"))
     if roundtrip:

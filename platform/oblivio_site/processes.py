@@ -12,10 +12,14 @@ import sys
 from .celery import QUEUES
 
 
-def server_argv(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 2) -> list[str]:
-    """gunicorn serving the WSGI application."""
+def server_argv(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 2,
+                threads: int = 16) -> list[str]:
+    """gunicorn serving the WSGI application with threaded workers that bound slow clients
+    (:mod:`oblivio_site.serving` says why)."""
     return [sys.executable, "-m", "gunicorn", "oblivio_site.wsgi", "--bind", f"{host}:{port}",
-            "--workers", str(workers), "--timeout", "60", "--graceful-timeout", "10"]
+            "--worker-class", "oblivio_site.serving.OblivioWorker", "--workers", str(workers),
+            "--threads", str(threads), "--worker-connections", "1000", "--keep-alive", "5",
+            "--timeout", "60", "--graceful-timeout", "10"]
 
 
 def worker_argv(*, queues: tuple[str, ...] = QUEUES, concurrency: int = 1,

@@ -33,7 +33,25 @@ def _env_list(name: str, default: str) -> list[str]:
 
 SECRET_KEY = os.environ.get("OBLIVIO_SECRET_KEY") or secret(DJANGO_SECRET_KEY).decode()
 DEBUG = _env_bool("OBLIVIO_DEBUG", False)
-ALLOWED_HOSTS = _env_list("OBLIVIO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+ALLOWED_HOSTS = _env_list("OBLIVIO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+# --- Deployment: `demo` serves plain HTTP on loopback; `production` sits behind a TLS proxy ----------
+OBLIVIO_DEPLOYMENT = os.environ.get("OBLIVIO_DEPLOYMENT", "demo")
+if OBLIVIO_DEPLOYMENT not in {"demo", "production"}:
+    raise ImproperlyConfigured("OBLIVIO_DEPLOYMENT must be 'demo' or 'production'")
+_PRODUCTION = OBLIVIO_DEPLOYMENT == "production"
+X_FRAME_OPTIONS = "DENY"
+if _PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("OBLIVIO_DEBUG must be off when OBLIVIO_DEPLOYMENT=production")
+    # The TLS-terminating proxy sets X-Forwarded-Proto; plain-HTTP requests are redirected.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = _env_bool("OBLIVIO_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load-balancer probes over plain HTTP
+    SECURE_HSTS_SECONDS = int(os.environ.get("OBLIVIO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("OBLIVIO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = _env_bool("OBLIVIO_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -155,9 +173,16 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 
+# Signed audit checkpoints every interval (also when idle: verification fails once the newest one is
+# older than interval + grace), each appended to the witness file and POSTed to the auditor's URL.
+OBLIVIO_AUDIT_CHECKPOINT_SECONDS = float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))
+OBLIVIO_AUDIT_CHECKPOINT_GRACE_SECONDS = float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_GRACE_SECONDS",
+                                                              str(OBLIVIO_AUDIT_CHECKPOINT_SECONDS)))
+OBLIVIO_AUDIT_WITNESS_FILE = os.environ.get("OBLIVIO_AUDIT_WITNESS_FILE") or str(
+    HOME / "witness" / "audit-checkpoints.jsonl")
+OBLIVIO_AUDIT_WITNESS_URL = os.environ.get("OBLIVIO_AUDIT_WITNESS_URL", "")
 CELERY_BEAT_SCHEDULE = {
-    "audit-checkpoint": {"task": "core.audit_checkpoint",
-                         "schedule": float(os.environ.get("OBLIVIO_AUDIT_CHECKPOINT_SECONDS", "600"))},
+    "audit-checkpoint": {"task": "core.audit_checkpoint", "schedule": OBLIVIO_AUDIT_CHECKPOINT_SECONDS},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HOME / "celerybeat-schedule")
 
@@ -227,6 +252,8 @@ OBLIVIO_POLICY_DEADLINES = {
                  "extension_days": int(os.environ.get("OBLIVIO_POLICY_EXTENSION_DAYS", "30"))}
     for regulation in ("data_use_agreement", "consent_withdrawal", "institution_policy")
 }
+# SSRF guard: webhook hosts resolving to loopback/private/link-local addresses are refused unless on.
+OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = _env_bool("OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
 OBLIVIO_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_TIMEOUT_SECONDS", "5"))
 OBLIVIO_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("OBLIVIO_WEBHOOK_MAX_ATTEMPTS", "20"))
 OBLIVIO_WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("OBLIVIO_WEBHOOK_BACKOFF_SECONDS", "30"))
@@ -285,6 +312,11 @@ CELERY_BEAT_SCHEDULE["pipeline-sweep"] = {
     "schedule": float(os.environ.get("OBLIVIO_PIPELINE_SWEEP_SECONDS", "15"))}
 
 # --- Logging: one JSON object per line on stderr; identifiers only ever as keyed hashes ------
+# Containers collect stderr. `oblivio demo` pipes its web server's and worker's stderr into rotating
+# files in OBLIVIO_LOG_DIR (oblivio_site.logfiles).
+OBLIVIO_LOG_DIR = Path(os.environ.get("OBLIVIO_LOG_DIR") or HOME / "logs")
+OBLIVIO_LOG_MAX_BYTES = int(os.environ.get("OBLIVIO_LOG_MAX_BYTES", str(10 * 1024 * 1024)))
+OBLIVIO_LOG_BACKUPS = int(os.environ.get("OBLIVIO_LOG_BACKUPS", "5"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

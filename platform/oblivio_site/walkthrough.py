@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from compliance.access import SYSTEM, principal_for_user
 from compliance.accounts import apikey_create, user_create
 from compliance.forget_requests import forget_request_approve, forget_request_review
 from compliance.models import ForgetRequest
 from core.audit import audit_checkpoint, audit_verify
+from core.principals import SYSTEM, principal_for_user
 from hierarchy.identifiers import short
 from hierarchy.models import Institution
 from hierarchy.services import corpus_ingest
@@ -57,7 +57,7 @@ def demo_corpus(home: Path, echo: Echo) -> Corpus:
 def run_walkthrough(*, base_url: str, home: Path, echo: Echo) -> None:
     """Intake over the API, review, approval with scope, audit verification."""
     corpus = demo_corpus(home, echo)
-    corpus_ingest(corpus_dir=corpus.root, actor="system:demo")
+    corpus_ingest(corpus_dir=corpus.root, actor=SYSTEM)
     echo(f"Ingested corpus {corpus.header.name}: {len(corpus.records)} records "
          f"({len(corpus.select(trainable=True))} trained on) into the hierarchy")
 

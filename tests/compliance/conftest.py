@@ -13,12 +13,12 @@ from django.test import Client
 from factories import Tree, hierarchy_make
 from receivers import Receiver
 
-from compliance.access import SYSTEM, Principal, Role, principal_for_user
 from compliance.accounts import apikey_authenticate, apikey_create, user_create
 from compliance.forget_requests import forget_request_create
 from compliance.legal import LegalBasis, Regulation, RequesterType
 from compliance.models import ForgetRequest
 from compliance.subjects import SubjectIdentifiers
+from core.principals import SYSTEM, Principal, Role, principal_for_user
 
 PASSWORD = "correct-horse-battery-staple-42"
 _names = itertools.count(1)
@@ -128,7 +128,11 @@ def make_request(patient_subject: Callable[[int], SubjectIdentifiers]) -> Callab
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A loopback webhook receiver; loopback destinations are allowed explicitly (SSRF guard), here
+    and in processes the test starts."""
+    settings.OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+    monkeypatch.setenv("OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "1")
     running = Receiver()
     yield running
     running.stop()

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from compliance import forget_requests as services
-from compliance.access import SYSTEM, Role
+from core.principals import SYSTEM, Role
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from schemathesis import GenerationMode, checks
 from schemathesis.checks import Failure, FailureGroup
 
 from compliance import forget_requests as services
-from compliance.access import SYSTEM
+from core.principals import SYSTEM
 
 EXAMPLES = 6
 #: What the server answers: never 5xx; statuses, content types and bodies as documented.

@@ -14,6 +14,7 @@ from compliance.attestation import (
     SUBJECT_AFTER,
     certificate_bundle,
     certificate_check,
+    key_signer,
     pae,
     public_key_id,
 )
@@ -29,7 +30,7 @@ def keys_of(*private: Ed25519PrivateKey) -> dict:
 
 
 def sign(key: Ed25519PrivateKey, **overrides) -> dict:
-    return certificate_bundle(facts(**overrides), key=key, key_id=public_key_id(key.public_key()))
+    return certificate_bundle(facts(**overrides), signer=key_signer(key))
 
 
 def payload_of(bundle: dict) -> dict:
@@ -131,7 +132,6 @@ def test_a_non_canonical_payload_is_rejected_even_when_signed(key) -> None:
 
     bundle = sign(key)
     statement = payload_of(bundle)
-    bundle["envelope"] = envelope_sign(json.dumps(statement, indent=2).encode(), key=key,
-                                       key_id=public_key_id(key.public_key()))
+    bundle["envelope"] = envelope_sign(json.dumps(statement, indent=2).encode(), signer=key_signer(key))
     check = certificate_check(bundle, keys=keys_of(key))
     assert not check.ok and "RFC 8785" in check.problems[0]

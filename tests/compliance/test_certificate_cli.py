@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pipeline_support import sample_facts as facts
 
-from compliance.attestation import certificate_bundle, public_key_id
+from compliance.attestation import certificate_bundle, key_signer
 from compliance.cli_pipeline import certificate
 
 
@@ -25,7 +25,7 @@ def pem(key: Ed25519PrivateKey, path: Path) -> Path:
 @pytest.fixture
 def signed(tmp_path: Path) -> tuple[Path, Path, dict]:
     key = Ed25519PrivateKey.generate()
-    bundle = certificate_bundle(facts(), key=key, key_id=public_key_id(key.public_key()))
+    bundle = certificate_bundle(facts(), signer=key_signer(key))
     path = tmp_path / "certificate.json"
     path.write_text(json.dumps(bundle))
     return path, pem(key, tmp_path / "key.pem"), bundle

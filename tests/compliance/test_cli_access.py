@@ -6,12 +6,12 @@ import pytest
 from click.testing import CliRunner
 from django.contrib.auth import get_user_model
 
-from compliance.access import Role, principal_for_user
 from compliance.accounts import apikey_authenticate
 from compliance.cli import apikey, user, webhook
 from compliance.models import ApiKey, WebhookEndpoint
 from compliance.webhooks import webhook_secret
 from core.models import AuditEvent
+from core.principals import Role, principal_for_user
 
 pytestmark = pytest.mark.django_db
 

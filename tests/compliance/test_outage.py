@@ -18,12 +18,13 @@ import pytest
 import redis
 from conftest import LiveProcess, LiveWorker, free_port
 
-from compliance.access import SYSTEM
 from compliance.models import DeliveryStatus, ForgetRequest, WebhookDelivery
 from compliance.webhooks import webhook_endpoint_create
+from core.principals import SYSTEM
 
-#: Each answer during the outage within this many seconds (before: ~19 s per POST, or a 500).
-ANSWER_BOUND = 5.0
+#: A request not answered within this is hung (before: ~19 s per POST, or a 500). A liveness
+#: timeout, not a performance figure: those are in benchmarks/api_load.py.
+ANSWER_TIMEOUT = 5.0
 REQUESTS = 8
 
 
@@ -40,43 +41,40 @@ def _redis(port: int, log: Path) -> LiveProcess:
     raise RuntimeError(server.log())
 
 
-def _call(url: str, token: str, body: dict | None = None) -> tuple[int, float]:
+def _call(url: str, token: str, body: dict | None = None) -> int:
+    """The status of one call; raises TimeoutError when it hangs."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method="POST" if data else "GET", headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status = response.status
+        with urllib.request.urlopen(request, timeout=ANSWER_TIMEOUT) as response:
+            return response.status
     except urllib.error.HTTPError as exc:
-        status = exc.code
-    return status, time.monotonic() - started
+        return exc.code
 
 
 @pytest.mark.slow
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_redis_outage_loses_nothing_and_stops_nothing(tmp_path, tree, key_a, patient_body, receiver,
-                                                      live_gunicorn, settings) -> None:
-    settings.OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True  # the receiver listens on loopback
+                                                      live_gunicorn) -> None:
     webhook_endpoint_create(institution_code=tree.institutions[0].code, url=receiver.url,
                             events=["forget_request.created"], actor=SYSTEM)
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     env = {"CELERY_BROKER_URL": url, "OBLIVIO_CACHE_URL": url, "OBLIVIO_WEBHOOK_SWEEP_SECONDS": "1",
-           "OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "1", "OBLIVIO_API_RATE_WRITE": "10000/min"}
+           "OBLIVIO_API_RATE_WRITE": "10000/min"}  # the receiver fixture allows loopback webhooks
     broker = _redis(port, tmp_path / "redis-1.log")
     server = live_gunicorn(**env)
     worker = LiveWorker(f"outage-{uuid.uuid4().hex[:8]}", tmp_path / "worker.log", beat=True, **env)
     try:
-        assert _call(f"{server.url}/api/v1/forget-requests", key_a.token)[0] == 200
+        assert _call(f"{server.url}/api/v1/forget-requests", key_a.token) == 200
         broker.stop()  # by PID: the process this test started
 
         answers = [_call(f"{server.url}/api/v1/forget-requests", key_a.token, patient_body(index % 2))
                    for index in range(REQUESTS)]
         answers.append(_call(f"{server.url}/api/v1/forget-requests", key_a.token))
-        assert [status for status, _ in answers] == [201] * REQUESTS + [200], server.log()
-        assert max(seconds for _, seconds in answers) < ANSWER_BOUND, answers
+        assert answers == [201] * REQUESTS + [200], server.log()
         assert ForgetRequest.objects.count() == REQUESTS
         assert not receiver.received  # nothing could be sent while the broker was down
 

@@ -10,9 +10,9 @@ from django.test import Client
 from pipeline_support import *  # noqa: F403
 from pipeline_support import Served, drive, plan_one
 
-from compliance.access import Role
 from compliance.attestation import certificate_check, load_public_pem, public_key_id
 from compliance.models import Certificate, UnlearningJob
+from core.principals import Role
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from django.utils import timezone
 from pipeline_support import *  # noqa: F403
 from pipeline_support import Served, drive, plan_one
 
-from compliance.access import SYSTEM
 from compliance.errors import Conflict
 from compliance.lifecycle import Status
 from compliance.models import (
@@ -39,6 +38,7 @@ from compliance.pipeline.steps import job_run_step
 from compliance.pipeline.storage import artifact_storage
 from core.audit import audit_verify
 from core.models import AuditEvent
+from core.principals import SYSTEM
 
 
 def statuses(request) -> list[str]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from datetime import timedelta
 
 import pytest
+from conftest import free_port
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -15,8 +15,8 @@ from kombu.exceptions import OperationalError
 from receivers import Receiver
 
 from compliance import forget_requests as services
-from compliance.access import SYSTEM
-from compliance.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
+from compliance.errors import Invalid
+from compliance.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from compliance.tasks import webhook_deliver_task, webhook_sweep_task
 from compliance.webhooks import (
     EVENT_ID_HEADER,
@@ -31,6 +31,7 @@ from compliance.webhooks import (
     webhook_signature_verify,
 )
 from core.models import AuditEvent
+from core.principals import SYSTEM
 
 pytestmark = pytest.mark.django_db
 
@@ -153,10 +154,9 @@ def test_failure_backs_off_then_the_retry_succeeds(endpoint_for, receiver, make_
     assert first_body == second_body and first_headers[EVENT_ID_HEADER] == second_headers[EVENT_ID_HEADER]
 
 
-def test_receiver_down_then_the_sweeper_delivers(endpoint_for, make_request, no_dispatch) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_receiver_down_then_the_sweeper_delivers(endpoint_for, make_request, no_dispatch, settings) -> None:
+    settings.OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True  # a loopback receiver, started later
+    port = free_port()
     endpoint_for(f"http://127.0.0.1:{port}/hook", "forget_request.created")
     make_request()
     delivery = WebhookDelivery.objects.get()
@@ -229,3 +229,29 @@ def test_a_real_worker_delivers_after_commit(endpoint_for, receiver, make_reques
         time.sleep(0.2)
     assert len(receiver.received) == 1
     assert WebhookDelivery.objects.get().status == DeliveryStatus.DELIVERED
+
+
+# --- SSRF guard (issue 9.7) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/hook", "http://localhost/hook", "http://[::1]/hook",
+                                 "http://169.254.169.254/latest/meta-data", "http://10.0.0.7/hook",
+                                 "https://192.168.1.20/hook", "http://[::ffff:127.0.0.1]/hook",
+                                 "http://0.0.0.0/hook"])
+def test_internal_webhook_destinations_are_refused_by_default(tree, url, settings) -> None:
+    settings.OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    with pytest.raises(Invalid) as refused:
+        webhook_endpoint_create(institution_code=tree.institutions[0].code, url=url, events=[], actor=SYSTEM)
+    assert refused.value.code == "webhook_address_forbidden"
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_destination_that_turns_internal_later_gets_nothing(endpoint_for, receiver, make_request,
+                                                             no_dispatch, settings) -> None:
+    endpoint_for(receiver.url, "forget_request.created")  # registered while allowed
+    settings.OBLIVIO_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False  # e.g. DNS re-pointed at loopback
+    make_request()
+    delivery = WebhookDelivery.objects.get()
+    assert not webhook_attempt(delivery_id=delivery.pk).delivered
+    assert not receiver.received
+    assert "internal address" in WebhookAttempt.objects.get(delivery=delivery).error

@@ -26,16 +26,17 @@ from core.audit import (
     audit_export_json,
     audit_verify,
 )
-from core.chain import GENESIS_HASH, verify_export
+from core.chain import GENESIS_HASH, trusted_keys, verify_export
 from core.cli import audit as audit_cli
 from core.models import AuditCheckpoint, AuditEvent
+from core.principals import SYSTEM
 
 pytestmark = pytest.mark.django_db
 ACTION = AuditAction.CORPUS_INGESTED
 
 
 def _append(n: int) -> list[AuditEvent]:
-    return [audit_append(actor="tester", action=ACTION, object_type="corpus", object_id=str(i),
+    return [audit_append(actor=SYSTEM, action=ACTION, object_type="corpus", object_id=str(i),
                          data={"records": i, "ratio": 0.5}) for i in range(1, n + 1)]
 
 
@@ -57,7 +58,7 @@ def _raw(sql: str, params: list | None = None) -> None:
 def test_hash_is_sha256_of_prev_hash_and_canonical_entry() -> None:
     first, second = _append(2)
     entry = {"seq": 1, "occurred_at": first.occurred_at.isoformat(timespec="microseconds"),
-             "actor": "tester", "action": "corpus.ingested", "object_type": "corpus", "object_id": "1",
+             "actor": "system", "action": "corpus.ingested", "object_type": "corpus", "object_id": "1",
              "subject_hash": "", "data": {"records": 1, "ratio": 0.5}}
     assert first.prev_hash == GENESIS_HASH
     assert first.hash == hashlib.sha256(bytes(32) + rfc8785.dumps(entry)).hexdigest()
@@ -154,7 +155,7 @@ def test_database_refuses_update_and_delete(statement: str) -> None:
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), \
             connection.cursor() as cursor:
         cursor.execute(statement)
-    assert AuditEvent.objects.get(seq=1).actor == "tester"
+    assert AuditEvent.objects.get(seq=1).actor == "system"
 
 
 def test_postgresql_refuses_truncate() -> None:
@@ -181,8 +182,8 @@ def test_export_pinned_to_another_key_fails() -> None:
     audit_checkpoint()
     other = Ed25519PrivateKey.generate().public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    result = verify_export(audit_export_json(), public_key_pem=other)
-    assert not result.ok and "signature" in result.problem
+    result = verify_export(audit_export_json(), public_keys=trusted_keys([other]))
+    assert not result.ok and "not among the trusted keys" in result.problem
 
 
 def test_csv_export_has_one_row_per_event() -> None:
@@ -228,7 +229,7 @@ def test_concurrent_appends_form_one_chain() -> None:
         try:
             for i in range(5):
                 with transaction.atomic():
-                    audit_append(actor=f"w{worker}", action=ACTION, object_id=str(i))
+                    audit_append(actor=SYSTEM, action=ACTION, object_id=str(i))
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
         finally:

@@ -8,6 +8,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from core.audit import AuditAction, audit_append, audit_checkpoint, audit_verify
 from core.models import AuditEvent
+from core.principals import SYSTEM
 
 BEFORE_THE_MOVE = [("compliance", "0005_webhook_secret_sealed"), ("core", None)]
 
@@ -15,7 +16,7 @@ BEFORE_THE_MOVE = [("compliance", "0005_webhook_secret_sealed"), ("core", None)]
 @pytest.mark.django_db(transaction=True)
 def test_a_database_of_the_old_layout_migrates_with_its_chain_intact() -> None:
     for n in range(3):
-        audit_append(actor="system", action=AuditAction.CORPUS_INGESTED, object_id=str(n))
+        audit_append(actor=SYSTEM, action=AuditAction.CORPUS_INGESTED, object_id=str(n))
     audit_checkpoint()
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes()

@@ -1,5 +1,6 @@
 """``oblivio ingest`` and ``oblivio ingest-fhir`` through the real entry point (in process)."""
 
+import getpass
 import json
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from click.testing import CliRunner
 from factories import corpus_dir_write
 from oblivio_site.cli import main
 
+from core.models import AuditEvent
 from hierarchy.models import Corpus, Institution, Study
 
 pytestmark = pytest.mark.django_db
@@ -19,14 +21,22 @@ def _run(*args: str):
 
 def test_ingest_prints_counts_and_is_idempotent(tmp_path: Path) -> None:
     corpus_dir = corpus_dir_write(tmp_path / "corpus")
-    first = _run("ingest", str(corpus_dir), "--institution-name", "H1=Hospital One", "--actor", "ops")
+    first = _run("ingest", str(corpus_dir), "--institution-name", "H1=Hospital One")
     assert first.exit_code == 0, first.output
+    assert AuditEvent.objects.get().actor == f"cli:{getpass.getuser()}"
     assert first.output.startswith("ingested corpus tiny-test")
     assert "records               72" in first.output and "patients_created      6" in first.output
     assert Institution.objects.get(code="H1").name == "Hospital One"
     again = _run("ingest", str(corpus_dir))
     assert again.exit_code == 0 and again.output.startswith("already ingested, nothing changed")
     assert Corpus.objects.count() == 1
+
+
+def test_the_audit_actor_cannot_be_chosen_on_the_command_line(tmp_path: Path) -> None:
+    corpus_dir = corpus_dir_write(tmp_path / "corpus")
+    result = _run("ingest", str(corpus_dir), "--actor", "user:alice")
+    assert result.exit_code == 2 and "No such option" in result.output
+    assert not AuditEvent.objects.exists()
 
 
 def test_ingest_bad_input(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 from factories import corpus_dir_write, corpus_records, institution_make
 
 from core.models import AuditEvent
+from core.principals import SYSTEM
 from hierarchy.fhir import FhirImportError, fhir_bundle_import
 from hierarchy.identifiers import default_mrn_system
 from hierarchy.models import Institution, Patient, Section, Study
@@ -26,7 +27,7 @@ def _sections(study: Study) -> set[str]:
 
 def test_happy_path_maps_every_resource(bundle_make, db_text) -> None:
     sample = bundle_make()
-    result = fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+    result = fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert result.created
     assert result.counts == {"entries": 17, "organizations": 1, "patients": 2, "imaging_studies": 4,
                              "reports": 4, "compositions": 1, "institutions_created": 1,
@@ -52,8 +53,8 @@ def test_happy_path_maps_every_resource(bundle_make, db_text) -> None:
 
 def test_import_is_idempotent(bundle_make) -> None:
     sample = bundle_make()
-    fhir_bundle_import(bundle=sample.data, actor="fhir-test")
-    again = fhir_bundle_import(bundle=json.dumps(sample.data), actor="fhir-test")
+    fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
+    again = fhir_bundle_import(bundle=json.dumps(sample.data), actor=SYSTEM)
     assert not again.created
     assert again.counts["patients_created"] == again.counts["sections_created"] == 0
     assert _node_counts() == (1, 2, 4, 17) and AuditEvent.objects.count() == 1
@@ -64,7 +65,7 @@ def test_missing_mr_identifier(bundle_make) -> None:
     number, patient = sample.entry("Patient", 1)
     del patient["identifier"][0]["type"]
     with pytest.raises(FhirImportError) as caught:
-        fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+        fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert (caught.value.entry, caught.value.field) == (number, "Patient.identifier")
     assert str(caught.value).startswith(f"entry[{number}] Patient.identifier: needs a medical record number")
     assert sample.mrns[1] not in str(caught.value)
@@ -76,7 +77,7 @@ def test_unknown_reference(bundle_make) -> None:
     number, study = sample.entry("ImagingStudy", 2)
     study["subject"] = {"reference": "Patient/not-in-bundle"}
     with pytest.raises(FhirImportError, match="does not resolve to a Patient") as caught:
-        fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+        fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert (caught.value.entry, caught.value.field) == (number, "ImagingStudy.subject")
     assert _node_counts() == (0, 0, 0, 0) and not AuditEvent.objects.exists()
 
@@ -87,7 +88,7 @@ def test_references_by_logical_identifier(bundle_make) -> None:
     _, report = sample.entry("DiagnosticReport", 2)
     mrn = {"system": sample.mrn_system, "value": sample.mrns[0]}
     study["subject"] = report["subject"] = {"identifier": mrn}
-    fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+    fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     moved = study_by_uid(uid=sample.uids[2])  # patient 1's first study, now filed under patient 0
     assert moved.patient == patient_by_mrn(system=sample.mrn_system, value=sample.mrns[0])
 
@@ -97,14 +98,14 @@ def test_an_identifier_of_no_or_of_two_patients_does_not_resolve(bundle_make) ->
     number, study = sample.entry("ImagingStudy", 2)
     study["subject"] = {"identifier": {"system": sample.mrn_system, "value": "no-such-mrn"}}
     with pytest.raises(FhirImportError, match="does not resolve to a Patient") as caught:
-        fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+        fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert (caught.value.entry, caught.value.field) == (number, "ImagingStudy.subject")
     assert "no-such-mrn" not in str(caught.value)
     _, second = sample.entry("Patient", 1)
     second["identifier"][0]["value"] = sample.mrns[0]  # two patients share one MRN
     study["subject"] = {"identifier": {"system": sample.mrn_system, "value": sample.mrns[0]}}
     with pytest.raises(FhirImportError, match="does not resolve to a Patient"):
-        fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+        fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert _node_counts() == (0, 0, 0, 0)
 
 
@@ -113,7 +114,7 @@ def test_report_and_study_linked_by_an_order_outside_the_bundle(bundle_make) -> 
     _, study = sample.entry("ImagingStudy", 1)
     _, report = sample.entry("DiagnosticReport", 1)
     study["basedOn"] = report["basedOn"] = [{"reference": "ServiceRequest/accession-42"}]
-    fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+    fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert "FINDINGS" in _sections(study_by_uid(uid=sample.uids[1]))
 
 
@@ -122,7 +123,7 @@ def test_report_linked_to_no_study(bundle_make) -> None:
     number, report = sample.entry("DiagnosticReport", 1)
     del report["basedOn"]
     with pytest.raises(FhirImportError, match="linked to no ImagingStudy") as caught:
-        fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+        fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert (caught.value.entry, caught.value.field) == (number, "DiagnosticReport.imagingStudy")
 
 
@@ -131,7 +132,7 @@ def test_schema_errors_name_entry_and_field_without_values(bundle_make) -> None:
     number, patient = sample.entry("Patient", 0)
     patient["birthDate"] = f"born-{sample.mrns[0]}"
     with pytest.raises(FhirImportError) as caught:
-        fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+        fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert (caught.value.entry, caught.value.field) == (number, "Patient.birthDate")
     assert sample.mrns[0] not in str(caught.value)
 
@@ -141,7 +142,7 @@ def test_wrongly_typed_identifier_value(bundle_make) -> None:
     number, study = sample.entry("ImagingStudy", 0)
     study["identifier"][0]["value"] = {"oid": sample.uids[0]}
     with pytest.raises(FhirImportError) as caught:
-        fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+        fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert (caught.value.entry, caught.value.field) == (number, "ImagingStudy.identifier[0].value")
     assert sample.uids[0] not in str(caught.value)
 
@@ -161,7 +162,7 @@ def test_wrongly_typed_identifier_value(bundle_make) -> None:
 ])
 def test_not_an_importable_bundle(bundle, message: str) -> None:
     with pytest.raises(FhirImportError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        fhir_bundle_import(bundle=bundle, actor="fhir-test")
+        fhir_bundle_import(bundle=bundle, actor=SYSTEM)
 
 
 def test_mrn_system_must_match_the_institution(bundle_make) -> None:
@@ -169,31 +170,31 @@ def test_mrn_system_must_match_the_institution(bundle_make) -> None:
     sample = bundle_make()
     number, _ = sample.entry("Patient", 0)
     with pytest.raises(FhirImportError, match="different MRN system") as caught:
-        fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+        fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert (caught.value.entry, caught.value.field) == (number, "Patient.identifier")
     assert _node_counts() == (1, 0, 0, 0)
 
 
 def test_study_already_filed_under_another_patient(bundle_make) -> None:
-    fhir_bundle_import(bundle=bundle_make().data, actor="fhir-test")
+    fhir_bundle_import(bundle=bundle_make().data, actor=SYSTEM)
     moved = bundle_make(mrn_start=800001)  # same study UIDs, other patients
     number, _ = moved.entry("ImagingStudy", 0)
     with pytest.raises(FhirImportError, match="already filed under another patient") as caught:
-        fhir_bundle_import(bundle=moved.data, actor="fhir-test")
+        fhir_bundle_import(bundle=moved.data, actor=SYSTEM)
     assert (caught.value.entry, caught.value.field) == (number, "ImagingStudy.subject")
     assert _node_counts() == (1, 2, 4, 17)
 
 
 def test_fhir_joins_an_ingested_corpus(tmp_path: Path, bundle_make) -> None:
     records = corpus_records(institutions=1, patients=1, studies=1, holdout_patients=0)
-    corpus_ingest(corpus_dir=corpus_dir_write(tmp_path, records=records), actor="tester")
+    corpus_ingest(corpus_dir=corpus_dir_write(tmp_path, records=records), actor=SYSTEM)
     study = Study.objects.get()
     assert study.modality == ""
     uid_start = int(records[0].study_id.rsplit(".", 1)[1])
     sample = bundle_make(org_code="H1", mrn_system=default_mrn_system("H1"), patients=1, studies=1,
                          mrn_start=0, uid_start=uid_start)
     sample.entry("Patient")[1]["identifier"][0]["value"] = records[0].patient_id
-    result = fhir_bundle_import(bundle=sample.data, actor="fhir-test")
+    result = fhir_bundle_import(bundle=sample.data, actor=SYSTEM)
     assert result.counts["institutions_created"] == result.counts["patients_created"] == 0
     assert result.counts["studies_created"] == 0 and result.counts["studies_updated"] == 1
     study.refresh_from_db()

@@ -5,6 +5,7 @@ from collections import Counter
 import pytest
 from factories import hierarchy_make, record_make
 
+from core.principals import SYSTEM
 from hierarchy.models import TrainingRecord
 from hierarchy.scope import GROUPS, scope_resolve
 from hierarchy.selectors import institution_by_code, patient_by_mrn, section_get, study_by_uid
@@ -142,7 +143,7 @@ def test_rejects_non_nodes(tree) -> None:
 def test_synthetic_corpus_matches_the_reference_definition(tmp_path) -> None:
     """On a generated corpus, scopes agree with ``mllm.data.entities.HierarchyNode.contains``."""
     corpus = generate_corpus(size="tiny", seed=5, out=tmp_path / "tiny")
-    row = corpus_ingest(corpus_dir=corpus.root, actor="tester").corpus
+    row = corpus_ingest(corpus_dir=corpus.root, actor=SYSTEM).corpus
     systems = {i.institution_id: i.mrn_system for i in load_hierarchy(corpus.root).institutions}
     record = next(r for r in corpus.records if r.section is not None and r.is_trainable)
     institution = institution_by_code(code=record.institution_id)

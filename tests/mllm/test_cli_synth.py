@@ -75,7 +75,8 @@ def test_export_then_import(runner: CliRunner, tiny: Path, tmp_path: Path) -> No
     record = next(r for r in load_corpus(tiny).select(trainable=True) if r.level is Level.PATIENT)
     node = HierarchyNode.of(record, Level.PATIENT)
     result = runner.invoke(corpus_group, ["export-medforget", str(tiny), "--out", str(tmp_path / "mf"),
-                                          "--level", "patient", "--level", "study", "--forget", str(node)])
+                                          "--level", "patient", "--level", "study", "--forget-file", "-"],
+                           input=f"{node}\n")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "mf").iterdir()) == ["patient_level", "study_level"]
     assert "patient_level records (rows): forget" in result.output
@@ -90,11 +91,12 @@ def test_export_then_import(runner: CliRunner, tiny: Path, tmp_path: Path) -> No
 
 def test_corpus_commands_bad_input(runner: CliRunner, tiny: Path, tmp_path: Path) -> None:
     export = ["export-medforget", str(tiny), "--out", str(tmp_path / "mf")]
-    result = runner.invoke(corpus_group, [*export, "--forget", "a//b"])
+    result = runner.invoke(corpus_group, [*export, "--forget-file", "-"], input="a//b\n")
     assert result.exit_code == 2 and "institution[/patient[/study[/SECTION]]]" in result.output
-    result = runner.invoke(corpus_group, [*export, "--level", "study", "--forget", "northfield"])
+    result = runner.invoke(corpus_group, [*export, "--level", "study", "--forget-file", "-"],
+                           input="northfield")
     assert result.exit_code == 2 and "institution-level node" in result.output
-    result = runner.invoke(corpus_group, [*export, "--forget", "no-such-hospital/p"])
+    result = runner.invoke(corpus_group, [*export, "--forget-file", "-"], input="no-such-hospital/p\n")
     assert result.exit_code == 1 and "forget set is empty" in result.output
     assert not (tmp_path / "mf").exists()  # nothing written when any level fails
     result = runner.invoke(corpus_group, ["export-medforget", str(tmp_path), "--out", str(tmp_path / "o")])
@@ -105,3 +107,53 @@ def test_corpus_commands_bad_input(runner: CliRunner, tiny: Path, tmp_path: Path
     assert not (tmp_path / "imp").exists()
     result = runner.invoke(corpus_group, ["import-medforget", str(tmp_path / "missing"), "--out", "x"])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_export_takes_forget_nodes_from_a_file_never_from_argv(runner: CliRunner, tiny: Path,
+                                                               tmp_path: Path) -> None:
+    record = next(r for r in load_corpus(tiny).select(trainable=True) if r.level is Level.PATIENT)
+    nodes = tmp_path / "forget.txt"
+    nodes.write_text(f"{HierarchyNode.of(record, Level.PATIENT)}\n")
+    result = runner.invoke(corpus_group, ["export-medforget", str(tiny), "--out", str(tmp_path / "mf"),
+                                          "--level", "patient", "--forget-file", str(nodes)])
+    assert result.exit_code == 0, result.output
+    assert record.patient_id not in result.output
+    option_names = {name for param in corpus_group.commands["export-medforget"].params for name in param.opts}
+    assert "--forget" not in option_names
+
+
+def test_force_never_deletes_a_users_images_folder(runner: CliRunner, tmp_path: Path) -> None:
+    target = tmp_path / "mine"
+    (target / "images").mkdir(parents=True)
+    (target / "images" / "holiday.png").write_bytes(b"not oblivio's")
+    result = runner.invoke(synth, ["--size", "tiny", "--out", str(target), "--force"])
+    assert result.exit_code == 1 and "did not write" in result.output
+    assert (target / "images" / "holiday.png").read_bytes() == b"not oblivio's"
+
+
+def test_force_keeps_a_corpus_whose_images_folder_holds_a_foreign_file(runner: CliRunner,
+                                                                      tmp_path: Path) -> None:
+    target = tmp_path / "corpus"
+    assert runner.invoke(synth, ["--size", "tiny", "--seed", "1", "--out", str(target)]).exit_code == 0
+    (target / "images" / "notes.txt").write_text("mine")
+    before = sorted(path.relative_to(target) for path in target.rglob("*"))
+    result = runner.invoke(synth, ["--size", "tiny", "--seed", "2", "--out", str(target), "--force"])
+    assert result.exit_code == 1 and "images" in result.output
+    assert sorted(path.relative_to(target) for path in target.rglob("*")) == before
+
+
+def test_export_force_checks_level_folders_before_deleting(runner: CliRunner, tiny: Path,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "mf"
+    export = ["export-medforget", str(tiny), "--out", str(out), "--level", "study"]
+    assert runner.invoke(corpus_group, export).exit_code == 0
+    (out / "patient_level").mkdir()
+    (out / "patient_level" / "my-analysis.csv").write_text("mine")
+    result = runner.invoke(corpus_group, [*export, "--force"])
+    assert result.exit_code == 1 and "did not write" in result.output
+    assert (out / "patient_level" / "my-analysis.csv").read_text() == "mine"
+    assert (out / "study_level" / "forget_set_all.parquet").exists()
+    (out / "patient_level" / "my-analysis.csv").unlink()
+    (out / "patient_level").rmdir()
+    result = runner.invoke(corpus_group, [*export, "--force"])
+    assert result.exit_code == 0, result.output

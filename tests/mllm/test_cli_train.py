@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from mllm.cli import evaluate, pretrain, train
-from mllm.models.artifact import ArtifactMetadata, read_metadata, save_artifact
+from mllm.models.artifact import ArtifactMetadata, artifact_digest, read_metadata, save_artifact
 
 FAST = ["--size", "tiny", "--steps", "6", "--batch-size", "8", "--threads", "1"]
 
@@ -58,10 +58,22 @@ def test_retrain_oracle_and_lora_from_a_base(corpus, trained_dir, tmp_path):
     assert metadata.training["excluded"] == 4
 
     result = run(train, ["--corpus", corpus.root, "--out", tmp_path / "lora", *FAST, "--base", trained_dir,
-                         "--lora", "--lora-rank", "4"])
+                         "--lora", "--lora-rank", "4", "--lora-alpha", "8", "--grad-accum", "2"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "lora" / "adapter" / "adapter_model.safetensors").is_file()
-    assert read_metadata(tmp_path / "lora").parent_digest is not None
+    assert (tmp_path / "lora" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "lora" / "model.safetensors").exists()  # adapter only, no copy of the base
+    metadata = read_metadata(tmp_path / "lora")
+    assert metadata.parent_digest == metadata.base_digest == artifact_digest(trained_dir)
+    assert metadata.training["lora"]["rank"] == 4 and metadata.training["lora"]["alpha"] == 8
+    assert metadata.training["config"]["grad_accum"] == 2
+
+    # an adapter artifact as base: its adapter keeps training on the same full base
+    result = run(train, ["--corpus", corpus.root, "--out", tmp_path / "lora2", *FAST,
+                         "--base", tmp_path / "lora", "--lora"])
+    assert result.exit_code == 0, result.output
+    metadata = read_metadata(tmp_path / "lora2")
+    assert metadata.base_digest == artifact_digest(trained_dir)
+    assert metadata.parent_digest == artifact_digest(tmp_path / "lora")
 
 
 def test_pretrained_base_is_a_clean_start_for_the_retrain_oracle(corpus, trained_dir, tmp_path):
@@ -94,6 +106,8 @@ def test_train_refuses_bad_input(corpus, tmp_path):
         (["--base", "llava-hf/llava-1.5-7b-hf"], "looks like a model-hub name"),
         (["--resume"], "no training checkpoint"),
         (["--epochs", "2"], "--epochs or --steps, not both"),
+        (["--lora"], "LoRA trains adapters on a base model"),
+        (["--device", "quantum:0"], "unknown device"),
     ]
     (tmp_path / "ids.txt").write_text("no-such-record\n")
     cases.append((["--retain-only-exclude", tmp_path / "ids.txt"], "not trainable records"))

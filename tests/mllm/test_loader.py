@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
 from mllm.models.artifact import ArtifactMetadata, save_artifact
+from mllm.models.families import QWEN2_VL
 from mllm.models.loader import ModelLoadError, load_model
 from mllm.models.lora import LoraSettings, add_lora, save_adapter
 from mllm.models.specs import SPECS
@@ -29,10 +28,10 @@ def test_refuses_missing_paths_and_files(tmp_path):
         load_model(tmp_path)
 
 
-def test_refuses_an_adapter_directory_with_advice(tmp_path, corpus):
+def test_refuses_a_bare_adapter_directory_with_advice(tmp_path, corpus):
     model, _ = reference_for_corpus(corpus, SPECS["tiny"])
     save_adapter(add_lora(model, LoraSettings(rank=2, alpha=2)), tmp_path / "adapter")
-    with pytest.raises(ModelLoadError, match="LoRA adapter.*load_adapter"):
+    with pytest.raises(ModelLoadError, match="bare LoRA adapter.*load_adapter"):
         load_model(tmp_path / "adapter")
 
 
@@ -54,24 +53,30 @@ def test_loads_a_local_llava_directory(tmp_path, corpus):
     assert loaded.metadata.kind == "reference"
 
 
-def test_qwen2_vl_style_directory(tmp_path):
-    """A Qwen2-VL checkpoint resolves to its model class; its processor needs torchvision (video)."""
+def test_loads_a_qwen2_vl_checkpoint_without_torchvision(tmp_path):
+    """A Qwen2-VL directory as transformers writes it (no Oblivio metadata) loads with its processor:
+    the image processor is the PIL one, there is no video processor, so torchvision is not needed."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    tokenizer = train_tokenizer(["a tiny vocabulary 123"] * 4, vocab_size=300)
+    tokenizer = train_tokenizer(["a tiny vocabulary 123"] * 4, vocab_size=300, family=QWEN2_VL)
     config = Qwen2VLConfig(
         text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
                      "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
                      "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
+                     "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id},
         vision_config={"depth": 1, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2},
-        image_token_id=tokenizer.image_token_id, video_token_id=tokenizer.pad_token_id)
+        image_token_id=tokenizer.image_token_id, video_token_id=tokenizer.video_token_id)
     Qwen2VLForConditionalGeneration(config).save_pretrained(tmp_path / "qwen")
     Qwen2VLImageProcessorPil().save_pretrained(tmp_path / "qwen")
     tokenizer.save_pretrained(tmp_path / "qwen")
-    if importlib.util.find_spec("torchvision") is None:
-        with pytest.raises(ModelLoadError, match="no usable processor.*[Tt]orchvision"):
-            load_model(tmp_path / "qwen")
-    else:
-        assert type(load_model(tmp_path / "qwen").model).__name__ == "Qwen2VLForConditionalGeneration"
+    loaded = load_model(tmp_path / "qwen", dtype="bf16")
+    assert type(loaded.model).__name__ == "Qwen2VLForConditionalGeneration"
+    assert loaded.family.name == "qwen2-vl" and loaded.metadata is None
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    assert loaded.processor.image_token_id == loaded.model.config.image_token_id
 
+
+def test_refuses_unknown_model_types(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "whisper"}')
+    with pytest.raises(ModelLoadError, match="'whisper' is not supported"):
+        load_model(tmp_path)

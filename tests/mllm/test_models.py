@@ -92,13 +92,19 @@ def test_save_refuses_existing_directory(tmp_path, reference):
         save_artifact(*reference, tmp_path / "a", ArtifactMetadata(kind="reference"))
 
 
-def test_lora_touches_only_language_model_attention(reference):
+def test_lora_covers_every_linear_layer_of_the_language_model_only(reference):
     model, _ = reference
+    linear = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    language = {name for name in linear if ".language_model." in f".{name}"}
+    assert linear - language >= {"lm_head"} and any("vision_tower" in name for name in linear - language)
     torch.manual_seed(0)
     peft_model = add_lora(model, LoraSettings(rank=4, alpha=8))
-    adapted = {name.rsplit(".lora_A", 1)[0] for name, _ in peft_model.named_parameters() if ".lora_A" in name}
-    assert adapted and all("language_model" in name for name in adapted)
-    assert {name.rsplit(".", 1)[1] for name in adapted} == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    adapted = {name.rsplit(".lora_A", 1)[0].replace("base_model.model.", "", 1)
+               for name, _ in peft_model.named_parameters() if ".lora_A" in name}
+    assert adapted == language  # every projection of every layer: q k v o gate up down
+    assert {name.rsplit(".", 1)[1] for name in adapted} == {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                            "gate_proj", "up_proj", "down_proj"}
+    assert LoraSettings() == LoraSettings(rank=16, alpha=16, dropout=0.0)
     trainable = [name for name, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)
     peft_model.unload()
@@ -125,14 +131,3 @@ def test_lora_adapter_save_load_merge(tmp_path, corpus, batch):
     merged = merge_lora(reloaded)
     assert type(merged).__name__ == "LlavaForConditionalGeneration"
     assert torch.allclose(logits(merged, batch), adapted, atol=1e-4)
-
-
-def test_peft_model_artifact_holds_merged_model_and_adapter(tmp_path, corpus, batch):
-    base, processor = reference_for_corpus(corpus, SPECS["tiny"])
-    torch.manual_seed(0)
-    peft_model = add_lora(base, LoraSettings(rank=4, alpha=8))
-    adapted = logits(peft_model, batch)
-    save_artifact(peft_model, processor, tmp_path / "a", ArtifactMetadata(kind="fine-tuned"))
-    assert (tmp_path / "a" / "adapter" / "adapter_config.json").is_file()
-    assert torch.allclose(logits(load_model(tmp_path / "a").model, batch), adapted, atol=1e-4)
-

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from mllm.models.tokenizer import IMAGE_TOKEN, train_tokenizer
+from mllm.models.families import LLAVA
+from mllm.models.tokenizer import train_tokenizer
+
+IMAGE_TOKEN = LLAVA.tokens.image
 
 TEXTS = ["The nodule measures 12 mm in the left upper lobe.", "CRP 184 mg/L on 2024-03-15",
          "Patient Maria Lopez, MRN 0042137", "hemoglobin 13.5 g/dL"] * 20

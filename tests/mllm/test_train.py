@@ -10,7 +10,7 @@ from mllm.models.lora import LoraSettings
 from mllm.models.specs import SPECS
 from mllm.train.checkpoint import CheckpointMismatchError, checkpoint_path
 from mllm.train.encode import IGNORE_INDEX, encode_records, prompt_text
-from mllm.train.logprobs import answer_nll, sequence_logprobs, token_logprobs
+from mllm.train.logprobs import answer_logprobs, answer_nll, sequence_logprobs
 from mllm.train.loop import NoOpTrainingError, ShuffledBatches, TrainConfig, Trainer
 from mllm.train.recipe import TrainJobError, reference_for_corpus, train_on_records, training_records
 
@@ -44,13 +44,15 @@ def test_labels_cover_exactly_the_answer_and_eos(fresh, corpus):
 
 def test_loss_is_transformers_causal_lm_loss_on_answer_tokens(fresh, corpus):
     model, processor = fresh
-    batch = encode_records(processor, corpus.select(trainable=True)[:4], corpus.root).batch(range(4))
+    data = encode_records(processor, corpus.select(trainable=True)[:4], corpus.root)
+    batch = data.batch(range(4))
     with torch.no_grad():
         reference = model(**batch.model_inputs(), labels=batch.labels).loss
         ours = answer_nll(model, batch)
-        logp, mask = token_logprobs(model, batch)
+        logp, mask = answer_logprobs(model, batch)
         assert torch.allclose(ours, reference, atol=1e-5)
         assert logp.dtype == torch.float32 and (logp[~mask] == 0).all() and (logp[mask] < 0).all()
+        assert mask.sum(dim=1).tolist() == [len(ex.answer_ids) for ex in data.examples]
         assert torch.allclose(sequence_logprobs(model, batch), logp.sum(dim=1))
 
 

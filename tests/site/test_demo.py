@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import subprocess_env
 
+from mllm.data.schema import load_corpus
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -30,3 +32,10 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     assert "verification ok" in out
     assert "Oblivio is running at http://127.0.0.1:" in out
     assert (tmp_path / "home" / "oblivio.sqlite3").exists()
+    # Logs where the README says (rotating files under the data directory), and no identifiers in them.
+    logs = tmp_path / "home" / "logs"
+    web, worker = (logs / "web.log").read_text(), (logs / "worker.log").read_text()
+    assert "Booting worker" in web and "ready" in worker
+    corpus = load_corpus(tmp_path / "home" / "demo" / "corpus")
+    identifiers = {value for record in corpus.records for value in (record.patient_id, record.study_id)}
+    assert not [value for value in identifiers if value in web or value in worker]

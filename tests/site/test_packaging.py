@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 from conftest import REPO_ROOT
@@ -31,6 +32,8 @@ def test_help_lists_the_commands() -> None:
 
 
 def test_console_script_is_installed() -> None:
-    out = subprocess.run([sys.executable, "-m", "oblivio_site.cli", "--help"], capture_output=True,
-                         text=True, check=True).stdout
-    assert "doctor" in out
+    """The ``oblivio`` entry point of pyproject.toml, installed next to the interpreter, runs."""
+    script = Path(sys.executable).with_name("oblivio")
+    assert script.is_file(), "pip install -e . did not install the oblivio console script"
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "doctor" in out and "serve" in out

@@ -1,0 +1,68 @@
+"""Where and in what precision a model runs: dtype, device placement, gradient checkpointing.
+
+Kept out of the algorithms: training, unlearning and evaluation call the model through
+:mod:`mllm.train.logprobs` and :mod:`mllm.evaluate.generate`, which move each batch to
+:func:`input_device` and score in fp32 whatever the weights' dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                                  "float16": torch.float16}
+_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def parse_dtype(value: str | torch.dtype) -> torch.dtype:
+    """``torch.float32`` / ``"float32"`` / ``"fp32"`` (and bf16, fp16 likewise) to a ``torch.dtype``."""
+    if isinstance(value, torch.dtype):
+        if value not in DTYPES.values():
+            raise ValueError(f"unsupported dtype {value}; use one of {', '.join(DTYPES)}")
+        return value
+    name = _ALIASES.get(value, value)
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {value!r}; use one of {', '.join(DTYPES)} (or fp32, bf16, fp16)")
+    return DTYPES[name]
+
+
+def device_map_for(device: str | None) -> str | dict[str, str] | None:
+    """A ``from_pretrained`` ``device_map`` for a device name: ``None``/``"cpu"`` load on the CPU,
+    ``"auto"`` spreads the model over the visible accelerators, ``"cuda"`` / ``"cuda:1"`` put it on one."""
+    if device is None or device == "cpu":
+        return None
+    if device == "auto":
+        return "auto"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():  # torch.device checks the name
+        raise ValueError(f"device {device!r} requested but no CUDA device is available")
+    return {"": device}
+
+
+def place(model: torch.nn.Module, device: str | None) -> torch.nn.Module:
+    """Move a model built in memory (not loaded) to ``device`` (``"auto"``: the first GPU if any)."""
+    if device is None or device == "cpu":
+        return model
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(torch.device(device))
+
+
+def input_device(model: Any) -> torch.device:
+    """Where inputs go: the device of the input embeddings (the first shard under a ``device_map``)."""
+    return model.get_input_embeddings().weight.device
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Recompute activations in the backward pass instead of storing them, and still train adapters.
+
+    With frozen embeddings nothing entering a checkpointed block requires grad, and reentrant
+    checkpointing then returns no gradients for the LoRA weights inside it: training silently does
+    nothing. Non-reentrant checkpointing is used, and the input embeddings' output is made to require
+    grad as well (exactly one hook, whether or not transformers added its own).
+    """
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.disable_input_require_grads()
+    model.enable_input_require_grads()
+    model.config.use_cache = False

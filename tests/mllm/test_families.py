@@ -1,0 +1,123 @@
+"""Model families through one code path: end-of-turn tokens, Qwen2-VL processor outputs in batches,
+padding, and logits computed only at answer positions."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from mllm.evaluate.generate import greedy_answers
+from mllm.models.families import QWEN2_VL, family_of
+from mllm.models.specs import SPECS
+from mllm.train.encode import encode_records, prompt_text
+from mllm.train.logprobs import answer_logprobs, answer_mask, answer_position_logits
+from mllm.train.recipe import reference_for_corpus
+
+SIZES = ["tiny", "tiny-qwen2-vl"]
+
+
+@pytest.fixture(scope="module", params=SIZES)
+def reference(request, corpus):
+    return reference_for_corpus(corpus, SPECS[request.param])
+
+
+def _varied_prompts(records):
+    """Prompts of clearly different lengths, so batches need padding."""
+    return [record.question + " Please answer." * (i % 3) for i, record in enumerate(records)]
+
+
+def test_answers_round_trip_with_the_family_end_of_turn(reference, corpus):
+    model, processor = reference
+    tokenizer = processor.tokenizer
+    family = family_of(processor)
+    assert family.name == {"llava": "llava", "qwen2_vl": "qwen2-vl"}[model.config.model_type]
+    end_of_turn = tokenizer.convert_tokens_to_ids({"llava": "</s>", "qwen2-vl": "<|im_end|>"}[family.name])
+    records = corpus.select(trainable=True)[:6]
+    data = encode_records(processor, records, corpus.root)
+    image = re.escape(tokenizer.image_token)
+    for record, example in zip(records, data.examples, strict=True):
+        assert example.answer_ids[-1] == end_of_turn
+        assert tokenizer.decode(example.answer_ids[:-1]) == record.answer
+        # prompt and answer tokenised separately = the whole conversation rendered by the chat template
+        decoded = re.sub(f"(?:{image})+", tokenizer.image_token,
+                         tokenizer.decode(example.prompt_ids + example.answer_ids))
+        user = [{"type": "image"}, {"type": "text", "text": record.question}]
+        conversation = [{"role": "user", "content": user},
+                        {"role": "assistant", "content": [{"type": "text", "text": record.answer}]}]
+        rendered = processor.apply_chat_template(conversation, tokenize=False)
+        assert rendered.startswith(decoded) and rendered[len(decoded):] in ("", "\n")
+
+
+def test_qwen_answers_end_with_im_end_even_when_eos_differs(corpus):
+    """Base Qwen2-VL tokenizers have EOS <|endoftext|>; an assistant turn still ends with <|im_end|>."""
+    _, processor = reference_for_corpus(corpus, SPECS["tiny-qwen2-vl"])
+    processor.tokenizer.eos_token = "<|endoftext|>"
+    im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert processor.tokenizer.eos_token_id != im_end
+    example = encode_records(processor, corpus.select(trainable=True)[:1], corpus.root).examples[0]
+    assert example.answer_ids[-1] == im_end
+    assert QWEN2_VL.stop_ids(processor.tokenizer) == [im_end, processor.tokenizer.eos_token_id]
+
+
+def test_qwen_batches_concatenate_patches_and_pad_token_types(corpus):
+    _, processor = reference_for_corpus(corpus, SPECS["tiny-qwen2-vl"])
+    records = corpus.select(trainable=True)[:4]
+    data = encode_records(processor, records, corpus.root, prompts=_varied_prompts(records))
+    image_id = processor.tokenizer.image_token_id
+    for with_answer in (True, False):  # right padding for training, left padding for generation
+        batch = data.batch(range(4), with_answer=with_answer)
+        grid = batch.image_inputs["image_grid_thw"]
+        assert grid.tolist() == [[1, 4, 4]] * 4  # one row per image, in batch order
+        assert batch.image_inputs["pixel_values"].shape[0] == int(grid.prod(dim=1).sum())  # patch rows
+        types = batch.token_inputs["mm_token_type_ids"]
+        assert types.shape == batch.input_ids.shape
+        assert torch.equal(types == 1, batch.input_ids == image_id)  # aligned under padding
+        assert (types[batch.attention_mask == 0] == 0).all()
+        image_tokens = SPECS["tiny-qwen2-vl"].image_seq_length
+        assert (batch.input_ids == image_id).sum(dim=1).tolist() == [image_tokens] * 4
+        assert "mm_token_type_ids" in batch.model_inputs()
+
+
+def test_padded_batches_score_like_single_examples(reference, corpus):
+    """Right-padded scoring and left-padded generation (M-RoPE positions included) ignore the padding."""
+    model, processor = reference
+    records = corpus.select(trainable=True)[:4]
+    data = encode_records(processor, records, corpus.root, prompts=_varied_prompts(records))
+    assert len({len(ex.prompt_ids) for ex in data.examples}) > 1
+    with torch.no_grad():
+        batched, mask = answer_logprobs(model, data.batch(range(4)))
+        for i in range(4):
+            single, single_mask = answer_logprobs(model, data.batch([i]))
+            assert torch.allclose(batched[i][mask[i]], single[0][single_mask[0]], atol=1e-4)
+    assert greedy_answers(model, processor, data, batch_size=4, max_new_tokens=4) == \
+        greedy_answers(model, processor, data, batch_size=1, max_new_tokens=4)
+
+
+def test_answer_position_logits_equal_full_logits(reference, corpus):
+    model, processor = reference
+    records = corpus.select(trainable=True)[:5]
+    batch = encode_records(processor, records, corpus.root, prompts=_varied_prompts(records)).batch(range(5))
+    with torch.no_grad():
+        full = model(**batch.model_inputs()).logits
+        ours, targets = answer_position_logits(model, batch)
+    mask = answer_mask(batch)
+    assert ours.dtype == torch.float32 and ours.shape == (int(mask.sum()), full.shape[-1])
+    assert ours.shape[0] < full.shape[0] * full.shape[1] / 5  # a small fraction of all positions
+    assert torch.allclose(ours, full[mask].float(), atol=1e-5)
+    assert torch.equal(targets, batch.labels[:, 1:][mask[:, :-1]])
+
+
+def test_prompts_replace_the_question(reference, corpus):
+    _, processor = reference
+    records = corpus.select(trainable=True)[:2]
+    prompts = ["Institution context. " + records[0].question, "Only this."]
+    data = encode_records(processor, records, corpus.root, prompts=prompts)
+    decoded = processor.tokenizer.decode(data.examples[1].prompt_ids)
+    assert decoded.endswith(prompt_text(processor, "Only this.").split("Only this.")[1])
+    assert "Only this." in decoded and records[1].question not in decoded
+    original = encode_records(processor, records, corpus.root)
+    assert data.examples[1].answer_ids == original.examples[1].answer_ids
+    with pytest.raises(ValueError, match="1 prompts for 2 records"):
+        encode_records(processor, records, corpus.root, prompts=prompts[:1])
