@@ -231,3 +231,16 @@ def test_policy_can_keep_the_guard_on_after_certification(served: Served, approv
     certificate = Certificate.objects.get(request=request)
     guard = certificate_verify_stored(certificate).predicate["inference_guard"]
     assert guard["stays_on_after_certification"] is True
+
+
+def test_certificates_signed_before_a_key_rotation_still_verify(served: Served, approve, officer) -> None:
+    from core.keys import signing_key_rotate
+
+    first = approve(served.mrns[0])
+    drive(plan_one())
+    old_id, new_id = signing_key_rotate(actor=officer.principal)
+    second = approve(served.mrns[1])
+    drive(plan_one())
+    old, new = Certificate.objects.get(request=first), Certificate.objects.get(request=second)
+    assert (old.key_id, new.key_id) == (old_id, new_id)
+    assert certificate_verify_stored(old).ok and certificate_verify_stored(new).ok
