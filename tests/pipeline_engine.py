@@ -3,7 +3,8 @@
 It is a test double for ``mllm.unlearn`` / ``mllm.verify``, not a model: ``unlearn`` copies the
 artifact and writes the record ids it was told to forget (so the digest changes deterministically),
 ``verify`` checks that the candidate forgot exactly the requested records and passes once the rung's
-``strength`` reaches ``PIPELINE_TEST_REQUIRED_STRENGTH`` (``exact`` always passes). Worker processes
+strength (``steps`` / 30, the unlearning default) reaches ``PIPELINE_TEST_REQUIRED_STRENGTH``
+(``exact`` always passes). Worker processes
 started by the tests import it through ``PYTHONPATH`` and read the same environment variables.
 """
 
@@ -47,7 +48,7 @@ class ScriptedEngine:
         wanted = sorted({rid for target in targets for rid in target.forget})
         required = float(thresholds.get("strength", os.environ.get("PIPELINE_TEST_REQUIRED_STRENGTH", "1")))
         exact = marker["method"] == "exact"
-        strength = float("inf") if exact else float(marker["config"].get("strength", 1.0))
+        strength = float("inf") if exact else float(marker["config"].get("steps", 30)) / 30
         checks = [
             {"name": "forgot_requested_records", "value": float(marker["forget"] == wanted), "threshold": 1.0,
              "passed": marker["forget"] == wanted},

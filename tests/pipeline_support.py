@@ -75,7 +75,7 @@ def write_model(root: Path, tag: str = "base") -> Path:
     root.mkdir(parents=True)
     (root / "config.json").write_text(json.dumps({"model_type": "test", "tag": tag}))
     (root / "oblivio.json").write_text(json.dumps({"kind": "fine-tuned", "versions": {},
-                                                   "parent_digest": "ab" * 32}))
+                                                   "base_digest": None}))
     return root
 
 

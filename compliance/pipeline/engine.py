@@ -9,7 +9,7 @@ the engine class (the tests name a deterministic one to exercise job mechanics).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,7 +52,7 @@ class VerifyOutcome:
 
     @property
     def failed_checks(self) -> list[dict[str, Any]]:
-        return [check for check in self.checks if not check.get("passed")]
+        return [check for check in self.checks if check.get("passed") is False]
 
 
 class Engine(Protocol):
@@ -65,14 +65,94 @@ class Engine(Protocol):
                progress: Progress) -> VerifyOutcome: ...
 
 
+def _scope_module() -> Any:
+    """Where ``ScopeGroups`` / ``NodeRef`` / ``resolve_scope`` live (testbed v2, else the unlearning seam)."""
+    try:
+        from mllm.data import scope
+    except ImportError:
+        from mllm.unlearn import scope
+    return scope
+
+
+def merged_scope(corpus: Any, targets: Sequence[ScopeTarget], already_forgotten: frozenset[str]) -> Any:
+    """One ``ScopeGroups`` for a batch: the union of each request's forget side; everything kept
+    excludes what any request forgets and what earlier jobs already removed from the served model."""
+    scope = _scope_module()
+    by_id = {record.record_id: record for record in corpus.records}
+    groups = []
+    for target in targets:
+        anchor = by_id[min(target.forget)]
+        depth = ("institution", "patient", "study", "section").index(target.level)
+        path = [anchor.institution_id, anchor.patient_id, anchor.study_id,
+                anchor.section.value if anchor.section else None]
+        groups.append(scope.resolve_scope(corpus, scope.NodeRef(*[v if i <= depth else None
+                                                                   for i, v in enumerate(path)])))
+    removed = {r.record_id for g in groups for r in (*g.forget, *g.children)} | set(already_forgotten)
+
+    def union(lists: Any, drop: set[str]) -> list[Any]:
+        seen: dict[str, Any] = {}
+        for records in lists:
+            seen.update((r.record_id, r) for r in records if r.record_id not in drop)
+        return list(seen.values())
+
+    first = groups[0]
+    levels = {level for g in groups for level in g.siblings}
+    return replace(
+        first, forget=union((g.forget for g in groups), set(already_forgotten)),
+        children=union((g.children for g in groups), set(already_forgotten)),
+        siblings={level: union((g.siblings.get(level, []) for g in groups), removed) for level in levels},
+        shared=union((g.shared for g in groups), removed), retain=union([first.retain], removed),
+        validation=union([first.validation], removed), holdout=union((g.holdout for g in groups), set()),
+        forget_forms=union((g.forget_forms for g in groups), set()))
+
+
 class MllmEngine:
-    """``mllm.unlearn.unlearn`` and ``mllm.verify.verify`` on the served corpus."""
+    """``mllm.unlearn.unlearn`` and ``mllm.verify.verify`` on the served version's corpus."""
 
-    def unlearn(self, **kwargs: Any) -> UnlearnOutcome:
-        raise EngineError("mllm.unlearn is not available in this build")
+    def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
+                already_forgotten: frozenset[str], method: str, config: Mapping[str, Any], out: Path,
+                seed: int, progress: Progress, should_cancel: Callable[[], bool]) -> UnlearnOutcome:
+        from mllm.unlearn import CollapseError, ConfigError, UnknownMethodError, UnlearnCancelled, unlearn
 
-    def verify(self, **kwargs: Any) -> VerifyOutcome:
-        raise EngineError("mllm.verify is not available in this build")
+        from mllm.data.schema import load_corpus
+
+        corpus = load_corpus(corpus_root)
+        try:
+            result = unlearn(model_dir=model_dir, corpus=corpus,
+                             scope=merged_scope(corpus, targets, already_forgotten), method=method,
+                             config=dict(config), out=out, seed=seed,
+                             progress=lambda entry: progress(entry.step / max(entry.total_steps, 1)),
+                             should_cancel=should_cancel)
+        except UnlearnCancelled:
+            raise EngineCancelled() from None
+        except CollapseError as exc:
+            raise EngineError(f"{method}: the collapse guard refused the result ({exc})") from None
+        except (ConfigError, UnknownMethodError, ValueError) as exc:
+            raise EngineError(f"{method}: {exc}") from None
+        log = [{"step": s.step, "loss": s.loss} for s in result.steps][-20:]
+        summary = {"seconds": round(result.seconds, 2), "guard": result.guard.to_json()}
+        return UnlearnOutcome(artifact_dir=result.artifact, exact=method == "exact", log=[*log, summary])
+
+    def verify(self, *, original: Path, candidate: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
+               already_forgotten: frozenset[str], thresholds: Mapping[str, Any],
+               progress: Progress) -> VerifyOutcome:
+        from mllm.verify import PolicyError, VerdictPolicy, VerifyInputError, verify
+
+        from mllm.data.schema import load_corpus
+
+        corpus = load_corpus(corpus_root)
+        try:
+            report = verify(original=original, candidate=candidate, corpus=corpus,
+                            scope=merged_scope(corpus, targets, already_forgotten),
+                            policy=VerdictPolicy.from_dict(dict(thresholds)),
+                            progress=lambda _name, fraction: progress(fraction))
+        except (PolicyError, VerifyInputError) as exc:
+            raise EngineError(f"verification input: {exc}") from None
+        body = report.to_json()
+        checks = [{"name": c["name"], "value": c["value"], "threshold": c["threshold"],
+                   "comparison": c["comparison"], "diagnosis": c["diagnosis"],
+                   "passed": {"pass": True, "fail": False}.get(c["status"])} for c in body["checks"]]
+        return VerifyOutcome(passed=report.passed, report=body, checks=checks)
 
 
 @lru_cache(maxsize=4)

@@ -49,7 +49,7 @@ def model_version_register(*, deployment: str, artifact_dir: Path, corpus: Corpu
         version, created = ModelVersion.objects.get_or_create(
             deployment=target, artifact_digest=key,
             defaults={"storage_key": key, "corpus": corpus, "corpus_root": str(Path(corpus_root).resolve()),
-                      "base_digest": (metadata.parent_digest or "") if metadata else ""})
+                      "base_digest": (metadata.base_digest or "") if metadata else ""})
         if created:
             _audit(AuditAction.MODEL_VERSION_REGISTERED, version, actor, corpus_id=corpus.pk,
                    base_digest=version.base_digest)
@@ -69,7 +69,7 @@ def candidate_register(*, job: UnlearningJob, artifact_dir: Path, method: str, e
             deployment=job.deployment, artifact_digest=key,
             defaults={"parent": base, "storage_key": key, "corpus": base.corpus,
                       "corpus_root": base.corpus_root, "method": method, "exact": exact,
-                      "base_digest": (metadata.parent_digest or "") if metadata else base.base_digest,
+                      "base_digest": (metadata.base_digest or "") if metadata else "",
                       "forgotten_records": sorted(set(base.forgotten_records) | set(job.forget_records)),
                       "job": job})
         if created:

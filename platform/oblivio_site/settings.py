@@ -297,7 +297,7 @@ OBLIVIO_JOB_STEP_TIME_LIMIT = int(os.environ.get("OBLIVIO_JOB_STEP_TIME_LIMIT", 
 if OBLIVIO_JOB_HEARTBEAT_SECONDS * 2 > OBLIVIO_JOB_LEASE_SECONDS:
     raise ImproperlyConfigured("OBLIVIO_JOB_LEASE_SECONDS must be at least twice the heartbeat")
 OBLIVIO_UNLEARN_LADDER = _env_json("OBLIVIO_UNLEARN_LADDER", [
-    {"method": "npo", "config": {}}, {"method": "npo", "config": {"strength": 2.0}},
+    {"method": "npo", "config": {}}, {"method": "npo", "config": {"steps": 90, "lr": 2e-3}},
     {"method": "exact", "config": {}}])
 OBLIVIO_VERDICT_THRESHOLDS = _env_json("OBLIVIO_VERDICT_THRESHOLDS", {})
 OBLIVIO_GUARD_STAYS_ON = _env_bool("OBLIVIO_GUARD_STAYS_ON", False)

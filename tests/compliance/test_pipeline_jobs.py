@@ -86,7 +86,7 @@ def test_when_every_rung_fails_the_request_is_escalated_with_the_failed_checks(s
                                                                                monkeypatch) -> None:
     monkeypatch.setenv("PIPELINE_TEST_REQUIRED_STRENGTH", "5")
     policy_set(institution=served.institution, ladder=[{"method": "npo"}, {"method": "npo", "config":
-               {"strength": 2}}], thresholds={}, guard_stays_on=False, actor=SYSTEM)
+               {"steps": 60}}], thresholds={}, guard_stays_on=False, actor=SYSTEM)
     request = approve()
     job = drive(plan_one())
     request.refresh_from_db()
