@@ -5,8 +5,11 @@ Import the fixtures into a test module with ``from pipeline_support import *``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +71,21 @@ class Served:
                                         requester_type=RequesterType.DATA_SUBJECT)
         forget_request_review(request_id=request.pk, actor=officer)
         return forget_request_approve(request_id=request.pk, actor=officer, note="scope confirmed")
+
+
+def raw_identifiers(corpus_dir: Path) -> set[str]:
+    """Every raw identifier of the corpus (patient ids are hashed as MRNs; study ids are UIDs)."""
+    records = [json.loads(line) for line in (corpus_dir / "records.jsonl").read_text().splitlines()]
+    return {r["patient_id"] for r in records} | {r["study_id"] for r in records}
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The PDF with its compressed content streams inflated (to search it for identifiers)."""
+    parts = [pdf.decode("latin-1")]
+    for match in re.finditer(rb"stream\r?\n(.*?)endstream", pdf, re.S):
+        with contextlib.suppress(zlib.error):
+            parts.append(zlib.decompress(match.group(1)).decode("latin-1"))
+    return "\n".join(parts)
 
 
 def write_model(root: Path, tag: str = "base") -> Path:
@@ -135,4 +153,4 @@ def drive(job: UnlearningJob, limit: int = 12) -> UnlearningJob:
 
 
 __all__ = ["ENGINE", "FAST", "SAMPLE_REPORT", "TESTS_DIR", "Served", "approve", "pipeline_settings",
-           "drive", "plan_one", "sample_facts", "served", "write_model"]
+           "drive", "pdf_text", "plan_one", "raw_identifiers", "sample_facts", "served", "write_model"]

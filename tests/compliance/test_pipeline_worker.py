@@ -8,8 +8,11 @@ each step is under the test's control; ``test_pipeline_e2e`` runs the real one.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
+import re
 import signal
 import threading
 import time
@@ -21,14 +24,15 @@ import pytest
 import redis
 from conftest import LiveProcess, LiveWorker, free_port
 from django.db import connections, transaction
+from django.urls import reverse
 from pipeline_support import *  # noqa: F403
-from pipeline_support import FAST, TESTS_DIR, Served
+from pipeline_support import FAST, TESTS_DIR, Served, pdf_text, raw_identifiers
 
 from compliance.lifecycle import Status
 from compliance.models import Certificate, Deployment, JobState, ModelVersion, UnlearningJob, VersionStatus
 from compliance.pipeline.certify import certificate_verify_stored
 from compliance.pipeline.jobs import job_cancel, pipeline_sweep
-from core.audit import audit_verify
+from core.audit import audit_export_json, audit_verify
 from core.models import AuditEvent
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -64,6 +68,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., LiveWorker]]:
             worker.wait_ready()
         return worker
 
+    start.started = started  # type: ignore[attr-defined]
     yield start
     for worker in started:
         worker.stop()
@@ -112,6 +117,30 @@ def test_a_worker_killed_during_unlearn_is_taken_over_and_certifies_once(served:
     job = the_job()
     assert AuditEvent.objects.filter(action="unlearning_job.taken_over", object_id=str(job.pk)).exists()
     assert ModelVersion.objects.filter(job=job).count() == 1  # the re-run made the same artifact
+    assert_no_identifiers(served, [first, *start_worker.started])
+
+
+def assert_no_identifiers(served: Served, workers: list[LiveWorker]) -> None:
+    """PHI scan after a run: worker logs, audit export, certificates (JSON and PDF), API URLs."""
+    certificate = Certificate.objects.get()
+    job = the_job()
+    urls = [reverse("job-detail", args=[job.pk]), reverse("job-cancel", args=[job.pk]),
+            reverse("forget-request-certificate", args=[certificate.request_id]),
+            reverse("certificate-verify", args=[certificate.pk]),
+            *re.findall(r"https?://\S+", pdf_text(bytes(certificate.pdf)))]
+    haystacks = {"worker logs": "\n".join(w.log_path.read_text(errors="replace") for w in workers),
+                 "audit export": json.dumps(audit_export_json()),
+                 "certificate": json.dumps(certificate.bundle),
+                 "certificate payload": base64.b64decode(certificate.bundle["envelope"]["payload"]).decode(),
+                 "certificate pdf": pdf_text(bytes(certificate.pdf)),
+                 "job rows": json.dumps(list(UnlearningJob.objects.values("targets", "log", "failure")),
+                                        default=str),
+                 "urls": "\n".join(urls)}
+    identifiers = raw_identifiers(served.corpus_dir)
+    assert "compliance.job_unlearn" in haystacks["worker logs"]  # the worker really logged the run
+    for where, text in haystacks.items():
+        leaked = sorted(i for i in identifiers if i in text)
+        assert not leaked, f"{where} contains raw identifiers"
 
 
 def test_a_worker_killed_during_certify_promotes_and_certifies_exactly_once(served: Served, approve,
