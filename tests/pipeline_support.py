@@ -5,6 +5,7 @@ Import the fixtures into a test module with ``from pipeline_support import *``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -83,8 +84,11 @@ def pdf_text(pdf: bytes) -> str:
     """The PDF with its compressed content streams inflated (to search it for identifiers)."""
     parts = [pdf.decode("latin-1")]
     for match in re.finditer(rb"stream\r?\n(.*?)endstream", pdf, re.S):
-        with contextlib.suppress(zlib.error):
-            parts.append(zlib.decompress(match.group(1)).decode("latin-1"))
+        data = match.group(1).strip()
+        with contextlib.suppress(ValueError, zlib.error):
+            if data.endswith(b"~>"):  # reportlab wraps streams in ASCII85
+                data = base64.a85decode(data, adobe=True)
+            parts.append(zlib.decompress(data).decode("latin-1"))
     return "\n".join(parts)
 
 

@@ -135,3 +135,15 @@ def test_a_non_canonical_payload_is_rejected_even_when_signed(key) -> None:
     bundle["envelope"] = envelope_sign(json.dumps(statement, indent=2).encode(), signer=key_signer(key))
     check = certificate_check(bundle, keys=keys_of(key))
     assert not check.ok and "RFC 8785" in check.problems[0]
+
+
+def test_the_pdf_shows_summary_checks_digests_and_the_verify_link() -> None:
+    from pipeline_support import pdf_text
+
+    from compliance.pipeline.pdf import certificate_pdf
+
+    url = "http://127.0.0.1:8000/api/v1/certificates/5b0c8c0e-0000-4000-8000-0000000000aa/verify"
+    text = pdf_text(certificate_pdf(facts(), key_id="0123456789abcdef", verify_url=url))
+    for expected in (facts().request_id, "PASSED", "mia_auc", "0.51", "0.6", "22" * 32, "0123456789abcdef",
+                     url, "suppression, not unlearning"):
+        assert expected in text, expected
