@@ -148,7 +148,8 @@ def envelope_sign(payload: bytes, *, signer: Signer, payload_type: str = PAYLOAD
 def certificate_bundle(facts: CertificateFacts, *, signer: Signer) -> dict[str, Any]:
     """Sign the statement of ``facts`` and bundle it with the full verification report."""
     envelope = envelope_sign(canonical(statement(facts)), signer=signer)
-    return {"format": BUNDLE_FORMAT, "envelope": envelope, "verification_report": dict(facts.report)}
+    report = json.loads(canonical(facts.report))  # a copy: the bundle never aliases the caller's report
+    return {"format": BUNDLE_FORMAT, "envelope": envelope, "verification_report": report}
 
 
 @dataclass
