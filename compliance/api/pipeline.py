@@ -18,6 +18,7 @@ from core.principals import Role
 
 from ..pipeline import selectors
 from ..pipeline.certify import certificate_verify_stored, public_key_list
+from ..pipeline.guard import guard_screen
 from ..pipeline.jobs import job_cancel
 from ..pipeline.registry import version_rollback
 from . import schema
@@ -31,6 +32,8 @@ from .pipeline_serializers import (
     ModelVersionOut,
     PublicKeyOut,
     RollbackIn,
+    ScreenIn,
+    ScreenOut,
     VerificationReportOut,
 )
 from .views import _ApiView, _ListView, _validated
@@ -166,3 +169,18 @@ class PublicKeyListView(_ApiView):
                    auth=[], responses={200: PublicKeyOut(many=True), **schema.errors(429)})
     def get(self, request: Request) -> Response:
         return Response(PublicKeyOut(public_key_list(), many=True).data)
+
+
+class ScreenView(_ApiView):
+    roles = {"POST": frozenset({Role.ML_ENGINEER})}
+    throttle_scope = "lookup"
+
+    @extend_schema(tags=["inference-guard"], summary="Should the served model refuse this prompt?",
+                   description="For the serving gateway: from approval until certification, prompts naming a "
+                               "subject under an erasure request (identifiers matched by keyed hash, images "
+                               "by SHA-256) are refused. This is suppression, never counted as unlearning.",
+                   request=ScreenIn,
+                   responses={200: ScreenOut, **schema.errors(400, 401, 403, 411, 413, 415, 429)})
+    def post(self, request: Request) -> Response:
+        decision = guard_screen(**_validated(ScreenIn, request.data))
+        return Response(ScreenOut({"refused": decision.refused, "message": decision.message}).data)

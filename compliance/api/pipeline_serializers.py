@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -111,3 +114,23 @@ class CertificateOut(serializers.Serializer):
     issued_at = serializers.DateTimeField()
     model_digest = serializers.CharField(source="version.artifact_digest")
     bundle = BundleField()
+
+
+class ScreenIn(serializers.Serializer):
+    prompt = serializers.CharField(max_length=20000, allow_blank=True, trim_whitespace=False)
+    identifiers = serializers.ListField(
+        child=serializers.CharField(max_length=255), max_length=50, default=list,
+        help_text="Identifiers the serving layer knows (e.g. from DICOM headers).")
+    images = serializers.ListField(child=serializers.CharField(max_length=4_000_000), max_length=8,
+                                   default=list, help_text="Images of the prompt, base64.")
+
+    def validate_images(self, value: list[str]) -> list[bytes]:
+        try:
+            return [base64.b64decode(item, validate=True) for item in value]
+        except (ValueError, binascii.Error):
+            raise serializers.ValidationError("images must be base64", code="invalid_image") from None
+
+
+class ScreenOut(serializers.Serializer):
+    refused = serializers.BooleanField()
+    message = serializers.CharField(allow_blank=True)

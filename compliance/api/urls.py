@@ -32,4 +32,5 @@ urlpatterns = [
     path("v1/certificates/<uuid:pk>/verify", pipeline.CertificateVerifyView.as_view(),
          name="certificate-verify"),
     path("v1/public-keys", pipeline.PublicKeyListView.as_view(), name="public-key-list"),
+    path("v1/inference/screen", pipeline.ScreenView.as_view(), name="inference-screen"),
 ]

@@ -114,3 +114,24 @@ def test_the_openapi_schema_documents_the_pipeline(db) -> None:
 def test_public_keys_name_the_key_id_certificates_carry(db) -> None:
     keys = Client().get("/api/v1/public-keys").json()
     assert keys and all(public_key_id(load_public_pem(k["public_key_pem"])) == k["key_id"] for k in keys)
+
+
+def test_the_serving_gateway_screens_prompts(served: Served, approve, make_person, make_key) -> None:
+    gateway = make_person(Role.ML_ENGINEER).client()
+    mrn = served.mrns[0]
+
+    def screen(**body: object) -> dict:
+        response = gateway.post("/api/v1/inference/screen", body, content_type="application/json")
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    assert screen(prompt=f"Findings for {mrn}?")["refused"] is False
+    approve(mrn)
+    refused = screen(prompt=f"Findings for {mrn}?")
+    assert refused["refused"] is True and mrn not in refused["message"]
+    assert screen(prompt="Findings?", identifiers=[mrn])["refused"] is True
+    bad = gateway.post("/api/v1/inference/screen", {"prompt": "x", "images": ["%%"]},
+                       content_type="application/json")
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "images"
+    assert make_key("H1").client().post("/api/v1/inference/screen", {"prompt": mrn},
+                                        content_type="application/json").status_code == 403
