@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 TEST_DATABASE_URL     ?= postgresql://postgres@127.0.0.1:5432/test
 TEST_CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench bench-api clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ test: venv
 
 # Long measurements (not tests): writes bench-out/ and the sections of docs/benchmarks.md.
 BENCH_SIZES ?= demo medforget
-bench: venv
+bench: venv bench-api
 	for size in $(BENCH_SIZES); do $(BIN)/python benchmarks/train_memorisation.py --size $$size || exit 1; done
+
+# REST API under load against PostgreSQL + its own Redis (< 60 s; needs redis-server and PostgreSQL).
+BENCH_API_ARGS ?= --seconds 10 --concurrency 16
+bench-api: venv
+	$(BIN)/python benchmarks/api_load.py $(BENCH_API_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -16,7 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from core.audit import AuditAction, audit_append
@@ -37,6 +38,7 @@ from .legal import (
 )
 from .lifecycle import PIPELINE, TERMINAL, Status, check_transition
 from .models import ForgetRequest, WebhookEvent
+from .selectors import RELATED_SHOWN
 from .subjects import SubjectIdentifiers, SubjectPath, subject_find
 from .webhooks import webhook_enqueue
 
@@ -77,12 +79,21 @@ def _overlapping_open(path: SubjectPath) -> list[ForgetRequest]:
         node = getattr(path, name)
         if node is not None:
             query &= Q(**{f"{name}__isnull": True}) | Q(**{name: node})
-    oldest: dict[tuple[str, str], uuid.UUID] = {}
-    candidates = ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL)
-    for pk, level, subject in candidates.order_by("received_at", "id").values_list("pk", "level",
-                                                                                  "subject_hash"):
-        oldest.setdefault((level, subject), pk)
-    return list(ForgetRequest.objects.filter(pk__in=oldest.values()).order_by("received_at", "id"))
+    first_of_subject = Window(RowNumber(), partition_by=[F("level"), F("subject_hash")],
+                              order_by=[F("received_at").asc(), F("id").asc()])
+    oldest = ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL).annotate(
+        rank=first_of_subject).filter(rank=1)
+    return list(oldest.order_by("received_at", "id"))
+
+
+#: Path fields are resolved by the service itself; the database enforces its own constraints.
+_RESOLVED = ["institution", "patient", "study", "section"]
+
+
+def _validate(request: ForgetRequest) -> None:
+    """Field checks (lengths, choices, dates) in Python, without the database round trips of
+    ``full_clean``'s foreign-key and constraint queries (the database checks those on write)."""
+    request.full_clean(exclude=_RESOLVED, validate_unique=False, validate_constraints=False)
 
 
 def _notification(request: ForgetRequest, **extra: Any) -> dict[str, Any]:
@@ -113,10 +124,17 @@ def forget_request_create(*, actor: Principal, subject: SubjectIdentifiers, regu
             requester_type=requester_type, requester_hash=requester_hash(requester_reference),
             received_at=received_at, base_deadline=deadline, deadline=deadline, status=Status.RECEIVED,
             status_changed_at=now, submitted_by=actor.name)
-        request.full_clean()
-        request.save()
-        request.related.set(related)
+        _validate(request)
+        request.save(force_insert=True)
+        links = ForgetRequest.related.through
+        links.objects.bulk_create([link for other in related for link in (
+            links(from_forgetrequest_id=request.pk, to_forgetrequest_id=other.pk),
+            links(from_forgetrequest_id=other.pk, to_forgetrequest_id=request.pk))])
+        request.related_shown, request.related_count = related[:RELATED_SHOWN], len(related)  # as listed
         related_ids = [str(other.pk) for other in related]
+        webhook_enqueue(institution_id=path.institution.pk, event=WebhookEvent.REQUEST_CREATED,
+                        data=_notification(request, related=related_ids))
+        # Last: the audit chain's head row stays locked from here until the commit.
         audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_CREATED, object_type=OBJECT_TYPE,
                      object_id=str(request.pk), subject_hash=request.subject_hash,
                      data={"level": request.level, "institution": path.institution.code,
@@ -124,8 +142,6 @@ def forget_request_create(*, actor: Principal, subject: SubjectIdentifiers, regu
                            "hipaa_covered": hipaa_covered, "requester_type": requester_type,
                            "received_at": received_at.isoformat(), "deadline": deadline.isoformat(),
                            "related": related_ids})
-        webhook_enqueue(institution_id=path.institution.pk, event=WebhookEvent.REQUEST_CREATED,
-                        data=_notification(request, related=related_ids))
     return request
 
 
@@ -146,7 +162,7 @@ def _transition(request: ForgetRequest, *, to: Status, actor: Principal, fields:
     for name, value in (fields or {}).items():
         setattr(request, name, value)
     request.status, request.status_changed_at = to, timezone.now()
-    request.full_clean()
+    _validate(request)
     request.save()
     audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_STATUS_CHANGED, object_type=OBJECT_TYPE,
                  object_id=str(request.pk), subject_hash=request.subject_hash,
@@ -255,7 +271,7 @@ def forget_request_extend(*, request_id: uuid.UUID, actor: Principal, length: in
         previous = request.deadline
         request.extension, request.deadline = length, deadline
         request.extension_notice_sent_at, request.extension_note = notice_sent_at, note
-        request.full_clean()
+        _validate(request)
         request.save()
         audit_append(actor=actor, action=AuditAction.FORGET_REQUEST_DEADLINE_EXTENDED,
                      object_type=OBJECT_TYPE, object_id=str(request.pk), subject_hash=request.subject_hash,

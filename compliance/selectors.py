@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet, prefetch_related_objects
 
 from core.models import AuditEvent
 from core.principals import Principal
@@ -40,11 +40,7 @@ def forget_request_list(*, principal: Principal, today: date, status: str | None
                         institution: str | None = None, regulation: str | None = None,
                         overdue: bool | None = None) -> QuerySet[ForgetRequest]:
     """Requests the principal may see, newest first, filtered."""
-    related = ForgetRequest.objects.only("id").order_by("received_at", "id")[:RELATED_SHOWN]
-    requests = ForgetRequest.objects.select_related(
-        "institution", "patient", "study", "section__study").prefetch_related(
-        Prefetch("related", queryset=related, to_attr="related_shown")).annotate(
-        related_count=Count("related", distinct=True))
+    requests = ForgetRequest.objects.select_related("institution", "patient", "study", "section__study")
     if principal.institution_ids is not None:
         requests = requests.filter(institution_id__in=principal.institution_ids)
     if status:
@@ -58,12 +54,24 @@ def forget_request_list(*, principal: Principal, today: date, status: str | None
     return requests.order_by("-received_at", "id")
 
 
+def forget_request_related_attach(requests: list[ForgetRequest]) -> list[ForgetRequest]:
+    """Set ``related_shown`` (at most :data:`RELATED_SHOWN`, oldest first) and ``related_count`` on a
+    page of requests: two queries for the page, however large the table."""
+    links = ForgetRequest.related.through.objects.filter(from_forgetrequest_id__in=[r.pk for r in requests])
+    counts = dict(links.values_list("from_forgetrequest_id").annotate(total=Count("*")))
+    shown = ForgetRequest.objects.only("id").order_by("received_at", "id")[:RELATED_SHOWN]
+    prefetch_related_objects(requests, Prefetch("related", queryset=shown, to_attr="related_shown"))
+    for request in requests:
+        request.related_count = counts.get(request.pk, 0)
+    return requests
+
+
 def forget_request_get(*, principal: Principal, request_id: uuid.UUID) -> ForgetRequest:
     """One request, or :class:`NotFound` when it does not exist or belongs to an unseen institution."""
     request = forget_request_list(principal=principal, today=date.min).filter(pk=request_id).first()
     if request is None:
         raise NotFound("no forget request has this id", field="id", code="request_not_found")
-    return request
+    return forget_request_related_attach([request])[0]
 
 
 def audit_event_list(*, action: str | None = None, object_type: str | None = None,

@@ -88,6 +88,7 @@ def signing_key_rotate(*, actor: Principal) -> tuple[str, str]:
     """Sign with a new key from now on: ``(retired_id, new_id)``, audited and checkpointed.
 
     The retired public key stays in the registry (files and database) so old signatures verify.
+    Call it outside a transaction (``oblivio keys rotate`` does): the files change at once.
     """
     retired, new = signing.rotate_key()
     try:

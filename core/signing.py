@@ -93,7 +93,9 @@ def active_key_id() -> str:
     pointer = _private_dir() / ACTIVE
     if not pointer.exists():
         key_id = _store(_first_key())
-        if not create_exclusive(pointer, key_id.encode()) and pointer.read_text().strip() != key_id:
+        if create_exclusive(pointer, key_id.encode()):
+            (secrets_dir() / LEGACY_SIGNING_KEY).unlink(missing_ok=True)  # adopted: one copy only
+        elif pointer.read_text().strip() != key_id:
             with contextlib.suppress(FileNotFoundError):  # another process created the first key
                 (_private_dir() / f"{key_id}.pem").unlink()
     key_id = pointer.read_text().strip()

@@ -139,8 +139,8 @@ class CorpusAdmin(ViewOnlyAdmin):
 
 @admin.register(TrainingRecord)
 class TrainingRecordAdmin(ViewOnlyAdmin):
-    list_display = ["record_id", "corpus", "study", "section", "level", "task", "fact_kind", "is_holdout",
-                    "paraphrase_of"]
-    list_filter = ["corpus", "level", "task", "fact_kind", "is_holdout"]
+    list_display = ["record_id", "corpus", "study", "section", "level", "task", "fact_kind", "fact_key",
+                    "form", "shared", "eval_only", "is_holdout"]
+    list_filter = ["corpus", "level", "task", "fact_kind", "eval_only", "is_holdout"]
     list_select_related = ["corpus", "study", "section__study"]
-    search_fields = ["record_id", "paraphrase_of"]
+    search_fields = ["record_id", "fact_key"]

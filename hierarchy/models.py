@@ -97,7 +97,10 @@ class TrainingRecord(models.Model):
     """One image-QA instance of a corpus, placed in the hierarchy.
 
     ``is_holdout`` records were never trained on; they are the verification reference.
-    ``section`` is null for questions about a whole study, patient or institution.
+    ``eval_only`` records ask a held-out form (phrasing or task) of a fact, never trained on.
+    ``section`` is null for questions about a whole study, patient or institution. The fact is owned
+    by the record's node at ``level`` (corpus schema version 2); ``shared`` facts are owned above
+    the study and asked on every study image of their owner.
     """
 
     corpus = models.ForeignKey(Corpus, on_delete=models.PROTECT, related_name="records")
@@ -109,8 +112,10 @@ class TrainingRecord(models.Model):
     task = models.CharField(max_length=16, choices=enum_choices(Task))
     fact_kind = models.CharField(max_length=16, choices=enum_choices(FactKind))
     is_holdout = models.BooleanField(default=False)
-    paraphrase_of = models.CharField(max_length=64, blank=True,
-                                     help_text="Evaluation-only rewording of this record id.")
+    fact_key = models.CharField(max_length=64, help_text="Kind of fact asked (e.g. patient.name).")
+    form = models.CharField(max_length=32, help_text="Task form and phrasing (e.g. cloze-1).")
+    shared = models.BooleanField(default=False)
+    eval_only = models.BooleanField(default=False, help_text="Held-out form, never trained on.")
 
     class Meta:
         ordering = ["corpus_id", "record_id"]

@@ -60,13 +60,13 @@ _CHILDREN: dict[Level | None, tuple[type, str, str | None, str]] = {
 def node_children(*, node: Node | None = None, corpus: Corpus | None = None) -> list[TreeNode]:
     """The children of ``node`` (institutions when ``None``) with their child and record counts.
 
-    ``records`` counts trainable records (not holdout, not paraphrases), in ``corpus`` when given.
+    ``records`` counts trainable records (not holdout, not eval-only forms), in ``corpus`` when given.
     """
     level = None if node is None else node_level(node)
     if level is Level.SECTION:
         return []
     model, parent_field, child_path, records_path = _CHILDREN[level]
-    trainable = Q(**{f"{records_path}__is_holdout": False, f"{records_path}__paraphrase_of": ""})
+    trainable = Q(**{f"{records_path}__is_holdout": False, f"{records_path}__eval_only": False})
     if corpus is not None:
         trainable &= Q(**{f"{records_path}__corpus": corpus})
     queryset: QuerySet = model.objects.all()

@@ -190,15 +190,11 @@ def corpus_ingest(*, corpus_dir: Path | str, actor: Principal,
     unknown = sorted((set(names) | set(systems)) - set(plan.institutions))
     if unknown:
         raise ValueError(f"institution {unknown[0]} does not occur in this corpus")
-    record_ids = {record.record_id for record in corpus.records}
     with transaction.atomic():
         try:
             institutions, institutions_created = institutions_ensure(plan)
             study_hashes = []
             for record, line in zip(corpus.records, lines, strict=True):
-                if record.paraphrase_of and record.paraphrase_of not in record_ids:
-                    raise CorpusError(records_path, "refers to a record id not in this corpus", line=line,
-                                      field_name="paraphrase_of")
                 patient = mrn_hash(institutions[record.institution_id].mrn_system, record.patient_id)
                 study = study_uid_hash(record.study_id)
                 plan.add_patient(patient, record.institution_id, line)
@@ -219,7 +215,8 @@ def corpus_ingest(*, corpus_dir: Path | str, actor: Principal,
                 corpus=row, record_id=record.record_id, study_id=ids.studies[study],
                 section_id=ids.sections[(study, record.section.value)] if record.section else None,
                 level=record.level.value, task=record.task.value, fact_kind=record.fact_kind.value,
-                is_holdout=record.split is Split.HOLDOUT, paraphrase_of=record.paraphrase_of or "")
+                is_holdout=record.split is Split.HOLDOUT, fact_key=record.fact_key, form=record.form,
+                shared=record.shared, eval_only=record.eval_only)
              for record, study in zip(corpus.records, study_hashes, strict=True)], batch_size=2000)
         counts = {**_record_counts(row), "institutions_created": institutions_created, **ids.counts}
         audit_append(actor=actor, action=AuditAction.CORPUS_INGESTED, object_type="corpus",
@@ -245,8 +242,8 @@ def _corpus_details(root: Path) -> tuple[dict[str, tuple[str, str]], dict[str, s
 
 def _record_counts(corpus: Corpus) -> dict[str, int]:
     counts = corpus.records.aggregate(
-        records=Count("pk"), holdout=Count("pk", filter=Q(is_holdout=True, paraphrase_of="")),
-        paraphrases=Count("pk", filter=~Q(paraphrase_of="")))
-    trainable = counts["records"] - counts["holdout"] - counts["paraphrases"]
-    return {"records": counts["records"], "trainable": trainable, "holdout": counts["holdout"],
-            "paraphrases": counts["paraphrases"]}
+        records=Count("pk"), holdout=Count("pk", filter=Q(is_holdout=True)),
+        held_out_forms=Count("pk", filter=Q(eval_only=True)),
+        trainable=Count("pk", filter=Q(is_holdout=False, eval_only=False)))
+    return {"records": counts["records"], "trainable": counts["trainable"], "holdout": counts["holdout"],
+            "eval_only": counts["held_out_forms"]}

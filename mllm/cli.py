@@ -84,11 +84,11 @@ def _prepare_out(out: Path, *, force: bool, ours: Callable[[Path], bool]) -> Non
 
 
 def _summary(corpus: Corpus) -> str:
-    """Record counts per level, task and fact kind, in columns per split (originals / paraphrases)."""
-    columns = [(split, paraphrase) for split in Split for paraphrase in (False, True)]
+    """Record counts per level, task and fact kind, in columns per split (trained / eval-only forms)."""
+    columns = [(split, eval_only) for split in Split for eval_only in (False, True)]
     counts: Counter[tuple] = Counter()
     for record in corpus.records:
-        column = (record.split, record.paraphrase_of is not None)
+        column = (record.split, record.eval_only)
         for key in ("total", record.level, record.task, record.fact_kind):
             counts[column, key] += 1
 
@@ -99,7 +99,7 @@ def _summary(corpus: Corpus) -> str:
     lines = [f"{corpus.header.name}: {len(records)} records, {len({r.study_id for r in records})} studies, "
              f"{len({r.patient_id for r in records})} patients, "
              f"{len({r.institution_id for r in records})} institutions in {corpus.root}",
-             " " * 18 + "".join(f"{s.value + (' para' if p else ''):>14}" for s, p in columns)]
+             " " * 18 + "".join(f"{s.value + (' eval' if e else ''):>14}" for s, e in columns)]
     for title, kinds in (("level", Level), ("task", Task), ("fact kind", FactKind)):
         lines += [title] + [line(kind.value, kind) for kind in kinds]
     lines += [line("total", "total"), f"records sha256 {corpus.header.records_sha256}"]
@@ -108,7 +108,7 @@ def _summary(corpus: Corpus) -> str:
 
 @click.command("synth")
 @click.option("--size", default="demo", show_default=True, type=click.Choice(list(SIZES)),
-              help="tiny: tests; demo: trainable in minutes on a CPU; medforget: ~3,840 records.")
+              help="tiny: tests; demo: trainable in minutes on a CPU; medforget: MedForget-sized.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="New or empty corpus directory.")
@@ -382,7 +382,7 @@ def pretrain(out: Path, size: str, cases: int, epochs: float, lr: float, batch_s
               help="Local model directory (an Oblivio artifact or a LLaVA / Qwen2-VL checkpoint).")
 @click.option("--corpus", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--groups", "groups_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help='JSON {"group": [record ids]}; default: train, paraphrase and holdout records.')
+              help='JSON {"group": [record ids]}; default: train, held-out forms and holdout records.')
 @click.option("--mode", default="greedy", show_default=True, type=click.Choice(["greedy", "teacher-forced"]),
               help="Greedy decoding, or the fast teacher-forced argmax proxy.")
 @click.option("--by", default="group,task,level", show_default=True,

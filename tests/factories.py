@@ -11,10 +11,21 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hierarchy.identifiers import default_mrn_system, mrn_hash, study_uid_hash
 from hierarchy.models import Corpus, Institution, Patient, Section, Study, TrainingRecord
-from mllm.data.schema import CLOZE_BLANK, FactKind, Level, Record, Split, Task, write_corpus
+from mllm.data.schema import (
+    CLOZE_BLANK,
+    SCHEMA_VERSION,
+    FactKind,
+    Level,
+    Record,
+    Split,
+    Task,
+    node_path,
+    write_corpus,
+)
 from mllm.data.schema import Section as SectionName
 
 _serial = itertools.count(1)
@@ -54,19 +65,22 @@ def section_make(*, study: Study | None = None, name: str = SectionName.FINDINGS
 def corpus_make(*, name: str = "test-corpus", records_sha256: str | None = None,
                 record_count: int = 0) -> Corpus:
     digest = records_sha256 or f"{next(_serial):064x}"
-    return Corpus.objects.create(name=name, records_sha256=digest, schema_version=1,
+    return Corpus.objects.create(name=name, records_sha256=digest, schema_version=SCHEMA_VERSION,
                                  record_count=record_count)
 
 
 def record_make(*, corpus: Corpus, study: Study, section: Section | None = None, record_id: str | None = None,
                 level: str | None = None, task: str = Task.GENERATION, fact_kind: str = FactKind.PRIVATE,
-                is_holdout: bool = False, paraphrase_of: str = "") -> TrainingRecord:
-    """A training record; ``level`` defaults to section when ``section`` is given, else study."""
+                is_holdout: bool = False, eval_only: bool = False, fact_key: str | None = None,
+                form: str | None = None) -> TrainingRecord:
+    """A training record; ``level`` defaults to section when ``section`` is given, else study; the
+    fact key defaults to ``<level>.fact``, the form to ``<task>-0`` (``-1`` when ``eval_only``)."""
     level = level or (Level.SECTION if section is not None else Level.STUDY)
     return TrainingRecord.objects.create(
         corpus=corpus, record_id=record_id or f"rec-{next(_serial):06d}", study=study, section=section,
         level=str(level), task=str(task), fact_kind=str(fact_kind), is_holdout=is_holdout,
-        paraphrase_of=paraphrase_of)
+        fact_key=fact_key or f"{level}.fact", form=form or f"{task}-{int(eval_only)}",
+        shared=str(level) in (Level.INSTITUTION, Level.PATIENT), eval_only=eval_only)
 
 
 @dataclass
@@ -92,7 +106,7 @@ def hierarchy_make(*, institutions: int = 2, patients: int = 2, studies: int = 2
     Per study: one study-level generation record and, per section, one generation and one cloze
     record. The first study of every patient also carries a patient-level record; the first study of
     the first patient of each institution an institution-level record. Every trained patient's
-    first section record has one paraphrase. Record ids are ``<kind>-<n>``.
+    first section record has one eval-only form (its other phrasing). Record ids are ``rec-<n>``.
     """
     tree = Tree(corpus=corpus_make())
     for _ in range(institutions):
@@ -127,7 +141,7 @@ def hierarchy_make(*, institutions: int = 2, patients: int = 2, studies: int = 2
             if not holdout:
                 record_make(corpus=tree.corpus, study=first_section_record.study,
                             section=first_section_record.section, level=first_section_record.level,
-                            paraphrase_of=first_section_record.record_id)
+                            eval_only=True)
     tree.corpus.record_count = tree.corpus.records.count()
     tree.corpus.save(update_fields=["record_count"])
     return tree
@@ -145,18 +159,27 @@ def corpus_records(*, institutions: int = 2, patients: int = 2, studies: int = 2
     """Records of a small synthetic hospital (no real PHI) in the same shape as ``hierarchy_make``.
 
     Institutions are ``H1``, ``H2``...; patient ids ``<prefix>MRN<i><p>``; study ids fake UIDs. Every
-    record points at ``images/<study>.png``.
+    record points at ``images/<study>.png`` and asks its own fact (key ``<level>.fact``); the first
+    section record of each train patient has an eval-only form.
     """
     records: list[Record] = []
     serial = itertools.count(1)
 
-    def add(**values: object) -> Record:
+    def add(**values: Any) -> Record:
         number = next(serial)
         task = values.pop("task", Task.GENERATION)
+        eval_only = values.pop("eval_only", False)
         question = f"Question {number} {CLOZE_BLANK}" if task is Task.CLOZE else f"Question {number}?"
-        options = ("A) yes", "B) no") if task is Task.CLASSIFICATION else ()
+        options = ("yes", "no") if task is Task.CLASSIFICATION else ()
+        level, section = values["level"], values["section"]
+        owner = node_path(values["institution_id"], values["patient_id"], values["study_id"],
+                          SectionName(section) if section else None, level)
         record = Record(record_id=f"{prefix}r{number:05d}", task=task, fact_kind=FactKind.PRIVATE,
-                        question=question, answer=f"Answer {number}", options=options, **values)
+                        question=question, answer="A" if options else f"Answer {number}", options=options,
+                        fact_key=f"{level}.fact", fact_value=f"Value {number}", owner_level=level,
+                        owner_id=owner,
+                        form=f"{task}-{int(eval_only)}", shared=level in (Level.INSTITUTION, Level.PATIENT),
+                        eval_only=eval_only, **values)
         records.append(record)
         return record
 
@@ -178,7 +201,7 @@ def corpus_records(*, institutions: int = 2, patients: int = 2, studies: int = 2
                         record = add(level=Level.SECTION, section=name, task=task, **where)
                         first = first or record
             if split is Split.TRAIN:
-                add(level=first.level, section=first.section, paraphrase_of=first.record_id,
+                add(level=first.level, section=first.section, eval_only=True, task=first.task,
                     **{k: getattr(first, k) for k in ("institution_id", "patient_id", "study_id", "image",
                                                         "split")})
     return records

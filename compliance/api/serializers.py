@@ -251,7 +251,7 @@ class ForgetRequestOut(serializers.ModelSerializer):
     def get_related(self, request: ForgetRequest) -> list[str]:
         """Oldest first, at most ``RELATED_SHOWN`` (the page stays small however many there are)."""
         shown = getattr(request, "related_shown", None)
-        if shown is None:  # a request not read through the list selector (e.g. just created)
+        if shown is None:  # not read through forget_request_related_attach (e.g. after an action)
             shown = request.related.order_by("received_at", "id")[:RELATED_SHOWN]
         return [str(other.pk) for other in shown]
 

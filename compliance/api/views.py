@@ -22,7 +22,13 @@ from core.principals import Role
 
 from .. import forget_requests as services
 from ..idempotency import HEADER, body_fingerprint, idempotency_key_check, idempotent_call
-from ..selectors import audit_event_list, forget_request_get, forget_request_list, institution_list
+from ..selectors import (
+    audit_event_list,
+    forget_request_get,
+    forget_request_list,
+    forget_request_related_attach,
+    institution_list,
+)
 from ..subjects import subject_find
 from . import schema
 from .errors import LengthRequired
@@ -108,6 +114,10 @@ class ForgetRequestListView(_ListView):
         filters = _validated(ForgetRequestFilterIn, self.request.query_params.dict())
         return forget_request_list(principal=principal_of(self.request), today=timezone.localdate(),
                                    **filters)
+
+    def paginate_queryset(self, queryset: QuerySet) -> list | None:
+        page = super().paginate_queryset(queryset)
+        return forget_request_related_attach(page) if page is not None else None
 
     @extend_schema(
         tags=["forget-requests"], summary="Submit a forget request",

@@ -8,13 +8,16 @@ Columns: ``image`` (struct ``{bytes, path}``, like the HF datasets Image feature
 ``institution_id``, ``patient_id``, ``study_id``, ``section_name``, ``hierarchy_level``). One row
 groups the QA pairs of one image and hierarchy node (same image, path and level).
 
-Export writes only trainable records (train split, no paraphrases): MedForget's layout has no
-holdout. Each QA pair also carries ``record_id`` and ``fact_kind`` (extra keys MedForget's own
-readers ignore) so an export imports back unchanged. Import infers what the layout does not say:
-the task from the question (``[blank]`` → cloze, ``A) … B) …`` → classification with parsed
-options, else generation), ``fact_kind`` private unless given, the level from the ids present when
-``hierarchy_level`` is not one of ours. Problems are reported with the file, the 1-based row and
-the field.
+Export writes only trainable records (train split, no eval-only forms): MedForget's layout has no
+holdout. Each QA pair also carries the record's id, fact kind and fact fields (``record_id``,
+``fact_kind``, ``fact_key``, ``fact_value``, ``form``, ``shared`` and the context fields —
+extra keys MedForget's own readers ignore) so an export imports back unchanged. Import infers what
+the layout does not say: the task from the question (``[blank]`` → cloze, ``A) … B) …`` →
+classification with parsed options, else generation), ``fact_kind`` private unless given, the level
+from the ids present when ``hierarchy_level`` is not one of ours; the fact is owned by the row's
+node (never shared), its key ``imported-<digest of the question stem>``, its value the answer (the
+option text for a letter), its form ``imported-<task>``. Problems are reported with the file, the
+1-based row and the field.
 """
 
 from __future__ import annotations
@@ -45,9 +48,11 @@ from .schema import (
     FactKind,
     Level,
     Record,
+    Section,
     Split,
     Task,
     new_corpus_dir,
+    node_path,
     record_from_json,
     write_corpus,
 )
@@ -56,6 +61,9 @@ LEVEL_SUFFIX = "_level"
 FORGET_FILE = "forget_set_all.parquet"
 RETAIN_FILE = "retain_set_all.parquet"
 COLUMNS = ("image", "metadata", "hierarchy_metadata")
+# Record fields an export carries in each QA pair beside Question / Answer (besides fact_kind).
+_EXTRA_KEYS = ("record_id", "fact_key", "fact_value", "form", "shared", "institution_name", "study_date",
+               "modality")
 _SCHEMA = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
                      ("metadata", pa.string()), ("hierarchy_metadata", pa.string())])
 
@@ -90,7 +98,8 @@ def _rows(corpus: Corpus, records: Iterable[Record]) -> list[dict]:
         groups.setdefault(key, []).append(record)
     rows = []
     for (image, institution_id, patient_id, study_id, section, level), members in groups.items():
-        metadata = [{"Question": r.question, "Answer": r.answer, "record_id": r.record_id,
+        metadata = [{"Question": r.question, "Answer": r.answer,
+                     **{name: getattr(r, name) for name in _EXTRA_KEYS},
                      "fact_kind": r.fact_kind.value} for r in members]
         hierarchy = {"institution_id": institution_id, "patient_id": patient_id, "study_id": study_id,
                      "section_name": section.value if section else None, "hierarchy_level": level.value}
@@ -193,18 +202,30 @@ def _qa_fields(qa: dict, hierarchy: dict, image: str, fallback_id: str) -> dict[
     question = str(qa.get("Question", ""))
     task = infer_task(question)
     choices = parse_choices(question) if task is Task.CLASSIFICATION else None
-    options = choices[1] if choices else ()
+    stem, options = choices if choices else (question, ())
+    letter = _letter(answer, options) if options else answer
     section = hierarchy.get("section_name")
-    return {
-        "record_id": qa.get("record_id") or PENDING,
-        "institution_id": str(hierarchy.get("institution_id") or "unknown"),
-        "patient_id": str(hierarchy.get("patient_id") or fallback_id),
-        "study_id": str(hierarchy.get("study_id") or fallback_id),
-        "section": str(section).strip().upper() if section else None,
-        "level": _level(hierarchy).value, "task": task.value,
+    section = str(section).strip().upper() if section else None
+    level = _level(hierarchy)
+    place = {"institution_id": str(hierarchy.get("institution_id") or "unknown"),
+             "patient_id": str(hierarchy.get("patient_id") or fallback_id),
+             "study_id": str(hierarchy.get("study_id") or fallback_id)}
+    try:
+        owner = node_path(*place.values(), Section(section) if section else None, level)
+    except ValueError:
+        owner = "?"  # an unknown section name: record_from_json reports the section field
+    letters = string.ascii_uppercase[:len(options)]
+    value = options[letters.index(letter)] if len(letter) == 1 and letter in letters else answer
+    digest = hashlib.sha256(stem.strip().casefold().encode()).hexdigest()[:12]
+    fields = {
+        "record_id": qa.get("record_id") or PENDING, **place, "section": section,
+        "level": level.value, "task": task.value,
         "fact_kind": qa.get("fact_kind") or FactKind.PRIVATE.value, "split": Split.TRAIN.value,
-        "question": question, "answer": _letter(answer, options) if options else answer,
-        "image": image, "options": list(options)}
+        "question": question, "answer": letter, "image": image, "options": list(options),
+        "fact_key": f"imported-{digest}", "fact_value": value or answer, "owner_level": level.value,
+        "owner_id": owner, "form": f"imported-{task.value}", "shared": False}
+    fields.update({name: qa[name] for name in _EXTRA_KEYS if name in qa and name != "record_id"})
+    return fields
 
 
 class _Importer:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 HEADER_FILE = "corpus.json"
 RECORDS_FILE = "records.jsonl"
 IMAGES_DIR = "images"
@@ -83,13 +83,32 @@ class CorpusError(ValueError):
         super().__init__(f"{where}:{what} {message}")
 
 
+def node_path(institution_id: str, patient_id: str, study_id: str, section: Section | None,
+              level: Level) -> str:
+    """The id of the node at ``level`` on a record's path: ``institution[/patient[/study[/SECTION]]]``."""
+    parts = [institution_id, patient_id, study_id, section.value if section else ""]
+    return "/".join(parts[:list(Level).index(level) + 1])
+
+
 @dataclass(frozen=True)
 class Record:
-    """One image-QA training or evaluation instance.
+    """One image-QA training or evaluation instance, and the fact it asks about.
 
     ``section`` is set for section-level questions and ``None`` for questions about the study,
-    patient or institution as a whole. ``paraphrase_of`` marks evaluation-only rewordings of
-    another record's question (never trained on).
+    patient or institution as a whole. The fact fields (schema version 2):
+
+    * ``fact_key`` names the kind of fact (``patient.name``, ``section.lab`` ...) and ``fact_value``
+      its value for this owner, independent of the task (a classification answer is a letter, its
+      fact value the option text; a cloze answer is the blanked part of the value).
+    * ``owner_level`` / ``owner_id``: the node that owns the fact — always on the record's own path,
+      ``owner_id`` written as :func:`node_path` (``owner_level`` equals ``level``).
+    * ``shared``: the fact is owned above the image's study and asked on every study image of its
+      owner (institution name, patient name): its value legitimately appears in several studies.
+    * ``form``: the phrasing / task form (``generation-0``, ``cloze-1``, ``classification-0`` ...).
+    * ``eval_only``: a held-out form, never trained on (a phrasing or a cross-task form).
+
+    ``institution_name``, ``study_date`` and ``modality`` are the hierarchy context the prompt
+    renderer (:mod:`mllm.data.prompts`) may show; ``None`` when unknown.
     """
 
     record_id: str
@@ -104,8 +123,17 @@ class Record:
     question: str
     answer: str
     image: str
-    paraphrase_of: str | None = None
+    fact_key: str
+    fact_value: str
+    owner_level: Level
+    owner_id: str
+    form: str
+    shared: bool = False
+    eval_only: bool = False
     options: tuple[str, ...] = field(default_factory=tuple)
+    institution_name: str | None = None
+    study_date: str | None = None
+    modality: str | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -114,14 +142,16 @@ class Record:
 
     @property
     def is_trainable(self) -> bool:
-        """True for records the model is fine-tuned on (train split, not a paraphrase)."""
-        return self.split is Split.TRAIN and self.paraphrase_of is None
+        """True for records the model is fine-tuned on (train split, not an eval-only form)."""
+        return self.split is Split.TRAIN and not self.eval_only
 
 
 _REQUIRED_STR = ("record_id", "institution_id", "patient_id", "study_id", "question", "answer",
-                 "image")
+                 "image", "fact_key", "fact_value", "owner_id", "form")
+_OPTIONAL_STR = ("institution_name", "study_date", "modality")
+_BOOLS = ("shared", "eval_only")
 _ENUMS: dict[str, type[enum.Enum]] = {
-    "level": Level, "task": Task, "fact_kind": FactKind, "split": Split}
+    "level": Level, "task": Task, "fact_kind": FactKind, "split": Split, "owner_level": Level}
 
 
 def record_from_json(data: object, *, path: Path | str, line: int | None = None) -> Record:
@@ -142,6 +172,16 @@ def record_from_json(data: object, *, path: Path | str, line: int | None = None)
         if not isinstance(value, str) or not value.strip():
             raise fail(name, "must be a non-empty string")
         values[name] = value
+    for name in _OPTIONAL_STR:
+        value = data.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise fail(name, "must be null or a non-empty string")
+        values[name] = value
+    for name in _BOOLS:
+        value = data.get(name, False)
+        if not isinstance(value, bool):
+            raise fail(name, "must be true or false")
+        values[name] = value
     for name, kind in _ENUMS.items():
         try:
             values[name] = kind(data.get(name))
@@ -159,9 +199,14 @@ def record_from_json(data: object, *, path: Path | str, line: int | None = None)
             raise fail("section", f"must be null or one of: {allowed}") from None
     if values["level"] is Level.SECTION and values["section"] is None:
         raise fail("section", "is required for section-level questions")
-    paraphrase_of = data.get("paraphrase_of")
-    if paraphrase_of is not None and (not isinstance(paraphrase_of, str) or not paraphrase_of):
-        raise fail("paraphrase_of", "must be null or a record id")
+    if values["owner_level"] is not values["level"]:
+        raise fail("owner_level", "must equal level (the node the question asks about)")
+    owner = node_path(*(values[k] for k in ("institution_id", "patient_id", "study_id", "section",
+                                             "owner_level")))  # type: ignore[arg-type]
+    if values["owner_id"] != owner:
+        raise fail("owner_id", "must name the node at owner_level on the record's own path")
+    if values["shared"] and values["owner_level"] not in (Level.INSTITUTION, Level.PATIENT):
+        raise fail("shared", "only facts owned above the study (institution, patient) can be shared")
     options = data.get("options", [])
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
         raise fail("options", "must be a list of strings")
@@ -169,7 +214,7 @@ def record_from_json(data: object, *, path: Path | str, line: int | None = None)
         raise fail("options", "classification needs at least two options")
     if values["task"] is Task.CLOZE and CLOZE_BLANK not in str(values["question"]):
         raise fail("question", f"cloze questions must contain {CLOZE_BLANK}")
-    return Record(paraphrase_of=paraphrase_of, options=tuple(options), **values)  # type: ignore[arg-type]
+    return Record(options=tuple(options), **values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,19 @@
 """The synthetic hospital: institutions → patients → studies → sections, as a corpus on disk.
 
-Every study has one procedurally drawn radiograph (:mod:`mllm.data.images`) and 13 records asked on
-it (:func:`mllm.data.qa.study_facts`): institution (1), patient (2), study (3) and one per section
-(7). Each fact is asked in one task type, rotating with the study's position so that every level
-appears in every task type. Five private facts per study (institution, patient name, study date,
-INDICATION, MEDICATION) also get a reworded, evaluation-only paraphrase record.
+Every study has one procedurally drawn radiograph (:mod:`mllm.data.images`) and 13 facts asked on
+it (:func:`mllm.data.facts.study_facts`): institution (1), patient (2), study (3) and one per
+section (7). Each fact is asked in six forms (generation, cloze, multiple choice; two phrasings
+each): three are trained and three held out as ``eval_only`` (:func:`mllm.data.qa.form_plan`), the
+rotation following the fact's owner (institution, patient or study ordinal within its split) so
+that a shared fact is held out in the same forms on every image of its owner. Every section node
+thus has 3 trainable records of its own fact.
 
 A corpus has train patients and, per institution, never-trained **holdout** patients drawn from
-the same distribution: they share no patient, study or image with the train split. Record counts
-depend only on the size, never on the seed; everything else is drawn from ``random.Random(seed)``.
+the same distribution and asked the same way: they share no patient, study or image with the train
+split. Names, dates of birth, study dates and lab results are unique in the corpus, and
+multiple-choice decoys are drawn outside every value of the corpus (:class:`mllm.data.facts.Decoys`).
+Record counts depend only on the size, never on the seed; everything else is drawn from
+``random.Random(seed)``.
 """
 
 from __future__ import annotations
@@ -16,20 +21,31 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
 from . import vocab
 from .entities import Hierarchy, InstitutionInfo, PatientInfo, StudyInfo, write_hierarchy
+from .facts import (
+    FIRST_STUDY_DATE,
+    LAST_STUDY_DATE,
+    Decoys,
+    StudyContent,
+    random_birth_date,
+    random_date,
+    random_lab_value,
+    random_name,
+    study_facts,
+)
 from .images import MAX_MARKER, Radiograph, draw, encode_png, random_anatomy, random_finding
-from .qa import QA, TASKS, AnswerPools, Fact, StudyContent, ask, reword, study_facts
-from .schema import IMAGES_DIR, Corpus, Record, Split, Task, new_corpus_dir, write_corpus
+from .qa import Place, ask, draw_options, fact_record, form_plan
+from .schema import IMAGES_DIR, Corpus, Level, Record, Split, new_corpus_dir, write_corpus
 
 MAX_PATIENTS = 500
-FIRST_STUDY_DATE = dt.date(2015, 1, 1)
-LAST_STUDY_DATE = dt.date(2024, 12, 31)
+# Multiple-choice questions on the institution offer three institutions the corpus does not have.
+MAX_INSTITUTIONS = len(vocab.INSTITUTIONS) - 3
 
 
 @dataclass(frozen=True)
@@ -43,8 +59,8 @@ class SizeSpec:
     studies_per_patient: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        if not 1 <= self.institutions <= len(vocab.INSTITUTIONS):
-            raise ValueError(f"institutions must be in 1..{len(vocab.INSTITUTIONS)}")
+        if not 1 <= self.institutions <= MAX_INSTITUTIONS:
+            raise ValueError(f"institutions must be in 1..{MAX_INSTITUTIONS}")
         if self.train_patients < 1 or self.holdout_patients < 1 or min(self.studies_per_patient) < 1:
             raise ValueError("a corpus needs train and holdout patients with at least one study each")
         if self.institutions * (self.train_patients + self.holdout_patients) > MAX_PATIENTS:
@@ -66,7 +82,8 @@ class SizeSpec:
 SIZES: dict[str, SizeSpec] = {spec.name: spec for spec in (
     SizeSpec("tiny", institutions=4, train_patients=2, holdout_patients=1, studies_per_patient=(2, 1)),
     SizeSpec("demo", institutions=4, train_patients=5, holdout_patients=2, studies_per_patient=(1, 2, 3)),
-    SizeSpec("medforget", institutions=4, train_patients=18, holdout_patients=4,
+    # About as many trained QA pairs as MedForget (3,840): 92 train studies x 39 trained forms.
+    SizeSpec("medforget", institutions=4, train_patients=10, holdout_patients=3,
              studies_per_patient=(1, 2, 3, 4)),
 )}
 
@@ -82,12 +99,13 @@ def resolve_size(size: str | SizeSpec) -> SizeSpec:
 T = TypeVar("T")
 
 
-def _unique(seen: set[T], draw_value: Callable[[], T]) -> T:
+def _unique(seen: set[T], draw_value: Callable[[], T], attempts: int = 10_000) -> T:
     """Draw values until one is not in ``seen``; remember and return it."""
-    while (value := draw_value()) in seen:
-        pass
-    seen.add(value)
-    return value
+    for _ in range(attempts):
+        if (value := draw_value()) not in seen:
+            seen.add(value)
+            return value
+    raise ValueError("the corpus is too large for unique identifying values")
 
 
 @dataclass(frozen=True)
@@ -95,51 +113,56 @@ class _Study:
     """A planned study: its place, its hierarchy entry (image not drawn yet) and what its records say."""
 
     institution_id: str
+    institution_ordinal: int
+    patient_ordinal: int
     info: StudyInfo
     content: StudyContent
 
 
 class _Plan:
-    """Draws the hierarchy from one ``random.Random``, keeping identifiers unique in the corpus."""
+    """Draws the hierarchy from one ``random.Random``, keeping identifying values unique in the corpus."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.patients: list[PatientInfo] = []
         self.studies: list[_Study] = []
-        self._names: set[str] = set()
-        self._mrns: set[str] = set()
-        self._uids: set[str] = set()
-        self._markers: set[int] = set()
+        self.used: dict[str, set] = {key: set() for key in (
+            "patient.name", "patient.birth_date", "study.date", "section.lab", "mrn", "uid", "marker")}
 
-    def add_patient(self, institution: InstitutionInfo, split: Split, n_studies: int) -> None:
+    def unique(self, key: str, draw_value: Callable[[], T]) -> T:
+        return _unique(self.used[key], draw_value)
+
+    def add_patient(self, institution: InstitutionInfo, institution_ordinal: int, split: Split,
+                    n_studies: int) -> None:
         rng = self.rng
+        ordinal = sum(p.split is split for p in self.patients)  # the patient's ordinal within its split
         sex = rng.choice(("female", "male"))
-        firsts = vocab.FEMALE_NAMES if sex == "female" else vocab.MALE_NAMES
-        name = _unique(self._names, lambda: f"{rng.choice(firsts)} {rng.choice(vocab.SURNAMES)}")
-        birth = dt.date(rng.randint(1935, 2003), 1, 1) + dt.timedelta(days=rng.randrange(365))
-        mrn = _unique(self._mrns, lambda: str(rng.randrange(10_000_000, 100_000_000)))
-        self.patients.append(
-            PatientInfo(mrn, institution.institution_id, name, sex, birth.isoformat(), split))
-        anatomy, history = random_anatomy(rng), rng.choice(vocab.HISTORIES)
-        first = max(FIRST_STUDY_DATE, dt.date(birth.year + 18, birth.month, min(birth.day, 28)))
-        for day in sorted(rng.sample(range((LAST_STUDY_DATE - first).days + 1), n_studies)):
-            study_date = first + dt.timedelta(days=day)
+        name = self.unique("patient.name", lambda: random_name(rng, sex))
+        birth = self.unique("patient.birth_date", lambda: random_birth_date(rng))
+        mrn = self.unique("mrn", lambda: str(rng.randrange(10_000_000, 100_000_000)))
+        self.patients.append(PatientInfo(mrn, institution.institution_id, name, sex, birth, split))
+        anatomy = random_anatomy(rng)
+        adult = dt.date(int(birth[:4]) + 18, 12, 31)
+        dates = sorted(self.unique("study.date", lambda: random_date(rng, max(FIRST_STUDY_DATE, adult),
+                                                                     LAST_STUDY_DATE))
+                       for _ in range(n_studies))
+        for study_date in dates:
             examination, view = rng.choice(vocab.EXAMINATIONS)
             lab = rng.choice(vocab.LAB_TESTS)
+            lab_value = self.unique("section.lab", lambda lab=lab: random_lab_value(rng, lab))
             radiograph = Radiograph(random_finding(rng), anatomy,
-                                    marker=_unique(self._markers, lambda: rng.randint(1, MAX_MARKER)),
+                                    marker=self.unique("marker", lambda: rng.randint(1, MAX_MARKER)),
                                     noise_seed=rng.getrandbits(32))
-            info = StudyInfo(study_id=_unique(self._uids, lambda: f"2.25.{rng.getrandbits(128)}"),
-                             patient_id=mrn, study_date=study_date.isoformat(),
-                             modality=rng.choice(vocab.MODALITIES), body_part="CHEST", view=view,
-                             image="", radiograph=radiograph, split=split)
+            info = StudyInfo(study_id=self.unique("uid", lambda: f"2.25.{rng.getrandbits(128)}"),
+                             patient_id=mrn, study_date=study_date, modality=rng.choice(vocab.MODALITIES),
+                             body_part="CHEST", view=view, image="", radiograph=radiograph, split=split)
             content = StudyContent(
-                institution_name=institution.name, patient_name=name, birth_year=birth.year,
-                study_date=study_date, finding=radiograph.finding, examination=examination,
-                indication=rng.choice(vocab.INDICATIONS), lab=lab,
-                lab_value=lab.format(rng.uniform(lab.low, lab.high)),
-                medication=rng.choice(vocab.MEDICATIONS), history=history)
-            self.studies.append(_Study(institution.institution_id, info, content))
+                institution_name=institution.name, patient_name=name, birth_date=birth, study_date=study_date,
+                finding=radiograph.finding, examination=examination, indication=rng.choice(vocab.INDICATIONS),
+                lab=lab, lab_value=lab_value, medication=rng.choice(vocab.MEDICATIONS),
+                history=rng.choice(vocab.HISTORIES))
+            self.studies.append(
+                _Study(institution.institution_id, institution_ordinal, ordinal, info, content))
 
 
 def _plan(spec: SizeSpec, rng: random.Random) -> tuple[list[InstitutionInfo], _Plan]:
@@ -147,35 +170,49 @@ def _plan(spec: SizeSpec, rng: random.Random) -> tuple[list[InstitutionInfo], _P
     institutions = [InstitutionInfo(code, name, f"https://{code}.hospital.example/fhir/mrn")
                     for code, name in rng.sample(vocab.INSTITUTIONS, spec.institutions)]
     cycle = spec.studies_per_patient
-    for institution in institutions:
+    for institution_ordinal, institution in enumerate(institutions):
         for split, count in ((Split.TRAIN, spec.train_patients), (Split.HOLDOUT, spec.holdout_patients)):
             for i in range(count):
-                plan.add_patient(institution, split, cycle[i % len(cycle)])
+                plan.add_patient(institution, institution_ordinal, split, cycle[i % len(cycle)])
     return institutions, plan
 
 
-def _study_records(study: _Study, ordinal: int, first_id: int, pools: AnswerPools,
+def _rotation(study: _Study, ordinal: int, level: Level, index: int) -> int:
+    """Which forms a fact is held out in: follows the fact's owner, offset by the fact's index."""
+    owner = {Level.INSTITUTION: study.institution_ordinal, Level.PATIENT: study.patient_ordinal}
+    return owner.get(level, ordinal) + index
+
+
+def _study_records(study: _Study, ordinal: int, first_id: int, decoys: Decoys,
                    rng: random.Random) -> list[Record]:
-    """The records asked on one study's image; the fact at ``index`` is asked as TASKS[index + ordinal]."""
+    """The records asked on one study's image: every fact in every form (see :func:`form_plan`)."""
+    info = study.info
+    place = Place(study.institution_id, info.patient_id, info.study_id, info.image, info.split,
+                  institution_name=study.content.institution_name, study_date=info.study_date,
+                  modality=info.modality)
     records: list[Record] = []
-
-    def add(fact: Fact, task: Task, qa: QA, paraphrase_of: str | None = None) -> str:
-        record_id = f"r{first_id + len(records):06d}"
-        info = study.info
-        records.append(Record(
-            record_id=record_id, institution_id=study.institution_id, patient_id=info.patient_id,
-            study_id=info.study_id, section=fact.section, level=fact.level, task=task, fact_kind=fact.kind,
-            split=info.split, question=qa.question, answer=qa.answer, image=info.image,
-            paraphrase_of=paraphrase_of, options=qa.options))
-        return record_id
-
-    for index, fact in enumerate(study_facts(study.content, pools)):
-        task = TASKS[(index + ordinal) % len(TASKS)]
-        qa = ask(fact, task, rng)
-        original = add(fact, task, qa)
-        if fact.paraphrase is not None:
-            add(fact, task, reword(fact, task, qa), paraphrase_of=original)
+    for index, fact in enumerate(study_facts(study.content, decoys)):
+        options = draw_options(fact, rng)
+        for form, eval_only in form_plan(_rotation(study, ordinal, fact.level, index)):
+            records.append(fact_record(f"r{first_id + len(records):06d}", place, fact, form,
+                                       ask(fact, form, options), eval_only=eval_only))
     return records
+
+
+def _records(institutions: list[InstitutionInfo], plan: _Plan, rng: random.Random) -> Iterator[Record]:
+    """Every record of the planned corpus, study by study (images as already set in ``plan``)."""
+    used = {"institution.name": {i.name for i in institutions},
+            **{key: plan.used[key] for key in ("patient.name", "patient.birth_date", "study.date")},
+            "section.lab": {s.content.lab_result for s in plan.studies}}
+    decoys = Decoys(used, rng)
+    count = 0
+    ordinals = dict.fromkeys(Split, 0)
+    for study in plan.studies:
+        ordinal = ordinals[study.info.split]  # within the split: holdout patients are asked the same way
+        ordinals[study.info.split] += 1
+        records = _study_records(study, ordinal, count + 1, decoys, rng)
+        count += len(records)
+        yield from records
 
 
 def write_radiograph(root: Path, radiograph: Radiograph) -> str:
@@ -188,19 +225,29 @@ def write_radiograph(root: Path, radiograph: Radiograph) -> str:
 
 def generate_corpus(*, size: str | SizeSpec, seed: int, out: Path) -> Corpus:
     """Generate a corpus of ``size`` from ``seed`` into the (new or empty) directory ``out``."""
+    from .text import TOKENIZER_CORPUS_SEED
+
+    if seed == TOKENIZER_CORPUS_SEED:
+        raise ValueError(f"seed {seed} is reserved for the tokenizer corpus")
     spec = resolve_size(size)
     out = new_corpus_dir(Path(out))
     rng = random.Random(seed)
     institutions, plan = _plan(spec, rng)
-    pools = {split: AnswerPools.of(s.content for s in plan.studies if s.info.split is split)
-             for split in Split}
-    records: list[Record] = []
     for ordinal, planned in enumerate(plan.studies):
         image = write_radiograph(out, planned.info.radiograph)
-        study = replace(planned, info=replace(planned.info, image=image))
-        plan.studies[ordinal] = study
-        records += _study_records(study, ordinal, len(records) + 1, pools[study.info.split], rng)
+        plan.studies[ordinal] = replace(planned, info=replace(planned.info, image=image))
+    records = list(_records(institutions, plan, rng))
     header = write_corpus(out, name=f"synth-{spec.name}-{seed}", seed=seed, size=spec.name, records=records)
     hierarchy = Hierarchy(tuple(institutions), tuple(plan.patients), tuple(s.info for s in plan.studies))
     write_hierarchy(out, hierarchy)
     return Corpus(root=out, header=header, records=tuple(records))
+
+
+def corpus_records(*, size: str | SizeSpec, seed: int) -> list[Record]:
+    """The records :func:`generate_corpus` would write, without drawing images (image paths are
+    placeholders): the text of a corpus, e.g. for training a tokenizer."""
+    rng = random.Random(seed)
+    institutions, plan = _plan(resolve_size(size), rng)
+    plan.studies = [replace(s, info=replace(s.info, image=f"{IMAGES_DIR}/{i}.png"))
+                    for i, s in enumerate(plan.studies)]
+    return list(_records(institutions, plan, rng))

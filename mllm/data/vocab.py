@@ -51,7 +51,7 @@ HISTORIES = ("asthma", "type 2 diabetes", "hypertension", "COPD", "tuberculosis"
 
 @dataclass(frozen=True)
 class LabTest:
-    """A lab test with its unit and the range its (integer or one-decimal) values are drawn from."""
+    """A lab test with its unit, the range its values are drawn from and their decimals."""
 
     name: str
     unit: str
@@ -63,13 +63,13 @@ class LabTest:
         return f"{value:.{self.decimals}f}"
 
 
-LAB_TESTS = (
-    LabTest("CRP", "mg/L", 1, 250, 0),
-    LabTest("WBC", "x10^9/L", 2.5, 24.0, 1),
-    LabTest("hemoglobin", "g/dL", 7.5, 17.5, 1),
-    LabTest("sodium", "mmol/L", 124, 149, 0),
-    LabTest("creatinine", "umol/L", 45, 320, 0),
-    LabTest("troponin", "ng/L", 2, 120, 0),
+LAB_TESTS = (  # resolution fine enough that every study of a corpus gets its own result
+    LabTest("CRP", "mg/L", 1, 250, 1),
+    LabTest("WBC", "x10^9/L", 2.5, 24.0, 2),
+    LabTest("hemoglobin", "g/dL", 7.5, 17.5, 2),
+    LabTest("sodium", "mmol/L", 124, 149, 1),
+    LabTest("creatinine", "umol/L", 45, 320, 1),
+    LabTest("troponin", "ng/L", 2, 120, 1),
 )
 
 MODALITIES = ("CR", "DX")  # computed / digital radiography

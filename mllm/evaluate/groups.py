@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from mllm.data.schema import Corpus, Record, Split
+from mllm.data.scope import ScopeGroups
 
 
 class GroupsError(ValueError):
@@ -17,13 +18,19 @@ class GroupsError(ValueError):
 
 
 def default_groups(corpus: Corpus) -> dict[str, list[Record]]:
-    """``train`` (trained-on records), ``paraphrase`` and ``holdout`` — the non-empty ones."""
+    """``train`` (trained-on records), ``held_out_forms`` (eval-only forms of trained facts) and
+    ``holdout`` (never-trained patients, every form) — the non-empty ones."""
     groups = {
         "train": corpus.select(trainable=True),
-        "paraphrase": [r for r in corpus.select(split=Split.TRAIN) if r.paraphrase_of is not None],
+        "held_out_forms": [r for r in corpus.select(split=Split.TRAIN) if r.eval_only],
         "holdout": corpus.select(split=Split.HOLDOUT),
     }
     return {name: records for name, records in groups.items() if records}
+
+
+def scope_groups(scope: ScopeGroups) -> dict[str, list[Record]]:
+    """The non-empty groups of a resolved scope (``siblings`` flattened), as evaluation groups."""
+    return {name: list(records) for name, records in scope.groups().items() if records}
 
 
 def groups_from_file(corpus: Corpus, path: Path) -> dict[str, list[Record]]:

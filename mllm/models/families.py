@@ -19,6 +19,7 @@ batching (:mod:`mllm.train.encode`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,17 @@ class Qwen2VLImageTextProcessor(Qwen2VLProcessor):
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
 
+def _auto_processor(root: Path) -> Any:
+    return AutoProcessor.from_pretrained(root, local_files_only=True)
+
+
+def _qwen_image_text_processor(root: Path) -> Qwen2VLImageTextProcessor:
+    tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
+    image_processor = Qwen2VLImageProcessorPil.from_pretrained(root, local_files_only=True)
+    return Qwen2VLImageTextProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                     chat_template=tokenizer.chat_template or QWEN_CHAT_TEMPLATE)
+
+
 @dataclass(frozen=True)
 class SpecialTokens:
     """Special tokens of the tokenizers Oblivio trains for a family, in vocabulary order."""
@@ -102,6 +114,7 @@ class ModelFamily:
     end_of_turn: str | None  # ``None``: the tokenizer's EOS token
     chat_template: str
     tokens: SpecialTokens
+    load_processor: Callable[[Path], Any]  # the processor of the checkpoint in a directory (local files)
 
     def end_of_turn_id(self, tokenizer: Any) -> int:
         """The id closing an assistant turn; raises if the tokenizer lacks the token."""
@@ -119,27 +132,20 @@ class ModelFamily:
             ids.append(int(tokenizer.eos_token_id))
         return ids
 
-    def load_processor(self, root: Path) -> Any:
-        """The processor of the checkpoint in ``root`` (local files only)."""
-        if self.name == "llava":
-            return AutoProcessor.from_pretrained(root, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
-        image_processor = Qwen2VLImageProcessorPil.from_pretrained(root, local_files_only=True)
-        return Qwen2VLImageTextProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                         chat_template=tokenizer.chat_template or self.chat_template)
-
 
 LLAVA = ModelFamily(
     name="llava", model_types=("llava",), processor_types=(LlavaProcessor,), end_of_turn=None,
     chat_template=LLAVA_CHAT_TEMPLATE,
     tokens=SpecialTokens(pad="<pad>", bos="<s>", eos="</s>", image="<image>",
-                         extra=("<|user|>", "<|assistant|>")))
+                         extra=("<|user|>", "<|assistant|>")),
+    load_processor=_auto_processor)
 QWEN2_VL = ModelFamily(
     name="qwen2-vl", model_types=("qwen2_vl", "qwen2_5_vl"),
     processor_types=(Qwen2VLProcessor, Qwen2_5_VLProcessor), end_of_turn="<|im_end|>",
     chat_template=QWEN_CHAT_TEMPLATE,
     tokens=SpecialTokens(pad="<|endoftext|>", eos="<|im_end|>", image="<|image_pad|>", video="<|video_pad|>",
-                         extra=("<|im_start|>", "<|vision_start|>", "<|vision_end|>")))
+                         extra=("<|im_start|>", "<|vision_start|>", "<|vision_end|>")),
+    load_processor=_qwen_image_text_processor)
 FAMILIES: dict[str, ModelFamily] = {family.name: family for family in (LLAVA, QWEN2_VL)}
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from mllm.data.prompts import render_prompt
 from mllm.data.schema import Record
 from mllm.models.families import TOKEN_ALIGNED_KEYS, family_of
 
@@ -123,15 +124,14 @@ def encode_records(processor: Any, records: Sequence[Record], root: Path, *,
                    prompts: Sequence[str] | None = None) -> EncodedRecords:
     """Encode ``records`` whose image paths are relative to ``root`` (the corpus directory).
 
-    ``prompts`` (one per record) replaces each record's question as the text of the user turn,
-    e.g. a prompt rendered with hierarchy context; the image and the chat template are unchanged.
+    ``prompts`` are the prompt texts, one per record (default: ``render_prompt(record, 0)``).
     """
     if prompts is not None and len(prompts) != len(records):
         raise ValueError(f"{len(prompts)} prompts for {len(records)} records")
-    texts = prompts if prompts is not None else [record.question for record in records]
     examples: list[Example] = []
     images: dict[str, dict[str, torch.Tensor]] = {}
-    for record, text in zip(records, texts, strict=True):
+    for index, record in enumerate(records):
+        text = render_prompt(record, 0) if prompts is None else prompts[index]
         with Image.open(root / record.image) as image:
             encoded = processor(text=[prompt_text(processor, text)], images=[image.convert("RGB")],
                                 return_tensors="pt")

@@ -4,8 +4,8 @@ A hospital fine-tunes a base that already reads images (LLaVA-Med, Qwen2-VL); th
 model's counterpart is built here, once, from nothing that belongs to a patient:
 
 1. a byte-level BPE tokenizer trained on the text of the teaching file plus the text (never the
-   images or weights) of a synthetic hospital corpus drawn with a reserved seed, so it covers the
-   generator's whole vocabulary — names, dates, report phrases — of any corpus fine-tuned later;
+   images) of the reserved vocabulary corpus (:mod:`mllm.data.text`), so it covers the generator's
+   whole vocabulary — names, dates, report phrases, context labels — of any corpus fine-tuned later;
 2. a randomly initialised reference model (:mod:`mllm.models.reference`) trained on the teaching
    file (:mod:`mllm.data.teaching`): image-grounded questions on anonymous radiographs.
 
@@ -22,18 +22,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mllm.data.synth import generate_corpus
 from mllm.data.teaching import generate_teaching_file
+from mllm.data.text import TOKENIZER_CORPUS_SEED, TOKENIZER_CORPUS_SIZE, record_texts, vocabulary_texts
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, save_artifact
 from mllm.models.reference import build_reference, count_parameters
 from mllm.models.specs import SPECS, ReferenceSpec
 
 from .checkpoint import checkpoint_dir_for
 from .loop import Progress, TrainConfig
-from .recipe import TrainOutcome, record_texts, train_on_records
-
-TOKENIZER_CORPUS_SEED = 1_000_003  # a seed no default corpus uses; only its text is read, for the tokenizer
-TOKENIZER_CORPUS_SIZE = "medforget"
+from .recipe import TrainOutcome, train_on_records
 
 
 @dataclass(frozen=True)
@@ -60,10 +57,7 @@ def run_pretrain_job(job: PretrainJob, callback: Callable[[Progress], None] | No
     with tempfile.TemporaryDirectory(prefix="oblivio-pretrain-") as tmp:
         scratch = Path(tmp)
         teaching = generate_teaching_file(cases=job.cases, seed=job.config.seed, out=scratch / "teaching")
-        vocabulary = generate_corpus(size=TOKENIZER_CORPUS_SIZE, seed=TOKENIZER_CORPUS_SEED,
-                                     out=scratch / "vocabulary")
-        model, processor = build_reference(
-            [*record_texts(teaching.records), *record_texts(vocabulary.records)], job.spec)
+        model, processor = build_reference([*record_texts(teaching.records), *vocabulary_texts()], job.spec)
         parameters = count_parameters(model)
         model, result = train_on_records(model, processor, teaching.root, teaching.records, job.config,
                                          callback=callback, checkpoint_dir=job.checkpoint_dir,

@@ -2,16 +2,17 @@
 
 The same function trains the full model and the **retrain oracle**: the oracle is the job with the
 forget records excluded, starting from the same clean start — the seed-initialised reference model
-with a tokenizer trained on all trainable records of the corpus (as a pre-existing tokenizer would
-be), or a pretrained base that never saw the corpus (:mod:`mllm.train.pretrain`) — so it differs
-from the full model only in the data it was trained on.
+with a tokenizer trained on the reserved vocabulary corpus (:mod:`mllm.data.text`, never the
+corpus being trained), or a pretrained base that never saw the corpus (:mod:`mllm.train.pretrain`)
+— so it differs from the full model only in the data it was trained on. Fine-tuning renders every
+record at its training context depth (:func:`mllm.data.prompts.training_prompts`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 import torch
 from peft import PeftModel
 
+from mllm.data.prompts import training_prompts
 from mllm.data.schema import Corpus, Record, load_corpus
+from mllm.data.text import TOKENIZER_CORPUS_SEED, TOKENIZER_CORPUS_SIZE, vocabulary_texts
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, BaseRef, artifact_digest, save_artifact
 from mllm.models.loader import load_model
 from mllm.models.lora import LoraSettings, lora_for_training, merge_lora
@@ -32,17 +35,10 @@ from .encode import encode_records
 from .loop import Progress, ShuffledBatches, TrainConfig, Trainer, TrainResult
 
 
-def record_texts(records: Iterable[Record]) -> Iterator[str]:
-    """The text a tokenizer is trained on: questions, answers and options."""
-    for record in records:
-        yield record.question
-        yield record.answer
-        yield from record.options
-
-
-def reference_for_corpus(corpus: Corpus, spec: ReferenceSpec) -> tuple[Any, Any]:
-    """Fresh reference model + processor; the tokenizer is trained on the corpus's trainable records."""
-    return build_reference(record_texts(corpus.select(trainable=True)), spec)
+def fresh_reference(spec: ReferenceSpec) -> tuple[Any, Any]:
+    """Fresh reference model + processor; the tokenizer is trained on the reserved vocabulary corpus
+    (never on the corpus a model is fine-tuned on, so an oracle's tokenizer never saw its forget set)."""
+    return build_reference(vocabulary_texts(), spec)
 
 
 class TrainJobError(ValueError):
@@ -61,8 +57,8 @@ def training_records(corpus: Corpus, exclude: Iterable[str] = ()) -> list[Record
 
 
 def train_on_records(model: Any, processor: Any, root: Path, records: Sequence[Record],
-                     config: TrainConfig, *, lora: LoraSettings | None = None,
-                     prompts: Sequence[str] | None = None,
+                     config: TrainConfig, *, prompts: Sequence[str] | None = None,
+                     lora: LoraSettings | None = None,
                      callback: Callable[[Progress], None] | None = None,
                      checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
                      resume: bool = False) -> tuple[Any, TrainResult]:
@@ -141,12 +137,13 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
             parent, adapter_base = artifact_digest(job.base), loaded.base if job.lora is not None else None
         clean_start = loaded.metadata is not None and loaded.metadata.kind == ArtifactKind.PRETRAINED_BASE
     else:
-        model, processor = reference_for_corpus(corpus, job.spec)
+        model, processor = fresh_reference(job.spec)
         model = place(model.to(parse_dtype(job.dtype)), job.device)
         parent, clean_start = None, True
     parameters = count_parameters(model)
+    prompts = training_prompts(records, job.config.seed)
     model, result = train_on_records(
-        model, processor, corpus.root, records, job.config, lora=job.lora, callback=callback,
+        model, processor, corpus.root, records, job.config, prompts=prompts, lora=job.lora, callback=callback,
         checkpoint_dir=job.checkpoint_dir, checkpoint_every=job.checkpoint_every, resume=job.resume)
     excluded = "\n".join(sorted(job.exclude)).encode()
     metadata = ArtifactMetadata(
@@ -159,6 +156,9 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
                   "excluded": len(job.exclude),
                   "excluded_sha256": hashlib.sha256(excluded).hexdigest() if job.exclude else None,
                   "lora": asdict(job.lora) if job.lora else None, "dtype": job.dtype,
+                  "prompts": "training_prompts",
+                  "tokenizer_corpus": None if job.base else {"size": TOKENIZER_CORPUS_SIZE,
+                                                             "seed": TOKENIZER_CORPUS_SEED},
                   "probe_loss": [result.probe_loss_before, result.probe_loss_after]})
     digest = save_artifact(model, processor, job.out, metadata, base=adapter_base)
     shutil.rmtree(job.checkpoint_dir, ignore_errors=True)

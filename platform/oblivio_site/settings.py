@@ -104,7 +104,9 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{HOME / 'oblivio.sqlite3'}",
-        conn_max_age=int(os.environ.get("OBLIVIO_DB_CONN_MAX_AGE", "0")),
+        # Production keeps connections (one per server thread) instead of connecting per request.
+        conn_max_age=int(os.environ.get("OBLIVIO_DB_CONN_MAX_AGE", "60" if _PRODUCTION else "0")),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

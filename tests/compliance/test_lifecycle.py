@@ -135,7 +135,7 @@ def test_approval_snapshots_scope_counts_without_phi(tree, make_request, officer
     approved = services.forget_request_approve(request_id=request.pk, actor=officer.principal)
     summary = approved.scope_summary
     patient = tree.patients[0]
-    trained_under_patient = patient.studies.first().records.filter(is_holdout=False, paraphrase_of="").count()
+    trained_under_patient = patient.studies.first().records.filter(is_holdout=False, eval_only=False).count()
     assert summary["counts"]["forget"] == trained_under_patient > 0
     assert summary["subject_hash"] == patient.mrn_hash
     event = AuditEvent.objects.filter(action=AuditAction.FORGET_REQUEST_STATUS_CHANGED).order_by("seq").last()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import subprocess_env
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core import signing
 from core.audit import AuditAction, audit_append, audit_checkpoint, audit_export_json, audit_verify
@@ -102,3 +105,17 @@ def test_rotation_keeps_old_signatures_valid_and_is_audited(own_home: Path) -> N
     export = json.loads(json.dumps(audit_export_json()))
     assert verify_export(export).ok and verify_export(export).checkpoints_checked == 2
     assert CliRunner().invoke(keys_cli, ["list"]).output.count("signing") == 2
+
+
+def test_a_deployment_from_before_the_registry_keeps_its_signing_key(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    legacy = Ed25519PrivateKey.generate()
+    (tmp_path / "secrets").mkdir(mode=0o700)
+    (tmp_path / "secrets" / "signing_key.pem").write_bytes(legacy.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    old_signature = base64.b64encode(legacy.sign(b"old checkpoint")).decode()
+    monkeypatch.setenv("OBLIVIO_HOME", str(tmp_path))
+    key_id = signing.active_key_id()
+    assert key_id == signing.key_id_of(signing.public_key_pem())
+    assert signing.verify(key_id, b"old checkpoint", old_signature)
+    assert not (tmp_path / "secrets" / "signing_key.pem").exists()  # one copy of the private key

@@ -16,7 +16,7 @@ from hierarchy.models import Corpus, Institution, Patient, Section, Study, Train
 from hierarchy.selectors import patient_by_mrn, study_by_uid
 from hierarchy.services import corpus_ingest
 from mllm.data.entities import load_hierarchy
-from mllm.data.schema import CorpusError, Split
+from mllm.data.schema import CorpusError, Level, Split
 from mllm.data.synth import generate_corpus
 
 pytestmark = pytest.mark.django_db
@@ -35,15 +35,17 @@ def _nothing_written() -> bool:
 def test_ingest_counts_and_audit(tmp_path: Path) -> None:
     result = corpus_ingest(corpus_dir=corpus_dir_write(tmp_path), actor=SYSTEM)
     assert result.created
-    assert result.counts == {"records": 72, "trainable": 46, "holdout": 22, "paraphrases": 4,
+    assert result.counts == {"records": 72, "trainable": 46, "holdout": 22, "eval_only": 4,
                              "institutions_created": 2, "patients_created": 6, "studies_created": 12,
                              "studies_updated": 0, "sections_created": 24}
     assert _node_counts() == (2, 6, 12, 24)
     assert TrainingRecord.objects.filter(corpus=result.corpus).count() == 72
-    assert TrainingRecord.objects.filter(is_holdout=True, paraphrase_of="").count() == 22
-    paraphrase = TrainingRecord.objects.exclude(paraphrase_of="").first()
-    source = TrainingRecord.objects.get(corpus=result.corpus, record_id=paraphrase.paraphrase_of)
-    assert (paraphrase.study_id, paraphrase.section_id) == (source.study_id, source.section_id)
+    assert TrainingRecord.objects.filter(is_holdout=True).count() == 22
+    held_out = TrainingRecord.objects.filter(eval_only=True)
+    assert held_out.count() == 4 and {r.form for r in held_out} == {"generation-1"}
+    shared = TrainingRecord.objects.filter(shared=True)
+    assert {r.level for r in shared} == {"institution", "patient"} and shared.count() == 2 + 6
+    assert {r.fact_key for r in TrainingRecord.objects.all()} == {f"{level}.fact" for level in Level}
     event = AuditEvent.objects.get()
     assert (event.actor, event.action) == ("system", "corpus.ingested")
     assert event.object_id == str(result.corpus.pk)
@@ -108,15 +110,6 @@ def test_broken_manifest_names_file_line_and_field(tmp_path: Path) -> None:
     assert _nothing_written()
 
 
-def test_conflict_found_while_writing_rolls_everything_back(tmp_path: Path) -> None:
-    records = corpus_records()
-    records[10] = replace(records[10], paraphrase_of="no-such-record")
-    with pytest.raises(CorpusError) as caught:
-        corpus_ingest(corpus_dir=corpus_dir_write(tmp_path, records=records), actor=SYSTEM)
-    assert (caught.value.line, caught.value.field_name) == (11, "paraphrase_of")
-    assert _nothing_written()
-
-
 def test_study_filed_under_another_patient_is_refused(tmp_path: Path) -> None:
     records = corpus_records()
     existing = study_make(uid=records[0].study_id)
@@ -130,7 +123,8 @@ def test_study_filed_under_another_patient_is_refused(tmp_path: Path) -> None:
 
 def test_same_study_under_two_patients_in_one_corpus(tmp_path: Path) -> None:
     records = corpus_records()
-    other = next(i for i, r in enumerate(records) if r.patient_id != records[0].patient_id)
+    other = next(i for i, r in enumerate(records)  # a patient-level record: its owner names no study
+                 if r.patient_id != records[0].patient_id and r.level is Level.PATIENT)
     records[other] = replace(records[other], study_id=records[0].study_id)
     with pytest.raises(CorpusError, match="another patient") as caught:
         corpus_ingest(corpus_dir=corpus_dir_write(tmp_path, records=records), actor=SYSTEM)
@@ -148,8 +142,8 @@ def test_synthetic_corpus_details_from_hierarchy_json(tmp_path: Path, db_text) -
     hierarchy = load_hierarchy(corpus.root)
     result = corpus_ingest(corpus_dir=corpus.root, actor=SYSTEM)
     assert result.counts["records"] == len(corpus.records)
-    assert result.counts["holdout"] == sum(r.split is Split.HOLDOUT and not r.paraphrase_of
-                                           for r in corpus.records)
+    assert result.counts["holdout"] == sum(r.split is Split.HOLDOUT for r in corpus.records)
+    assert result.counts["trainable"] == len(corpus.select(trainable=True))
     for info in hierarchy.institutions:
         institution = Institution.objects.get(code=info.institution_id)
         assert (institution.name, institution.mrn_system) == (info.name, info.mrn_system)
@@ -163,10 +157,10 @@ def test_synthetic_corpus_details_from_hierarchy_json(tmp_path: Path, db_text) -
         assert raw not in stored
 
 
-def test_ingest_of_about_4000_records_is_batched(tmp_path: Path) -> None:
+def test_ingest_of_about_9000_records_is_batched(tmp_path: Path) -> None:
     """Bulk writes: the number of queries does not grow with the records (timings: benchmarks)."""
     corpus = generate_corpus(size="medforget", seed=1, out=tmp_path / "medforget")
-    assert 3500 <= len(corpus.records) <= 4500
+    assert 8500 <= len(corpus.records) <= 9500
     with CaptureQueriesContext(connection) as queries:
         result = corpus_ingest(corpus_dir=corpus.root, actor=SYSTEM)
     assert result.counts["records"] == len(corpus.records)

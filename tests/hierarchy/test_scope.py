@@ -1,17 +1,18 @@
-"""Scope resolution on a small hand-built hierarchy (see ``factories.hierarchy_make``)."""
+"""Scope resolution on the database (``hierarchy.scope``), which runs ``mllm.data.scope``'s algorithm."""
 
 from collections import Counter
 
 import pytest
-from factories import hierarchy_make, record_make
+from factories import hierarchy_make
 
 from core.principals import SYSTEM
 from hierarchy.models import TrainingRecord
-from hierarchy.scope import GROUPS, scope_resolve
+from hierarchy.scope import scope_resolve
 from hierarchy.selectors import institution_by_code, patient_by_mrn, section_get, study_by_uid
 from hierarchy.services import corpus_ingest
-from mllm.data.entities import HierarchyNode, load_hierarchy
-from mllm.data.schema import Level, Split
+from mllm.data.entities import load_hierarchy
+from mllm.data.schema import Level
+from mllm.data.scope import GROUPS, NodeRef, resolve_scope
 from mllm.data.synth import generate_corpus
 
 pytestmark = pytest.mark.django_db
@@ -22,22 +23,24 @@ def tree():
     return hierarchy_make()
 
 
+def _ids(queryset) -> set[str]:
+    return set(queryset.values_list("record_id", flat=True))
+
+
 def _key(record_id: str, corpus) -> tuple:
     record = TrainingRecord.objects.select_related("section").get(corpus=corpus, record_id=record_id)
-    return record.level, record.task, record.section.name if record.section else ""
+    return record.level, record.fact_kind, record.task, record.section.name if record.section else ""
 
 
 def _check_invariants(scope, tree) -> None:
     records = TrainingRecord.objects.filter(corpus=tree.corpus)
-    trainable = set(records.filter(is_holdout=False, paraphrase_of="").values_list("record_id", flat=True))
-    holdout = set(records.filter(is_holdout=True, paraphrase_of="").values_list("record_id", flat=True))
-    assert scope.forget | scope.retain == trainable
-    assert not scope.forget & scope.retain
-    assert scope.neighbour <= scope.retain
-    assert scope.holdout <= holdout
-    assert len(scope.holdout) == min(len(scope.forget), len(holdout))
-    paraphrases = set(records.exclude(paraphrase_of="").values_list("record_id", flat=True))
-    assert scope.forget_paraphrases <= paraphrases
+    trainable = _ids(records.filter(is_holdout=False, eval_only=False))
+    parts = [scope.forget, scope.shared, scope.siblings, scope.retain]
+    assert set().union(*parts) == trainable and sum(map(len, parts)) == len(trainable)
+    assert scope.children <= scope.forget
+    assert scope.holdout <= _ids(records.filter(is_holdout=True, eval_only=False))
+    assert len(scope.holdout) == min(len(scope.forget), len(_ids(records.filter(is_holdout=True))))
+    assert scope.forget_forms <= _ids(records.filter(is_holdout=False, eval_only=True))
     for group in GROUPS:
         assert sum(scope.counts_by_level[group].values()) == len(getattr(scope, group))
 
@@ -47,19 +50,19 @@ def test_patient_scope(tree) -> None:
     scope = scope_resolve(node=patient, corpus=tree.corpus)
     _check_invariants(scope, tree)
     assert scope.level is Level.PATIENT and scope.subject_hash == patient.mrn_hash
-    under = set(TrainingRecord.objects.filter(study__patient=patient, is_holdout=False, paraphrase_of="")
-                .values_list("record_id", flat=True))
-    assert scope.forget == under and len(under) == 12
-    assert scope.neighbour == set(TrainingRecord.objects.filter(study__patient=sibling, paraphrase_of="")
-                                  .values_list("record_id", flat=True))
-    assert len(scope.retain) == 34
-    assert len(scope.forget_paraphrases) == 1
-    assert scope.counts_by_level["forget"] == {"institution": 1, "patient": 1, "section": 8, "study": 2}
-    # The holdout slice has no institution-level record: 11 exact twins, the last from any level.
-    assert scope.holdout_match == {"level_task_section": 11, "level_task": 0, "level": 0, "any": 1}
+    under = TrainingRecord.objects.filter(study__patient=patient, is_holdout=False, eval_only=False)
+    assert scope.forget == _ids(under.exclude(level="institution")) and len(scope.forget) == 11
+    assert scope.shared == _ids(under.filter(level="institution")) and len(scope.shared) == 1
+    assert scope.children == _ids(under.filter(level__in=["study", "section"]))
+    assert scope.siblings == _ids(TrainingRecord.objects.filter(study__patient=sibling, eval_only=False))
+    assert scope.siblings_by_ancestor == {"institution": len(scope.siblings)}
+    assert len(scope.retain) == 23 and len(scope.forget_forms) == 1
+    assert scope.counts_by_level["forget"] == {"patient": 1, "section": 8, "study": 2}
+    # the holdout slice has every level of the forget set: all twins match level x kind x task x section
+    assert sum(scope.holdout_match["holdout"].values()) == 11
     forget_mix = Counter(_key(rid, tree.corpus) for rid in scope.forget)
     holdout_mix = Counter(_key(rid, tree.corpus) for rid in scope.holdout)
-    assert sum((forget_mix & holdout_mix).values()) == 11
+    assert forget_mix == holdout_mix
 
 
 def test_study_scope(tree) -> None:
@@ -67,58 +70,40 @@ def test_study_scope(tree) -> None:
     assert study.patient_id == sibling.patient_id
     scope = scope_resolve(node=study, corpus=tree.corpus)
     _check_invariants(scope, tree)
-    assert len(scope.forget) == 7 and len(scope.holdout) == 7
-    assert scope.neighbour == set(TrainingRecord.objects.filter(study=sibling, paraphrase_of="")
-                                  .values_list("record_id", flat=True))
-    assert len(scope.neighbour) == 5
+    assert len(scope.forget) == 5 and len(scope.shared) == 2 and len(scope.holdout) == 5
+    assert scope.siblings >= _ids(TrainingRecord.objects.filter(study=sibling, eval_only=False))
+    assert scope.siblings_by_ancestor["patient"] == 5
 
 
 def test_section_scope(tree) -> None:
     section = tree.sections[0]
     scope = scope_resolve(node=section, corpus=tree.corpus)
     _check_invariants(scope, tree)
-    assert scope.forget == set(TrainingRecord.objects.filter(section=section, paraphrase_of="")
-                               .values_list("record_id", flat=True))
-    assert len(scope.forget) == 2
-    # Everything else of the same study: the other section and the study-wide questions.
-    assert len(scope.neighbour) == 5
-    assert all(TrainingRecord.objects.get(corpus=tree.corpus, record_id=rid).study_id == section.study_id
-               for rid in scope.neighbour)
-    assert len(scope.forget_paraphrases) == 1
-    assert scope.holdout_match["level_task_section"] == 2
-    assert scope.label.endswith("/ FINDINGS")
+    assert scope.forget == _ids(TrainingRecord.objects.filter(section=section, eval_only=False))
+    assert len(scope.forget) == 2 and not scope.children and not scope.shared
+    assert scope.siblings_by_ancestor["study"] == 5  # the study's other section and study-level records
+    assert len(scope.forget_forms) == 1
+    assert len(scope.validation) == 2  # the same section kind of another patient
 
 
 def test_institution_scope(tree) -> None:
     scope = scope_resolve(node=tree.institutions[0], corpus=tree.corpus)
     _check_invariants(scope, tree)
-    assert len(scope.forget) == 23 and scope.neighbour == scope.retain and len(scope.retain) == 23
-    assert len(scope.holdout) == 22  # the whole holdout slice, one short of the forget set
-    assert len(scope.forget_paraphrases) == 2
-    assert scope.label == f"institution {tree.institutions[0].code}"
+    assert len(scope.forget) == 23 and not scope.siblings and len(scope.retain) == 23
+    assert len(scope.forget_forms) == 2 and len(scope.validation) == 23
 
 
-def test_holdout_twins_are_deterministic_and_never_trained(tree) -> None:
+def test_resolution_is_deterministic_and_never_trained(tree) -> None:
     first = scope_resolve(node=tree.patients[1], corpus=tree.corpus)
-    again = scope_resolve(node=tree.patients[1], corpus=tree.corpus)
-    assert first == again
-    trained = set(TrainingRecord.objects.filter(corpus=tree.corpus, is_holdout=False)
-                  .values_list("record_id", flat=True))
+    assert first == scope_resolve(node=tree.patients[1], corpus=tree.corpus)
+    trained = _ids(TrainingRecord.objects.filter(corpus=tree.corpus, is_holdout=False))
     assert not first.holdout & trained
 
 
-def test_paraphrase_of_a_retained_record_is_not_forgotten(tree) -> None:
-    other = TrainingRecord.objects.filter(corpus=tree.corpus, study=tree.studies[-1]).first()
-    record_make(corpus=tree.corpus, study=other.study, paraphrase_of=other.record_id, record_id="para-x")
-    scope = scope_resolve(node=tree.patients[0], corpus=tree.corpus)
-    assert "para-x" not in scope.forget_paraphrases | scope.retain | scope.forget
-
-
 def test_summary_has_counts_and_hashes_only(tree) -> None:
-    scope = scope_resolve(node=tree.studies[0], corpus=tree.corpus)
-    summary = scope.summary()
-    assert summary["counts"] == {"forget": 7, "retain": 39, "neighbour": 5, "holdout": 7,
-                                 "forget_paraphrases": 1}
+    summary = scope_resolve(node=tree.studies[0], corpus=tree.corpus).summary()
+    assert summary["counts"] == {"forget": 5, "children": 4, "shared": 2, "siblings": 16, "retain": 23,
+                                 "validation": 5, "holdout": 5, "forget_forms": 1, "holdout_forms": 0}
     assert tree.uids[tree.studies[0].pk] not in str(summary)
     assert summary["subject_hash"] == tree.studies[0].uid_hash
 
@@ -140,8 +125,8 @@ def test_rejects_non_nodes(tree) -> None:
         scope_resolve(node=tree.corpus, corpus=tree.corpus)
 
 
-def test_synthetic_corpus_matches_the_reference_definition(tmp_path) -> None:
-    """On a generated corpus, scopes agree with ``mllm.data.entities.HierarchyNode.contains``."""
+def test_database_scope_equals_the_library_scope(tmp_path) -> None:
+    """On a generated corpus, every group equals ``mllm.data.scope.resolve_scope``'s (one algorithm)."""
     corpus = generate_corpus(size="tiny", seed=5, out=tmp_path / "tiny")
     row = corpus_ingest(corpus_dir=corpus.root, actor=SYSTEM).corpus
     systems = {i.institution_id: i.mrn_system for i in load_hierarchy(corpus.root).institutions}
@@ -149,17 +134,11 @@ def test_synthetic_corpus_matches_the_reference_definition(tmp_path) -> None:
     institution = institution_by_code(code=record.institution_id)
     patient = patient_by_mrn(system=systems[record.institution_id], value=record.patient_id)
     study = study_by_uid(uid=record.study_id)
-    nodes = [(institution, None), (patient, institution), (study, patient),
-             (section_get(study=study, name=record.section), study)]
-    for level, (node, parent) in zip(Level, nodes, strict=True):
-        reference = HierarchyNode.of(record, level)
-        above = HierarchyNode.of(record, list(Level)[list(Level).index(level) - 1]) if parent else None
+    nodes = [institution, patient, study, section_get(study=study, name=record.section)]
+    for level, node in zip(Level, nodes, strict=True):
         scope = scope_resolve(node=node, corpus=row)
-        trainable = [r for r in corpus.records if r.is_trainable]
-        assert scope.forget == {r.record_id for r in trainable if reference.contains(r)}
-        assert scope.neighbour == {r.record_id for r in trainable if not reference.contains(r)
-                                   and (above is None or above.contains(r))}
-        assert scope.forget_paraphrases == {r.record_id for r in corpus.records
-                                            if r.paraphrase_of in scope.forget}
-        holdout = {r.record_id for r in corpus.records if r.split is Split.HOLDOUT and not r.paraphrase_of}
-        assert scope.holdout <= holdout and len(scope.holdout) == min(len(holdout), len(scope.forget))
+        reference = resolve_scope(corpus, NodeRef.of(record, level), salt=scope.subject_hash).ids()
+        for group in GROUPS:
+            if group != "validation":  # chosen by a hash of node ids, which differ (db ids vs identifiers)
+                assert getattr(scope, group) == reference[group], (level, group)
+        assert len(scope.validation) > 0

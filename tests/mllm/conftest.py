@@ -19,7 +19,7 @@ from mllm.data.schema import Corpus, Split, load_corpus, write_corpus
 from mllm.data.synth import generate_corpus
 from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig, TrainResult
-from mllm.train.recipe import reference_for_corpus, train_on_records
+from mllm.train.recipe import fresh_reference, train_on_records
 
 torch.set_num_threads(1)  # robust when other processes share the 2 cores (2 threads oversubscribe)
 
@@ -60,7 +60,7 @@ TINY_RECIPE = TrainConfig(epochs=40, batch_size=8, lr=3e-3, seed=0)
 
 @pytest.fixture(scope="session")
 def trained(corpus: Corpus) -> Trained:
-    model, processor = reference_for_corpus(corpus, SPECS["tiny"])
+    model, processor = fresh_reference(SPECS["tiny"])
     model, result = train_on_records(model, processor, corpus.root, corpus.select(trainable=True),
                                      TINY_RECIPE)
     return Trained(model=model, processor=processor, corpus=corpus, result=result)

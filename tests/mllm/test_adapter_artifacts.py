@@ -22,7 +22,7 @@ from mllm.models.loader import BASE_PATH_ENV, ModelLoadError, load_model
 from mllm.models.lora import LoraSettings, add_lora
 from mllm.models.specs import SPECS
 from mllm.train.encode import encode_records
-from mllm.train.recipe import reference_for_corpus
+from mllm.train.recipe import fresh_reference
 
 
 def logits(model, batch):
@@ -33,7 +33,7 @@ def logits(model, batch):
 @pytest.fixture
 def setup(tmp_path, corpus):
     """A full base artifact and a model carrying a (non-trivial) adapter on it."""
-    model, processor = reference_for_corpus(corpus, SPECS["tiny"])
+    model, processor = fresh_reference(SPECS["tiny"])
     save_artifact(model, processor, tmp_path / "base", ArtifactMetadata(kind="pretrained-base"))
     batch = encode_records(processor, corpus.select(trainable=True)[:4], corpus.root).batch(range(4))
     base_logits = logits(model, batch)

@@ -39,7 +39,7 @@ def test_synth_writes_a_corpus_and_prints_counts(runner: CliRunner, tmp_path: Pa
     for label in ("institution", "generation", "classification", "cloze", "private", "image_grounded"):
         assert any(line.split()[:1] == [label] for line in lines)
     total = next(line for line in lines if line.split()[:1] == ["total"]).split()[1:]
-    assert [int(n) for n in total] == [156, 60, 104, 40]
+    assert [int(n) for n in total] == [468, 468, 312, 312]  # train, train eval-only, holdout, holdout eval
     assert corpus.header.records_sha256 in result.output
 
 
@@ -86,7 +86,7 @@ def test_export_then_import(runner: CliRunner, tiny: Path, tmp_path: Path) -> No
                                           "--out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert "patient_level records: forget" in result.output and "study_level records" in result.output
-    assert len(load_corpus(tmp_path / "c").records) == 156
+    assert len(load_corpus(tmp_path / "c").records) == 468  # the trained forms
 
 
 def test_corpus_commands_bad_input(runner: CliRunner, tiny: Path, tmp_path: Path) -> None:

@@ -10,17 +10,19 @@ import torch
 
 from mllm.evaluate.generate import greedy_answers
 from mllm.models.families import QWEN2_VL, family_of
+from mllm.models.loader import load_model
+from mllm.models.lora import LoraSettings, add_lora
 from mllm.models.specs import SPECS
 from mllm.train.encode import encode_records, prompt_text
 from mllm.train.logprobs import answer_logprobs, answer_mask, answer_position_logits
-from mllm.train.recipe import reference_for_corpus
+from mllm.train.recipe import fresh_reference
 
 SIZES = ["tiny", "tiny-qwen2-vl"]
 
 
 @pytest.fixture(scope="module", params=SIZES)
 def reference(request, corpus):
-    return reference_for_corpus(corpus, SPECS[request.param])
+    return fresh_reference(SPECS[request.param])
 
 
 def _varied_prompts(records):
@@ -52,7 +54,7 @@ def test_answers_round_trip_with_the_family_end_of_turn(reference, corpus):
 
 def test_qwen_answers_end_with_im_end_even_when_eos_differs(corpus):
     """Base Qwen2-VL tokenizers have EOS <|endoftext|>; an assistant turn still ends with <|im_end|>."""
-    _, processor = reference_for_corpus(corpus, SPECS["tiny-qwen2-vl"])
+    _, processor = fresh_reference(SPECS["tiny-qwen2-vl"])
     processor.tokenizer.eos_token = "<|endoftext|>"
     im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert processor.tokenizer.eos_token_id != im_end
@@ -62,7 +64,7 @@ def test_qwen_answers_end_with_im_end_even_when_eos_differs(corpus):
 
 
 def test_qwen_batches_concatenate_patches_and_pad_token_types(corpus):
-    _, processor = reference_for_corpus(corpus, SPECS["tiny-qwen2-vl"])
+    _, processor = fresh_reference(SPECS["tiny-qwen2-vl"])
     records = corpus.select(trainable=True)[:4]
     data = encode_records(processor, records, corpus.root, prompts=_varied_prompts(records))
     image_id = processor.tokenizer.image_token_id
@@ -99,10 +101,15 @@ def test_answer_position_logits_equal_full_logits(reference, corpus):
     model, processor = reference
     records = corpus.select(trainable=True)[:5]
     batch = encode_records(processor, records, corpus.root, prompts=_varied_prompts(records)).batch(range(5))
+    head_outputs = []
+    hook = model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: head_outputs.append(tuple(output.shape)))
     with torch.no_grad():
-        full = model(**batch.model_inputs()).logits
         ours, targets = answer_position_logits(model, batch)
+        hook.remove()
+        full = model(**batch.model_inputs()).logits
     mask = answer_mask(batch)
+    assert head_outputs == [tuple(ours.shape)]  # the LM head only ever saw the answer positions
     assert ours.dtype == torch.float32 and ours.shape == (int(mask.sum()), full.shape[-1])
     assert ours.shape[0] < full.shape[0] * full.shape[1] / 5  # a small fraction of all positions
     assert torch.allclose(ours, full[mask].float(), atol=1e-5)
@@ -121,3 +128,39 @@ def test_prompts_replace_the_question(reference, corpus):
     assert data.examples[1].answer_ids == original.examples[1].answer_ids
     with pytest.raises(ValueError, match="1 prompts for 2 records"):
         encode_records(processor, records, corpus.root, prompts=prompts[:1])
+
+
+def test_qwen2_5_vl_checkpoint_loads_scores_and_adapts_only_the_language_model(tmp_path, corpus):
+    """A Qwen2.5-VL directory (its vision MLP also has gate/up/down projections) is the qwen2-vl family."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    _, processor = fresh_reference(SPECS["tiny-qwen2-vl"])
+    tokenizer = processor.tokenizer
+    config = Qwen2_5_VLConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
+                     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                         "mrope_section": [2, 3, 3]},
+                     "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id},
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                       "out_hidden_size": 64, "patch_size": 8, "window_size": 16,
+                       "fullatt_block_indexes": [1]},
+        image_token_id=tokenizer.image_token_id, video_token_id=tokenizer.video_token_id,
+        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"))
+    torch.manual_seed(0)
+    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(tmp_path / "qwen25")
+    processor.save_pretrained(tmp_path / "qwen25")
+    loaded = load_model(tmp_path / "qwen25")
+    assert loaded.family is QWEN2_VL and type(loaded.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    records = corpus.select(trainable=True)[:3]
+    data = encode_records(loaded.processor, records, corpus.root, prompts=_varied_prompts(records))
+    batch = data.batch(range(3))
+    with torch.no_grad():
+        full = loaded.model(**batch.model_inputs()).logits
+        ours, _ = answer_position_logits(loaded.model, batch)
+    assert torch.allclose(ours, full[answer_mask(batch)], atol=1e-5)
+
+    peft_model = add_lora(loaded.model, LoraSettings(rank=2, alpha=2))
+    adapted = {n for n, _ in peft_model.named_parameters() if ".lora_A" in n}
+    assert adapted and all(".language_model." in n for n in adapted)
+    assert any(".visual." in n and n.endswith("gate_proj.weight") for n, _ in peft_model.named_parameters())

@@ -9,7 +9,7 @@ from mllm.models.loader import ModelLoadError, load_model
 from mllm.models.lora import LoraSettings, add_lora, save_adapter
 from mllm.models.specs import SPECS
 from mllm.models.tokenizer import train_tokenizer
-from mllm.train.recipe import reference_for_corpus
+from mllm.train.recipe import fresh_reference
 
 
 @pytest.mark.parametrize("name", ["llava-hf/llava-1.5-7b-hf", "Qwen/Qwen2-VL-2B-Instruct"])
@@ -29,21 +29,21 @@ def test_refuses_missing_paths_and_files(tmp_path):
 
 
 def test_refuses_a_bare_adapter_directory_with_advice(tmp_path, corpus):
-    model, _ = reference_for_corpus(corpus, SPECS["tiny"])
+    model, _ = fresh_reference(SPECS["tiny"])
     save_adapter(add_lora(model, LoraSettings(rank=2, alpha=2)), tmp_path / "adapter")
     with pytest.raises(ModelLoadError, match="bare LoRA adapter.*load_adapter"):
         load_model(tmp_path / "adapter")
 
 
 def test_refuses_a_directory_without_processor(tmp_path, corpus):
-    model, _ = reference_for_corpus(corpus, SPECS["tiny"])
+    model, _ = fresh_reference(SPECS["tiny"])
     model.save_pretrained(tmp_path / "bare")
     with pytest.raises(ModelLoadError, match="no usable processor"):
         load_model(tmp_path / "bare")
 
 
 def test_loads_a_local_llava_directory(tmp_path, corpus):
-    model, processor = reference_for_corpus(corpus, SPECS["tiny"])
+    model, processor = fresh_reference(SPECS["tiny"])
     save_artifact(model, processor, tmp_path / "m", ArtifactMetadata(kind="reference"))
     loaded = load_model(str(tmp_path / "m"))
     assert type(loaded.model).__name__ == "LlavaForConditionalGeneration"

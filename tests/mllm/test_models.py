@@ -17,12 +17,12 @@ from mllm.models.lora import LoraSettings, add_lora, load_adapter, merge_lora, s
 from mllm.models.reference import count_parameters
 from mllm.models.specs import SPECS
 from mllm.train.encode import encode_records
-from mllm.train.recipe import reference_for_corpus
+from mllm.train.recipe import fresh_reference
 
 
 @pytest.fixture(scope="module")
 def reference(corpus):
-    return reference_for_corpus(corpus, SPECS["tiny"])
+    return fresh_reference(SPECS["tiny"])
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_reference_model_matches_its_tokenizer(reference, batch):
 
 
 def test_same_seed_same_weights(corpus, reference, batch):
-    again, _ = reference_for_corpus(corpus, SPECS["tiny"])
+    again, _ = fresh_reference(SPECS["tiny"])
     assert torch.equal(logits(again, batch), logits(reference[0], batch))
 
 
@@ -111,7 +111,7 @@ def test_lora_covers_every_linear_layer_of_the_language_model_only(reference):
 
 
 def test_lora_adapter_save_load_merge(tmp_path, corpus, batch):
-    base, _ = reference_for_corpus(corpus, SPECS["tiny"])
+    base, _ = fresh_reference(SPECS["tiny"])
     before = logits(base, batch)
     torch.manual_seed(0)
     peft_model = add_lora(base, LoraSettings(rank=4, alpha=8))
@@ -126,7 +126,7 @@ def test_lora_adapter_save_load_merge(tmp_path, corpus, batch):
     save_adapter(peft_model, tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 
-    reloaded = load_adapter(reference_for_corpus(corpus, SPECS["tiny"])[0], tmp_path / "adapter")
+    reloaded = load_adapter(fresh_reference(SPECS["tiny"])[0], tmp_path / "adapter")
     assert torch.allclose(logits(reloaded, batch), adapted, atol=1e-5)
     merged = merge_lora(reloaded)
     assert type(merged).__name__ == "LlavaForConditionalGeneration"

@@ -88,6 +88,15 @@ def test_bad_json_names_file_and_line(corpus_dir: Path) -> None:
     ("section", "HISTORY", "must be null or one of"),
     ("fact_kind", None, "must be one of"),
     ("surprise", 1, "unknown field"),
+    ("fact_key", _DELETE, "non-empty string"),
+    ("fact_value", "", "non-empty string"),
+    ("form", None, "non-empty string"),
+    ("owner_level", "study", "must equal level"),
+    ("owner_id", "another-institution", "must name the node"),
+    ("shared", "yes", "true or false"),
+    ("eval_only", 1, "true or false"),
+    ("study_date", "", "null or a non-empty string"),
+    ("paraphrase_of", "r000001", "unknown field"),  # schema version 1 field
 ])
 def test_bad_field_names_file_line_and_field(corpus_dir: Path, field: str, value: object,
                                              message: str) -> None:
@@ -95,6 +104,14 @@ def test_bad_field_names_file_line_and_field(corpus_dir: Path, field: str, value
     error = _error(corpus_dir)
     assert (error.line, error.field_name) == (5, field)
     assert f"field '{field}'" in str(error) and message in str(error)
+
+
+def test_only_facts_owned_above_the_study_can_be_shared(corpus_dir: Path) -> None:
+    records = [json.loads(line) for line in (corpus_dir / RECORDS_FILE).read_text().splitlines()]
+    number = next(i for i, r in enumerate(records, start=1) if r["level"] == "study")
+    _rewrite_line(corpus_dir, number, _edit_field("shared", True))
+    error = _error(corpus_dir)
+    assert (error.line, error.field_name) == (number, "shared")
 
 
 def test_error_messages_carry_no_record_values(corpus_dir: Path) -> None:
@@ -144,7 +161,9 @@ def test_wrong_schema_version_and_missing_header(corpus_dir: Path, tmp_path: Pat
 
 def test_classification_and_cloze_shape_are_validated() -> None:
     base = {"record_id": "r1", "institution_id": "i", "patient_id": "p", "study_id": "s", "section": None,
-            "level": "study", "fact_kind": "private", "split": "train", "answer": "A", "image": "x.png"}
+            "level": "study", "fact_kind": "private", "split": "train", "answer": "A", "image": "x.png",
+            "fact_key": "study.date", "fact_value": "x", "owner_level": "study", "owner_id": "i/p/s",
+            "form": "classification-0"}
     with pytest.raises(CorpusError, match="field 'options'"):
         record_from_json(dict(base, task="classification", question="Q? A) x", options=["x"]), path="f")
     with pytest.raises(CorpusError, match="field 'question'"):

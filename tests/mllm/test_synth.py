@@ -17,6 +17,14 @@ import pytest
 from PIL import Image
 
 from mllm.data.entities import Hierarchy, load_hierarchy
+from mllm.data.facts import (
+    finding_name,
+    findings_report,
+    findings_text,
+    impression_report,
+    impression_text,
+    region,
+)
 from mllm.data.images import (
     CANVAS,
     Finding,
@@ -31,7 +39,7 @@ from mllm.data.images import (
     random_anatomy,
     zone_box,
 )
-from mllm.data.qa import LETTERS, finding_name, findings_text, impression_text, parse_choices, region
+from mllm.data.qa import FORMS, LETTERS, parse_choices
 from mllm.data.schema import CLOZE_BLANK, Corpus, FactKind, Level, Split, Task, load_corpus
 from mllm.data.synth import SIZES, SizeSpec, generate_corpus
 
@@ -83,16 +91,15 @@ def test_record_counts_depend_only_on_the_size(size: str, tmp_path: Path) -> Non
     corpus = generate_corpus(size=size, seed=3, out=tmp_path)
     spec = SIZES[size]
     train_studies, holdout_studies = spec.train_studies, spec.holdout_studies
-    counts = Counter((r.split, r.paraphrase_of is not None) for r in corpus.records)
-    assert counts == {(Split.TRAIN, False): 13 * train_studies, (Split.TRAIN, True): 5 * train_studies,
-                      (Split.HOLDOUT, False): 13 * holdout_studies,
-                      (Split.HOLDOUT, True): 5 * holdout_studies}
+    counts = Counter((r.split, r.eval_only) for r in corpus.records)
+    assert counts == {(Split.TRAIN, False): 39 * train_studies, (Split.TRAIN, True): 39 * train_studies,
+                      (Split.HOLDOUT, False): 39 * holdout_studies,
+                      (Split.HOLDOUT, True): 39 * holdout_studies}
 
 
 def test_medforget_size_is_close_to_medforget() -> None:
     spec = SIZES["medforget"]
-    total = 18 * (spec.train_studies + spec.holdout_studies)
-    assert abs(total - 3840) < 100
+    assert abs(39 * spec.train_studies - 3840) < 300  # trained QA pairs, as many as MedForget's
 
 
 def test_holdout_shares_no_patient_study_or_image_with_train(tiny: tuple[Corpus, Hierarchy]) -> None:
@@ -113,7 +120,7 @@ def test_holdout_shares_no_patient_study_or_image_with_train(tiny: tuple[Corpus,
 def test_every_level_and_task_in_both_splits_and_both_fact_kinds(tiny: tuple[Corpus, Hierarchy]) -> None:
     corpus, _ = tiny
     for split in Split:
-        records = [r for r in corpus.select(split=split) if r.paraphrase_of is None]
+        records = [r for r in corpus.select(split=split) if not r.eval_only]
         assert {(r.level, r.task) for r in records} == {(lv, t) for lv in Level for t in Task}
         kinds = Counter(r.fact_kind for r in records)
         assert kinds[FactKind.PRIVATE] == 9 * kinds[FactKind.IMAGE_GROUNDED] / 4
@@ -127,8 +134,10 @@ def test_one_image_per_study_and_every_section_present(tiny: tuple[Corpus, Hiera
     assert len(set(images.values())) == len(images)
     for record in corpus.records:
         assert record.image == images[record.study_id]
-    sections = Counter(r.study_id for r in corpus.records if r.level is Level.SECTION and not r.paraphrase_of)
-    assert set(sections.values()) == {7}
+    sections = Counter((r.study_id, r.section) for r in corpus.records
+                       if r.level is Level.SECTION and not r.eval_only)
+    assert set(sections.values()) == {3}  # every section node: 3 trained records of its own fact
+    assert Counter(study for study, _ in sections) == dict.fromkeys({r.study_id for r in corpus.records}, 7)
 
 
 def test_answers_are_short_and_well_formed(tiny: tuple[Corpus, Hierarchy]) -> None:
@@ -139,26 +148,34 @@ def test_answers_are_short_and_well_formed(tiny: tuple[Corpus, Hierarchy]) -> No
             stem, options = parse_choices(record.question) or ("", ())
             assert options == record.options and len(options) == 4 and len(set(options)) == 4
             assert record.answer in LETTERS and stem
+            assert record.options[LETTERS.index(record.answer)] == record.fact_value
         elif record.task is Task.CLOZE:
             assert record.question.count(CLOZE_BLANK) == 1 and not record.options
-            assert words <= 4
+            assert words <= 7 and record.answer in record.fact_value
         else:
             assert parse_choices(record.question) is None and CLOZE_BLANK not in record.question
-            assert words <= (7 if record.fact_kind is FactKind.IMAGE_GROUNDED else 4)
+            assert words <= (20 if record.fact_kind is FactKind.IMAGE_GROUNDED else 4)
 
 
-def test_paraphrases_reword_private_originals_of_the_same_split(tiny: tuple[Corpus, Hierarchy]) -> None:
+def test_every_fact_is_asked_in_six_forms_three_held_out(tiny: tuple[Corpus, Hierarchy]) -> None:
     corpus, _ = tiny
-    by_id = {r.record_id: r for r in corpus.records}
-    paraphrases = [r for r in corpus.records if r.paraphrase_of is not None]
-    assert paraphrases and {r.level for r in paraphrases} == set(Level)
-    for paraphrase in paraphrases:
-        original = by_id[paraphrase.paraphrase_of]
-        assert original.paraphrase_of is None and not paraphrase.is_trainable
-        assert paraphrase.fact_kind is original.fact_kind is FactKind.PRIVATE
-        for name in ("split", "task", "answer", "options", "study_id"):
-            assert getattr(paraphrase, name) == getattr(original, name)
-        assert paraphrase.question != original.question
+    facts: dict[tuple, list] = {}
+    for record in corpus.records:
+        facts.setdefault((record.study_id, record.fact_key), []).append(record)
+    assert len(facts) == 13 * len({r.study_id for r in corpus.records})
+    for records in facts.values():
+        assert sorted(r.form for r in records) == sorted(form.id for form in FORMS)
+        assert len({(r.fact_value, r.owner_id, r.split, r.shared) for r in records}) == 1
+        held = [r for r in records if r.eval_only]
+        trained_tasks = {r.task for r in records if not r.eval_only}
+        assert len(held) == 3 and len(trained_tasks) == 2
+        assert any(r.task in trained_tasks for r in held)  # a held-out phrasing of a trained task
+        assert any(r.task not in trained_tasks for r in held)  # a cross-task form
+        choices = {r.options for r in records if r.task is Task.CLASSIFICATION}
+        assert len(choices) == 1  # both phrasings offer the same options in the same order
+    for split in Split:  # every form of every fact key is trained for some facts, held out for others
+        seen = Counter((r.fact_key, r.form, r.eval_only) for r in corpus.select(split=split))
+        assert {(key, form, flag) for key, form, _ in seen for flag in (True, False)} <= set(seen)
 
 
 def test_identifiers(tiny: tuple[Corpus, Hierarchy]) -> None:
@@ -187,18 +204,21 @@ def test_images_are_redrawn_bit_for_bit_from_their_spec(tiny: tuple[Corpus, Hier
 def test_image_grounded_answers_are_the_drawn_finding(tiny: tuple[Corpus, Hierarchy]) -> None:
     corpus, hierarchy = tiny
     findings = {s.study_id: s.radiograph.finding for s in hierarchy.studies}
-    expected_by_question = {
-        "What is the main finding on this radiograph?": finding_name,
-        "Where is the main finding located?": region,
-        "What does the FINDINGS section of this report say?": findings_text,
-        "What does the IMPRESSION section of this report say?": impression_text,
-    }
+    value_of = {"study.finding": finding_name, "study.region": region, "section.findings": findings_text,
+                "section.impression": impression_text}
+    report_of = {"section.findings": findings_report, "section.impression": impression_report}
     checked = 0
     for record in corpus.records:
-        if record.fact_kind is FactKind.IMAGE_GROUNDED and record.task is Task.GENERATION:
-            assert record.answer == expected_by_question[record.question](findings[record.study_id])
-            checked += 1
+        if record.fact_kind is FactKind.IMAGE_GROUNDED:
+            finding = findings[record.study_id]
+            assert record.fact_value == value_of[record.fact_key](finding)
+            if record.task is Task.GENERATION:
+                expected = report_of.get(record.fact_key, value_of[record.fact_key])(finding)
+                assert record.answer == expected
+                checked += 1
     assert checked > 0
+    report = findings_report(findings[next(iter(findings))])
+    assert report.count(".") >= 3  # a report-like sentence: ROUGE-L and exact match differ
 
 
 def _at_64(radiograph: Radiograph) -> np.ndarray:
@@ -251,7 +271,11 @@ def test_size_spec_and_unknown_size_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         SizeSpec("bad", institutions=0, train_patients=1, holdout_patients=1, studies_per_patient=(1,))
     with pytest.raises(ValueError, match="at most"):
-        SizeSpec("big", institutions=8, train_patients=60, holdout_patients=8, studies_per_patient=(1,))
+        SizeSpec("big", institutions=5, train_patients=90, holdout_patients=11, studies_per_patient=(1,))
+    with pytest.raises(ValueError, match="institutions"):  # three institution names left for decoys
+        SizeSpec("wide", institutions=6, train_patients=1, holdout_patients=1, studies_per_patient=(1,))
+    with pytest.raises(ValueError, match="reserved"):
+        generate_corpus(size="tiny", seed=1_000_003, out=tmp_path / "reserved")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError):

@@ -12,12 +12,12 @@ from mllm.train.checkpoint import CheckpointMismatchError, checkpoint_path
 from mllm.train.encode import IGNORE_INDEX, encode_records, prompt_text
 from mllm.train.logprobs import answer_logprobs, answer_nll, sequence_logprobs
 from mllm.train.loop import NoOpTrainingError, ShuffledBatches, TrainConfig, Trainer
-from mllm.train.recipe import TrainJobError, reference_for_corpus, train_on_records, training_records
+from mllm.train.recipe import TrainJobError, fresh_reference, train_on_records, training_records
 
 
 @pytest.fixture(scope="module")
 def fresh(corpus):
-    return reference_for_corpus(corpus, SPECS["tiny"])
+    return fresh_reference(SPECS["tiny"])
 
 
 def test_labels_cover_exactly_the_answer_and_eos(fresh, corpus):
@@ -68,7 +68,7 @@ def test_memorises_a_tiny_corpus_in_seconds(trained):
 
 
 def _trainer(corpus, config):
-    model, processor = reference_for_corpus(corpus, SPECS["tiny"])
+    model, processor = fresh_reference(SPECS["tiny"])
     data = encode_records(processor, corpus.select(trainable=True), corpus.root)
     return Trainer(model, config, ShuffledBatches(data, config.batch_size, config.seed))
 
@@ -77,9 +77,10 @@ class _Interrupt(Exception):
     pass
 
 
-def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, corpus):
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, corpus, grad_accum):
     """Bitwise: same weights, optimizer state, schedule, data order and RNG (CPU, same thread count)."""
-    config = TrainConfig(steps=10, batch_size=4, lr=3e-3, seed=1)
+    config = TrainConfig(steps=10, batch_size=4, lr=3e-3, seed=1, grad_accum=grad_accum)
     straight = _trainer(corpus, config)
     straight.fit()
 
@@ -117,7 +118,7 @@ def test_a_run_that_changes_nothing_raises(corpus):
 
 
 def test_lora_training_changes_only_adapters(corpus):
-    model, processor = reference_for_corpus(corpus, SPECS["tiny"])
+    model, processor = fresh_reference(SPECS["tiny"])
     base = {name: p.detach().clone() for name, p in model.named_parameters()}
     config = TrainConfig(steps=4, batch_size=4, lr=3e-3)
     peft_model, result = train_on_records(model, processor, corpus.root, corpus.select(trainable=True),

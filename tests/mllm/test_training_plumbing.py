@@ -15,7 +15,7 @@ from mllm.models.specs import SPECS
 from mllm.train.encode import encode_records
 from mllm.train.logprobs import answer_logprobs
 from mllm.train.loop import ShuffledBatches, TrainConfig, Trainer
-from mllm.train.recipe import reference_for_corpus, train_on_records
+from mllm.train.recipe import fresh_reference, train_on_records
 
 LORA = LoraSettings(rank=4, alpha=8)
 
@@ -29,7 +29,7 @@ def test_gradient_checkpointing_still_trains_lora(corpus, size):
     records = corpus.select(trainable=True)
     runs = {}
     for checkpointing in (False, True):
-        model, processor = reference_for_corpus(corpus, SPECS[size])
+        model, processor = fresh_reference(SPECS[size])
         config = TrainConfig(steps=3, batch_size=4, lr=3e-3, gradient_checkpointing=checkpointing)
         peft_model, result = train_on_records(model, processor, corpus.root, records, config, lora=LORA)
         runs[checkpointing] = (peft_model, result)
@@ -44,7 +44,7 @@ def test_gradient_checkpointing_still_trains_lora(corpus, size):
 
 def test_checkpointing_without_input_grads_cannot_train_lora(corpus):
     """The failure enable_gradient_checkpointing() prevents: no gradient reaches the adapters."""
-    model, processor = reference_for_corpus(corpus, SPECS["tiny"])
+    model, processor = fresh_reference(SPECS["tiny"])
     peft_model = add_lora(model, LORA)
     peft_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
     peft_model.disable_input_require_grads()
@@ -56,7 +56,7 @@ def test_checkpointing_without_input_grads_cannot_train_lora(corpus):
 
 def test_gradient_accumulation_equals_the_larger_batch(corpus):
     """2 micro-batches of 2 = 1 batch of 4 (answers of equal length, so the mean of means is the mean)."""
-    model, processor = reference_for_corpus(corpus, SPECS["tiny"])
+    model, processor = fresh_reference(SPECS["tiny"])
     data = encode_records(processor, corpus.select(trainable=True), corpus.root)
     by_length = defaultdict(list)
     for i, example in enumerate(data.examples):
@@ -65,7 +65,7 @@ def test_gradient_accumulation_equals_the_larger_batch(corpus):
     data.examples = [data.examples[i] for i in chosen]
     runs = []
     for batch_size, accum in ((4, 1), (2, 2)):
-        fresh, _ = reference_for_corpus(corpus, SPECS["tiny"])
+        fresh, _ = fresh_reference(SPECS["tiny"])
         config = TrainConfig(steps=1, batch_size=batch_size, grad_accum=accum, lr=1e-3, warmup_ratio=0.0)
         trainer = Trainer(fresh, config, ShuffledBatches(data, batch_size, seed=0, group_by_length=False))
         norms = []
@@ -84,15 +84,17 @@ def test_gradient_accumulation_equals_the_larger_batch(corpus):
     assert compared > len(big.named_params) / 2
 
 
-@pytest.mark.parametrize("size", ["tiny", "tiny-qwen2-vl"])
-def test_bf16_weights_are_scored_in_fp32_and_train_fp32_adapters(tmp_path, corpus, size):
-    model, processor = reference_for_corpus(corpus, SPECS[size])
+@pytest.mark.parametrize("size, dtype", [("tiny", "bf16"), ("tiny-qwen2-vl", "bf16"),
+                                         ("tiny-qwen2-vl", "fp16")])
+def test_half_precision_weights_are_scored_in_fp32_and_train_fp32_adapters(tmp_path, corpus, size, dtype):
+    model, processor = fresh_reference(SPECS[size])
     save_artifact(model, processor, tmp_path / "m", ArtifactMetadata(kind="reference"))
     records = corpus.select(trainable=True)
     data = encode_records(processor, records[:4], corpus.root)
     full = load_model(tmp_path / "m")
-    half = load_model(tmp_path / "m", dtype="bf16", device_map={"": "cpu"})
-    assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    half = load_model(tmp_path / "m", dtype=dtype, device_map={"": "cpu"})
+    weights = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    assert {p.dtype for p in half.model.parameters()} == {weights}
     with torch.no_grad():
         exact, mask = answer_logprobs(full.model, data.batch(range(4)))
         approx, _ = answer_logprobs(half.model, data.batch(range(4)))
@@ -109,4 +111,4 @@ def test_bf16_weights_are_scored_in_fp32_and_train_fp32_adapters(tmp_path, corpu
     for name, param in peft_model.named_parameters():
         if "lora_" not in name:
             original = name.replace("base_model.model.", "", 1).replace(".base_layer", "")
-            assert param.dtype == torch.bfloat16 and torch.equal(param, base[original]), name
+            assert param.dtype == weights and torch.equal(param, base[original]), name

@@ -1,0 +1,288 @@
+"""API load benchmark: POST intake and GET list against the production serving setup, on loopback.
+
+    .venv/bin/python benchmarks/api_load.py [--seconds 10] [--concurrency 16] [--no-docs]
+
+Sets up what a deployment runs: a PostgreSQL database of its own (created on the server of
+``--postgres``, dropped afterwards), a Redis of its own (``redis-server`` on a free port: broker and
+throttle cache), ``OBLIVIO_DEPLOYMENT=production`` behind a (simulated) TLS proxy header, and the
+web server exactly as ``oblivio serve`` starts it. Seeds the tiny synthetic corpus and one API key,
+then drives each phase with ``--concurrency`` keep-alive clients for ``--seconds``:
+
+- intake: ``POST /api/v1/forget-requests`` (a fresh ``Idempotency-Key`` each, patients in turn);
+- list: ``GET /api/v1/forget-requests`` (default page of 50).
+
+Reports requests/s, p50/p99 latency, errors, and rows created against 201 answers (nothing lost, nothing
+doubled); writes ``bench-out/api_load.json`` and the ``api_load`` section of ``docs/benchmarks.md``.
+Targets (2 cores): intake >= 500 requests/s with p99 <= 50 ms, lists >= 1,000 requests/s, 0 errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs" / "benchmarks.md"
+OUT = REPO / "bench-out" / "api_load.json"
+TARGETS = {"intake": {"rps": 500, "p99_ms": 50}, "list": {"rps": 1000}}
+BEGIN, END = "<!-- BEGIN api_load -->", "<!-- END api_load -->"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Phase:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    seconds: float = 0.0
+
+    def record(self, status: int | None, latency: float) -> None:
+        if status is None:
+            self.errors += 1
+            return
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.latencies.append(latency)
+
+    def summary(self, ok: int) -> dict[str, float | int]:
+        ordered = sorted(self.latencies)
+
+        def percentile(q: float) -> float:
+            return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else 0.0
+
+        failed = self.errors + sum(count for status, count in self.statuses.items() if status != ok)
+        return {"requests": len(ordered) + self.errors, "ok": self.statuses.get(ok, 0), "errors": failed,
+                "rps": round(self.statuses.get(ok, 0) / self.seconds, 1), "p50_ms": percentile(0.50),
+                "p99_ms": percentile(0.99), "max_ms": percentile(1.0)}
+
+
+def drive(phase: Phase, port: int, *, concurrency: int, seconds: float,
+          make_request: Callable[[int], tuple[str, str, bytes | None, dict[str, str]]]) -> None:
+    """``concurrency`` threads, each on one keep-alive connection, sending until time is up."""
+    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+    counter = iter(range(10**9))
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.monotonic() < stop:
+            with lock:
+                number = next(counter)
+            method, path, body, headers = make_request(number)
+            started = time.perf_counter()
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status: int | None = response.status
+            except (OSError, http.client.HTTPException):
+                status = None
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            with lock:
+                phase.record(status, time.perf_counter() - started)
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    phase.seconds = time.monotonic() - began
+
+
+def _wait_for(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[:3]} exited with {process.returncode}")
+        try:  # as the TLS proxy forwards it (production settings redirect plain HTTP)
+            urllib.request.urlopen(urllib.request.Request(url, headers={"X-Forwarded-Proto": "https"}),
+                                   timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def _setup_environment(args: argparse.Namespace, home: Path, redis_port: int) -> str:
+    """Create the benchmark database; point this process's settings at it; return its URL."""
+    import psycopg
+
+    name = f"oblivio_bench_{os.getpid()}"
+    with psycopg.connect(args.postgres, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    database_url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+    os.environ.update(
+        OBLIVIO_HOME=str(home), DATABASE_URL=database_url, OBLIVIO_DEPLOYMENT="production",
+        CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0", OBLIVIO_DB_CONN_MAX_AGE="60",
+        OBLIVIO_API_RATE_WRITE="10000000/min", OBLIVIO_API_RATE_READ="10000000/min",
+        OBLIVIO_LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="oblivio_site.settings")
+    return database_url
+
+
+def _seed(home: Path) -> tuple[str, list[dict]]:
+    """Migrate, ingest the tiny corpus, create an API key; return the token and subjects to file."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from compliance.accounts import apikey_create
+    from core.principals import SYSTEM
+    from hierarchy.models import Institution
+    from hierarchy.services import corpus_ingest
+    from mllm.data.synth import generate_corpus
+
+    call_command("migrate", interactive=False, verbosity=0)
+    corpus = generate_corpus(size="tiny", seed=0, out=home / "corpus")
+    corpus_ingest(corpus_dir=corpus.root, actor="system:bench")
+    systems = dict(Institution.objects.values_list("code", "mrn_system"))
+    _, token = apikey_create(name="bench", institution_codes=sorted(systems), actor=SYSTEM)
+    patients = sorted({(record.institution_id, record.patient_id) for record in corpus.records})
+    return token, [{"mrn": {"system": systems[code], "value": patient}} for code, patient in patients]
+
+
+def _rows() -> int:
+    from compliance.models import ForgetRequest
+
+    return ForgetRequest.objects.count()
+
+
+def _machine() -> dict[str, object]:
+    load = os.getloadavg()
+    return {"cpus": os.cpu_count(), "loadavg_1m_at_start": round(load[0], 2),
+            "python": platform.python_version(), "platform": platform.platform(terse=True)}
+
+
+def run(args: argparse.Namespace) -> dict:
+    machine = _machine()
+    from oblivio_site.processes import server_argv
+
+    home = Path(tempfile.mkdtemp(prefix="oblivio-bench-"))
+    redis_port, web_port = _free_port(), _free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    database_url = _setup_environment(args, home, redis_port)
+    server = None
+    try:
+        token, subjects = _seed(home)
+        argv = server_argv(port=web_port, workers=args.workers, threads=args.threads)
+        with (home / "web.log").open("wb") as log:
+            server = subprocess.Popen(argv, env=dict(os.environ), stderr=log)
+        _wait_for(f"http://127.0.0.1:{web_port}/api/v1/institutions", server)
+        headers = {"Authorization": f"Bearer {token}", "X-Forwarded-Proto": "https",
+                   "Content-Type": "application/json"}
+
+        def intake(number: int) -> tuple[str, str, bytes, dict[str, str]]:
+            body = {"subject": subjects[number % len(subjects)], "regulation": "gdpr",
+                    "legal_basis": "gdpr_17_1_b",
+                    "requester": {"type": "data_subject", "reference": f"b-{number}"}}
+            return ("POST", "/api/v1/forget-requests", json.dumps(body).encode(),
+                    {**headers, "Idempotency-Key": f"bench-{number}-{secrets.token_hex(4)}"})
+
+        def listing(number: int) -> tuple[str, str, None, dict[str, str]]:
+            return "GET", "/api/v1/forget-requests", None, headers
+
+        results: dict[str, dict] = {}
+        for name, make, ok in (("intake", intake, 201), ("list", listing, 200)):
+            drive(Phase("warm-up"), web_port, concurrency=args.concurrency, seconds=1.0, make_request=make)
+            before = _rows()
+            phase = Phase(name)
+            drive(phase, web_port, concurrency=args.concurrency, seconds=args.seconds, make_request=make)
+            results[name] = phase.summary(ok)
+            results[name]["rows_created"] = _rows() - before
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        redis.terminate()
+        redis.wait(timeout=30)
+        from django.db import connections
+
+        connections.close_all()
+        import psycopg
+
+        with psycopg.connect(args.postgres, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {database_url.rsplit('/', 1)[1]} WITH (FORCE)")
+    machine["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    return {"machine": machine, "setup": {"workers": args.workers, "threads": args.threads,
+                                          "concurrency": args.concurrency, "seconds": args.seconds},
+            "results": results, "targets": TARGETS}
+
+
+def section(report: dict) -> str:
+    machine, setup, results = report["machine"], report["setup"], report["results"]
+    rows = []
+    for name, result in results.items():
+        target = TARGETS[name]
+        met = result["rps"] >= target["rps"] and result["p99_ms"] <= target.get("p99_ms", 1e9) \
+            and result["errors"] == 0
+        goal = f"≥ {target['rps']} req/s" + (f", p99 ≤ {target['p99_ms']} ms" if "p99_ms" in target else "")
+        rows.append(f"| {name} | {result['rps']} | {result['p50_ms']} | {result['p99_ms']} | "
+                    f"{result['errors']} | {result['ok']} / {result['rows_created']} | "
+                    f"{goal}: {'met' if met else 'NOT met'} |")
+    return "\n".join([
+        BEGIN, "## REST API under load (`benchmarks/api_load.py`)", "",
+        f"`make bench-api` (`.venv/bin/python benchmarks/api_load.py --seconds {setup['seconds']} "
+        f"--concurrency {setup['concurrency']}`): gunicorn as `oblivio serve` starts it ({setup['workers']} "
+        f"workers x {setup['threads']} threads, `OblivioWorker`), PostgreSQL, Redis, "
+        "`OBLIVIO_DEPLOYMENT=production`, `OBLIVIO_DB_CONN_MAX_AGE=60`; the load generator runs on the "
+        f"same machine. Machine: {machine['cpus']} CPUs, load average {machine['loadavg_1m_at_start']} at "
+        f"start and {machine['loadavg_1m_at_end']} at the end (shared with other work).", "",
+        "| phase | req/s | p50 ms | p99 ms | errors | 2xx / rows created | target |",
+        "|---|---|---|---|---|---|---|", *rows, "", END, ""])
+
+
+def update_docs(text_section: str) -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + text_section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + text_section
+    DOCS.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
+    parser.add_argument("--concurrency", type=int, default=16, help="keep-alive clients")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="a PostgreSQL database URL with the right to create databases")
+    parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    report = run(args)
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(report, indent=2))
+    print(section(report))
+    if not args.no_docs:
+        update_docs(section(report))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The one prompt renderer: a record's question with hierarchy context of depth 0-4.
+
+=====  =========================================================================
+depth  the text before the question
+=====  =========================================================================
+0      nothing (image + question)
+1      ``Institution: <name>``
+2      + ``Patient MRN: <patient id>``
+3      + ``Study: <study date> <modality>``
+4      + ``Section: <SECTION>`` (section-level records only)
+=====  =========================================================================
+
+Training (:func:`training_prompts`), evaluation and attacks all render through
+:func:`render_prompt`, so a context-adding attack asks exactly what training showed. **The context
+never contains the answer**: an item of the context that contains the record's fact value (or its
+answer, for generation and cloze) as a whole word is left out — the study date is not shown when
+the date is asked, the institution not when its name is asked. The patient's name is never part of
+the context at all (the patient is identified by MRN).
+
+**Training depth mix** (``DEPTH_MIX``): every trainable record is rendered at one depth drawn from
+the mix (uniform over 0-4), deterministically from the seed and the record id — so the several
+trained forms of one fact are seen at different depths, and a rerun sees the same prompts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+from .schema import Record, Task
+
+MAX_DEPTH = 4
+DEPTHS = tuple(range(MAX_DEPTH + 1))
+DEPTH_MIX: dict[int, float] = dict.fromkeys(DEPTHS, 1.0)  # relative weights of training depths
+
+
+def _context_items(record: Record) -> list[tuple[int, str, str]]:
+    """(depth, label, value) of every context item the record can show, shallowest first."""
+    items = [(1, "Institution", record.institution_name or record.institution_id),
+             (2, "Patient MRN", record.patient_id)]
+    items += [(3, "Study", value) for value in (record.study_date, record.modality) if value]
+    if record.section is not None:
+        items.append((4, "Section", record.section.value))
+    return items
+
+
+def _secrets(record: Record) -> list[str]:
+    """Strings the context must not contain: the fact value and (unless a letter) the answer."""
+    values = [record.fact_value]
+    if record.task is not Task.CLASSIFICATION:
+        values.append(record.answer)
+    return [value.strip() for value in values if value.strip()]
+
+
+def _leaks(text: str, secrets: Sequence[str]) -> bool:
+    return any(re.search(rf"(?<!\w){re.escape(secret)}(?!\w)", text, re.IGNORECASE) for secret in secrets)
+
+
+def context_lines(record: Record, depth: int) -> list[str]:
+    """The context lines of ``record`` at ``depth`` (items that would reveal the answer left out)."""
+    if depth not in DEPTHS:
+        raise ValueError(f"depth must be in 0..{MAX_DEPTH}")
+    secrets = _secrets(record)
+    lines: dict[str, list[str]] = {}
+    for item_depth, label, value in _context_items(record):
+        if item_depth <= depth and not _leaks(value, secrets):
+            lines.setdefault(label, []).append(value)
+    return [f"{label}: {' '.join(values)}" for label, values in lines.items()]
+
+
+def render_prompt(record: Record, depth: int) -> str:
+    """The prompt text of ``record`` at context ``depth`` (0 = the question alone)."""
+    return "\n".join([*context_lines(record, depth), record.question])
+
+
+def training_depth(record: Record, seed: int) -> int:
+    """The context depth ``record`` is trained at: drawn from ``DEPTH_MIX`` by seed and record id."""
+    digest = hashlib.sha256(f"depth:{seed}:{record.record_id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(DEPTH_MIX.values())
+    for depth, weight in DEPTH_MIX.items():
+        if point < weight:
+            return depth
+        point -= weight
+    return MAX_DEPTH
+
+
+def training_prompts(records: Sequence[Record], seed: int) -> list[str]:
+    """The prompts the model is trained on: each record at its :func:`training_depth`."""
+    return [render_prompt(record, training_depth(record, seed)) for record in records]
