@@ -65,45 +65,36 @@ class Engine(Protocol):
                progress: Progress) -> VerifyOutcome: ...
 
 
-def _scope_module() -> Any:
-    """Where ``ScopeGroups`` / ``NodeRef`` / ``resolve_scope`` live (testbed v2, else the unlearning seam)."""
-    try:
-        from mllm.data import scope
-    except ImportError:
-        from mllm.unlearn import scope
-    return scope
-
-
 def merged_scope(corpus: Any, targets: Sequence[ScopeTarget], already_forgotten: frozenset[str]) -> Any:
-    """One ``ScopeGroups`` for a batch: the union of each request's forget side; everything kept
+    """One ``ScopeGroups`` for a batch: the union of each request's forget side; every kept group
     excludes what any request forgets and what earlier jobs already removed from the served model."""
-    scope = _scope_module()
-    by_id = {record.record_id: record for record in corpus.records}
-    groups = []
-    for target in targets:
-        anchor = by_id[min(target.forget)]
-        depth = ("institution", "patient", "study", "section").index(target.level)
-        path = [anchor.institution_id, anchor.patient_id, anchor.study_id,
-                anchor.section.value if anchor.section else None]
-        groups.append(scope.resolve_scope(corpus, scope.NodeRef(*[v if i <= depth else None
-                                                                   for i, v in enumerate(path)])))
-    removed = {r.record_id for g in groups for r in (*g.forget, *g.children)} | set(already_forgotten)
+    from mllm.data.schema import Level
+    from mllm.data.scope import NodeRef, resolve_scope
 
-    def union(lists: Any, drop: set[str]) -> list[Any]:
+    by_id = {record.record_id: record for record in corpus.records}
+    groups = [resolve_scope(corpus, NodeRef.of(by_id[min(target.forget)], Level(target.level)))
+              for target in targets]
+    gone = set(already_forgotten)
+    forgotten = {r.record_id for g in groups for r in (*g.forget, *g.children)} | gone
+    removed = forgotten | {r.record_id for g in groups for r in g.shared}
+
+    def union(lists: Any, drop: set[str]) -> tuple[Any, ...]:
         seen: dict[str, Any] = {}
         for records in lists:
             seen.update((r.record_id, r) for r in records if r.record_id not in drop)
-        return list(seen.values())
+        return tuple(seen.values())
 
     first = groups[0]
-    levels = {level for g in groups for level in g.siblings}
+    levels = [level for level in Level if any(level in g.siblings for g in groups)]
     return replace(
-        first, forget=union((g.forget for g in groups), set(already_forgotten)),
-        children=union((g.children for g in groups), set(already_forgotten)),
-        siblings={level: union((g.siblings.get(level, []) for g in groups), removed) for level in levels},
-        shared=union((g.shared for g in groups), removed), retain=union([first.retain], removed),
-        validation=union([first.validation], removed), holdout=union((g.holdout for g in groups), set()),
-        forget_forms=union((g.forget_forms for g in groups), set()))
+        first, forget=union((g.forget for g in groups), gone),
+        children=union((g.children for g in groups), gone),
+        shared=union((g.shared for g in groups), forgotten),
+        siblings={level: union((g.siblings.get(level, ()) for g in groups), removed) for level in levels},
+        retain=union([first.retain], removed), validation=union([first.validation], removed),
+        holdout=union((g.holdout for g in groups), set()),
+        forget_forms=union((g.forget_forms for g in groups), gone),
+        holdout_forms=union((g.holdout_forms for g in groups), set()))
 
 
 class MllmEngine:
