@@ -92,7 +92,7 @@ def model() -> None:
 @click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--corpus", "corpus_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               required=True, help="The (ingested) corpus the model was trained on.")
-@click.option("--deployment", default=None, help="Deployment name (default: OBLIVIO_DEPLOYMENT).")
+@click.option("--deployment", default=None, help="Deployment name (default: OBLIVIO_MODEL_DEPLOYMENT).")
 @click.option("--serve/--no-serve", default=True, show_default=True)
 def model_register_command(artifact: Path, corpus_dir: Path, deployment: str | None, serve: bool) -> None:
     """Register a trained model of an ingested corpus (and serve it)."""
@@ -114,7 +114,7 @@ def model_register_command(artifact: Path, corpus_dir: Path, deployment: str | N
     if corpus is None:
         raise click.ClickException("this corpus is not ingested; run `oblivio ingest` first")
     try:
-        version = model_version_register(deployment=deployment or settings.OBLIVIO_DEPLOYMENT,
+        version = model_version_register(deployment=deployment or settings.OBLIVIO_MODEL_DEPLOYMENT,
                                          artifact_dir=artifact, corpus=corpus, corpus_root=corpus_dir,
                                          actor=cli_principal(), serve=serve)
     except ComplianceError as exc:

@@ -284,7 +284,7 @@ def _env_json(name: str, default: object) -> object:
 
 
 OBLIVIO_PIPELINE_ENGINE = os.environ.get("OBLIVIO_PIPELINE_ENGINE", "compliance.pipeline.engine.MllmEngine")
-OBLIVIO_DEPLOYMENT = os.environ.get("OBLIVIO_DEPLOYMENT", "default")
+OBLIVIO_MODEL_DEPLOYMENT = os.environ.get("OBLIVIO_MODEL_DEPLOYMENT", "default")  # registry name
 OBLIVIO_ARTIFACT_DIR = os.environ.get("OBLIVIO_ARTIFACT_DIR", "")  # default: $OBLIVIO_HOME/artifacts
 #: Approved requests of one institution arriving within this window share one job.
 OBLIVIO_JOB_BATCH_WINDOW_SECONDS = float(os.environ.get("OBLIVIO_JOB_BATCH_WINDOW_SECONDS", "10"))
