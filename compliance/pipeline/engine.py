@@ -103,9 +103,8 @@ class MllmEngine:
     def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
                 already_forgotten: frozenset[str], method: str, config: Mapping[str, Any], out: Path,
                 seed: int, progress: Progress, should_cancel: Callable[[], bool]) -> UnlearnOutcome:
-        from mllm.unlearn import CollapseError, ConfigError, UnknownMethodError, UnlearnCancelled, unlearn
-
         from mllm.data.schema import load_corpus
+        from mllm.unlearn import CollapseError, ConfigError, UnknownMethodError, UnlearnCancelled, unlearn
 
         corpus = load_corpus(corpus_root)
         try:
@@ -127,9 +126,8 @@ class MllmEngine:
     def verify(self, *, original: Path, candidate: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
                already_forgotten: frozenset[str], thresholds: Mapping[str, Any],
                progress: Progress) -> VerifyOutcome:
-        from mllm.verify import PolicyError, VerdictPolicy, VerifyInputError, verify
-
         from mllm.data.schema import load_corpus
+        from mllm.verify import PolicyError, VerdictPolicy, VerifyInputError, verify
 
         corpus = load_corpus(corpus_root)
         try:
