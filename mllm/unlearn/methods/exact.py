@@ -51,25 +51,24 @@ class Exact(Method):
         self.shards = {shard: [[i for i in part if i not in forget] for part in slices]
                        for shard, slices in manifest["shards"].items()}
         self.retrained: dict[str, tuple[int, dict]] = {}
+        dirty = {shard: next(k for k, part in enumerate(slices) if forget.intersection(part))
+                 for shard, slices in manifest["shards"].items() if forget.intersection(sum(slices, []))}
+        stages = sum(len(manifest["shards"][shard]) - clean for shard, clean in dirty.items())
+        total = stages * config.steps_per_slice
 
         def on_step(step: TrainProgress) -> None:
             if should_cancel is not None and should_cancel():
                 raise UnlearnCancelled(len(self.log))
-            self.log.append(StepLog(step=len(self.log) + 1, total_steps=0, loss=step.loss, lr=step.lr))
+            self.log.append(StepLog(step=len(self.log) + 1, total_steps=total, loss=step.loss, lr=step.lr))
             if progress is not None:
                 progress(self.log[-1])
 
-        for shard, slices in manifest["shards"].items():
-            dirty = [k for k, part in enumerate(slices) if forget.intersection(part)]
-            if not dirty:
-                continue
-            clean = dirty[0]  # stage `clean` saw only slices before the first dirty one
+        for shard, clean in dirty.items():  # stage `clean` saw only the slices before the first dirty one
             restore_stage(ensemble.model, ctx.model_dir / "shards" / shard, shard, clean, config)
             states = train_stages(ensemble.model, ctx.processor, ctx.root, by_id, shard, self.shards[shard],
                                   config, start=clean, on_step=on_step)
             self.retrained[shard] = (clean, states)
         ensemble.model.eval()
-        self.config_used = config
         self.manifest = manifest
         return ensemble
 
