@@ -20,6 +20,10 @@ def run(bed, tmp_path, method, config=None):
     return result, score_groups(loaded.model, loaded.processor, bed.corpus.root, bed.scope)
 
 
+def kept_names(scores: dict[str, float]) -> list[str]:
+    return [name for name in scores if name.startswith("siblings.") or name in ("shared", "retain")]
+
+
 def test_registry_holds_every_method():
     method_class("ga")
     assert set(METHODS) == {"ga", "graddiff", "kl", "npo", "siu", "hierarchy", "exact", "chip"}
@@ -32,7 +36,7 @@ def test_baselines_forget_something_and_keep_siblings(bed, tmp_path, method):
     assert result.guard.passed and result.artifact.is_dir()
     assert len(result.steps) == 30 and result.steps[0].loss != result.steps[-1].loss
     assert scores["forget_private"] < bed.original["forget_private"]
-    assert scores["siblings.patient"] >= 0.9 and scores["siblings.institution"] >= 0.9
+    assert kept_names(scores) and all(scores[name] >= 0.9 for name in kept_names(scores))
 
 
 @pytest.mark.parametrize(("method", "kept_floor"), [("hierarchy", 0.9), ("siu", 0.8)])
@@ -44,6 +48,7 @@ def test_hierarchy_and_siu_forget_private_facts_keep_the_rest(bed, tmp_path, met
     assert scores["forget_private"] >= bed.original["holdout_private"] - 0.1
     # image-grounded facts of the forgotten image are kept; siblings and shared facts intact
     assert scores["forget_grounded"] >= bed.original["forget_grounded"] - 0.1
-    for group in ("siblings.patient", "siblings.institution", "shared"):
+    assert "siblings.patient" in scores and "shared" in scores
+    for group in kept_names(scores):
         assert scores[group] >= kept_floor, group
     assert result.provenance["scope_sha256"] and result.provenance["base_digest"]
