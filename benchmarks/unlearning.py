@@ -63,8 +63,9 @@ def machine() -> dict[str, Any]:
             "torch": torch.__version__}
 
 
-def pick_targets(corpus: Corpus, count: int, seed: int) -> list[NodeRef]:
-    """One node per level and section kind (institution, patient, study, each section), seeded."""
+def pick_targets(corpus: Corpus, count: int, seed: int, kinds: list[str] | None = None) -> list[NodeRef]:
+    """One node per level and section kind (institution, patient, study, each section), seeded;
+    ``kinds`` (level or section names) restricts and orders them."""
     records = sorted(corpus.select(trainable=True),
                      key=lambda r: hashlib.sha256(f"{seed}:{r.record_id}".encode()).hexdigest())
     wanted = [Level.INSTITUTION, Level.PATIENT, Level.STUDY]
@@ -74,8 +75,10 @@ def pick_targets(corpus: Corpus, count: int, seed: int) -> list[NodeRef]:
         level = kind if isinstance(kind, Level) else Level.SECTION
         record = next(r for r in records if (level is not Level.SECTION or r.section == kind)
                       and r.owner_level is level)
-        targets.append(NodeRef.of(record, level))
-    return targets[:count]
+        targets.append((kind.value, NodeRef.of(record, level)))
+    if kinds:
+        targets = sorted((t for t in targets if t[0] in kinds), key=lambda t: kinds.index(t[0]))
+    return [node for _, node in targets][:count]
 
 
 def groups_of(scope: ScopeGroups) -> dict[str, list[Record]]:
@@ -144,7 +147,7 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, Any]:
                       out=work / "sharded", config=ShardConfig(seed=seed))
         sharded = {"path": work / "sharded", "seconds": time.perf_counter() - started}
     targets = []
-    for index, node in enumerate(pick_targets(corpus, args.targets, seed)):
+    for index, node in enumerate(pick_targets(corpus, args.targets, seed, args.kinds)):
         scope = resolve_scope(corpus, node)
         forget = {r.record_id for r in scope.forget}
         print(f"seed {seed} target {index}: {node.level.value}, {len(forget)} forget records", flush=True)
@@ -273,6 +276,7 @@ def main() -> None:
     parser.add_argument("--size", default="demo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--targets", type=int, default=10)
+    parser.add_argument("--kinds", nargs="+", help="target kinds: institution, patient, study, LAB, ...")
     parser.add_argument("--methods", nargs="+",
                         default=["ga", "graddiff", "kl", "npo", "siu", "hierarchy", "chip"])
     parser.add_argument("--spec", default="small", choices=list(SPECS))
