@@ -104,7 +104,14 @@ class MllmEngine:
                 already_forgotten: frozenset[str], method: str, config: Mapping[str, Any], out: Path,
                 seed: int, progress: Progress, should_cancel: Callable[[], bool]) -> UnlearnOutcome:
         from mllm.data.schema import load_corpus
-        from mllm.unlearn import CollapseError, ConfigError, UnknownMethodError, UnlearnCancelled, unlearn
+        from mllm.unlearn import (
+            CollapseError,
+            ConfigError,
+            NoOpUnlearningError,
+            UnknownMethodError,
+            UnlearnCancelled,
+            unlearn,
+        )
 
         corpus = load_corpus(corpus_root)
         try:
@@ -117,6 +124,8 @@ class MllmEngine:
             raise EngineCancelled() from None
         except CollapseError as exc:
             raise EngineError(f"{method}: the collapse guard refused the result ({exc})") from None
+        except NoOpUnlearningError as exc:
+            raise EngineError(f"{method}: the run changed nothing ({exc})") from None
         except (ConfigError, UnknownMethodError, ValueError) as exc:
             raise EngineError(f"{method}: {exc}") from None
         log = [{"step": s.step, "loss": s.loss} for s in result.steps][-20:]
