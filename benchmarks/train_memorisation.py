@@ -5,13 +5,18 @@
 Fine-tunes through the same job as ``oblivio train --base`` (all trainable records) starting from
 the pretrained reference base of ``oblivio pretrain`` (built once into ``bench-out/pretrain/`` and
 reused; ``--base none`` starts from a fresh reference model instead), reloads the saved artifact
-through the local loader and answers every record with greedy decoding. Writes ``result.json``
-under ``bench-out/train_memorisation/<size>-seed<N>/`` and replaces the section for this size in
+through the local loader and answers with greedy decoding: the trained forms at every context depth
+0-4, the held-out forms and the holdout patients at depths 0 and 4 (prompts from the one renderer,
+``mllm.data.prompts.render_prompt``). Writes ``result.json`` under
+``bench-out/train_memorisation/<size>-seed<N>/`` and replaces the section for this size in
 ``docs/benchmarks.md``.
 
-Targets: private facts of the train split answered exactly (>= 95 %) within the training-time budget;
-holdout private facts near chance (the model did not learn the generator), measured against a
-majority baseline; holdout image-grounded facts >= 80 % (the model reads the image); peak memory.
+Targets (issue "Testbed v2"): trained private facts >= 95 % exact match; held-out phrasings and
+cross-task forms of trained private facts >= 80 % of the trained-form score; depth 4 >= depth 0 on
+trained facts; holdout-patient private facts within 10 points of a majority baseline (the model did
+not learn the generator); holdout image-grounded >= 80 % (the model reads the image); fine-tuning
+within the time budget; peak memory. Reported per depth, form, level and fact kind, with the strict
+and the MedForget-comparable scores.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ import shutil
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from mllm.data.prompts import DEPTHS, MAX_DEPTH
 from mllm.data.schema import Corpus, FactKind, Record
 from mllm.data.synth import generate_corpus
 from mllm.data.teaching import VERSION as TEACHING_VERSION
@@ -43,27 +50,39 @@ from mllm.train.recipe import TrainJob, run_train_job
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET_SECONDS = {"tiny": 60, "demo": 300, "medforget": 2700}
-EPOCHS = {"tiny": 30, "demo": 25, "medforget": 45}  # from the pretrained base; see docs/benchmarks.md
-TARGETS = {"train_private_em": 0.95, "holdout_image_em": 0.80, "holdout_private_margin": 0.10,
-           "peak_rss_gb": 4.0}
+EPOCHS = {"tiny": 30, "demo": 10, "medforget": 12}  # from the pretrained base; see docs/benchmarks.md
+TARGETS = {"train_private_em": 0.95, "held_out_ratio": 0.80, "holdout_image_em": 0.80,
+           "holdout_private_margin": 0.10, "peak_rss_gb": 4.0}
+SHORT_DEPTHS = (0, MAX_DEPTH)  # held-out forms and holdout patients are asked at these depths
 DOCS = REPO / "docs" / "benchmarks.md"
 
 
 def majority_baseline(corpus: Corpus, records: list[Record]) -> float:
-    """Exact match of answering each record with the commonest training answer of its question type
-    (same level, section and task): what a model that never saw the image or the patient can do."""
+    """Exact match of answering each record with the commonest training answer of its question
+    (same fact key and form): what a model that never saw the image or the patient can do."""
     answers: dict[tuple, Counter] = {}
     for record in corpus.select(trainable=True):
-        answers.setdefault((record.level, record.section, record.task), Counter())[record.answer] += 1
+        answers.setdefault((record.fact_key, record.form), Counter())[record.answer] += 1
     hits = 0
     for record in records:
-        common = answers.get((record.level, record.section, record.task))
+        common = answers.get((record.fact_key, record.form))
         hits += bool(common) and exact_match(record.task, common.most_common(1)[0][0], record.answer)
     return hits / len(records) if records else float("nan")
 
 
-def mean_em(scored: list[ScoredAnswer], group: str, kind: FactKind) -> float:
-    hits = [s.exact_match for s in scored if s.group == group and s.record.fact_kind is kind]
+def held_out_kind(corpus: Corpus) -> dict[str, str]:
+    """For every eval-only record: ``phrasing`` (its task is trained for that fact) or ``cross-task``."""
+    trained: dict[tuple, set] = {}
+    for record in corpus.select(trainable=True):
+        trained.setdefault((record.owner_id, record.fact_key), set()).add(record.task)
+    return {r.record_id: "phrasing" if r.task in trained.get((r.owner_id, r.fact_key), ()) else "cross-task"
+            for r in corpus.records if r.eval_only}
+
+
+def mean_em(scored: list[ScoredAnswer], group: str, kind: FactKind, *, depths: tuple[int, ...] = DEPTHS,
+            where: set[str] | None = None) -> float:
+    hits = [s.exact_match for s in scored if s.group == group and s.record.fact_kind is kind
+            and s.depth in depths and (where is None or s.record.record_id in where)]
     return sum(hits) / len(hits) if hits else float("nan")
 
 
@@ -122,29 +141,51 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     loaded = load_model(out / "model")
     groups = default_groups(corpus)
     started = time.perf_counter()
-    scored = evaluate_groups(loaded.model, loaded.processor, corpus.root, groups, mode="greedy",
-                             batch_size=64, max_new_tokens=args.max_new_tokens)
+    options = {"mode": "greedy", "batch_size": 64, "max_new_tokens": args.max_new_tokens}
+    scored = evaluate_groups(loaded.model, loaded.processor, corpus.root, {"train": groups["train"]},
+                             depths=DEPTHS, **options)
+    scored += evaluate_groups(loaded.model, loaded.processor, corpus.root,
+                              {name: groups[name] for name in ("held_out_forms", "holdout")},
+                              depths=SHORT_DEPTHS, **options)
     eval_seconds = time.perf_counter() - started
-    holdout_private = [r for r in groups["holdout"] if r.fact_kind is FactKind.PRIVATE]
+    kinds = held_out_kind(corpus)
+    phrasing = {rid for rid, kind in kinds.items() if kind == "phrasing"}
+    cross_task = set(kinds) - phrasing
+    private, image = FactKind.PRIVATE, FactKind.IMAGE_GROUNDED
+    holdout_private = [r for r in groups["holdout"] if r.fact_kind is private]
+    trained_short = mean_em(scored, "train", private, depths=SHORT_DEPTHS)
     measured = {
-        "train_private_em": mean_em(scored, "train", FactKind.PRIVATE),
-        "train_image_em": mean_em(scored, "train", FactKind.IMAGE_GROUNDED),
-        "paraphrase_private_em": mean_em(scored, "paraphrase", FactKind.PRIVATE),
-        "holdout_private_em": mean_em(scored, "holdout", FactKind.PRIVATE),
+        "train_private_em": mean_em(scored, "train", private),
+        "train_private_em_depth0": mean_em(scored, "train", private, depths=(0,)),
+        "train_private_em_depth4": mean_em(scored, "train", private, depths=(MAX_DEPTH,)),
+        "train_image_em": mean_em(scored, "train", image),
+        "held_out_phrasing_private_em": mean_em(scored, "held_out_forms", private, depths=SHORT_DEPTHS,
+                                                where=phrasing),
+        "cross_task_private_em": mean_em(scored, "held_out_forms", private, depths=SHORT_DEPTHS,
+                                         where=cross_task),
+        "train_private_em_depths_0_4": trained_short,
+        "holdout_private_em": mean_em(scored, "holdout", private, depths=SHORT_DEPTHS),
         "holdout_private_majority_baseline": majority_baseline(corpus, holdout_private),
-        "holdout_image_em": mean_em(scored, "holdout", FactKind.IMAGE_GROUNDED),
+        "holdout_image_em": mean_em(scored, "holdout", image, depths=SHORT_DEPTHS),
         "train_seconds": outcome.result.seconds,
         "eval_seconds": eval_seconds,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
+    ratio = TARGETS["held_out_ratio"] * trained_short
     checks = {
-        "train private EM >= 95 %": measured["train_private_em"] >= TARGETS["train_private_em"],
+        "trained private EM >= 95 %": measured["train_private_em"] >= TARGETS["train_private_em"],
+        "held-out phrasings >= 80 % of trained": measured["held_out_phrasing_private_em"] >= ratio,
+        "cross-task forms >= 80 % of trained": measured["cross_task_private_em"] >= ratio,
+        "depth 4 >= depth 0 on trained private facts": measured["train_private_em_depth4"]
+        >= measured["train_private_em_depth0"],
         f"training <= {BUDGET_SECONDS[args.size]} s": measured["train_seconds"] <= BUDGET_SECONDS[args.size],
         "holdout private EM <= majority baseline + 10 pts": measured["holdout_private_em"]
         <= measured["holdout_private_majority_baseline"] + TARGETS["holdout_private_margin"],
         "holdout image-grounded EM >= 80 %": measured["holdout_image_em"] >= TARGETS["holdout_image_em"],
         "peak RSS <= 4 GB": measured["peak_rss_gb"] <= TARGETS["peak_rss_gb"],
     }
+    tagged = [replace(s, group=f"{s.group} ({kinds[s.record.record_id]})") if s.group == "held_out_forms"
+              else s for s in scored]
     return {
         "benchmark": "train_memorisation", "size": args.size, "seed": args.seed,
         "command": " ".join([".venv/bin/python", "benchmarks/train_memorisation.py", *sys.argv[1:]]),
@@ -157,12 +198,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                    "grad_clip": 1.0},
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "measured": measured, "checks": checks,
-        "by_fact_kind": [row.as_dict() for row in summarise(scored, ("group", "fact_kind"))],
-        "by_task_level": [row.as_dict() for row in summarise(scored, ("group", "task", "level"))],
-        "_tables": {"fact_kind": markdown_table(summarise(scored, ("group", "fact_kind"))),
-                    "task": markdown_table(summarise(scored, ("group", "task")))},
+        "tables": {name: [row.as_dict() for row in summarise(tagged, keys)] for name, keys in TABLES.items()},
+        "_tables": {name: markdown_table(summarise(tagged, keys)) for name, keys in TABLES.items()},
         "_out": str(out),
     }
+
+
+TABLES = {"fact kind": ("group", "fact_kind"), "depth (private facts)": ("group", "fact_kind", "depth"),
+          "task form": ("group", "form"), "level": ("group", "level")}
 
 
 def markdown_section(result: dict) -> str:
@@ -170,6 +213,7 @@ def markdown_section(result: dict) -> str:
     checks = "\n".join(f"- {'PASS' if ok else 'MISS'}: {name}" for name, ok in result["checks"].items())
     load = ", ".join(f"{x:.2f}" for x in machine_info["loadavg_before"])
     load_after = ", ".join(f"{x:.2f}" for x in machine_info["loadavg_after"])
+    tables = "".join(f"By {name}:\n\n{table}\n" for name, table in result["_tables"].items())
     base = result["base"]
     start = "from random initialisation" if base is None else (
         f"from the pretrained reference base (`{base['command']}`: {base['cases']:,} anonymous teaching-file "
@@ -179,10 +223,13 @@ def markdown_section(result: dict) -> str:
 ## Memorisation — `{result['size']}` corpus (seed {result['seed']})
 
 What: fine-tune the reference tiny LLaVA (`{result['model']['size']}`, {result['model']['parameters']:,}
-parameters) {start} on all {result['corpus']['trainable']:,} trainable records of
-the synthetic corpus ({result['corpus']['records']:,} records incl. paraphrases and holdout), then
-answer every record with greedy decoding (exact match per task as defined in
-`mllm/evaluate/metrics.py`). Recipe: AdamW, lr {recipe['lr']}, batch {recipe['batch_size']},
+parameters) {start} on all {result['corpus']['trainable']:,} trained forms of the synthetic corpus
+({result['corpus']['records']:,} records incl. held-out forms and holdout patients), each rendered at
+one context depth drawn from the training mix (uniform 0-4, `mllm/data/prompts.py`), then answer
+with greedy decoding: trained forms at every depth 0-4, held-out forms and holdout patients at
+depths 0 and 4. Exact match per task as defined in `mllm/evaluate/metrics.py`; "MedForget" is the
+MedForget-comparable score (classification / cloze correct when stemmed ROUGE-L F1 = 1, generation
+= ROUGE-L F1). Recipe: AdamW, lr {recipe['lr']}, batch {recipe['batch_size']},
 {recipe['epochs']} epochs = {recipe['steps']} steps, {recipe['schedule']}, grad clip 1.
 
 Machine: {machine_info['cpu']}, {machine_info['cores']} cores, torch threads
@@ -191,26 +238,24 @@ after it (other engineers share the cores).
 
 Reproduce: `{result['command']}`
 
-| measure | value |
+| measure (private facts unless said) | value |
 |---|---|
-| train private facts, exact match | {m['train_private_em']:.3f} |
-| train image-grounded facts, exact match | {m['train_image_em']:.3f} |
-| paraphrased train questions (never trained), private | {m['paraphrase_private_em']:.3f} |
-| holdout private facts, exact match | {m['holdout_private_em']:.3f} |
-| holdout private facts, majority baseline | {m['holdout_private_majority_baseline']:.3f} |
-| holdout image-grounded facts, exact match | {m['holdout_image_em']:.3f} |
+| trained forms, exact match (depths 0-4) | {m['train_private_em']:.3f} |
+| trained forms at depth 0 / 4 | {m['train_private_em_depth0']:.3f} / {m['train_private_em_depth4']:.3f} |
+| trained forms, depths 0 and 4 (reference for held-out forms) | {m['train_private_em_depths_0_4']:.3f} |
+| held-out phrasings of trained facts, depths 0 and 4 | {m['held_out_phrasing_private_em']:.3f} |
+| cross-task forms of trained facts, depths 0 and 4 | {m['cross_task_private_em']:.3f} |
+| trained forms, image-grounded (depths 0-4) | {m['train_image_em']:.3f} |
+| holdout patients, exact match (depths 0 and 4) | {m['holdout_private_em']:.3f} |
+| holdout patients, majority baseline | {m['holdout_private_majority_baseline']:.3f} |
+| holdout patients, image-grounded | {m['holdout_image_em']:.3f} |
 | training time | {m['train_seconds']:.0f} s |
-| evaluation time (greedy, all records) | {m['eval_seconds']:.0f} s |
+| evaluation time (greedy) | {m['eval_seconds']:.0f} s |
 | peak RSS (whole process) | {m['peak_rss_gb']:.2f} GB |
 
 {checks}
 
-By group and fact kind:
-
-{result['_tables']['fact_kind']}
-By group and task:
-
-{result['_tables']['task']}<!-- END train_memorisation {result['size']} -->
+{tables}<!-- END train_memorisation {result['size']} -->
 """
 
 
@@ -241,7 +286,7 @@ def main() -> None:
     parser.add_argument("--pretrain-cases", type=int, default=3000)
     parser.add_argument("--pretrain-epochs", type=float, default=1.5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--out", help="working directory [bench-out/train_memorisation/SIZE-seedN]")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()

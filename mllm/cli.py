@@ -386,7 +386,9 @@ def pretrain(out: Path, size: str, cases: int, epochs: float, lr: float, batch_s
 @click.option("--mode", default="greedy", show_default=True, type=click.Choice(["greedy", "teacher-forced"]),
               help="Greedy decoding, or the fast teacher-forced argmax proxy.")
 @click.option("--by", default="group,task,level", show_default=True,
-              help="Comma-separated table keys: group and/or record fields (fact_kind, section, ...).")
+              help="Comma-separated table keys: group, depth and/or record fields (fact_kind, form, ...).")
+@click.option("--depth", "depths", default="0", show_default=True,
+              help="Comma-separated context depths (0-4) to ask every record at.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics, table and answers as JSON.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1))
@@ -394,14 +396,15 @@ def pretrain(out: Path, size: str, cases: int, epochs: float, lr: float, batch_s
 @_DEVICE
 @_BASE_SEARCH
 @click.option("--threads", type=click.IntRange(1), help="torch CPU threads [default: all cores].")
-def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str, by: str, as_json: bool,
-             batch_size: int, max_new_tokens: int, dtype: str, device: str, base_search: tuple[Path, ...],
-             threads: int | None) -> None:
+def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str, by: str, depths: str,
+             as_json: bool, batch_size: int, max_new_tokens: int, dtype: str, device: str,
+             base_search: tuple[Path, ...], threads: int | None) -> None:
     """Answer a corpus's records with a model and print exact match / ROUGE-L per group, task and level."""
     import json
 
     from tqdm import tqdm
 
+    from mllm.data.prompts import DEPTHS
     from mllm.data.schema import CorpusError, Record, load_corpus
     from mllm.evaluate.groups import GroupsError, default_groups, groups_from_file
     from mllm.evaluate.report import evaluate_groups, evaluation_json, markdown_table, summarise
@@ -409,9 +412,16 @@ def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str,
     from mllm.models.runtime import device_map_for
 
     keys = [key.strip() for key in by.split(",") if key.strip()]
-    unknown = [key for key in keys if key != "group" and key not in Record.__dataclass_fields__]
+    known = {"group", "depth", *Record.__dataclass_fields__}
+    unknown = [key for key in keys if key not in known]
     if not keys or unknown:
         raise click.BadParameter(f"unknown key {unknown[0] if unknown else by!r}", param_hint="--by")
+    try:
+        depth_list = [int(depth) for depth in depths.split(",")]
+    except ValueError:
+        depth_list = []
+    if not depth_list or not set(depth_list) <= set(DEPTHS):
+        raise click.BadParameter(f"give depths in 0..{max(DEPTHS)}, comma-separated", param_hint="--depth")
     _quiet_transformers(threads)
     try:
         loaded_corpus = load_corpus(corpus)
@@ -427,8 +437,9 @@ def evaluate(model_dir: Path, corpus: Path, groups_file: Path | None, mode: str,
             bar.total = total
             bar.update(done - bar.n)
 
-        scored = evaluate_groups(loaded.model, loaded.processor, loaded_corpus.root, groups, mode=eval_mode,
-                                 batch_size=batch_size, max_new_tokens=max_new_tokens, progress=on_batch)
+        scored = evaluate_groups(loaded.model, loaded.processor, loaded_corpus.root, groups,
+                                 depths=depth_list, mode=eval_mode, batch_size=batch_size,
+                                 max_new_tokens=max_new_tokens, progress=on_batch)
     if as_json:
         document = {"model": str(model_dir), "corpus_sha256": loaded_corpus.header.records_sha256,
                     **evaluation_json(scored, mode=eval_mode, keys=keys)}

@@ -12,6 +12,13 @@
   whitespace collapsed to one space, surrounding whitespace, quotes and trailing ``. , ; : ! ?``
   removed.
 * **Generation exact match** — as cloze (the primary generation metric is ROUGE-L F1).
+* **MedForget score** (comparable with the MedForget paper, :func:`medforget_score`) —
+  classification and cloze count as correct when ROUGE-L F1 (stemmed) is exactly 1.0, generation
+  scores its ROUGE-L F1. Differences from the strict metrics: ROUGE-L lowercases, drops punctuation
+  and stems, so ``"b"``, ``"(B)"`` or ``"B."`` are right and ``"pleural effusions"`` matches
+  ``"pleural effusion"``; but a reply that adds the option text (``"B) 12 mm"``) or a cloze
+  reply with an extra word is wrong (F1 < 1), where the strict classification parse accepts
+  ``"B) 12 mm"``. Replies without any ``[a-z0-9]`` token score 0 under both.
 """
 
 from __future__ import annotations
@@ -51,6 +58,12 @@ def parse_choice(text: str) -> str | None:
 def normalise_text(text: str) -> str:
     text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip(_EDGE_CHARS)
     return text.rstrip(_TRAILING_PUNCT).strip(_EDGE_CHARS)
+
+
+def medforget_score(task: Task, prediction: str, reference: str) -> float:
+    """MedForget's accuracy for classification and cloze (ROUGE-L F1 == 1), ROUGE-L F1 for generation."""
+    score = rouge_l_f1(prediction, reference)
+    return score if task is Task.GENERATION else float(score == 1.0)
 
 
 def exact_match(task: Task, prediction: str, reference: str) -> bool:

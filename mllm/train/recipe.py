@@ -10,7 +10,6 @@ record at its training context depth (:func:`mllm.data.prompts.training_prompts`
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ from mllm.models.specs import SPECS, ReferenceSpec
 from .checkpoint import checkpoint_dir_for
 from .encode import encode_records
 from .loop import Progress, ShuffledBatches, TrainConfig, Trainer, TrainResult
+from .oracle import excluded_digest
 
 
 def fresh_reference(spec: ReferenceSpec) -> tuple[Any, Any]:
@@ -145,7 +145,6 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
     model, result = train_on_records(
         model, processor, corpus.root, records, job.config, prompts=prompts, lora=job.lora, callback=callback,
         checkpoint_dir=job.checkpoint_dir, checkpoint_every=job.checkpoint_every, resume=job.resume)
-    excluded = "\n".join(sorted(job.exclude)).encode()
     metadata = ArtifactMetadata(
         # an oracle must never have seen the excluded records: only a clean start qualifies
         kind=ArtifactKind.RETRAIN_ORACLE if job.exclude and clean_start else ArtifactKind.FINE_TUNED,
@@ -154,7 +153,7 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
         corpus_sha256=corpus.header.records_sha256, parent_digest=parent,
         training={"config": asdict(job.config), "records": len(records), "steps": result.steps,
                   "excluded": len(job.exclude),
-                  "excluded_sha256": hashlib.sha256(excluded).hexdigest() if job.exclude else None,
+                  "excluded_sha256": excluded_digest(job.exclude) if job.exclude else None,
                   "lora": asdict(job.lora) if job.lora else None, "dtype": job.dtype,
                   "prompts": "training_prompts",
                   "tokenizer_corpus": None if job.base else {"size": TOKENIZER_CORPUS_SIZE,

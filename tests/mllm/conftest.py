@@ -1,6 +1,6 @@
 """Fixtures for the ML library: a few studies of the synthetic ``tiny`` corpus and a tiny model.
 
-The test corpus keeps the first three train studies (13 trainable records and 5 paraphrases each)
+The test corpus keeps the first two train studies (39 trained forms and 39 eval-only forms each)
 and one holdout study of ``generate_corpus(size="tiny", seed=0)``: real records and radiographs,
 small enough for the ``tiny`` reference model to memorise them in seconds.
 """
@@ -24,7 +24,7 @@ from mllm.train.recipe import fresh_reference, train_on_records
 torch.set_num_threads(1)  # robust when other processes share the 2 cores (2 threads oversubscribe)
 
 
-def make_corpus(root: Path, *, train_studies: int = 3, holdout_studies: int = 1) -> Corpus:
+def make_corpus(root: Path, *, train_studies: int = 2, holdout_studies: int = 1) -> Corpus:
     """Cut the synthetic tiny corpus down to a few whole studies (all their records and images)."""
     full = generate_corpus(size="tiny", seed=0, out=root / "full")
     keep: list[str] = []

@@ -129,9 +129,18 @@ def test_eval_prints_tables_and_json(corpus, trained_dir, tmp_path):
     result = run(evaluate, ["--model", trained_dir, "--corpus", corpus.root, "--by", "group,fact_kind",
                             "--max-new-tokens", "16"])
     assert result.exit_code == 0, result.output
-    assert "| group | fact_kind | n | exact match | ROUGE-L F1 |" in result.stdout
+    assert "| group | fact_kind | n | exact match | ROUGE-L F1 | MedForget |" in result.stdout
     private = [r for r in corpus.select(trainable=True) if r.fact_kind.value == "private"]
-    assert f"| train | private | {len(private)} | 1.000 |" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| train | private |"))
+    assert row.split("|")[3].strip() == str(len(private)) and float(row.split("|")[4]) >= 0.9
+
+    result = run(evaluate, ["--model", trained_dir, "--corpus", corpus.root, "--by", "group,depth",
+                            "--depth", "0,4", "--max-new-tokens", "16"])
+    assert result.exit_code == 0, result.output
+    assert "| train | 0 |" in result.stdout and "| train | 4 |" in result.stdout
+    for bad in ("5", "x", ""):
+        result = run(evaluate, ["--model", trained_dir, "--corpus", corpus.root, "--depth", bad])
+        assert result.exit_code == 2 and "--depth" in result.output
 
     groups = {"forget": [r.record_id for r in corpus.select(trainable=True)[:2]],
               "holdout": [r.record_id for r in corpus.select(trainable=False)]}
@@ -143,6 +152,7 @@ def test_eval_prints_tables_and_json(corpus, trained_dir, tmp_path):
     assert document["mode"] == "teacher_forced"
     assert {row["group"] for row in document["table"]} == {"forget", "holdout"}
     assert len(document["answers"]) == 2 + len(groups["holdout"])
+    assert {"medforget", "depth"} <= set(document["answers"][0])
 
 
 def test_eval_refuses_bad_input(corpus, trained_dir, tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mllm.data.schema import Task
-from mllm.evaluate.metrics import exact_match, normalise_text, parse_choice, rouge_l_f1
+from mllm.evaluate.metrics import exact_match, medforget_score, normalise_text, parse_choice, rouge_l_f1
 
 
 @pytest.mark.parametrize(("reply", "letter"), [
@@ -47,3 +47,23 @@ def test_rouge_l_f1_known_values():
     assert rouge_l_f1("left lobe", "left lower lobe") == pytest.approx(0.8)
     # word order matters: LCS of "lobe lower left" and "left lower lobe" is 1 token -> F1 1/3
     assert rouge_l_f1("lobe lower left", "left lower lobe") == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(("task", "prediction", "reference", "strict", "medforget"), [
+    (Task.CLASSIFICATION, "B", "B", True, 1.0),
+    (Task.CLASSIFICATION, "b", "B", False, 1.0),  # ROUGE lowercases
+    (Task.CLASSIFICATION, "(B)", "B", False, 1.0),  # ... and drops punctuation
+    (Task.CLASSIFICATION, "B) 12 mm", "B", True, 0.0),  # extra tokens: F1 < 1
+    (Task.CLOZE, "pleural effusions", "pleural effusion", False, 1.0),  # stemming
+    (Task.CLOZE, "left", "right", False, 0.0),
+])
+def test_medforget_score_differs_from_strict_where_documented(task, prediction, reference, strict,
+                                                              medforget) -> None:
+    assert exact_match(task, prediction, reference) is strict
+    assert medforget_score(task, prediction, reference) == medforget
+
+
+def test_medforget_score_of_generation_is_rouge() -> None:
+    reply, reference = "There is a small nodule.", "There is a large nodule."
+    assert medforget_score(Task.GENERATION, reply, reference) == rouge_l_f1(reply, reference)
+    assert rouge_l_f1(reply, reference) == pytest.approx(0.8)

@@ -84,15 +84,17 @@ def test_gradient_accumulation_equals_the_larger_batch(corpus):
     assert compared > len(big.named_params) / 2
 
 
-@pytest.mark.parametrize("size", ["tiny", "tiny-qwen2-vl"])
-def test_bf16_weights_are_scored_in_fp32_and_train_fp32_adapters(tmp_path, corpus, size):
+@pytest.mark.parametrize("size, dtype", [("tiny", "bf16"), ("tiny-qwen2-vl", "bf16"),
+                                         ("tiny-qwen2-vl", "fp16")])
+def test_half_precision_weights_are_scored_in_fp32_and_train_fp32_adapters(tmp_path, corpus, size, dtype):
     model, processor = fresh_reference(SPECS[size])
     save_artifact(model, processor, tmp_path / "m", ArtifactMetadata(kind="reference"))
     records = corpus.select(trainable=True)
     data = encode_records(processor, records[:4], corpus.root)
     full = load_model(tmp_path / "m")
-    half = load_model(tmp_path / "m", dtype="bf16", device_map={"": "cpu"})
-    assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    half = load_model(tmp_path / "m", dtype=dtype, device_map={"": "cpu"})
+    weights = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    assert {p.dtype for p in half.model.parameters()} == {weights}
     with torch.no_grad():
         exact, mask = answer_logprobs(full.model, data.batch(range(4)))
         approx, _ = answer_logprobs(half.model, data.batch(range(4)))
@@ -109,4 +111,4 @@ def test_bf16_weights_are_scored_in_fp32_and_train_fp32_adapters(tmp_path, corpu
     for name, param in peft_model.named_parameters():
         if "lora_" not in name:
             original = name.replace("base_model.model.", "", 1).replace(".base_layer", "")
-            assert param.dtype == torch.bfloat16 and torch.equal(param, base[original]), name
+            assert param.dtype == weights and torch.equal(param, base[original]), name
