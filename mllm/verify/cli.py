@@ -70,15 +70,12 @@ def verify_command(
     out: Path,
 ) -> None:
     """Attack CANDIDATE and write the verification report; exit 0 pass, 1 fail, 2 bad input."""
-    import torch
-
     from mllm.data.schema import CorpusError, load_corpus
     from mllm.models.loader import ModelLoadError, check_model_dir
 
     from . import PolicyError, VerdictPolicy, VerifyInputError, verify
     from .testbed import ScopeFileError, load_scope
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     if out.exists():
         _bad_input(f"{out} already exists; choose a new report path")
     if not out.parent.is_dir():

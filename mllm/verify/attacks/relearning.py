@@ -4,7 +4,7 @@ Forgetting and hiding look alike until the model is nudged: knowledge that was o
 back after a handful of steps on *related* data. The forget facts are split (by fact, so no fact is
 on both sides; seeded) into an attack part (``relearn_fraction``) and a measured part; a copy of the
 candidate is fully fine-tuned for ``relearn_steps`` steps (AdamW, ``relearn_lr``) on the attack part
-at context depths 0 and 4, and the measured part is then asked at depths 0 and 4 and compared with
+at context depths 0 and 4, and the measured part is then asked at depth 4 and compared with
 the matched never-trained reference on the attacked copy. The same attack is run separately with
 the siblings as the attack set (recovery measured on all forget facts), and on the oracle when given.
 Checks: ``relearning_forget``, ``relearning_siblings``, ``relearning_vs_oracle``.
@@ -27,8 +27,9 @@ from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
 from ..stats import Estimate, difference
 
-ATTACK_DEPTHS = (0, 4)
-MAX_SIBLING_ITEMS = 64
+ATTACK_DEPTHS = (0, 4)  # the attack fine-tunes at both ends of the context range
+MEASURE_DEPTH = 4  # recovery is measured with the full context
+MAX_SIBLING_ITEMS = 32
 
 
 def split_by_fact(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
@@ -64,7 +65,7 @@ def relearned(ctx: VerifyContext, subject: Subject, records: Sequence[Record]) -
 
 
 def _recovery(ctx: VerifyContext, subject: Subject, measured: Sequence[Record]) -> dict[str, Estimate]:
-    success, reference, excess = ctx.excess(subject, [Probe(r, d) for r in measured for d in ATTACK_DEPTHS])
+    success, reference, excess = ctx.excess(subject, [Probe(r, MEASURE_DEPTH) for r in measured])
     return {"forget": success, "reference": reference, "excess": excess}
 
 
@@ -97,7 +98,7 @@ class Relearning(Attack):
         attack_part, measured = (
             split_by_fact(forget, policy.relearn_fraction, policy.seed) if len(forget) >= 2 else ([], [])
         )
-        probes = [Probe(r, d) for r in measured for d in ATTACK_DEPTHS]
+        probes = [Probe(r, MEASURE_DEPTH) for r in measured]
         attacked = {s.role: relearned(ctx, s, attack_part) for s in ctx.subjects()} if measured else {}
         forget_rows = {role: _recovery(ctx, subject, measured) for role, subject in attacked.items()}
         tables["forget_attack"] = {

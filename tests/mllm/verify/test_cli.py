@@ -21,9 +21,13 @@ def dirs(world, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         model.model.save_pretrained(root / name)
         model.processor.save_pretrained(root / name)
         out[name] = root / name
-    first = world.scope.forget[0]
+    node = world.scope.node
     scope = root / "SCOPE.json"
-    scope.write_text(json.dumps({"institution_id": first.institution_id, "patient_id": first.patient_id}))
+    scope.write_text(
+        json.dumps(
+            {"institution_id": node.institution_id, "patient_id": node.patient_id, "study_id": node.study_id}
+        )
+    )
     out["scope"], out["corpus"], out["root"] = scope, world.corpus.root, root
     return out
 

@@ -20,8 +20,9 @@ def test_own_greedy_decoding_equals_generate_and_shortcut_is_exact(world) -> Non
     model, processor = world.original.model, world.original.processor
     records = [Probe(r, d).prompt_record() for r in world.scope.forget + world.scope.holdout for d in (0, 4)]
     data = encode(processor, records, world.corpus.root)
-    ours = greedy_decode(model, processor, data, limits=[24] * len(data), batch_size=7)
-    theirs = greedy_answers(model, processor, data, max_new_tokens=24, batch_size=5)
+    limit = max(len(ex.answer_ids) for ex in data.examples) + 8  # room for every reference answer
+    ours = greedy_decode(model, processor, data, limits=[limit] * len(data), batch_size=7)
+    theirs = greedy_answers(model, processor, data, max_new_tokens=limit, batch_size=5)
     assert [d.text for d in ours] == theirs
     for record, decoded, exact in zip(records, ours, reproduces(model, data), strict=True):
         if exact:
