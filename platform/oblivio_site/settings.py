@@ -308,7 +308,9 @@ CELERY_TASK_ROUTES = {"compliance.job_*": {"queue": "ml"}}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # An unacknowledged ML task is redelivered only after this; it must outlast the longest step
     # (a dead worker's job is taken over earlier, through its lease, by the pipeline sweep).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": OBLIVIO_JOB_STEP_TIME_LIMIT + 3600}
+    # Added to (not replacing) the no-retry publish options above: a request must not block on an outage.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS,
+                                       "visibility_timeout": OBLIVIO_JOB_STEP_TIME_LIMIT + 3600}
 CELERY_BEAT_SCHEDULE["pipeline-sweep"] = {
     "task": "compliance.pipeline_sweep",
     "schedule": float(os.environ.get("OBLIVIO_PIPELINE_SWEEP_SECONDS", "15"))}
