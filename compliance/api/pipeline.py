@@ -79,7 +79,7 @@ class JobCancelView(_ApiView):
 
 @extend_schema_view(get=extend_schema(
     tags=["models"], summary="Deployments and their served model version",
-    responses={200: DeploymentOut(many=True), **schema.errors(401, 403, 429)}))
+    responses={200: DeploymentOut(many=True), **schema.errors(400, 401, 403, 429)}))
 class DeploymentListView(_ListView):
     roles = {"GET": MODEL_READERS}
     serializer_class = DeploymentOut
@@ -90,7 +90,7 @@ class DeploymentListView(_ListView):
 
 @extend_schema_view(get=extend_schema(
     tags=["models"], summary="Model versions of a deployment, newest first",
-    responses={200: ModelVersionOut(many=True), **schema.errors(401, 403, 404, 429)}))
+    responses={200: ModelVersionOut(many=True), **schema.errors(400, 401, 403, 404, 429)}))
 class VersionListView(_ListView):
     roles = {"GET": MODEL_READERS}
     serializer_class = ModelVersionOut
