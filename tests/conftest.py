@@ -23,9 +23,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def subprocess_env(**overrides: str) -> dict[str, str]:
     """Environment for processes the tests start: production settings on this session's data
     directory, broker and (once created) test database."""
+    from django.conf import settings
     from django.db import connection
 
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="oblivio_site.settings")
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="oblivio_site.settings",
+               OBLIVIO_AUDIT_WITNESS_FILE=settings.OBLIVIO_AUDIT_WITNESS_FILE)  # the test's own witness
     database = connection.settings_dict
     if database["ENGINE"] == "django.db.backends.postgresql":
         env["DATABASE_URL"] = (f"postgresql://{database['USER']}@{database['HOST']}:{database['PORT']}"
@@ -82,8 +84,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.fixture(autouse=True)
 def _own_audit_witness(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Each database test gets its own audit witness file: the database is rolled back after a
-    test, and a witness remembering another test's checkpoints would (rightly) fail verification."""
-    if request.node.get_closest_marker("django_db") is not None:
+    test, and a witness remembering another test's checkpoints would (rightly) fail verification.
+    Tests reaching the database through the ``db``/``transactional_db`` fixtures count too; processes
+    the test starts inherit the file (``subprocess_env``)."""
+    uses_database = {"db", "transactional_db"} & set(request.fixturenames)
+    if request.node.get_closest_marker("django_db") is not None or uses_database:
         settings = request.getfixturevalue("settings")
         settings.OBLIVIO_AUDIT_WITNESS_FILE = str(tmp_path_factory.mktemp("witness") / "audit.jsonl")
 

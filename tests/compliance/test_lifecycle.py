@@ -19,6 +19,7 @@ from compliance.subjects import SubjectIdentifiers
 from core.audit import AuditAction
 from core.models import AuditEvent
 from core.principals import SYSTEM
+from mllm.data.schema import Level
 
 pytestmark = pytest.mark.django_db
 
@@ -135,8 +136,13 @@ def test_approval_snapshots_scope_counts_without_phi(tree, make_request, officer
     approved = services.forget_request_approve(request_id=request.pk, actor=officer.principal)
     summary = approved.scope_summary
     patient = tree.patients[0]
-    trained_under_patient = patient.studies.first().records.filter(is_holdout=False, eval_only=False).count()
-    assert summary["counts"]["forget"] == trained_under_patient > 0
+    trained = patient.studies.first().records.filter(is_holdout=False, eval_only=False)
+    # design "Scope": forget = the facts the patient (or a study/section below) owns; the
+    # institution-level record on the patient's image is about an ancestor's fact: shared, not forget
+    owned_by_patient = trained.exclude(level=Level.INSTITUTION).count()
+    about_the_institution = trained.filter(level=Level.INSTITUTION).count()
+    assert summary["counts"]["forget"] == owned_by_patient > 0
+    assert summary["counts"]["shared"] == about_the_institution == 1
     assert summary["subject_hash"] == patient.mrn_hash
     event = AuditEvent.objects.filter(action=AuditAction.FORGET_REQUEST_STATUS_CHANGED).order_by("seq").last()
     assert event.data["scope_counts"] == summary["counts"]

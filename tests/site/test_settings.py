@@ -21,7 +21,8 @@ print(json.dumps({"vendor": connection.vendor, "broker": settings.CELERY_BROKER_
                   "backend": settings.CELERY_RESULT_BACKEND, "broker_ok": check_broker().ok,
                   "allowed_hosts": settings.ALLOWED_HOSTS,
                   "secure_cookies": settings.SESSION_COOKIE_SECURE and settings.CSRF_COOKIE_SECURE,
-                  "ssl_redirect": settings.SECURE_SSL_REDIRECT}))
+                  "ssl_redirect": settings.SECURE_SSL_REDIRECT,
+                  "transport": settings.CELERY_BROKER_TRANSPORT_OPTIONS}))
 """
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -67,6 +68,10 @@ def test_postgresql_and_redis_from_environment(tmp_path: Path) -> None:
     assert loaded["vendor"] == "postgresql"
     assert loaded["broker"] == loaded["backend"] == "redis://127.0.0.1:6379/0"
     assert loaded["broker_ok"] is True
+    # a request publishing during an outage fails fast (no retry), and ML tasks outlast a long step
+    transport = loaded["transport"]
+    assert transport["max_retries"] == 0 and transport["socket_connect_timeout"] <= 1.0
+    assert transport["visibility_timeout"] > 12 * 3600
     absent = f"redis://127.0.0.1:{free_port()}/0"
     assert _load_settings(tmp_path, CELERY_BROKER_URL=absent)["broker_ok"] is False
 
