@@ -132,8 +132,10 @@ def test_approval_snapshots_scope_counts_without_phi(tree, make_request, officer
     approved = services.forget_request_approve(request_id=request.pk, actor=officer.principal)
     summary = approved.scope_summary
     patient = tree.patients[0]
-    trained_under_patient = patient.studies.first().records.filter(is_holdout=False, eval_only=False).count()
-    assert summary["counts"]["forget"] == trained_under_patient > 0
+    trained = patient.studies.first().records.filter(is_holdout=False, eval_only=False)
+    # the patient owns every trained fact on its image but the institution's (counted as shared)
+    assert summary["counts"]["forget"] == trained.exclude(level="institution").count() > 0
+    assert summary["counts"]["shared"] == trained.filter(level="institution").count()
     assert summary["subject_hash"] == patient.mrn_hash
     event = AuditEvent.objects.order_by("seq").last()
     assert event.data["scope_counts"] == summary["counts"]
