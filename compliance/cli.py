@@ -15,6 +15,8 @@ import click
 from core.bootstrap import setup_django
 from core.principals import HUMAN_ROLES, Role, cli_principal
 
+from .cli_pipeline import COMMANDS as pipeline_commands
+
 
 def _service_errors(command: Callable[..., None]) -> Callable[..., None]:
     """Set Django up, and turn service refusals into a message and exit status 1."""
@@ -168,4 +170,4 @@ def webhook_disable_command(endpoint_id: int) -> None:
     click.echo(f"disabled webhook endpoint {endpoint_id}")
 
 
-COMMANDS: list[click.Command] = [apikey, user, webhook]
+COMMANDS: list[click.Command] = [apikey, user, webhook, *pipeline_commands]

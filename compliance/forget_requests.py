@@ -83,7 +83,7 @@ def _overlapping_open(path: SubjectPath) -> list[ForgetRequest]:
                               order_by=[F("received_at").asc(), F("id").asc()])
     oldest = ForgetRequest.objects.filter(query).exclude(status__in=TERMINAL).annotate(
         rank=first_of_subject).filter(rank=1)
-    return list(oldest.order_by("received_at", "id"))
+    return list(oldest.only("id").order_by("received_at", "id"))  # ids are all intake needs
 
 
 #: Path fields are resolved by the service itself; the database enforces its own constraints.

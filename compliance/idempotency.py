@@ -50,21 +50,31 @@ def body_fingerprint(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+#: ``response_status`` of a record whose first request is still running (only ever visible inside
+#: that request's own transaction: the status is set before it commits).
+PENDING = 0
+
+
 def idempotent_call(*, owner: str, key: str, fingerprint: str, status: int,
                     execute: Callable[[], dict[str, Any]]) -> IdempotentResponse:
-    """Run ``execute`` once per ``(owner, key)``; replay its response for retries with the same body."""
+    """Run ``execute`` once per ``(owner, key)``; replay its response for retries with the same body.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` then one read: two round trips. A concurrent retry's insert
+    waits on the unique index until the first transaction ends, then reads the committed record.
+    """
     with transaction.atomic():
-        record, created = IdempotencyRecord.objects.get_or_create(
-            owner=owner, key=key,
-            defaults={"fingerprint": fingerprint, "response_status": status, "response_body": {}})
-        if not created:
+        IdempotencyRecord.objects.bulk_create([IdempotencyRecord(
+            owner=owner, key=key, fingerprint=fingerprint, response_status=PENDING, response_body={})],
+            ignore_conflicts=True)
+        record = IdempotencyRecord.objects.get(owner=owner, key=key)
+        if record.response_status != PENDING:
             if record.fingerprint != fingerprint:
                 raise Invalid(f"this {HEADER} was already used with a different request body", field=HEADER,
                               code="idempotency_key_reused")
             return IdempotentResponse(record.response_status, record.response_body, replayed=True)
         body = execute()
-        record.response_body = body
-        record.save(update_fields=["response_body"])
+        record.response_status, record.response_body = status, body
+        record.save(update_fields=["response_status", "response_body"])
     return IdempotentResponse(status, body, replayed=False)
 
 

@@ -34,7 +34,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.IN_REVIEW: frozenset({S.APPROVED, S.REFUSED, S.PARTIALLY_REFUSED, S.CANCELLED}),
     S.APPROVED: frozenset({S.SCHEDULED, S.CANCELLED}),
     S.PARTIALLY_REFUSED: frozenset({S.SCHEDULED, S.CANCELLED}),  # the part not refused proceeds
-    S.SCHEDULED: frozenset({S.UNLEARNING, S.CANCELLED}),
+    S.SCHEDULED: frozenset({S.UNLEARNING, S.FAILED, S.CANCELLED}),  # failed: its job was cancelled
     S.UNLEARNING: frozenset({S.VERIFYING, S.FAILED}),
     S.VERIFYING: frozenset({S.CERTIFIED, S.FAILED}),
     S.FAILED: frozenset({S.SCHEDULED, S.ESCALATED}),  # retry stronger, or hand to a human

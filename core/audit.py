@@ -56,6 +56,23 @@ class AuditAction(enum.StrEnum):
     SIGNING_KEY_ROTATED = "signing_key.rotated"
     ROLE_GRANTED = "role.granted"
     ROLE_REVOKED = "role.revoked"
+    MODEL_VERSION_REGISTERED = "model_version.registered"
+    MODEL_VERSION_PROMOTED = "model_version.promoted"
+    MODEL_VERSION_ROLLED_BACK = "model_version.rolled_back"
+    MODEL_VERSION_REJECTED = "model_version.rejected"
+    MODEL_VERSION_DELETED = "model_version.deleted"
+    JOB_PLANNED = "unlearning_job.planned"
+    JOB_STEP_FINISHED = "unlearning_job.step_finished"
+    JOB_TAKEN_OVER = "unlearning_job.taken_over"
+    JOB_RETRIED = "unlearning_job.retried"
+    JOB_ESCALATED = "unlearning_job.escalated"
+    JOB_FAILED = "unlearning_job.failed"
+    JOB_CANCELLED = "unlearning_job.cancelled"
+    VERIFICATION_RECORDED = "verification.recorded"
+    CERTIFICATE_ISSUED = "certificate.issued"
+    PIPELINE_POLICY_SET = "pipeline_policy.set"
+    GUARD_ACTIVATED = "inference_guard.activated"
+    GUARD_DEACTIVATED = "inference_guard.deactivated"
 
 
 def _timestamp(moment: datetime) -> str:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import pipeline, views
 
 urlpatterns = [
     path("v1/institutions", views.InstitutionListView.as_view(), name="institution-list"),
@@ -16,4 +16,21 @@ urlpatterns = [
     path("v1/forget-requests/<uuid:pk>/extend", views.ExtendView.as_view(), name="forget-request-extend"),
     path("v1/forget-requests/<uuid:pk>/cancel", views.CancelView.as_view(), name="forget-request-cancel"),
     path("v1/audit-events", views.AuditEventListView.as_view(), name="audit-event-list"),
+    # unlearning pipeline
+    path("v1/jobs", pipeline.JobListView.as_view(), name="job-list"),
+    path("v1/jobs/<uuid:pk>", pipeline.JobDetailView.as_view(), name="job-detail"),
+    path("v1/jobs/<uuid:pk>/cancel", pipeline.JobCancelView.as_view(), name="job-cancel"),
+    path("v1/deployments", pipeline.DeploymentListView.as_view(), name="deployment-list"),
+    path("v1/deployments/<slug:name>/versions", pipeline.VersionListView.as_view(), name="version-list"),
+    path("v1/deployments/<slug:name>/rollback", pipeline.RollbackView.as_view(), name="deployment-rollback"),
+    path("v1/verification-reports/<uuid:pk>", pipeline.VerificationReportView.as_view(),
+         name="verification-report-detail"),
+    path("v1/forget-requests/<uuid:pk>/certificate", pipeline.RequestCertificateView.as_view(),
+         name="forget-request-certificate"),
+    path("v1/forget-requests/<uuid:pk>/certificate.pdf", pipeline.RequestCertificatePdfView.as_view(),
+         name="forget-request-certificate-pdf"),
+    path("v1/certificates/<uuid:pk>/verify", pipeline.CertificateVerifyView.as_view(),
+         name="certificate-verify"),
+    path("v1/public-keys", pipeline.PublicKeyListView.as_view(), name="public-key-list"),
+    path("v1/inference/screen", pipeline.ScreenView.as_view(), name="inference-screen"),
 ]

@@ -2,7 +2,22 @@
 
 from .access import ApiKey, IdempotencyRecord
 from .forget_requests import ForgetRequest
+from .pipeline import (
+    ACTIVE_JOB_STATES,
+    Certificate,
+    Deployment,
+    GuardRule,
+    JobState,
+    JobStep,
+    ModelVersion,
+    PipelinePolicy,
+    UnlearningJob,
+    VerificationRecord,
+    VersionStatus,
+)
 from .webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
-__all__ = ["ApiKey", "DeliveryStatus", "ForgetRequest",
-           "IdempotencyRecord", "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent"]
+__all__ = ["ACTIVE_JOB_STATES", "ApiKey", "Certificate", "DeliveryStatus", "Deployment", "ForgetRequest",
+           "GuardRule", "IdempotencyRecord", "JobState", "JobStep", "ModelVersion", "PipelinePolicy",
+           "UnlearningJob", "VerificationRecord", "VersionStatus", "WebhookAttempt", "WebhookDelivery",
+           "WebhookEndpoint", "WebhookEvent"]

@@ -60,6 +60,7 @@ class ArtifactKind(enum.StrEnum):
     PRETRAINED_BASE = "pretrained-base"  # aligned on the public teaching file only
     FINE_TUNED = "fine-tuned"
     RETRAIN_ORACLE = "retrain-oracle"  # trained from a clean start without the excluded records
+    UNLEARNED = "unlearned"  # an unlearning method applied to its parent (mllm.unlearn)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ ML workers (GPU machines) consume ``ml`` only; web-side work (webhooks, checkpoi
 """
 
 import os
+import sys
 
 from celery import Celery
 from celery.signals import worker_init
@@ -24,7 +25,10 @@ app.autodiscover_tasks()
 
 @worker_init.connect
 def _refuse_foreign_keys(**_: object) -> None:
-    """A worker whose data directory holds other keys than the database's does not start."""
-    from core.keys import check_deployment_keys
+    """A worker whose data directory holds other keys than the database's does not start
+    (``SystemExit``: Celery logs and swallows ordinary exceptions raised by signal handlers)."""
+    from core.keys import key_mismatch
 
-    check_deployment_keys()
+    problem = key_mismatch()
+    if problem:
+        sys.exit(problem)

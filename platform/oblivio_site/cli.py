@@ -16,6 +16,8 @@ from core import cli as core_cli
 from core.bootstrap import setup_django
 from hierarchy import cli as hierarchy_cli
 from mllm import cli as mllm_cli
+from mllm.unlearn import cli as unlearn_cli
+from mllm.verify import cli as verify_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,7 +106,8 @@ def demo(port: int, exit_after: bool) -> None:
 
 
 # Each package exports its subcommands in ``<package>.cli.COMMANDS``.
-for _command in (*mllm_cli.COMMANDS, *core_cli.COMMANDS, *compliance_cli.COMMANDS, *hierarchy_cli.COMMANDS):
+for _command in (*mllm_cli.COMMANDS, *unlearn_cli.COMMANDS, *verify_cli.COMMANDS, *core_cli.COMMANDS,
+                 *compliance_cli.COMMANDS, *hierarchy_cli.COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":

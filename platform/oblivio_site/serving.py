@@ -11,7 +11,8 @@ on a pool of threads. This subclass adds what gthread lacks:
   a slow-loris client holds a thread for a bounded time;
 - an **idle deadline for new connections** that never send a byte (they would otherwise count
   against ``--worker-connections`` for ever);
-- a **per-read timeout** (same value) while the body is read and the response written;
+- a **per-read timeout** (same value) while the body is read and the response written (the head is
+  bounded by the deadline above: the connection is shut down, which ends the read quietly);
 - gunicorn's own 4xx (bad request line, bad ``Content-Length``, oversized headers) answered as
   ``{"error": {"code", "message", "field"}}``, logged without the offending bytes.
 
@@ -97,7 +98,6 @@ class OblivioWorker(ThreadWorker):
         super().on_client_socket_readable(conn, client)
 
     def handle(self, conn: TConn) -> tuple[bool, TConn]:
-        conn.sock.settimeout(HEADER_TIMEOUT)  # every read and write of this request
         with self._deadline_lock:
             self._deadlines[conn] = time.monotonic() + HEADER_TIMEOUT
         try:
@@ -109,6 +109,7 @@ class OblivioWorker(ThreadWorker):
     def handle_request(self, req: Any, conn: TConn) -> bool:
         with self._deadline_lock:
             self._deadlines.pop(conn, None)  # the head arrived in time
+        conn.sock.settimeout(HEADER_TIMEOUT)  # each read of the body and write of the response
         return super().handle_request(req, conn)
 
     def murder_keepalived(self) -> None:

@@ -272,6 +272,47 @@ if OBLIVIO_IDEMPOTENCY_TTL_HOURS <= 0:
     raise ImproperlyConfigured("OBLIVIO_IDEMPOTENCY_TTL_HOURS must be positive")
 CELERY_BEAT_SCHEDULE["idempotency-purge"] = {"task": "compliance.idempotency_purge", "schedule": 3600.0}
 
+# --- Unlearning pipeline: jobs on the ``ml`` queue, leases, escalation ladder --------------------
+def _env_json(name: str, default: object) -> object:
+    import json
+
+    text = os.environ.get(name)
+    try:
+        return json.loads(text) if text else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be JSON") from None
+
+
+OBLIVIO_PIPELINE_ENGINE = os.environ.get("OBLIVIO_PIPELINE_ENGINE", "compliance.pipeline.engine.MllmEngine")
+OBLIVIO_MODEL_DEPLOYMENT = os.environ.get("OBLIVIO_MODEL_DEPLOYMENT", "default")  # registry name
+OBLIVIO_ARTIFACT_DIR = os.environ.get("OBLIVIO_ARTIFACT_DIR", "")  # default: $OBLIVIO_HOME/artifacts
+#: Approved requests of one institution arriving within this window share one job.
+OBLIVIO_JOB_BATCH_WINDOW_SECONDS = float(os.environ.get("OBLIVIO_JOB_BATCH_WINDOW_SECONDS", "10"))
+#: A step's lease; the worker renews it every heartbeat, a dead worker's job is taken over after it.
+OBLIVIO_JOB_LEASE_SECONDS = float(os.environ.get("OBLIVIO_JOB_LEASE_SECONDS", "60"))
+OBLIVIO_JOB_HEARTBEAT_SECONDS = float(os.environ.get("OBLIVIO_JOB_HEARTBEAT_SECONDS", "10"))
+#: A job whose step task has not started for this long gets its task sent again (lost message).
+OBLIVIO_JOB_REDISPATCH_SECONDS = float(os.environ.get("OBLIVIO_JOB_REDISPATCH_SECONDS", "600"))
+OBLIVIO_JOB_MAX_CLAIMS = int(os.environ.get("OBLIVIO_JOB_MAX_CLAIMS", "6"))
+#: Hard time limit of one step (unlearn or verify of a large model on a GPU can take hours).
+OBLIVIO_JOB_STEP_TIME_LIMIT = int(os.environ.get("OBLIVIO_JOB_STEP_TIME_LIMIT", str(12 * 3600)))
+if OBLIVIO_JOB_HEARTBEAT_SECONDS * 2 > OBLIVIO_JOB_LEASE_SECONDS:
+    raise ImproperlyConfigured("OBLIVIO_JOB_LEASE_SECONDS must be at least twice the heartbeat")
+OBLIVIO_UNLEARN_LADDER = _env_json("OBLIVIO_UNLEARN_LADDER", [
+    {"method": "npo", "config": {}}, {"method": "npo", "config": {"steps": 90, "lr": 2e-3}},
+    {"method": "exact", "config": {}}])
+OBLIVIO_VERDICT_THRESHOLDS = _env_json("OBLIVIO_VERDICT_THRESHOLDS", {})
+OBLIVIO_GUARD_STAYS_ON = _env_bool("OBLIVIO_GUARD_STAYS_ON", False)
+OBLIVIO_PUBLIC_URL = os.environ.get("OBLIVIO_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+CELERY_TASK_ROUTES = {"compliance.job_*": {"queue": "ml"}}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # An unacknowledged ML task is redelivered only after this; it must outlast the longest step
+    # (a dead worker's job is taken over earlier, through its lease, by the pipeline sweep).
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = OBLIVIO_JOB_STEP_TIME_LIMIT + 3600
+CELERY_BEAT_SCHEDULE["pipeline-sweep"] = {
+    "task": "compliance.pipeline_sweep",
+    "schedule": float(os.environ.get("OBLIVIO_PIPELINE_SWEEP_SECONDS", "15"))}
+
 # --- Logging: one JSON object per line on stderr; identifiers only ever as keyed hashes ------
 # Containers collect stderr. `oblivio demo` pipes its web server's and worker's stderr into rotating
 # files in OBLIVIO_LOG_DIR (oblivio_site.logfiles).

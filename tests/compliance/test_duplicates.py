@@ -47,3 +47,25 @@ def test_a_new_request_links_the_oldest_open_request_of_each_overlapping_subject
     institution = make_request(SubjectIdentifiers(institution=tree.institutions[0].code))
     assert set(institution.related.all()) == {first, other}
     assert set(second.related.all()) == {first}
+
+
+def test_an_intake_costs_a_fixed_number_of_queries_however_many_duplicates(
+        key_a, patient_body, django_assert_max_num_queries, monkeypatch) -> None:
+    from rest_framework.throttling import ScopedRateThrottle
+
+    monkeypatch.setitem(ScopedRateThrottle.THROTTLE_RATES, "write", "100000/min")
+    api = key_a.client()
+
+    def intake(number: int) -> None:
+        response = api.post(CREATE, patient_body(), content_type="application/json",
+                            HTTP_IDEMPOTENCY_KEY=f"key-{number}")
+        assert response.status_code == 201
+
+    intake(0)
+    with django_assert_max_num_queries(19) as second:  # 37 before the throughput work (issue 11.7)
+        intake(1)
+    queries = len(second.captured_queries)  # read now: every request resets Django's query log
+    for number in range(2, 30):
+        intake(number)
+    with django_assert_max_num_queries(queries):
+        intake(30)

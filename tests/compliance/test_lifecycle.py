@@ -53,6 +53,7 @@ EXPECTED_EDGES = {
     ("approved", "scheduled"), ("approved", "cancelled"),
     ("partially_refused", "scheduled"), ("partially_refused", "cancelled"),
     ("scheduled", "unlearning"), ("scheduled", "cancelled"),
+    ("scheduled", "failed"),  # its job was cancelled before unlearning started
     ("unlearning", "verifying"), ("unlearning", "failed"),
     ("verifying", "certified"), ("verifying", "failed"),
     ("failed", "scheduled"), ("failed", "escalated"),
@@ -76,8 +77,10 @@ def test_every_transition_follows_the_design(source, target, make_request, offic
         assert changed.status == target
         request.refresh_from_db()
         assert request.status == target
-        event = AuditEvent.objects.order_by("seq").last()
-        assert event.action == AuditAction.FORGET_REQUEST_STATUS_CHANGED
+        # hooks may append their own events after it (approval turns the inference guard on)
+        changes = AuditEvent.objects.filter(action=AuditAction.FORGET_REQUEST_STATUS_CHANGED)
+        event = changes.order_by("seq").last()
+        assert event.seq > events_before
         assert event.object_id == str(request.pk) and event.actor == officer.principal.name
         assert (event.data["from"], event.data["to"]) == (source, target)
     else:
@@ -137,7 +140,7 @@ def test_approval_snapshots_scope_counts_without_phi(tree, make_request, officer
     assert summary["counts"]["forget"] == trained.exclude(level="institution").count() > 0
     assert summary["counts"]["shared"] == trained.filter(level="institution").count()
     assert summary["subject_hash"] == patient.mrn_hash
-    event = AuditEvent.objects.order_by("seq").last()
+    event = AuditEvent.objects.filter(action=AuditAction.FORGET_REQUEST_STATUS_CHANGED).order_by("seq").last()
     assert event.data["scope_counts"] == summary["counts"]
     assert tree.mrns[patient.pk] not in json.dumps(summary) + json.dumps(event.data)
 

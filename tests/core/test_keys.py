@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import subprocess_env
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from oblivio_site.processes import worker_argv
 
 from core import signing
 from core.audit import AuditAction, audit_append, audit_checkpoint, audit_export_json, audit_verify
@@ -59,6 +60,9 @@ def test_another_data_directory_is_refused_with_a_clear_message(tmp_path: Path) 
                             env=subprocess_env(OBLIVIO_HOME=str(foreign)), capture_output=True, text=True,
                             timeout=120)
     assert server.returncode != 0 and MISMATCH in server.stderr
+    worker = subprocess.run(worker_argv(name="foreign-keys"), env=subprocess_env(OBLIVIO_HOME=str(foreign)),
+                            capture_output=True, text=True, timeout=120)
+    assert worker.returncode != 0 and MISMATCH in worker.stderr
 
 
 @pytest.fixture

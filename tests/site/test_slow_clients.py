@@ -57,6 +57,7 @@ def test_idle_and_half_sent_requests_do_not_stall_health_or_the_api(live_gunicor
         # Past the head deadline the server drops them (an empty read: the peer closed).
         for sock in hanging:
             assert sock.recv(1024) == b""
+        assert "Traceback" not in server.log()  # dropping a slow client is routine, not an error
     finally:
         for sock in hanging:
             sock.close()

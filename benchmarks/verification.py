@@ -1,0 +1,238 @@
+"""Verification benchmark: time of a patient-level verification, and the confusion table of the verdict
+over the calibration candidates (retrain oracle and the broken ones of ``mllm.verify.calibration``).
+
+    .venv/bin/python benchmarks/verification.py [--size tiny|demo] [--seeds 0 1 ..] [--model-size tiny]
+
+Per seed: generate the corpus, pick the first train patient with two or more studies, resolve its
+scope, train the original (all trainable records) and the retrain oracle (all but the forget set)
+from the same fresh reference at the testbed's depth mix, save both as model directories, then
+
+* time ``verify`` of the oracle **from the directories** (loading included), as ``oblivio verify``
+  runs it, with the per-attack split (what dominates);
+* build every calibration candidate and verify it; a candidate is *detected* when the verdict
+  fails and every check of its failure mode fails (``EXPECTED_FAILURES``); the oracle must pass.
+
+Writes ``bench-out/verification/<size>/result.json`` and the ``verification <size>`` section of
+``docs/benchmarks.md`` (confusion table, margins between thresholds and measured values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from mllm.data.schema import Corpus
+from mllm.data.scope import NodeRef, resolve_scope
+from mllm.data.synth import generate_corpus
+from mllm.models.specs import SPECS
+from mllm.train.loop import TrainConfig
+from mllm.verify import VerdictPolicy, VerificationReport, verify
+from mllm.verify.calibration import CANDIDATES, EXPECTED_FAILURES, PASSING, build_candidate, train_reference
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs" / "benchmarks.md"
+TARGET_SECONDS = 60
+
+
+def patient_node(corpus: Corpus) -> NodeRef:
+    """The first train patient with at least two studies (so a patient has children and siblings)."""
+    studies: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for record in corpus.select(trainable=True):
+        studies[record.institution_id, record.patient_id].add(record.study_id)
+    institution, patient = next((key for key, ids in studies.items() if len(ids) >= 2), next(iter(studies)))
+    return NodeRef(institution, patient)
+
+
+def detected(name: str, report: VerificationReport) -> bool:
+    if name == PASSING:
+        return report.passed
+    must_fail, _ = EXPECTED_FAILURES[name]
+    return not report.passed and must_fail <= {c.name for c in report.failed}
+
+
+def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
+    work = out / f"seed{seed}"
+    shutil.rmtree(work, ignore_errors=True)
+    corpus = generate_corpus(size=args.size, seed=seed, out=work / "corpus")
+    scope = resolve_scope(corpus, patient_node(corpus))
+    trainable = corpus.select(trainable=True)
+    forget_ids = {r.record_id for r in scope.forget}
+    config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, seed=seed)
+    started = time.perf_counter()
+    original = train_reference(corpus, trainable, SPECS[args.model_size], config)
+    oracle = train_reference(
+        corpus, [r for r in trainable if r.record_id not in forget_ids], SPECS[args.model_size], config
+    )
+    train_seconds = time.perf_counter() - started
+    for name, model in (("original", original), ("oracle", oracle)):
+        model.model.save_pretrained(work / name)
+        model.processor.save_pretrained(work / name)
+    policy = VerdictPolicy(seed=seed)
+    started = time.perf_counter()
+    timed = verify(
+        original=work / "original", candidate=work / "oracle", corpus=corpus, scope=scope, policy=policy
+    )
+    verify_seconds = time.perf_counter() - started
+    rows = {}
+    for name in CANDIDATES:
+        candidate = build_candidate(name, corpus=corpus, scope=scope, original=original, oracle=oracle)
+        report = verify(original=original, candidate=candidate, corpus=corpus, scope=scope, policy=policy)
+        rows[name] = {
+            "passed": report.passed,
+            "detected": detected(name, report),
+            "failed": [c.name for c in report.failed],
+            "checks": {
+                c.name: {
+                    "value": c.value,
+                    "threshold": c.threshold,
+                    "comparison": c.comparison,
+                    "passed": c.passed,
+                }
+                for c in report.checks
+            },
+        }
+        print(f"seed {seed} {name}: {'pass' if report.passed else 'fail'} {rows[name]['failed']}", flush=True)
+    return {
+        "seed": seed,
+        "scope_counts": {k: len(v) for k, v in scope.groups().items()},
+        "train_seconds": round(train_seconds, 1),
+        "verify_seconds": round(verify_seconds, 1),
+        "verify_split_seconds": timed.timing,
+        "oracle_from_dirs_passed": timed.passed,
+        "candidates": rows,
+    }
+
+
+def margins(seeds: list[dict]) -> dict[str, dict[str, float]]:
+    """Per check: the smallest distance to its threshold on the passing side over every candidate
+    that must pass it (the oracle, and the must-not-fail checks), and the largest distance on the
+    failing side over the candidates whose failure mode it is."""
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for result in seeds:
+        for name, row in result["candidates"].items():
+            must_fail, must_pass = EXPECTED_FAILURES.get(name, (frozenset(), frozenset(row["checks"])))
+            for check, c in row["checks"].items():
+                if c["value"] is None or c["value"] != c["value"]:
+                    continue
+                signed = (
+                    (c["threshold"] - c["value"])
+                    if c["comparison"] == "<="
+                    else (c["value"] - c["threshold"])
+                )
+                if check in must_pass:
+                    out[check]["min_pass_margin"] = round(
+                        min(out[check].get("min_pass_margin", 9.0), signed), 3
+                    )
+                if check in must_fail:
+                    out[check]["max_fail_margin"] = round(
+                        max(out[check].get("max_fail_margin", -9.0), -signed), 3
+                    )
+    return dict(sorted(out.items()))
+
+
+def markdown(result: dict) -> str:
+    seeds = result["seeds"]
+    lines = [
+        f"<!-- BEGIN verification {result['size']} -->",
+        f"## Verification ({result['size']} corpus, {len(seeds)} seed(s), `{result['model_size']}` model)",
+        "",
+        f"Reproduce: `{result['command']}`  ",
+        f"Machine: {result['machine']}; load average before "
+        f"{result['load_before']}, after {result['load_after']} (cores shared with other engineers).",
+        "",
+        "| seed | forget / holdout items | train original + oracle | verify (patient, from dirs) | "
+        "dominant attack |",
+        "|---|---|---|---|---|",
+    ]
+    for s in seeds:
+        split = s["verify_split_seconds"]
+        top = max(split, key=split.get)
+        lines.append(
+            f"| {s['seed']} | {s['scope_counts']['forget']} / {s['scope_counts']['holdout']} | "
+            f"{s['train_seconds']:.0f} s | {s['verify_seconds']:.1f} s (target {TARGET_SECONDS} s) | "
+            f"{top} {split[top]:.1f} s |"
+        )
+    lines += [
+        "",
+        "Confusion table (detected = verdict fail *and* every check of its failure mode fails; "
+        "for the oracle: passes):",
+        "",
+        "| candidate | expected | detected | failed checks (seed 0) |",
+        "|---|---|---|---|",
+    ]
+    for name in CANDIDATES:
+        hits = sum(s["candidates"][name]["detected"] for s in seeds)
+        expected = "pass" if name == PASSING else "fail: " + ", ".join(sorted(EXPECTED_FAILURES[name][0]))
+        lines.append(
+            f"| {name} | {expected} | {hits}/{len(seeds)} | "
+            f"{', '.join(seeds[0]['candidates'][name]['failed']) or '-'} |"
+        )
+    lines += [
+        "",
+        "Margins (threshold distance; pass side: min over candidates that must pass the check, "
+        "fail side: max over candidates it must catch):",
+        "",
+        "| check | min pass margin | max fail margin |",
+        "|---|---|---|",
+    ]
+    for check, m in result["margins"].items():
+        lines.append(f"| {check} | {m.get('min_pass_margin', '-')} | {m.get('max_fail_margin', '-')} |")
+    lines.append(f"<!-- END verification {result['size']} -->")
+    return "\n".join(lines) + "\n"
+
+
+def update_docs(section: str, size: str) -> None:
+    begin, end = f"<!-- BEGIN verification {size} -->", f"<!-- END verification {size} -->"
+    text = DOCS.read_text(encoding="utf-8")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    DOCS.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=["tiny", "demo", "medforget"], default="demo")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--model-size", choices=sorted(SPECS), default="tiny")
+    parser.add_argument("--epochs", type=float, default=30)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = REPO / "bench-out" / "verification" / args.size
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    seeds = [run_seed(args, seed, out) for seed in args.seeds]
+    result = {
+        "size": args.size,
+        "model_size": args.model_size,
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {args.threads} threads",
+        "load_before": [round(x, 1) for x in load_before],
+        "load_after": [round(x, 1) for x in os.getloadavg()],
+        "seeds": seeds,
+        "margins": margins(seeds),
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    section = markdown(result)
+    print(section)
+    if not args.no_docs:
+        update_docs(section, args.size)
+
+
+if __name__ == "__main__":
+    main()

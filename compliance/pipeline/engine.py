@@ -1,0 +1,154 @@
+"""The seam between the pipeline and the model library: unlearn one candidate, verify it.
+
+The pipeline hands the engine plain values (artifact directories, the corpus directory, the record
+ids to forget per request, method, config, thresholds) and gets plain values back; only
+:class:`MllmEngine` imports ``mllm.unlearn`` / ``mllm.verify``. ``OBLIVIO_PIPELINE_ENGINE`` names
+the engine class (the tests name a deterministic one to exercise job mechanics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+Progress = Callable[[float], None]  # fraction done, 0..1
+
+
+class EngineError(Exception):
+    """The step cannot succeed on this rung (a collapsed model, a bad artifact); message has no PHI."""
+
+
+class EngineCancelled(Exception):
+    """The engine stopped because the job was cancelled."""
+
+
+@dataclass(frozen=True)
+class ScopeTarget:
+    """One request's node: its level and the record ids of the served corpus it covers."""
+
+    request_id: str
+    level: str
+    forget: frozenset[str]
+
+
+@dataclass(frozen=True)
+class UnlearnOutcome:
+    artifact_dir: Path
+    exact: bool
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    passed: bool
+    report: dict[str, Any]
+    checks: list[dict[str, Any]]  # name, value, threshold, passed (the certificate summary)
+
+    @property
+    def failed_checks(self) -> list[dict[str, Any]]:
+        return [check for check in self.checks if check.get("passed") is False]
+
+
+class Engine(Protocol):
+    def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
+                already_forgotten: frozenset[str], method: str, config: Mapping[str, Any], out: Path,
+                seed: int, progress: Progress, should_cancel: Callable[[], bool]) -> UnlearnOutcome: ...
+
+    def verify(self, *, original: Path, candidate: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
+               already_forgotten: frozenset[str], thresholds: Mapping[str, Any],
+               progress: Progress) -> VerifyOutcome: ...
+
+
+def merged_scope(corpus: Any, targets: Sequence[ScopeTarget], already_forgotten: frozenset[str]) -> Any:
+    """One ``ScopeGroups`` for a batch: the union of each request's forget side; every kept group
+    excludes what any request forgets and what earlier jobs already removed from the served model."""
+    from mllm.data.schema import Level
+    from mllm.data.scope import NodeRef, resolve_scope
+
+    by_id = {record.record_id: record for record in corpus.records}
+    groups = [resolve_scope(corpus, NodeRef.of(by_id[min(target.forget)], Level(target.level)))
+              for target in targets]
+    gone = set(already_forgotten)
+    forgotten = {r.record_id for g in groups for r in (*g.forget, *g.children)} | gone
+    removed = forgotten | {r.record_id for g in groups for r in g.shared}
+
+    def union(lists: Any, drop: set[str]) -> tuple[Any, ...]:
+        seen: dict[str, Any] = {}
+        for records in lists:
+            seen.update((r.record_id, r) for r in records if r.record_id not in drop)
+        return tuple(seen.values())
+
+    first = groups[0]
+    levels = [level for level in Level if any(level in g.siblings for g in groups)]
+    return replace(
+        first, forget=union((g.forget for g in groups), gone),
+        children=union((g.children for g in groups), gone),
+        shared=union((g.shared for g in groups), forgotten),
+        siblings={level: union((g.siblings.get(level, ()) for g in groups), removed) for level in levels},
+        retain=union([first.retain], removed), validation=union([first.validation], removed),
+        holdout=union((g.holdout for g in groups), set()),
+        forget_forms=union((g.forget_forms for g in groups), gone),
+        holdout_forms=union((g.holdout_forms for g in groups), set()))
+
+
+class MllmEngine:
+    """``mllm.unlearn.unlearn`` and ``mllm.verify.verify`` on the served version's corpus."""
+
+    def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
+                already_forgotten: frozenset[str], method: str, config: Mapping[str, Any], out: Path,
+                seed: int, progress: Progress, should_cancel: Callable[[], bool]) -> UnlearnOutcome:
+        from mllm.data.schema import load_corpus
+        from mllm.unlearn import CollapseError, ConfigError, UnknownMethodError, UnlearnCancelled, unlearn
+
+        corpus = load_corpus(corpus_root)
+        try:
+            result = unlearn(model_dir=model_dir, corpus=corpus,
+                             scope=merged_scope(corpus, targets, already_forgotten), method=method,
+                             config=dict(config), out=out, seed=seed,
+                             progress=lambda entry: progress(entry.step / max(entry.total_steps, 1)),
+                             should_cancel=should_cancel)
+        except UnlearnCancelled:
+            raise EngineCancelled() from None
+        except CollapseError as exc:
+            raise EngineError(f"{method}: the collapse guard refused the result ({exc})") from None
+        except (ConfigError, UnknownMethodError, ValueError) as exc:
+            raise EngineError(f"{method}: {exc}") from None
+        log = [{"step": s.step, "loss": s.loss} for s in result.steps][-20:]
+        summary = {"seconds": round(result.seconds, 2), "guard": result.guard.to_json()}
+        return UnlearnOutcome(artifact_dir=result.artifact, exact=method == "exact", log=[*log, summary])
+
+    def verify(self, *, original: Path, candidate: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
+               already_forgotten: frozenset[str], thresholds: Mapping[str, Any],
+               progress: Progress) -> VerifyOutcome:
+        from mllm.data.schema import load_corpus
+        from mllm.verify import PolicyError, VerdictPolicy, VerifyInputError, verify
+
+        corpus = load_corpus(corpus_root)
+        try:
+            report = verify(original=original, candidate=candidate, corpus=corpus,
+                            scope=merged_scope(corpus, targets, already_forgotten),
+                            policy=VerdictPolicy.from_dict(dict(thresholds)),
+                            progress=lambda _name, fraction: progress(fraction))
+        except (PolicyError, VerifyInputError) as exc:
+            raise EngineError(f"verification input: {exc}") from None
+        body = report.to_json()
+        checks = [{"name": c["name"], "value": c["value"], "threshold": c["threshold"],
+                   "comparison": c["comparison"], "diagnosis": c["diagnosis"],
+                   "passed": {"pass": True, "fail": False}.get(c["status"])} for c in body["checks"]]
+        return VerifyOutcome(passed=report.passed, report=body, checks=checks)
+
+
+@lru_cache(maxsize=4)
+def _engine_class(path: str) -> type:
+    return import_string(path)
+
+
+def engine() -> Engine:
+    """The configured engine."""
+    return _engine_class(settings.OBLIVIO_PIPELINE_ENGINE)()

@@ -1,0 +1,97 @@
+"""The human-readable certificate (PDF): summary, checks with values and thresholds, digests, QR code.
+
+It shows what the signed statement says and nothing more — keyed hashes, never identifiers. The
+signed JSON is the certificate; the PDF points to it (QR code / link) and to the offline check.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from reportlab.graphics.barcode.qr import QrCodeWidget
+from reportlab.graphics.shapes import Drawing
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from ..attestation import CertificateFacts, json_digest
+
+_MONO = ParagraphStyle("mono", fontName="Courier", fontSize=7.5, leading=9)
+
+
+def _qr(text: str, size: float = 32 * mm) -> Drawing:
+    widget = QrCodeWidget(text)
+    left, bottom, right, top = widget.getBounds()
+    drawing = Drawing(size, size, transform=[size / (right - left), 0, 0, size / (top - bottom), 0, 0])
+    drawing.add(widget)
+    return drawing
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
+
+
+def _table(rows: list[list[Any]], widths: list[float], header: bool = True) -> Table:
+    table = Table(rows, colWidths=widths, hAlign="LEFT")
+    style = [("FONT", (0, 0), (-1, -1), "Helvetica", 8.5), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+             ("GRID", (0, 0), (-1, -1), 0.25, colors.grey), ("BOTTOMPADDING", (0, 0), (-1, -1), 3)]
+    if header:
+        style += [("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
+                  ("BACKGROUND", (0, 0), (-1, 0), colors.Color(0.92, 0.94, 0.97))]
+    table.setStyle(TableStyle(style))
+    return table
+
+
+def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) -> bytes:
+    """Render the certificate of ``facts`` (signed with ``key_id``) as PDF bytes."""
+    styles = getSampleStyleSheet()
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=16 * mm, rightMargin=16 * mm,
+                            topMargin=14 * mm, bottomMargin=14 * mm, title="Oblivio unlearning certificate",
+                            author="Oblivio", subject=f"forget request {facts.request_id}")
+    guarantee = "exact (retrained without the data)" if facts.exact else "approximate (verified by attacks)"
+    summary = [
+        ["Request", facts.request_id], ["Institution", facts.institution],
+        ["Regulation", facts.regulation.upper()], ["Subject level", facts.level],
+        ["Subject (keyed hash)", Paragraph(facts.subject_hash, _MONO)],
+        ["Scope", f"{facts.scope_counts.get('forget', 0)} training records forgotten "
+                  f"(scope digest {facts.scope_digest[:16]}…)"],
+        ["Method", f"{facts.method} — {guarantee}"],
+        ["Verification", "PASSED" if facts.report_summary.get("passed") else "not passed"],
+        *[[name.replace("_", " ").capitalize(), value] for name, value in facts.times.items() if value],
+    ]
+    checks = [["Check", "Value", "Threshold", "Result"]] + [
+        [Paragraph(str(check.get("name", "?")), styles["BodyText"]), _value(check.get("value")),
+         _value(check.get("threshold")), "pass" if check.get("passed") else "FAIL"]
+        for check in facts.report_summary.get("checks", [])]
+    digests = [
+        ["Model before", Paragraph(facts.before.artifact_digest, _MONO)],
+        ["Model after (served)", Paragraph(facts.after.artifact_digest, _MONO)],
+        ["Base model", Paragraph(facts.after.base_digest or "—", _MONO)],
+        ["Verification report", Paragraph(json_digest(facts.report), _MONO)],
+        ["Audit chain head",
+         Paragraph(f"#{facts.audit_head.get('seq')} {facts.audit_head.get('hash')}", _MONO)],
+        ["Signing key id", Paragraph(key_id, _MONO)],
+    ]
+    verify = Table([[_qr(verify_url), Paragraph(
+        "This page summarises a signed certificate (in-toto statement in a DSSE envelope, Ed25519). "
+        "The signed JSON is authoritative. Check it offline with<br/>"
+        "<font face='Courier'>oblivio certificate verify certificate.json --public-key key.pem</font>"
+        f"<br/>or online: <font face='Courier' size='7'>{verify_url}</font><br/><br/>"
+        "Inference-time refusal of prompts about this subject between approval and certification was "
+        "suppression, not unlearning.", styles["BodyText"])]], colWidths=[36 * mm, 140 * mm], hAlign="LEFT")
+    story = [
+        Paragraph("Certificate of machine unlearning", styles["Title"]),
+        _table([[k, v] for k, v in summary], [45 * mm, 131 * mm], header=False), Spacer(1, 5 * mm),
+        Paragraph("Verification checks", styles["Heading3"]),
+        _table(checks, [80 * mm, 30 * mm, 30 * mm, 36 * mm]), Spacer(1, 5 * mm),
+        Paragraph("Digests (SHA-256)", styles["Heading3"]),
+        _table(digests, [45 * mm, 131 * mm], header=False), Spacer(1, 6 * mm), verify,
+    ]
+    doc.build(story)
+    return buffer.getvalue()

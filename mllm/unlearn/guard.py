@@ -1,0 +1,156 @@
+"""The collapse guard: every run ends by comparing the candidate with the original on a validation slice.
+
+Measured on records the request does not evaluate: the scope's validation records (other patients)
+or, when there are none, a deterministic sample of far retain (of siblings when a tiny corpus has
+no far retain), plus the never-trained holdout's
+image-grounded records. Accuracy is teacher-forced exact match (exact for token-level match, see
+:mod:`mllm.evaluate.generate`); a few greedy generations measure answer length and how often the
+model still stops (a model taught never to emit EOS rambles to the token limit). A failed guard
+raises :class:`CollapseError` — a broken model is never returned as a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mllm.data.schema import FactKind, Record
+from mllm.evaluate.generate import teacher_forced_answers
+from mllm.evaluate.metrics import exact_match
+from mllm.models.families import family_of
+from mllm.models.runtime import input_device
+from mllm.train.encode import encode_records
+
+from .scope import ScopeGroups, kept_groups, sample
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    """Thresholds, relative to the original model on the same slice."""
+
+    min_retain_ratio: float = 0.9  # candidate retain accuracy ≥ ratio × original
+    max_holdout_drop: float = 0.1  # holdout image-grounded accuracy ≥ original − drop
+    min_stop_ratio: float = 0.9  # share of generations that stop ≥ ratio × original's share
+    max_length_ratio: float = 2.0  # mean generated length ≤ ratio × original's + 2 tokens
+    retain_sample: int = 48
+    generations: int = 8
+    max_new_tokens: int = 48
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    retain_accuracy: float
+    holdout_grounded_accuracy: float
+    stop_rate: float
+    mean_length: float
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    passed: bool
+    original: ModelStats
+    candidate: ModelStats
+    failures: list[str] = field(default_factory=list)
+    n_retain: int = 0
+    n_holdout: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CollapseError(RuntimeError):
+    """The unlearned model failed the collapse guard; ``result`` says which check and by how much."""
+
+    def __init__(self, result: GuardResult) -> None:
+        super().__init__("collapse guard failed: " + "; ".join(result.failures))
+        self.result = result
+
+
+class WithoutAdapter:
+    """The original model behind a PEFT model: forward and generate with the adapter disabled."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def eval(self) -> WithoutAdapter:
+        self.model.eval()
+        return self
+
+    def __call__(self, **inputs: Any) -> Any:
+        with self.model.disable_adapter():
+            return self.model(**inputs)
+
+    def generate(self, **inputs: Any) -> Any:
+        with self.model.disable_adapter():
+            return self.model.generate(**inputs)
+
+    def get_input_embeddings(self) -> Any:
+        return self.model.get_input_embeddings()
+
+
+def _accuracy(model: Any, processor: Any, root: Path, records: list[Record]) -> float:
+    if not records:
+        return float("nan")
+    answers = teacher_forced_answers(model, processor, encode_records(processor, records, root))
+    return sum(exact_match(r.task, a, r.answer) for r, a in zip(records, answers, strict=True)) / len(records)
+
+
+@torch.no_grad()
+def _generation_stats(model: Any, processor: Any, root: Path, records: list[Record],
+                      max_new_tokens: int) -> tuple[float, float]:
+    """(share of greedy generations that end their turn within the limit, mean generated length)."""
+    data = encode_records(processor, records, root)
+    batch = data.batch(range(len(data)), with_answer=False).to(input_device(model))
+    stop_ids = family_of(processor).stop_ids(processor.tokenizer)
+    output = model.generate(**batch.model_inputs(), do_sample=False, max_new_tokens=max_new_tokens,
+                            pad_token_id=processor.tokenizer.pad_token_id, eos_token_id=stop_ids)
+    stops, lengths = 0, 0
+    for row in output[:, batch.input_ids.shape[1]:].tolist():
+        end = next((i for i, token in enumerate(row) if token in stop_ids), None)
+        stops += end is not None
+        lengths += len(row) if end is None else end
+    return stops / len(records), lengths / len(records)
+
+
+def guard_slices(scope: ScopeGroups, policy: GuardPolicy, seed: int) -> tuple[list[Record], list[Record]]:
+    kept = [r for records in kept_groups(scope).values() for r in records]
+    retain = scope.validation or sample(scope.retain or kept, policy.retain_sample, f"guard:{seed}")
+    holdout = [r for r in scope.holdout if r.fact_kind is FactKind.IMAGE_GROUNDED]
+    return retain, sample(holdout, policy.retain_sample, f"guard:{seed}")
+
+
+def measure(model: Any, processor: Any, root: Path, retain: list[Record], holdout: list[Record],
+            policy: GuardPolicy) -> ModelStats:
+    stop_rate, length = _generation_stats(model, processor, root, retain[:policy.generations],
+                                          policy.max_new_tokens)
+    return ModelStats(retain_accuracy=_accuracy(model, processor, root, retain),
+                      holdout_grounded_accuracy=_accuracy(model, processor, root, holdout),
+                      stop_rate=stop_rate, mean_length=length)
+
+
+def collapse_guard(candidate: Any, original: Any, processor: Any, root: Path, scope: ScopeGroups, *,
+                   policy: GuardPolicy, seed: int) -> GuardResult:
+    """Measure both models on the validation slice and apply ``policy``."""
+    retain, holdout = guard_slices(scope, policy, seed)
+    if not retain:
+        raise ValueError("the collapse guard needs validation or retain records")
+    before = measure(original, processor, root, retain, holdout, policy)
+    after = measure(candidate, processor, root, retain, holdout, policy)
+    failures = []
+    if after.retain_accuracy < policy.min_retain_ratio * before.retain_accuracy:
+        failures.append(f"retain accuracy {after.retain_accuracy:.3f} < {policy.min_retain_ratio} x "
+                        f"original {before.retain_accuracy:.3f}")
+    floor = before.holdout_grounded_accuracy - policy.max_holdout_drop
+    if holdout and after.holdout_grounded_accuracy < floor:
+        failures.append(f"holdout image-grounded accuracy {after.holdout_grounded_accuracy:.3f} < original "
+                        f"{before.holdout_grounded_accuracy:.3f} - {policy.max_holdout_drop}")
+    if after.stop_rate < policy.min_stop_ratio * before.stop_rate:
+        failures.append(f"only {after.stop_rate:.2f} of generations stop (original {before.stop_rate:.2f})")
+    if after.mean_length > policy.max_length_ratio * before.mean_length + 2:
+        failures.append(f"mean answer length {after.mean_length:.1f} tokens "
+                        f"(original {before.mean_length:.1f})")
+    return GuardResult(passed=not failures, original=before, candidate=after, failures=failures,
+                       n_retain=len(retain), n_holdout=len(holdout))

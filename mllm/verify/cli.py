@@ -1,0 +1,109 @@
+"""``oblivio verify``: judge a candidate model against a forget request's scope.
+
+Exit status: 0 the candidate passes, 1 it fails (the report says which checks and why), 2 bad input
+(unreadable corpus, scope, policy or model; an existing ``--out``). The scope names its node in a
+file (identifiers never go on the command line); messages never echo identifiers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def _bad_input(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@click.command("verify")
+@click.option(
+    "--original", required=True, type=click.Path(path_type=Path), help="The model before unlearning."
+)
+@click.option("--candidate", required=True, type=click.Path(path_type=Path), help="The unlearned model.")
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The training corpus of the original.",
+)
+@click.option(
+    "--forget-file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="SCOPE.json naming the node to forget.",
+)
+@click.option("--oracle", type=click.Path(path_type=Path), help="A retrain oracle (benchmarks).")
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path),
+    help="JSON file overriding verdict thresholds.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to write REPORT.json.")
+def verify_command(
+    original: Path,
+    candidate: Path,
+    corpus_dir: Path,
+    forget_file: Path,
+    oracle: Path | None,
+    policy_file: Path | None,
+    out: Path,
+) -> None:
+    """Attack CANDIDATE and write the verification report; exit 0 pass, 1 fail, 2 bad input."""
+    import torch
+
+    from mllm.data.schema import CorpusError, load_corpus
+    from mllm.models.loader import ModelLoadError, check_model_dir
+
+    from . import PolicyError, VerdictPolicy, VerifyInputError, verify
+    from .testbed import ScopeFileError, load_scope
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    if out.exists():
+        _bad_input(f"{out} already exists; choose a new report path")
+    if not out.parent.is_dir():
+        _bad_input(f"the directory of {out} does not exist")
+    try:
+        policy = VerdictPolicy.from_file(policy_file) if policy_file else VerdictPolicy()
+        corpus = load_corpus(corpus_dir)
+        scope = load_scope(corpus, forget_file)
+        for path in (original, candidate, *([oracle] if oracle else [])):
+            check_model_dir(path)
+        report = verify(
+            original=original, candidate=candidate, corpus=corpus, scope=scope, oracle=oracle, policy=policy
+        )
+    except (PolicyError, CorpusError, ScopeFileError, ModelLoadError, VerifyInputError) as exc:
+        _bad_input(str(exc))
+        return
+    _write_atomically(out, json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
+    verdict = "PASS" if report.passed else "FAIL"
+    click.echo(f"{verdict}  report {out}  sha256 {report.digest()}")
+    for check in report.failed:
+        click.echo(
+            f"  fail {check.name}: {check.value:.3f} (threshold {check.comparison} {check.threshold}) "
+            f"— {check.diagnosis}"
+        )
+    sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
+
+
+COMMANDS: list[click.Command] = [verify_command]

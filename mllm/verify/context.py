@@ -1,0 +1,187 @@
+"""What attacks share: the models under test (with cached answers), the corpus, scope and policy.
+
+A :class:`Subject` is one model read through its weights — the candidate, the original, and the
+retrain oracle when one is given. Answers and answer statistics are cached per probe, so attacks
+that ask the same probe of the same model pay once.
+
+The **matched reference** of a set of forget probes is what a never-trained model is expected to
+score on them: for each probe, the success rate of the holdout-twin probes of the same depth and
+modality in the same stratum (task x fact kind x level, falling back to task x fact kind, then fact
+kind, then all twins), measured on the same model; their mean is the reference rate. The excess
+(success minus reference) is judged per forget *item* (its probes averaged), with an interval from
+a two-level bootstrap that resamples the twins of each stratum and the forget items
+(:func:`mllm.verify.stats.matched_excess`), so the reference's own sampling noise is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mllm.data.schema import Corpus, Record
+from mllm.evaluate.generate import greedy_answers
+from mllm.train.encode import EncodedRecords, answer_ids
+
+from .engine import AnswerStats, Decoded, answer_stats, encode, encode_probes, greedy_decode, reproduces
+from .policy import VerdictPolicy
+from .probes import Probe, is_eval_only, succeeded
+from .report import Check
+from .stats import Estimate, matched_excess, rate
+
+Progress = Callable[[str, float], None]  # (stage, fraction of the verification done)
+
+
+@dataclass
+class Subject:
+    """A model under test, read through its forward pass only."""
+
+    role: str
+    model: Any
+    processor: Any
+    digest: str | None
+    _decoded: dict[tuple, Decoded] = field(default_factory=dict, repr=False)
+    _stats: dict[tuple, AnswerStats] = field(default_factory=dict, repr=False)
+
+    def decode(self, probes: Sequence[Probe], root: Path, policy: VerdictPolicy) -> list[Decoded]:
+        """Greedy answers (cached). The step budget is ``min(max_new_tokens, answer tokens + 8)``."""
+        todo = [p for p in dict.fromkeys(probes) if p.key not in self._decoded]
+        tokenizer = self.processor.tokenizer
+        for indices, data in encode_probes(self.processor, todo, root):
+            exact = reproduces(self.model, data, batch_size=policy.batch_size)
+            rest = [j for j, hit in enumerate(exact) if not hit]
+            for j, hit in enumerate(exact):
+                if hit:
+                    answer = data.examples[j].answer_ids[:-1]
+                    self._decoded[todo[indices[j]].key] = Decoded(
+                        tokenizer.decode(answer, skip_special_tokens=True), finished=True, tokens=len(answer)
+                    )
+            if not rest:
+                continue
+            subset = EncodedRecords([data.examples[j] for j in rest], data.images, data.pad_token_id)
+            limits = [min(policy.max_new_tokens, len(ex.answer_ids) + 8) for ex in subset.examples]
+            decoded = greedy_decode(
+                self.model, self.processor, subset, limits=limits, batch_size=policy.batch_size
+            )
+            for j, out in zip(rest, decoded, strict=True):
+                self._decoded[todo[indices[j]].key] = out
+        return [self._decoded[p.key] for p in probes]
+
+    def success(self, probes: Sequence[Probe], root: Path, policy: VerdictPolicy) -> list[bool]:
+        return [
+            succeeded(p.record, d.text, policy.rouge_l_success)
+            for p, d in zip(probes, self.decode(probes, root, policy), strict=True)
+        ]
+
+    def served(self, probes: Sequence[Probe], root: Path, policy: VerdictPolicy) -> list[bool]:
+        """Success of the answers the model object itself serves (its own ``generate``)."""
+        records = [p.prompt_record() for p in probes]
+        limit = min(
+            policy.max_new_tokens, max(len(answer_ids(self.processor, r.answer)) for r in records) + 8
+        )
+        answers = greedy_answers(
+            self.model,
+            self.processor,
+            encode(self.processor, records, root),
+            batch_size=policy.batch_size,
+            max_new_tokens=limit,
+        )
+        return [succeeded(p.record, a, policy.rouge_l_success) for p, a in zip(probes, answers, strict=True)]
+
+    def stats(self, records: Sequence[Record], root: Path, policy: VerdictPolicy) -> list[AnswerStats]:
+        def key(r: Record) -> tuple:
+            return r.record_id, r.question, r.answer
+
+        todo = list({key(r): r for r in records if key(r) not in self._stats}.values())
+        if todo:
+            for record, out in zip(
+                todo,
+                answer_stats(self.model, encode(self.processor, todo, root), batch_size=policy.batch_size),
+                strict=True,
+            ):
+                self._stats[key(record)] = out
+        return [self._stats[key(r)] for r in records]
+
+
+def _strata(record: Record) -> tuple[tuple, ...]:
+    return (
+        (record.task, record.fact_kind, record.level),
+        (record.task, record.fact_kind),
+        (record.fact_kind,),
+        (),
+    )
+
+
+def scope_list(value: Any) -> list[Record]:
+    """A scope group as a flat list (``siblings`` may map each ancestor level to its records)."""
+    if isinstance(value, Mapping):
+        return [r for records in value.values() for r in records]
+    return list(value or ())
+
+
+@dataclass
+class VerifyContext:
+    corpus: Corpus
+    scope: Any  # mllm.data.scope.ScopeGroups (duck-typed: forget, children, siblings, ...)
+    policy: VerdictPolicy
+    candidate: Subject
+    original: Subject
+    oracle: Subject | None = None
+    progress: Progress | None = None
+
+    @property
+    def root(self) -> Path:
+        return self.corpus.root
+
+    def group(self, name: str) -> list[Record]:
+        return scope_list(getattr(self.scope, name, None))
+
+    def subjects(self) -> list[Subject]:
+        return [s for s in (self.candidate, self.oracle) if s is not None]
+
+    def matched_reference(self, subject: Subject, probes: Sequence[Probe]) -> list[np.ndarray]:
+        """Per probe, the success flags of its matched never-trained twins on ``subject``.
+
+        Trained forms are matched with ``holdout``; held-out forms with ``holdout_forms`` (the twins
+        of ``forget_forms``) when the scope has them. Probes of one stratum share one array (the
+        two-level bootstrap resamples it once).
+        """
+        pools = {False: self.group("holdout")}
+        pools[True] = [r for r in self.group("holdout_forms")] or pools[False]
+        reference: dict[tuple, np.ndarray] = {}
+        for cell in dict.fromkeys((p.depth, p.modality, is_eval_only(p.record)) for p in probes):
+            depth, modality, held_out = cell
+            twins = [Probe(r, depth, modality) for r in pools[held_out]]
+            table: dict[tuple, list[bool]] = {}
+            for twin, ok in zip(twins, subject.success(twins, self.root, self.policy), strict=True):
+                for stratum in _strata(twin.record):
+                    table.setdefault(stratum, []).append(ok)
+            arrays = {stratum: np.asarray(flags, dtype=np.float64) for stratum, flags in table.items()}
+            for probe in probes:
+                if (probe.depth, probe.modality, is_eval_only(probe.record)) == cell:
+                    reference[probe.key] = next(arrays[s] for s in _strata(probe.record))
+        return [reference[p.key] for p in probes]
+
+    def excess(self, subject: Subject, probes: Sequence[Probe]) -> tuple[Estimate, Estimate, Estimate]:
+        """(success rate, matched reference rate, excess) on ``probes``; see :func:`matched_excess`."""
+        flags = subject.success(probes, self.root, self.policy)
+        if not probes:
+            return rate([]), rate([]), rate([])
+        reference, excess = matched_excess(
+            flags,
+            self.matched_reference(subject, probes),
+            [p.record.record_id for p in probes],
+            seed=self.policy.seed,
+        )
+        return rate(flags), reference, excess
+
+    def check(self, **fields: Any) -> Check:
+        """A :class:`Check` held to the policy's significance rule."""
+        return Check(significance=self.policy.require_significance, **fields)
+
+    def report(self, stage: str, fraction: float) -> None:
+        if self.progress is not None:
+            self.progress(stage, fraction)

@@ -1,0 +1,113 @@
+"""The verdict policy: every threshold a check is held to, with documented defaults.
+
+An institution overrides any subset in a JSON file (``oblivio verify --policy FILE``), e.g.
+``{"max_leak_excess": 0.1, "max_retain_drop": 0.05}``; unknown keys and wrong types are refused.
+
+Defaults (rates are success rates, see :mod:`mllm.verify.probes`; AUCs see :mod:`mllm.verify.stats`).
+They are set with a margin around what the retrain oracle and the broken candidates measure on the
+tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the benchmark corpora
+(``benchmarks/verification.py``):
+
+* ``max_leak_excess`` 0.2 — forget success may exceed the matched never-trained reference by at
+  most 0.2, at every context depth, form and modality (children included: ``max_child_excess``).
+* ``max_forget_deficit`` 0.2 — forget answered more than 0.2 *below* its reference (e.g. wrong where
+  a never-seen patient reads the image or hits multiple-choice chance) is over-forgetting.
+* ``max_mia_auc`` 0.75 / ``min_mia_auc`` 0.25 — every membership score's AUC (forget vs holdout
+  twins) must stay inside this band: above it the scope is still recognisable as trained, below it
+  the scope is recognisable as *removed* (over-forgetting reveals membership too).
+* ``max_abs_privleak`` 0.5 — |PrivLeak| against the retrain oracle, when one is given.
+* ``max_relearn_gap`` 0.25 — after the relearning attack, forget success above the matched
+  reference (and above the oracle under the same attack) by at most 0.25.
+* ``max_retain_drop`` 0.1, ``max_sibling_drop`` 0.15, ``max_shared_drop`` 0.15,
+  ``max_image_drop`` 0.1 — success lost against the original on far retain, siblings,
+  ancestor-owned shared facts and image-grounded facts.
+* ``max_suppression_gap`` 0.2 — forget success of the verifier's decoding of the weights minus that
+  of the candidate's own ``generate`` (a filter or refusal wrapper).
+* ``max_degenerate_excess`` 0.1 — share of empty or endless answers above the original's.
+* ``require_significance`` true — a check fails only when its value is beyond the threshold *and*
+  its 95% interval excludes the reference value (0 for excesses/drops, 0.5 for AUCs): material and
+  supported by the sample (:class:`mllm.verify.report.Check`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class PolicyError(ValueError):
+    """A policy file is unreadable, not an object, names an unknown threshold or has a bad value."""
+
+
+@dataclass(frozen=True)
+class VerdictPolicy:
+    """Thresholds and attack settings (see the module docstring for what each means)."""
+
+    max_leak_excess: float = 0.2
+    max_child_excess: float = 0.2
+    max_forget_deficit: float = 0.2
+    max_mia_auc: float = 0.75
+    min_mia_auc: float = 0.25
+    max_abs_privleak: float = 0.5
+    max_relearn_gap: float = 0.25
+    max_retain_drop: float = 0.1
+    max_sibling_drop: float = 0.15
+    max_shared_drop: float = 0.15
+    max_image_drop: float = 0.1
+    max_suppression_gap: float = 0.2
+    max_degenerate_excess: float = 0.1
+    # how success is judged and how hard the attacks push
+    require_significance: bool = True
+    rouge_l_success: float = 0.7
+    relearn_steps: int = 12
+    relearn_lr: float = 1e-3
+    relearn_batch_size: int = 8
+    relearn_fraction: float = 0.5
+    max_new_tokens: int = 128
+    max_utility_items: int = 200
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise PolicyError(f"policy field '{f.name}' must be a non-negative integer")
+            if f.type == "bool" and not isinstance(value, bool):
+                raise PolicyError(f"policy field '{f.name}' must be true or false")
+            if f.type == "float" and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            ):
+                raise PolicyError(f"policy field '{f.name}' must be a finite number")
+        if not 0 < self.relearn_fraction < 1:
+            raise PolicyError("policy field 'relearn_fraction' must be between 0 and 1")
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise PolicyError("policy fields 'batch_size' and 'max_new_tokens' must be at least 1")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> VerdictPolicy:
+        if not isinstance(data, dict):
+            raise PolicyError("a policy must be a JSON object of threshold names to values")
+        known = {f.name: f for f in fields(cls)}
+        for name, value in data.items():
+            if name not in known:
+                raise PolicyError(f"unknown policy field '{name}'")
+            if known[name].type == "float" and isinstance(value, int) and not isinstance(value, bool):
+                data = {**data, name: float(value)}
+        return replace(cls(), **data)
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> VerdictPolicy:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"cannot read the policy file: {exc.strerror or exc}") from None
+        except json.JSONDecodeError as exc:
+            raise PolicyError(f"the policy file is not valid JSON (line {exc.lineno})") from None
+        return cls.from_dict(data)

@@ -1,0 +1,122 @@
+"""``verify(...)``: attack a candidate, compare it with the references, and judge it by the policy.
+
+References that exist in production: the **original** model (utility, suppression, collapse) and the
+never-trained **holdout twins** of the scope (every forgetting check). A retrain **oracle** adds the
+benchmark-only comparisons (PrivLeak, relearning against the oracle, its own reconstruction table).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mllm.data.schema import Corpus
+from mllm.models.artifact import artifact_digest
+from mllm.models.loader import LoadedModel, load_model
+
+from . import attacks  # noqa: F401  (registers the built-in attacks)
+from .context import Subject, VerifyContext, scope_list
+from .policy import VerdictPolicy
+from .registry import ATTACKS
+from .report import VerificationReport
+from .stats import DEFINITIONS
+
+ModelRef = str | Path | LoadedModel
+SCOPE_GROUPS = (
+    "forget",
+    "children",
+    "siblings",
+    "shared",
+    "retain",
+    "validation",
+    "holdout",
+    "forget_forms",
+    "holdout_forms",
+)
+
+
+class VerifyInputError(ValueError):
+    """The inputs cannot be verified (empty forget set, no holdout twins, records not in the corpus)."""
+
+
+def _subject(role: str, ref: ModelRef) -> Subject:
+    loaded = ref if isinstance(ref, LoadedModel) else load_model(ref)
+    digest = artifact_digest(loaded.path) if isinstance(ref, str | Path) else None
+    return Subject(role=role, model=loaded.model, processor=loaded.processor, digest=digest)
+
+
+def _scope_summary(corpus: Corpus, scope: Any) -> dict[str, Any]:
+    known = {r.record_id for r in corpus.records}
+    counts: dict[str, int] = {}
+    for name in SCOPE_GROUPS:
+        records = scope_list(getattr(scope, name, None))
+        if any(r.record_id not in known for r in records):
+            raise VerifyInputError(f"scope group '{name}' names records that are not in the corpus")
+        counts[name] = len(records)
+    if not counts["forget"]:
+        raise VerifyInputError("the forget set is empty: nothing to verify")
+    if not counts["holdout"]:
+        raise VerifyInputError(
+            "the scope has no never-trained holdout twins: there is no reference to verify against"
+        )
+    ids = "\n".join(sorted(r.record_id for r in scope_list(scope.forget))).encode()
+    return {"counts": counts, "forget_ids_sha256": hashlib.sha256(ids).hexdigest()}
+
+
+def verify(
+    *,
+    original: ModelRef,
+    candidate: ModelRef,
+    corpus: Corpus,
+    scope: Any,
+    oracle: ModelRef | None = None,
+    policy: VerdictPolicy | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> VerificationReport:
+    """Run every registered attack on ``candidate`` and return the judged report.
+
+    ``original``/``candidate``/``oracle`` are model directories or already loaded models (a loaded
+    candidate may be any object whose forward pass is the model's — the verifier never relies on its
+    ``generate``). ``scope`` is the request's ``ScopeGroups``. Raises :class:`VerifyInputError`.
+    """
+    policy = policy or VerdictPolicy()
+    summary = _scope_summary(corpus, scope)
+    torch.manual_seed(policy.seed)
+    ctx = VerifyContext(
+        corpus=corpus,
+        scope=scope,
+        policy=policy,
+        candidate=_subject("candidate", candidate),
+        original=_subject("original", original),
+        oracle=_subject("oracle", oracle) if oracle is not None else None,
+        progress=progress,
+    )
+    checks, tables, timing = [], {}, {}
+    for name, attack in ATTACKS.items():
+        started = time.perf_counter()
+        result = attack().run(ctx)
+        timing[name] = round(time.perf_counter() - started, 3)
+        checks += result.checks
+        tables[name] = result.tables
+    ctx.report("done", 1.0)
+    inputs = {
+        "original_digest": ctx.original.digest,
+        "candidate_digest": ctx.candidate.digest,
+        "oracle_digest": ctx.oracle.digest if ctx.oracle else None,
+        "corpus_records_sha256": corpus.header.records_sha256,
+        "scope": summary,
+        "references": ["original", "holdout_twins"] + (["retrain_oracle"] if ctx.oracle else []),
+    }
+    return VerificationReport(
+        checks=checks,
+        attacks=tables,
+        inputs=inputs,
+        policy=policy.as_dict(),
+        definitions=DEFINITIONS,
+        timing=timing,
+    )

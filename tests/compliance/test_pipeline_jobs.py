@@ -1,0 +1,246 @@
+"""Jobs in one process: planning, the three steps, escalation, leases, cancellation, registry, guard."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+from pipeline_support import *  # noqa: F403
+from pipeline_support import Served, drive, plan_one
+
+from compliance.errors import Conflict
+from compliance.lifecycle import Status
+from compliance.models import (
+    Certificate,
+    Deployment,
+    GuardRule,
+    JobState,
+    ModelVersion,
+    UnlearningJob,
+    VersionStatus,
+)
+from compliance.pipeline.certify import certificate_verify_stored
+from compliance.pipeline.guard import guard_screen
+from compliance.pipeline.jobs import (
+    LeaseLost,
+    job_cancel,
+    job_claim,
+    job_locked,
+    jobs_plan,
+    jobs_release_due,
+)
+from compliance.pipeline.policy import policy_set
+from compliance.pipeline.registry import version_rollback
+from compliance.pipeline.steps import job_run_step
+from compliance.pipeline.storage import artifact_storage
+from core.audit import audit_verify
+from core.models import AuditEvent
+from core.principals import SYSTEM
+
+
+def statuses(request) -> list[str]:
+    events = AuditEvent.objects.filter(object_id=str(request.pk), action="forget_request.status_changed")
+    return [event.data["to"] for event in events.order_by("seq")]
+
+
+def test_an_approved_request_is_unlearned_verified_promoted_and_certified(served: Served, approve) -> None:
+    request = approve()
+    assert GuardRule.objects.get(request=request).active
+    job = plan_one()
+    assert job.base_version == served.version and job.forget_records
+    assert set(job.targets) == {str(request.pk)}
+    job = drive(job)
+    request.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED and request.status == Status.CERTIFIED
+    assert statuses(request) == ["in_review", "approved", "scheduled", "unlearning", "verifying", "certified"]
+    deployment = Deployment.objects.get(name="default")
+    assert deployment.served == job.candidate and deployment.served.parent == served.version
+    assert set(deployment.served.forgotten_records) == set(job.forget_records)
+    old = ModelVersion.objects.get(pk=served.version.pk)
+    assert old.status == VersionStatus.DELETED and not artifact_storage().exists(old.artifact_digest)
+    certificate = Certificate.objects.get(request=request)
+    assert certificate_verify_stored(certificate).ok
+    assert certificate.pdf[:5] == b"%PDF-"
+    assert not GuardRule.objects.get(request=request).active
+    assert audit_verify().ok
+
+
+def test_failing_verification_climbs_the_ladder_to_exact(served: Served, approve, monkeypatch) -> None:
+    monkeypatch.setenv("PIPELINE_TEST_REQUIRED_STRENGTH", "5")
+    request = approve()
+    job = drive(plan_one())
+    request.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED and job.rung == 2
+    assert job.candidate.exact and job.candidate.method == "exact"
+    rung = ["scheduled", "unlearning", "verifying"]
+    assert statuses(request)[2:] == [*rung, "failed", *rung, "failed", *rung, "certified"]
+    rejected = ModelVersion.objects.filter(job=job, status=VersionStatus.REJECTED)
+    assert rejected.count() == 2
+    assert Certificate.objects.get(request=request).bundle["verification_report"]["passed"] is True
+
+
+def test_when_every_rung_fails_the_request_is_escalated_with_the_failed_checks(served: Served, approve,
+                                                                               monkeypatch) -> None:
+    monkeypatch.setenv("PIPELINE_TEST_REQUIRED_STRENGTH", "5")
+    policy_set(institution=served.institution, ladder=[{"method": "npo"}, {"method": "npo", "config":
+               {"steps": 60}}], thresholds={}, guard_stays_on=False, actor=SYSTEM)
+    request = approve()
+    job = drive(plan_one())
+    request.refresh_from_db()
+    assert job.state == JobState.ESCALATED and request.status == Status.ESCALATED
+    assert [c["name"] for c in job.failure["failed_checks"]] == ["forget_strength"]
+    escalation = AuditEvent.objects.filter(object_id=str(request.pk), data__to="escalated").get()
+    assert escalation.data["failed_checks"][0]["threshold"] == 5.0
+    assert Deployment.objects.get(name="default").served == served.version  # nothing promoted
+    assert not Certificate.objects.exists()
+    assert GuardRule.objects.get(request=request).active  # still refusing: nothing was unlearned
+
+
+def test_an_unlearning_error_counts_as_a_failed_rung(served: Served, approve, monkeypatch) -> None:
+    monkeypatch.setenv("PIPELINE_TEST_UNLEARN_ERROR", "npo")
+    request = approve()
+    job = drive(plan_one())
+    assert job.state == JobState.SUCCEEDED and job.candidate.method == "exact"
+    request.refresh_from_db()
+    assert request.status == Status.CERTIFIED
+
+
+def test_requests_approved_within_the_window_share_one_job(served: Served, approve,
+                                                           pipeline_settings) -> None:
+    pipeline_settings.OBLIVIO_JOB_BATCH_WINDOW_SECONDS = 3600
+    first, second = approve(served.mrns[0]), approve(served.mrns[1])
+    jobs = jobs_plan()
+    assert len(set(jobs)) == 1 and jobs_release_due() == 0  # window still open
+    UnlearningJob.objects.update(not_before=timezone.now())
+    assert jobs_release_due() == 1
+    job = drive(UnlearningJob.objects.get())
+    assert job.requests.count() == 2 and job.state == JobState.SUCCEEDED
+    for request in (first, second):
+        assert certificate_verify_stored(Certificate.objects.get(request=request)).ok
+    assert ModelVersion.objects.filter(status=VersionStatus.SERVED).count() == 1
+
+
+def test_the_next_request_is_scoped_against_the_served_version(served: Served, approve) -> None:
+    approve(served.mrns[0])
+    drive(plan_one())
+    first_model = Deployment.objects.get(name="default").served
+    approve(served.mrns[1])
+    job = drive(plan_one())
+    assert job.base_version == first_model
+    assert set(job.candidate.forgotten_records) > set(first_model.forgotten_records)
+
+
+def test_a_lease_is_exclusive_and_an_expired_one_is_taken_over_with_fencing(served: Served, approve) -> None:
+    approve()
+    job = plan_one()
+    assert job_claim(job.pk, step="unlearn", owner="worker-a") is not None
+    assert job_claim(job.pk, step="unlearn", owner="worker-b") is None
+    assert job_claim(job.pk, step="verify", owner="worker-b") is None  # not at that step
+    UnlearningJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    taken = job_claim(job.pk, step="unlearn", owner="worker-b")
+    assert taken is not None and taken.attempts == 2
+    assert AuditEvent.objects.filter(action="unlearning_job.taken_over", object_id=str(job.pk)).exists()
+    with pytest.raises(LeaseLost), transaction.atomic():  # the presumed-dead worker can no longer write
+        job_locked(job.pk, owner="worker-a")
+    UnlearningJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    job = drive(job)
+    assert job.state == JobState.SUCCEEDED
+
+
+def test_cancelling_a_queued_job_stops_it_and_fails_its_requests(served: Served, approve, officer) -> None:
+    request = approve()
+    job = plan_one()
+    job_cancel(job_id=job.pk, actor=officer.principal)
+    job.refresh_from_db()
+    request.refresh_from_db()
+    assert job.state == JobState.CANCELLED and request.status == Status.FAILED
+    assert job_run_step(str(job.pk), "unlearn") == "not claimed"
+    with pytest.raises(Conflict):
+        job_cancel(job_id=job.pk, actor=officer.principal)
+    assert Deployment.objects.get(name="default").served == served.version
+
+
+def test_cancelling_a_running_job_stops_it_at_the_next_step_boundary(served: Served, approve,
+                                                                      officer) -> None:
+    request = approve()
+    job = plan_one()
+    assert job_run_step(str(job.pk), "unlearn") == "done"
+    job_claim(job.pk, step="verify", owner="worker-a")  # a worker holds it
+    job_cancel(job_id=job.pk, actor=officer.principal)
+    job.refresh_from_db()
+    assert job.state == JobState.RUNNING and job.cancel_requested
+    UnlearningJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert job_run_step(str(job.pk), "verify") == "stopped"
+    job.refresh_from_db()
+    request.refresh_from_db()
+    assert job.state == JobState.CANCELLED and request.status == Status.FAILED
+    assert not Certificate.objects.exists()
+
+
+def test_rollback_never_serves_forgotten_data_again(served: Served, approve, officer, tmp_path) -> None:
+    approve()
+    drive(plan_one())
+    with pytest.raises(Conflict):  # the original model was deleted: it held the forgotten patient
+        version_rollback(deployment="default", version_id=str(served.version.pk), actor=officer.principal,
+                         reason="regression")
+    served_now = Deployment.objects.get(name="default").served
+    # a version that forgot the same records (a retrained model) may be rolled back to
+    second = ModelVersion.objects.create(
+        deployment=served_now.deployment, artifact_digest="cd" * 32, storage_key="", corpus=served.corpus,
+        corpus_root=str(served.corpus_dir), forgotten_records=served_now.forgotten_records,
+        status=VersionStatus.RETIRED)
+    version_rollback(deployment="default", version_id=str(second.pk), actor=officer.principal,
+                     reason="regression")
+    assert Deployment.objects.get(name="default").served == second
+    served_now.refresh_from_db()
+    assert served_now.status == VersionStatus.RETIRED
+
+
+def _image_of(served: Served, mrn: str) -> bytes:
+    records = [json.loads(line) for line in (served.corpus_dir / "records.jsonl").read_text().splitlines()]
+    return (served.corpus_dir / next(r["image"] for r in records if r["patient_id"] == mrn)).read_bytes()
+
+
+def test_the_guard_refuses_in_scope_prompts_and_images_until_certification(served: Served, approve) -> None:
+    mrn, other = served.mrns[0], served.mrns[1]
+    assert not guard_screen(prompt=f"What did the study of patient {mrn} show?").refused
+    request = approve(mrn)
+    rule = GuardRule.objects.get(request=request)
+    assert mrn not in str(rule.identifier_hashes) and rule.image_digests
+    assert guard_screen(prompt=f"What did the study of patient {mrn} show?").refused
+    assert guard_screen(prompt="Summarise the chart.", identifiers=[mrn]).refused
+    assert not guard_screen(prompt=f"What did the study of patient {other} show?").refused
+    assert guard_screen(prompt="Describe this image.", images=[_image_of(served, mrn)]).refused
+    assert not guard_screen(prompt="Describe this image.", images=[_image_of(served, other)]).refused
+    drive(plan_one())
+    assert not guard_screen(prompt=f"What did the study of patient {mrn} show?").refused
+    rule.refresh_from_db()
+    assert rule.refusals == 3 and not rule.active
+    assert AuditEvent.objects.filter(action="inference_guard.deactivated", object_id=str(request.pk)).exists()
+
+
+def test_policy_can_keep_the_guard_on_after_certification(served: Served, approve) -> None:
+    policy_set(institution=served.institution, ladder=[{"method": "npo"}], thresholds={}, guard_stays_on=True,
+               actor=SYSTEM)
+    request = approve()
+    drive(plan_one())
+    assert GuardRule.objects.get(request=request).active
+    certificate = Certificate.objects.get(request=request)
+    guard = certificate_verify_stored(certificate).predicate["inference_guard"]
+    assert guard["stays_on_after_certification"] is True
+
+
+def test_certificates_signed_before_a_key_rotation_still_verify(served: Served, approve, officer) -> None:
+    from core.keys import signing_key_rotate
+
+    first = approve(served.mrns[0])
+    drive(plan_one())
+    old_id, new_id = signing_key_rotate(actor=officer.principal)
+    second = approve(served.mrns[1])
+    drive(plan_one())
+    old, new = Certificate.objects.get(request=first), Certificate.objects.get(request=second)
+    assert (old.key_id, new.key_id) == (old_id, new_id)
+    assert certificate_verify_stored(old).ok and certificate_verify_stored(new).ok

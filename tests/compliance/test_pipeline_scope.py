@@ -1,0 +1,45 @@
+"""The engine's batch scope: one ScopeGroups for several requests, minus what was already forgotten."""
+
+from __future__ import annotations
+
+import pytest
+
+from compliance.pipeline.engine import ScopeTarget, merged_scope
+from mllm.data.schema import Level, Split
+from mllm.data.scope import NodeRef, resolve_scope
+from mllm.data.synth import generate_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory):
+    return generate_corpus(size="tiny", seed=3, out=tmp_path_factory.mktemp("corpus") / "c")
+
+
+def _target(corpus, patient_id: str) -> ScopeTarget:
+    first = next(r for r in corpus.records if r.patient_id == patient_id)
+    forget = resolve_scope(corpus, NodeRef.of(first, Level.PATIENT)).forget
+    return ScopeTarget(request_id=patient_id, level="patient", forget=frozenset(r.record_id for r in forget))
+
+
+def ids(records) -> set[str]:
+    return {r.record_id for r in records}
+
+
+def test_a_batch_forgets_the_union_and_keeps_nothing_it_forgets(corpus) -> None:
+    patients = list(dict.fromkeys(r.patient_id for r in corpus.records if r.split is Split.TRAIN))
+    a, b = _target(corpus, patients[0]), _target(corpus, patients[-1])
+    scope = merged_scope(corpus, [a, b], frozenset())
+    assert ids(scope.forget) == a.forget | b.forget
+    kept = ids(scope.retain) | ids(scope.shared) | {r.record_id for g in scope.siblings.values() for r in g}
+    assert not kept & (a.forget | b.forget)
+    assert ids(scope.holdout) and not ids(scope.holdout) & kept
+
+
+def test_records_an_earlier_job_removed_are_neither_forgotten_again_nor_kept(corpus) -> None:
+    patients = list(dict.fromkeys(r.patient_id for r in corpus.records if r.split is Split.TRAIN))
+    earlier, now = _target(corpus, patients[0]), _target(corpus, patients[1])
+    scope = merged_scope(corpus, [now], frozenset(earlier.forget))
+    siblings = {r.record_id for group in scope.siblings.values() for r in group}
+    every_group = ids(scope.retain) | ids(scope.forget) | siblings
+    assert not every_group & earlier.forget
+    assert ids(scope.forget) == now.forget - earlier.forget

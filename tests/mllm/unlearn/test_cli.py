@@ -1,0 +1,62 @@
+"""``oblivio unlearn``: identifiers only in files, clear errors, non-zero exit, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from mllm.models.loader import load_model
+from mllm.unlearn.cli import unlearn_command
+
+
+def invoke(*args):
+    return CliRunner().invoke(unlearn_command, [str(a) for a in args])
+
+
+def base_args(bed, out, method="hierarchy", forget=None):
+    return ["--model", bed.model_dir, "--corpus", bed.corpus.root, "--forget-file", forget or bed.scope_file,
+            "--method", method, "--out", out, "--threads", 1]
+
+
+def test_unlearns_from_a_scope_file_and_writes_an_adapter_artifact(bed, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"steps": 4}), encoding="utf-8")
+    result = invoke(*base_args(bed, tmp_path / "out"), "--config", config, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["steps"]) == 4 and data["guard"]["passed"] and data["provenance"]["config"]["steps"] == 4
+    assert (tmp_path / "out" / "adapter_config.json").is_file()
+    assert load_model(tmp_path / "out").metadata.kind == "unlearned"
+
+
+def test_bad_input_fails_clearly_without_echoing_identifiers(bed, tmp_path):
+    first = bed.scope.forget[0]
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"institution_id": first.institution_id, "patient_id": "99999999"}),
+                       encoding="utf-8")
+    cases = {
+        "unknown method": (base_args(bed, tmp_path / "a", method="magic"), "unknown unlearning method"),
+        "missing scope file": (base_args(bed, tmp_path / "b", forget=tmp_path / "none.json"),
+                               "FileNotFoundError"),
+        "unknown patient": (base_args(bed, tmp_path / "c", forget=unknown), "owns no trainable record"),
+        "existing out": (base_args(bed, bed.model_dir), "already exists"),
+    }
+    for name, (args, message) in cases.items():
+        result = invoke(*args)
+        assert result.exit_code == 2, name
+        assert message in result.output, (name, result.output)
+        assert "99999999" not in result.output and first.patient_id not in result.output
+    bad_config = tmp_path / "bad.json"
+    bad_config.write_text(json.dumps({"stepz": 3}), encoding="utf-8")
+    result = invoke(*base_args(bed, tmp_path / "d"), "--config", bad_config)
+    assert result.exit_code == 2 and "no config field 'stepz'" in result.output
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_a_collapsed_run_exits_1_and_writes_nothing(bed, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"lr": 3e-2, "steps": 10}), encoding="utf-8")
+    result = invoke(*base_args(bed, tmp_path / "out", method="ga"), "--config", config)
+    assert result.exit_code == 1 and "collapse guard failed" in result.output
+    assert not (tmp_path / "out").exists()

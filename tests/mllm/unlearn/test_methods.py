@@ -1,0 +1,49 @@
+"""Every method on the tiny corpus: forgets toward the oracle, keeps siblings, passes the guard."""
+
+from __future__ import annotations
+
+import pytest
+
+from mllm.models.loader import load_model
+from mllm.unlearn import METHODS, unlearn
+from mllm.unlearn.registry import method_class
+
+from .conftest import score_groups
+
+BASELINES = ("ga", "graddiff", "kl", "npo")
+
+
+def run(bed, tmp_path, method, config=None):
+    result = unlearn(model_dir=bed.model_dir, corpus=bed.corpus, scope=bed.scope, method=method,
+                     config=config, out=tmp_path / method)
+    loaded = load_model(result.artifact)
+    return result, score_groups(loaded.model, loaded.processor, bed.corpus.root, bed.scope)
+
+
+def test_registry_holds_every_method():
+    method_class("ga")
+    assert set(METHODS) == {"ga", "graddiff", "kl", "npo", "siu", "hierarchy", "exact", "chip"}
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_baselines_forget_something_and_keep_siblings(bed, tmp_path, method):
+    assert bed.original["forget_private"] >= 0.9
+    result, scores = run(bed, tmp_path, method)
+    assert result.guard.passed and result.artifact.is_dir()
+    assert len(result.steps) == 30 and result.steps[0].loss != result.steps[-1].loss
+    assert scores["forget_private"] < bed.original["forget_private"]
+    assert scores["siblings.patient"] >= 0.9 and scores["siblings.institution"] >= 0.9
+
+
+@pytest.mark.parametrize(("method", "kept_floor"), [("hierarchy", 0.9), ("siu", 0.8)])
+def test_hierarchy_and_siu_forget_private_facts_keep_the_rest(bed, tmp_path, method, kept_floor):
+    result, scores = run(bed, tmp_path, method)
+    # private forget facts go to the never-seen level (measured 0.94 -> 0.22; holdout reference 0.10,
+    # oracle 0.06, chance on the multiple-choice forms 0.25), not below it
+    assert scores["forget_private"] <= 0.4 < bed.original["forget_private"]
+    assert scores["forget_private"] >= bed.original["holdout_private"] - 0.1
+    # image-grounded facts of the forgotten image are kept; siblings and shared facts intact
+    assert scores["forget_grounded"] >= bed.original["forget_grounded"] - 0.1
+    for group in ("siblings.patient", "siblings.institution", "shared"):
+        assert scores[group] >= kept_floor, group
+    assert result.provenance["scope_sha256"] and result.provenance["base_digest"]

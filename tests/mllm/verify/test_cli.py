@@ -1,0 +1,110 @@
+"""``oblivio verify``: exit 0 on pass, 1 on fail, 2 on bad input, and never an identifier in a message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mllm.verify.cli import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_PASS, verify_command
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dirs(world, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("verify-cli")
+    out = {}
+    for name, model in (("original", world.original), ("oracle", world.oracle)):
+        model.model.save_pretrained(root / name)
+        model.processor.save_pretrained(root / name)
+        out[name] = root / name
+    first = world.scope.forget[0]
+    scope = root / "SCOPE.json"
+    scope.write_text(json.dumps({"institution_id": first.institution_id, "patient_id": first.patient_id}))
+    out["scope"], out["corpus"], out["root"] = scope, world.corpus.root, root
+    return out
+
+
+def run(dirs: dict[str, Path], candidate: str, out: str, *extra: str) -> object:
+    args = [
+        "--original",
+        str(dirs["original"]),
+        "--candidate",
+        str(dirs[candidate]),
+        "--corpus",
+        str(dirs["corpus"]),
+        "--forget-file",
+        str(dirs["scope"]),
+        "--out",
+        str(dirs["root"] / out),
+        *extra,
+    ]
+    return CliRunner().invoke(verify_command, args)
+
+
+def test_exit_status_is_the_verdict(dirs: dict[str, Path]) -> None:
+    passed = run(dirs, "oracle", "oracle.json")
+    assert passed.exit_code == EXIT_PASS, passed.output
+    report = json.loads((dirs["root"] / "oracle.json").read_text())
+    assert report["verdict"] == "pass" and report["inputs"]["candidate_digest"]
+    failed = run(dirs, "original", "noop.json")
+    assert failed.exit_code == EXIT_FAIL, failed.output
+    assert "forget_depth0" in failed.output
+
+
+def test_bad_input_exits_2_without_identifiers(dirs: dict[str, Path], world) -> None:
+    policy = dirs["root"] / "policy.json"
+    policy.write_text('{"max_leak_excess": "high"}')
+    bad_scope = dirs["root"] / "bad-scope.json"
+    bad_scope.write_text(json.dumps({"patient_id": world.scope.forget[0].patient_id}))
+    cases = [
+        run(dirs, "oracle", "x1.json", "--policy", str(policy)),
+        run(dirs, "oracle", "oracle-again.json", "--oracle", str(dirs["root"] / "no-such-model")),
+        CliRunner().invoke(
+            verify_command,
+            [
+                "--original",
+                str(dirs["original"]),
+                "--candidate",
+                str(dirs["oracle"]),
+                "--corpus",
+                str(dirs["root"]),
+                "--forget-file",
+                str(dirs["scope"]),
+                "--out",
+                str(dirs["root"] / "x3.json"),
+            ],
+        ),
+        CliRunner().invoke(
+            verify_command,
+            [
+                "--original",
+                str(dirs["original"]),
+                "--candidate",
+                str(dirs["oracle"]),
+                "--corpus",
+                str(dirs["corpus"]),
+                "--forget-file",
+                str(bad_scope),
+                "--out",
+                str(dirs["root"] / "x4.json"),
+            ],
+        ),
+    ]
+    (dirs["root"] / "taken.json").write_text("{}")
+    cases.append(run(dirs, "oracle", "taken.json"))
+    for result in cases:
+        assert result.exit_code == EXIT_BAD_INPUT, result.output
+        assert world.scope.forget[0].patient_id not in result.output
+    assert not any((dirs["root"] / f"x{i}.json").exists() for i in range(1, 5))
+    assert (dirs["root"] / "taken.json").read_text() == "{}"
+
+
+def test_oblivio_registers_the_command() -> None:
+    from oblivio_site.cli import main
+
+    result = CliRunner().invoke(main, ["verify", "--help"])
+    assert result.exit_code == 0 and "--forget-file" in result.output

@@ -1,0 +1,90 @@
+"""Verdict policy files, the significance rule of a check, and the report's schema and digest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import rfc8785
+
+from mllm.verify import PolicyError, VerdictPolicy
+from mllm.verify.report import SCHEMA, Check, VerificationReport
+from mllm.verify.stats import Estimate
+
+
+def test_policy_file_overrides_a_subset_and_refuses_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"max_leak_excess": 0.1, "max_retain_drop": 0}))
+    policy = VerdictPolicy.from_file(path)
+    assert policy.max_leak_excess == 0.1 and policy.max_retain_drop == 0.0
+    assert policy.max_mia_auc == VerdictPolicy().max_mia_auc
+    for bad in (
+        {"max_leak_exces": 0.1},
+        {"max_leak_excess": "0.1"},
+        {"relearn_steps": 2.5},
+        {"require_significance": 1},
+        {"max_mia_auc": float("inf")},
+        [1, 2],
+    ):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(PolicyError):
+            VerdictPolicy.from_file(path)
+    path.write_text("{not json")
+    with pytest.raises(PolicyError, match="not valid JSON"):
+        VerdictPolicy.from_file(path)
+    with pytest.raises(PolicyError, match="cannot read"):
+        VerdictPolicy.from_file(tmp_path / "missing.json")
+
+
+def _check(
+    value: float,
+    low: float,
+    high: float,
+    comparison: str = "<=",
+    null: float = 0.0,
+    significance: bool = True,
+) -> Check:
+    return Check(
+        name="c",
+        attack="a",
+        value=value,
+        threshold=0.2 if comparison == "<=" else 0.25,
+        comparison=comparison,
+        estimate=Estimate(value, 10, low, high, "test"),
+        diagnosis="d",
+        null=null,
+        significance=significance,
+    )
+
+
+def test_a_check_fails_only_when_beyond_threshold_and_significant() -> None:
+    assert _check(0.1, -0.3, 0.5).passed is True  # within the threshold
+    assert _check(0.4, 0.1, 0.7).passed is False  # beyond and the interval excludes 0
+    assert _check(0.4, -0.1, 0.9).passed is True  # beyond, but the sample cannot tell it from 0
+    assert _check(0.4, -0.1, 0.9, significance=False).passed is False
+    assert _check(0.1, 0.0, 0.3, comparison=">=", null=0.5).passed is False  # AUC far below chance
+    assert _check(0.1, 0.0, 0.6, comparison=">=", null=0.5).passed is True
+    assert _check(float("nan"), 0, 0).passed is None
+
+
+def test_report_json_follows_its_schema_and_digest_is_sha256_of_rfc8785() -> None:
+    checks = [_check(0.4, 0.1, 0.7), _check(0.0, -0.1, 0.1), _check(float("nan"), 0, 0)]
+    report = VerificationReport(
+        checks=checks,
+        attacks={"a": {"x": Estimate(0.5, 4, 0.1, 0.9, "wilson95"), "y": float("nan")}},
+        inputs={"candidate_digest": None},
+        policy=VerdictPolicy().as_dict(),
+        definitions={"m": "d"},
+    )
+    document = report.to_json()
+    schema = json.loads((Path(__file__).parents[3] / "mllm/verify/report.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    assert document["schema"] == SCHEMA and document["verdict"] == "fail" and not report.passed
+    assert [c["status"] for c in document["checks"]] == ["fail", "pass", "not_applicable"]
+    assert document["attacks"]["a"]["y"] is None  # no NaN in canonical JSON
+    assert report.digest() == hashlib.sha256(rfc8785.dumps(document)).hexdigest()
+    assert VerificationReport(checks=[checks[1]], attacks={}, inputs={}, policy={}, definitions={}).passed
+    assert not VerificationReport(checks=[checks[2]], attacks={}, inputs={}, policy={}, definitions={}).passed
