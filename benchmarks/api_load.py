@@ -35,8 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docs_section import replace_section
+
 REPO = Path(__file__).resolve().parent.parent
-DOCS = REPO / "docs" / "benchmarks.md"
 OUT = REPO / "bench-out" / "api_load.json"
 TARGETS = {"intake": {"rps": 500, "p99_ms": 50}, "list": {"rps": 1000}}
 BEGIN, END = "<!-- BEGIN api_load -->", "<!-- END api_load -->"
@@ -294,16 +295,6 @@ def section(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|", *rows, "", ANALYSIS, END, ""])
 
 
-def update_docs(text_section: str) -> None:
-    text = DOCS.read_text(encoding="utf-8")
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + text_section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + text_section
-    DOCS.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
@@ -319,7 +310,7 @@ def main() -> None:
     OUT.write_text(json.dumps(report, indent=2))
     print(section(report))
     if not args.no_docs:
-        update_docs(section(report))
+        replace_section("api_load", section(report))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from docs_section import replace_section
 
 from mllm.data.prompts import DEPTHS, MAX_DEPTH
 from mllm.data.schema import Corpus, FactKind, Record
@@ -54,7 +55,6 @@ EPOCHS = {"tiny": 30, "demo": 10, "medforget": 12}  # from the pretrained base; 
 TARGETS = {"train_private_em": 0.95, "held_out_ratio": 0.80, "holdout_image_em": 0.80,
            "holdout_private_margin": 0.10, "peak_rss_gb": 4.0}
 SHORT_DEPTHS = (0, MAX_DEPTH)  # held-out forms and holdout patients are asked at these depths
-DOCS = REPO / "docs" / "benchmarks.md"
 
 
 def majority_baseline(corpus: Corpus, records: list[Record]) -> float:
@@ -259,20 +259,6 @@ Reproduce: `{result['command']}`
 """
 
 
-def update_docs(section: str, size: str) -> None:
-    begin, end = f"<!-- BEGIN train_memorisation {size} -->", f"<!-- END train_memorisation {size} -->"
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else (
-        "# Benchmarks\n\nMeasured results. Each section is written by the script it names; rerun the "
-        "command in a section to reproduce it.\n")
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.parent.mkdir(exist_ok=True)
-    DOCS.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(BUDGET_SECONDS), default="demo")
@@ -298,7 +284,7 @@ def main() -> None:
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(section)
     if not args.no_docs:
-        update_docs(section, args.size)
+        replace_section(f"train_memorisation {args.size}", section)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from docs_section import replace_section
 
 from mllm.data.prompts import DEPTHS, render_prompt
 from mllm.data.schema import Corpus, FactKind, Level, Record, load_corpus
@@ -52,7 +53,6 @@ from mllm.unlearn.scope import ScopeGroups, forget_records, kept_groups, resolve
 from mllm.unlearn.shards import ShardConfig, load_sharded, train_sharded
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = REPO / "docs" / "benchmarks.md"
 POINTS = 0.02
 
 
@@ -260,17 +260,6 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def update_docs(section: str, size: str) -> None:
-    begin, end = f"<!-- BEGIN unlearning {size} -->", f"<!-- END unlearning {size} -->"
-    text = DOCS.read_text(encoding="utf-8")
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="demo")
@@ -306,7 +295,7 @@ def main() -> None:
     section = markdown_section(report)
     print(section)
     if not args.no_docs:
-        update_docs(section, args.size)
+        replace_section(f"unlearning {args.size}", section)
 
 
 if __name__ == "__main__":

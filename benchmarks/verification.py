@@ -29,6 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from docs_section import replace_section
 
 from mllm.data.schema import Corpus
 from mllm.data.scope import NodeRef, resolve_scope
@@ -39,7 +40,6 @@ from mllm.verify import VerdictPolicy, VerificationReport, verify
 from mllm.verify.calibration import CANDIDATES, EXPECTED_FAILURES, PASSING, build_candidate, train_reference
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = REPO / "docs" / "benchmarks.md"
 TARGET_SECONDS = 60
 
 
@@ -190,17 +190,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_docs(section: str, size: str) -> None:
-    begin, end = f"<!-- BEGIN verification {size} -->", f"<!-- END verification {size} -->"
-    text = DOCS.read_text(encoding="utf-8")
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=["tiny", "demo", "medforget"], default="demo")
@@ -231,7 +220,7 @@ def main() -> None:
     section = markdown(result)
     print(section)
     if not args.no_docs:
-        update_docs(section, args.size)
+        replace_section(f"verification {args.size}", section)
 
 
 if __name__ == "__main__":
