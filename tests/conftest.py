@@ -140,6 +140,22 @@ class LiveProcess:
         self._log.close()
 
 
+def redis_start(port: int, log: Path) -> LiveProcess:
+    """A throw-away ``redis-server`` on ``port`` (nothing persisted), answering PING when returned."""
+    import redis
+
+    server = LiveProcess(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no"], log)
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    for _ in range(100):
+        try:
+            client.ping()
+            return server
+        except redis.RedisError:
+            time.sleep(0.1)
+    raise RuntimeError(server.log())
+
+
 class LiveServer(LiveProcess):
     """The production web server (``server_argv``: gunicorn) on a free loopback port."""
 

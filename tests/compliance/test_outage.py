@@ -12,11 +12,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
-import redis
-from conftest import LiveProcess, LiveWorker, free_port
+from conftest import LiveWorker, free_port, redis_start
 
 from compliance.models import DeliveryStatus, ForgetRequest, WebhookDelivery
 from compliance.webhooks import webhook_endpoint_create
@@ -26,19 +24,6 @@ from core.principals import SYSTEM
 #: timeout, not a performance figure: those are in benchmarks/api_load.py.
 ANSWER_TIMEOUT = 5.0
 REQUESTS = 8
-
-
-def _redis(port: int, log: Path) -> LiveProcess:
-    server = LiveProcess(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no"], log)
-    client = redis.Redis(port=port, socket_connect_timeout=0.5)
-    for _ in range(100):
-        try:
-            client.ping()
-            return server
-        except redis.RedisError:
-            time.sleep(0.1)
-    raise RuntimeError(server.log())
 
 
 def _call(url: str, token: str, body: dict | None = None) -> int:
@@ -64,7 +49,7 @@ def test_redis_outage_loses_nothing_and_stops_nothing(tmp_path, tree, key_a, pat
     url = f"redis://127.0.0.1:{port}/0"
     env = {"CELERY_BROKER_URL": url, "OBLIVIO_CACHE_URL": url, "OBLIVIO_WEBHOOK_SWEEP_SECONDS": "1",
            "OBLIVIO_API_RATE_WRITE": "10000/min"}  # the receiver fixture allows loopback webhooks
-    broker = _redis(port, tmp_path / "redis-1.log")
+    broker = redis_start(port, tmp_path / "redis-1.log")
     server = live_gunicorn(**env)
     worker = LiveWorker(f"outage-{uuid.uuid4().hex[:8]}", tmp_path / "worker.log", beat=True, **env)
     try:
@@ -78,7 +63,7 @@ def test_redis_outage_loses_nothing_and_stops_nothing(tmp_path, tree, key_a, pat
         assert ForgetRequest.objects.count() == REQUESTS
         assert not receiver.received  # nothing could be sent while the broker was down
 
-        broker = _redis(port, tmp_path / "redis-2.log")  # same port: the broker returns
+        broker = redis_start(port, tmp_path / "redis-2.log")  # same port: the broker returns
         deadline = time.monotonic() + 120
         while len(receiver.received) < REQUESTS and time.monotonic() < deadline:
             time.sleep(0.5)

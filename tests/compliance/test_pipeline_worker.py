@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from conftest import LiveProcess, LiveWorker, free_port
+from conftest import LiveProcess, LiveWorker, free_port, redis_start
 from django.db import connections, transaction
 from django.urls import reverse
 from pipeline_support import *  # noqa: F403
@@ -176,23 +175,10 @@ def test_a_worker_killed_during_certify_promotes_and_certifies_exactly_once(serv
     assert_exactly_once(served, request)
 
 
-def _redis(port: int, log: Path) -> LiveProcess:
-    server = LiveProcess(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no"], log)
-    client = redis.Redis(port=port, socket_connect_timeout=0.5)
-    for _ in range(100):
-        try:
-            client.ping()
-            return server
-        except redis.RedisError:
-            time.sleep(0.1)
-    raise RuntimeError(server.log())
-
-
 def test_a_broker_restart_mid_job_loses_nothing(served: Served, approve, start_worker, tmp_path) -> None:
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    broker = _redis(port, tmp_path / "redis-1.log")
+    broker = redis_start(port, tmp_path / "redis-1.log")
     # the worker's embedded beat runs the sweep: it plans the request and re-sends lost step tasks
     start_worker(wait=False, beat=True, CELERY_BROKER_URL=url, OBLIVIO_CACHE_URL=url,
                  PIPELINE_TEST_UNLEARN_SECONDS="6")
@@ -203,7 +189,7 @@ def test_a_broker_restart_mid_job_loses_nothing(served: Served, approve, start_w
         broker.stop()  # by PID: the Redis this test started; the step goes on, the DB is the truth
         wait_for(lambda: the_job().step == "verify", timeout=60, sweep=False, what="unlearn to finish")
         time.sleep(2)
-        broker = _redis(port, tmp_path / "redis-2.log")  # empty: every queued message is gone
+        broker = redis_start(port, tmp_path / "redis-2.log")  # empty: every queued message is gone
         wait_for(lambda: the_job().state == JobState.SUCCEEDED, timeout=120, sweep=False,
                  what="the job to finish after the restart")
     finally:
