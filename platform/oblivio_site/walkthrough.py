@@ -119,12 +119,15 @@ def prepare_demo(*, home: Path, echo: Echo) -> Corpus:
 
 def follow_job(*, base_url: str, token: str, request_id: str, echo: Echo,
                timeout: float = JOB_TIMEOUT_SECONDS) -> dict:
-    """Poll the request and its job over the API, printing each change, until the request settles."""
+    """Poll the request and its job over the API, printing each change, until the request settles;
+    returns the last request and job bodies and when (seconds after the call) each status was first seen."""
     deadline, seen, started = time.monotonic() + timeout, None, time.monotonic()
+    first_seen: dict[str, float] = {}
     while time.monotonic() < deadline:
         request = _get(f"{base_url}/api/v1/forget-requests/{request_id}", token=token)
         job = next((j for j in _get(f"{base_url}/api/v1/jobs", token=token)["results"]
                     if request_id in j["requests"]), None)
+        first_seen.setdefault(request["status"], round(time.monotonic() - started, 1))
         state = (request["status"], *((job["step"], job["method"], round(job["progress"])) if job else ()))
         if state != seen:
             seen = state
@@ -132,7 +135,7 @@ def follow_job(*, base_url: str, token: str, request_id: str, echo: Echo,
                 if job else "waiting for the ml worker to plan it"
             echo(f"  {time.monotonic() - started:5.0f}s  request {request['status']:<10} {where}")
         if request["status"] in ("certified", "escalated", "cancelled"):
-            return {"request": request, "job": job}
+            return {"request": request, "job": job, "seen": first_seen}
         time.sleep(1)
     raise TimeoutError(f"request not settled after {timeout:.0f}s; see the worker log")
 
@@ -183,6 +186,11 @@ def run_walkthrough(*, base_url: str, home: Path, corpus: Corpus, echo: Echo) ->
 
     echo("The ml worker unlearns, verifies (attacks the new model) and certifies; following the job:")
     settled = follow_job(base_url=base_url, token=token, request_id=request_id, echo=echo)
+    seen = settled["seen"]
+    if {"unlearning", "verifying", settled["request"]["status"]} <= set(seen):
+        echo(f"Approval -> {settled['request']['status']} in {seen[settled['request']['status']]:.0f}s "
+             f"(unlearn {seen['verifying'] - seen['unlearning']:.0f}s, verify and certify "
+             f"{seen[settled['request']['status']] - seen['verifying']:.0f}s; polled every second)")
     if settled["request"]["status"] == "certified":
         verify_offline(base_url=base_url, token=token, request_id=request_id,
                        out=home / "demo" / "certificates", echo=echo)

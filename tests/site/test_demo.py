@@ -1,4 +1,5 @@
-"""``make demo`` runs end to end on the embedded defaults (SQLite + filesystem broker)."""
+"""``make demo`` does the whole job on the embedded defaults (SQLite + filesystem broker): trains the
+demo model, files and approves a request, and the worker process unlearns, verifies and certifies it."""
 
 import socket
 import subprocess
@@ -24,11 +25,12 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
         env.pop(name, None)
     result = subprocess.run([sys.executable, "-m", "oblivio_site.cli", "demo", "--exit",
                              "--port", str(_free_port())],
-                            env=env, capture_output=True, text=True, timeout=600)
+                            env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "ok  workers" in out
     assert "same id: True, replayed: true" in out
+    assert "request certified" in out and "offline check ok" in out
     assert "verification ok" in out
     assert "Oblivio is running at http://127.0.0.1:" in out
     assert (tmp_path / "home" / "oblivio.sqlite3").exists()
