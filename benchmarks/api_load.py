@@ -19,6 +19,7 @@ Targets (2 cores): intake >= 500 requests/s with p99 <= 50 ms, lists >= 1,000 re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -31,7 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,7 @@ that does not hold a lock through commit) and a machine not shared with training
 """
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -145,14 +146,23 @@ def _wait_for(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
     raise TimeoutError(url)
 
 
-def _setup_environment(args: argparse.Namespace, home: Path, redis_port: int) -> str:
+@dataclass(frozen=True)
+class Deployment:
+    """A throw-away deployment this process is configured for (``deployment``)."""
+
+    home: Path
+    token: str  # an API key scoped to every institution
+    subjects: list[dict]  # ``subject`` bodies of the corpus's patients
+
+
+def _environment(postgres: str, home: Path, redis_port: int) -> str:
     """Create the benchmark database; point this process's settings at it; return its URL."""
     import psycopg
 
     name = f"oblivio_bench_{os.getpid()}"
-    with psycopg.connect(args.postgres, autocommit=True) as admin:
+    with psycopg.connect(postgres, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
-    database_url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+    database_url = postgres.rsplit("/", 1)[0] + f"/{name}"
     os.environ.update(
         OBLIVIO_HOME=str(home), DATABASE_URL=database_url, OBLIVIO_DEPLOYMENT="production",
         CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0", OBLIVIO_DB_CONN_MAX_AGE="60",
@@ -161,8 +171,8 @@ def _setup_environment(args: argparse.Namespace, home: Path, redis_port: int) ->
     return database_url
 
 
-def _seed(home: Path) -> tuple[str, list[dict]]:
-    """Migrate, ingest the tiny corpus, create an API key; return the token and subjects to file."""
+def _seed(home: Path) -> Deployment:
+    """Migrate, ingest the tiny corpus, create an API key."""
     import django
 
     django.setup()
@@ -180,10 +190,35 @@ def _seed(home: Path) -> tuple[str, list[dict]]:
     systems = dict(Institution.objects.values_list("code", "mrn_system"))
     _, token = apikey_create(name="bench", institution_codes=sorted(systems), actor=SYSTEM)
     patients = sorted({(record.institution_id, record.patient_id) for record in corpus.records})
-    return token, [{"mrn": {"system": systems[code], "value": patient}} for code, patient in patients]
+    return Deployment(home, token, [{"mrn": {"system": systems[code], "value": patient}}
+                                    for code, patient in patients])
 
 
-def _rows() -> int:
+@contextlib.contextmanager
+def deployment(postgres: str) -> Iterator[Deployment]:
+    """Production settings on a database of its own (on the server of ``postgres``, dropped
+    afterwards) and a Redis of its own (broker and throttle cache), seeded; for this process and
+    the processes it starts with its environment."""
+    home = Path(tempfile.mkdtemp(prefix="oblivio-bench-"))
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    database_url = _environment(postgres, home, redis_port)
+    try:
+        yield _seed(home)
+    finally:
+        redis.terminate()
+        redis.wait(timeout=30)
+        from django.db import connections
+
+        connections.close_all()
+        import psycopg
+
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {database_url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+def rows() -> int:
     from compliance.models import ForgetRequest
 
     return ForgetRequest.objects.count()
@@ -210,59 +245,52 @@ def _machine() -> dict[str, object]:
             "python": platform.python_version(), "platform": platform.platform(terse=True)}
 
 
+def intake_body(subjects: list[dict], number: int) -> dict:
+    """The ``number``-th intake: the corpus's patients in turn, a fresh requester reference."""
+    return {"subject": subjects[number % len(subjects)], "regulation": "gdpr", "legal_basis": "gdpr_17_1_b",
+            "requester": {"type": "data_subject", "reference": f"b-{number}"}}
+
+
+def _measure(args: argparse.Namespace, web_port: int, server_pid: int, bench: Deployment) -> dict[str, dict]:
+    headers = {"Authorization": f"Bearer {bench.token}", "X-Forwarded-Proto": "https",
+               "Content-Type": "application/json"}
+
+    def intake(number: int) -> tuple[str, str, bytes, dict[str, str]]:
+        return ("POST", "/api/v1/forget-requests", json.dumps(intake_body(bench.subjects, number)).encode(),
+                {**headers, "Idempotency-Key": f"bench-{number}-{secrets.token_hex(4)}"})
+
+    def listing(number: int) -> tuple[str, str, None, dict[str, str]]:
+        return "GET", "/api/v1/forget-requests", None, headers
+
+    results: dict[str, dict] = {}
+    for name, make, ok in (("intake", intake, 201), ("list", listing, 200)):
+        drive(Phase("warm-up"), web_port, concurrency=args.concurrency, seconds=1.0, make_request=make)
+        before, cpu_before = rows(), _server_cpu_seconds(server_pid)
+        phase = Phase(name)
+        drive(phase, web_port, concurrency=args.concurrency, seconds=args.seconds, make_request=make)
+        results[name] = phase.summary(ok)
+        results[name]["rows_created"] = rows() - before
+        # Cores the server actually got: on a shared machine the most telling number here.
+        results[name]["server_cores"] = round((_server_cpu_seconds(server_pid) - cpu_before)
+                                              / phase.seconds, 2)
+    return results
+
+
 def run(args: argparse.Namespace) -> dict:
     machine = _machine()
     from oblivio_site.processes import server_argv
 
-    home = Path(tempfile.mkdtemp(prefix="oblivio-bench-"))
-    redis_port, web_port = _free_port(), _free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    database_url = _setup_environment(args, home, redis_port)
-    server = None
-    try:
-        token, subjects = _seed(home)
+    web_port = free_port()
+    with deployment(args.postgres) as bench:
         argv = server_argv(port=web_port, workers=args.workers, threads=args.threads)
-        with (home / "web.log").open("wb") as log:
+        with (bench.home / "web.log").open("wb") as log:
             server = subprocess.Popen(argv, env=dict(os.environ), stderr=log)
-        _wait_for(f"http://127.0.0.1:{web_port}/api/v1/institutions", server)
-        headers = {"Authorization": f"Bearer {token}", "X-Forwarded-Proto": "https",
-                   "Content-Type": "application/json"}
-
-        def intake(number: int) -> tuple[str, str, bytes, dict[str, str]]:
-            body = {"subject": subjects[number % len(subjects)], "regulation": "gdpr",
-                    "legal_basis": "gdpr_17_1_b",
-                    "requester": {"type": "data_subject", "reference": f"b-{number}"}}
-            return ("POST", "/api/v1/forget-requests", json.dumps(body).encode(),
-                    {**headers, "Idempotency-Key": f"bench-{number}-{secrets.token_hex(4)}"})
-
-        def listing(number: int) -> tuple[str, str, None, dict[str, str]]:
-            return "GET", "/api/v1/forget-requests", None, headers
-
-        results: dict[str, dict] = {}
-        for name, make, ok in (("intake", intake, 201), ("list", listing, 200)):
-            drive(Phase("warm-up"), web_port, concurrency=args.concurrency, seconds=1.0, make_request=make)
-            before, cpu_before = _rows(), _server_cpu_seconds(server.pid)
-            phase = Phase(name)
-            drive(phase, web_port, concurrency=args.concurrency, seconds=args.seconds, make_request=make)
-            results[name] = phase.summary(ok)
-            results[name]["rows_created"] = _rows() - before
-            # Cores the server actually got: on a shared machine the most telling number here.
-            results[name]["server_cores"] = round((_server_cpu_seconds(server.pid) - cpu_before)
-                                                  / phase.seconds, 2)
-    finally:
-        if server is not None:
+        try:
+            _wait_for(f"http://127.0.0.1:{web_port}/api/v1/institutions", server)
+            results = _measure(args, web_port, server.pid, bench)
+        finally:
             server.terminate()
             server.wait(timeout=30)
-        redis.terminate()
-        redis.wait(timeout=30)
-        from django.db import connections
-
-        connections.close_all()
-        import psycopg
-
-        with psycopg.connect(args.postgres, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {database_url.rsplit('/', 1)[1]} WITH (FORCE)")
     machine["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     return {"machine": machine, "setup": {"workers": args.workers, "threads": args.threads,
                                           "concurrency": args.concurrency, "seconds": args.seconds},
