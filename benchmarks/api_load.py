@@ -45,19 +45,29 @@ BEGIN, END = "<!-- BEGIN api_load -->", "<!-- END api_load -->"
 #: What profiling showed (in-process test client, cProfile by CPU time and query capture; rerun to
 #: check): kept with the numbers so they are read together.
 ANALYSIS = """\
-Profile (Django test client in one process, PostgreSQL, 100 requests each): an intake cost 37
-queries before this work and 19 now; its CPU goes mostly to building queries and model instances in
-Django's ORM, then psycopg, then DRF; about 12 ms of Python CPU per intake and 13 ms per list page of
-50 (DRF serialisation is half of a list), i.e. a ceiling near 2 cores / 12 ms = ~160 intakes/s before
-PostgreSQL's own share. Every intake also takes the audit chain's head-row lock (`core.audit`):
-intake is serialised for the last statements of each transaction (event insert, head update,
-idempotency record, commit), so its throughput is bounded by round-trip latency, which grows with
-machine load. Changed: `full_clean` without its foreign-key and constraint queries, one bulk insert
-of duplicate links (linked to the oldest open request per subject, not to every duplicate), related
-ids attached per page (no COUNT over a join), the audit append moved last, production keeps
-database connections (`OBLIVIO_DB_CONN_MAX_AGE=60`), threaded workers. Not reached: the targets above
-need ~3x less CPU per request than now (a leaner serialisation path, fewer ORM round trips, an audit sequencer
-that does not hold a lock through commit) and a machine not shared with training jobs.
+Profile (`.venv/bin/python benchmarks/api_profile.py --requests 300 [--cprofile 40]`: the same
+deployment, requests through Django's test client in one process, CPU of that process and SQL
+statements per request, BEGIN and COMMIT included; before and after measured back to back on the
+2-core machine while it trained models, so the absolute milliseconds are inflated: a quieter
+run had given 12-13 ms before this round): an intake went from 19 statements (7 from taking the audit
+head-row lock to COMMIT) and 20.7 ms of Python CPU to 14 statements (5 under the lock) and 17.3 ms;
+a list page of 50 from 6 statements and 30.5 ms to 4 statements and 15.5 ms. What dominated: on a
+list page, DRF's ModelSerializer walking ~30 fields for each of 50 model instances built with four
+joined relations, plus the prefetch machinery for related ids (~2/3 of the page); on an intake,
+Django's ORM compiling queries and building instances (the overlapping-open-requests window query
+alone ~1/5), then DRF parsing and validation, authentication and throttling. Changed: list pages
+read `.values()` rows and render them with one function (`compliance.api.representation`: the same
+JSON and OpenAPI schema as `ForgetRequestOut`, which now also renders single requests), related ids
+and counts in one windowed query; an API key and its institutions in one query, still read on every
+request so a revocation applies at once; the audit append and the intake's writes without
+savepoints, so the head-row lock is followed only by the event insert, the head update, the stored
+idempotent response (which must be in the same transaction) and COMMIT; the audit append was
+already the intake's last write. Before that: `full_clean` without its foreign-key and constraint queries,
+one bulk insert of duplicate links, production keeps database connections, threaded workers. Still
+far from the targets: at 17 ms here (less on a quiet machine) 2 cores cap intake near 120
+requests/s before PostgreSQL's own CPU; 500 intakes/s needs ~3 ms of application CPU per
+request (the hot reads as plain SQL, less framework per request) and a machine not shared with
+training jobs.
 """
 
 

@@ -5,8 +5,9 @@
 The deployment of ``api_load.py`` (a database and a Redis of its own, production settings), but the
 requests go through Django's test client in this process, one at a time, so the numbers are the
 application's own: CPU per request (Django, DRF, psycopg and the Redis client in this process;
-PostgreSQL's and Redis's own CPU not included), SQL statements per request, and the statements an
-intake sends while it holds the audit chain's head-row lock (plus its COMMIT). With ``--cprofile N``
+PostgreSQL's and Redis's own CPU not included), SQL statements per request (BEGIN and COMMIT
+included), and the statements an intake sends from taking the audit chain's head-row lock to its
+COMMIT, both included. With ``--cprofile N``
 it prints the N functions with the most cumulative time of each phase. Writes
 ``bench-out/api_profile.json``.
 """
@@ -28,7 +29,7 @@ CREATE = "/api/v1/forget-requests"
 
 
 def _head_lock_statements(sql: list[str]) -> int:
-    """Statements from the head-row lock to the end of the request (the COMMIT is not captured)."""
+    """Statements from the head-row lock to the end of the request (its COMMIT), both included."""
     locks = [index for index, text in enumerate(sql) if "audithead" in text and "FOR UPDATE" in text]
     return len(sql) - locks[0] if locks else 0
 
@@ -93,7 +94,7 @@ def main() -> None:
         if args.show_sql:
             print(f"--- {name}", *result["sql"], sep="\n")
         print(f"{name}: {result['cpu_ms']} ms CPU, {result['queries']} statements"
-              + (f", {result['head_lock_statements']} under the audit head lock (+ COMMIT)"
+              + (f", {result['head_lock_statements']} from the audit head lock to COMMIT"
                  if "head_lock_statements" in result else ""))
 
 
