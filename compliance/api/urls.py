@@ -15,6 +15,8 @@ urlpatterns = [
     path("v1/forget-requests/<uuid:pk>/refuse", views.RefuseView.as_view(), name="forget-request-refuse"),
     path("v1/forget-requests/<uuid:pk>/extend", views.ExtendView.as_view(), name="forget-request-extend"),
     path("v1/forget-requests/<uuid:pk>/cancel", views.CancelView.as_view(), name="forget-request-cancel"),
+    path("v1/forget-requests/<uuid:pk>/reschedule", views.RescheduleView.as_view(),
+         name="forget-request-reschedule"),
     path("v1/audit-events", views.AuditEventListView.as_view(), name="audit-event-list"),
     # unlearning pipeline
     path("v1/jobs", pipeline.JobListView.as_view(), name="job-list"),

@@ -22,6 +22,7 @@ from core.principals import Role
 
 from .. import forget_requests as services
 from ..idempotency import HEADER, body_fingerprint, idempotency_key_check, idempotent_call
+from ..pipeline.jobs import request_reschedule
 from ..selectors import (
     ROW_FIELDS,
     audit_event_list,
@@ -215,6 +216,14 @@ class CancelView(_ActionView):
     roles = {"POST": SUBMITTERS}
     input_class = NoteIn
     service = staticmethod(services.forget_request_cancel)
+
+
+@_action("Reschedule an escalated request", "escalated → scheduled (compliance officer): a person's "
+         "decision after every rung of the unlearning ladder failed, the job was cancelled or its worker "
+         "kept dying. The request is planned into a new job, which starts at the first rung.", NoteIn)
+class RescheduleView(_ActionView):
+    input_class = NoteIn
+    service = staticmethod(request_reschedule)
 
 
 @extend_schema_view(get=extend_schema(

@@ -23,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.audit import AuditAction, audit_append
-from core.principals import Principal
+from core.principals import SYSTEM, Principal
 from hierarchy.scope import scope_resolve
 
 from ..attestation import json_digest
@@ -87,10 +87,11 @@ def _open_job(deployment: Deployment, request: ForgetRequest) -> UnlearningJob:
         scope_digest="")
 
 
-def _plan_one(request_id: uuid.UUID) -> UnlearningJob | None:
+def _plan_one(request_id: uuid.UUID, *, statuses: tuple[Status, ...] = _PLANNABLE,
+              actor: Principal = SYSTEM, **data: Any) -> UnlearningJob | None:
     with transaction.atomic():
         request = ForgetRequest.objects.select_for_update().filter(pk=request_id,
-                                                                   status__in=_PLANNABLE).first()
+                                                                   status__in=statuses).first()
         if request is None:
             return None
         deployments = Deployment.objects.select_for_update(no_key=True).filter(served__isnull=False) \
@@ -106,9 +107,9 @@ def _plan_one(request_id: uuid.UUID) -> UnlearningJob | None:
                                             "forget": job.forget_records})
             job.save(update_fields=["targets", "forget_records", "scope_digest"])
             job.requests.add(request)
-            forget_request_advance(request_id=request.pk, to=Status.SCHEDULED,
+            forget_request_advance(request_id=request.pk, to=Status.SCHEDULED, actor=actor,
                                    data={"job_id": str(job.pk), "deployment": deployment.name,
-                                         "forget_count": len(target["forget"])})
+                                         "forget_count": len(target["forget"]), **data})
             job_audit(job, AuditAction.JOB_PLANNED, request_id=str(request.pk),
                       deployment=deployment.name, base_digest=deployment.served.artifact_digest)
             return job  # one served model per request for now: the first deployment that holds it
@@ -120,6 +121,34 @@ def jobs_plan() -> list[UnlearningJob]:
     ids = ForgetRequest.objects.filter(status__in=_PLANNABLE).order_by("decided_at").values_list("pk",
                                                                                            flat=True)
     return [job for job in map(_plan_one, list(ids)) if job is not None]
+
+
+def request_reschedule(*, request_id: uuid.UUID, actor: Principal, note: str = "") -> ForgetRequest:
+    """A person's decision on an escalated request (every rung failed, its job was cancelled, or its
+    worker kept dying): plan it into a job again, which starts at the first rung of the ladder."""
+    with transaction.atomic():
+        request = ForgetRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or not actor.sees(request.institution_id):
+            raise NotFound("no request has this id", field="id", code="request_not_found")
+        if request.status != Status.ESCALATED:
+            raise Conflict(f"only an escalated request can be rescheduled, not a {request.status} one",
+                           field="status", code="request_not_escalated")
+        job = _plan_one(request.pk, statuses=(Status.ESCALATED,), actor=actor, reason="rescheduled",
+                        note=note)
+        if job is None:
+            raise Conflict("no served model holds data in this request's scope any more",
+                           field="status", code="nothing_to_unlearn")
+        transaction.on_commit(_release_soon)
+    return ForgetRequest.objects.get(pk=request_id)
+
+
+def _release_soon() -> None:
+    from ..tasks import pipeline_plan_task
+
+    try:
+        pipeline_plan_task.apply_async(retry=False)
+    except Exception:  # broker unreachable: the periodic sweep releases it
+        logger.warning("job release deferred to the pipeline sweep")
 
 
 # --- dispatch -----------------------------------------------------------------------------------
@@ -260,7 +289,8 @@ def job_finish(job: UnlearningJob, state: JobState, **failure: Any) -> None:
 
 def job_cancel(*, job_id: uuid.UUID, actor: Principal) -> UnlearningJob:
     """Stop a job before it certifies. A job no worker holds stops now; a running one at its next
-    heartbeat or step boundary. Its requests become ``failed`` (an officer can schedule them again)."""
+    heartbeat or step boundary. Its requests are still owed: they go ``failed`` → ``escalated``, where
+    an officer reschedules them (:func:`request_reschedule`) or a person otherwise decides."""
     with transaction.atomic():
         job = UnlearningJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None or not actor.sees(job.institution_id):
@@ -281,5 +311,6 @@ def job_cancelled(job: UnlearningJob, *, actor: Principal = PIPELINE) -> None:
     """Record the cancellation (inside the locked transaction)."""
     job_finish(job, JobState.CANCELLED)
     requests_advance(job, Status.FAILED, reason="job_cancelled")
+    requests_advance(job, Status.ESCALATED, reason="job_cancelled")
     job_audit(job, AuditAction.JOB_CANCELLED, actor=actor)
 

@@ -81,6 +81,8 @@ class SizeSpec:
 
 SIZES: dict[str, SizeSpec] = {spec.name: spec for spec in (
     SizeSpec("tiny", institutions=4, train_patients=2, holdout_patients=1, studies_per_patient=(2, 1)),
+    # `make demo`'s hospital: small enough to train the reference model in a minute or two on 2 cores
+    SizeSpec("mini", institutions=2, train_patients=2, holdout_patients=1, studies_per_patient=(2, 1)),
     SizeSpec("demo", institutions=4, train_patients=5, holdout_patients=2, studies_per_patient=(1, 2, 3)),
     # About as many trained QA pairs as MedForget (3,840): 92 train studies x 39 trained forms.
     SizeSpec("medforget", institutions=4, train_patients=10, holdout_patients=3,

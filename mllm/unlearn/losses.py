@@ -53,6 +53,20 @@ def sequence_logprob(model: Any, batch: Batch, stop_ids: Collection[int]) -> tor
     return per_example(logp * mask, batch)[0].sum(dim=1)
 
 
+def mean_content_logprob(model: Any, batch: Batch, stop_ids: Collection[int]) -> torch.Tensor:
+    """Mean content log-probability per token, per example ``[B]`` (the membership "loss" score)."""
+    logp, mask = _content_logprobs(model, batch, stop_ids)
+    totals, _ = per_example(logp * mask, batch)
+    counts, _ = per_example(mask.to(logp.dtype), batch)
+    return totals.sum(dim=1) / counts.sum(dim=1).clamp(min=1)
+
+
+def likelihood_excess(model: Any, batch: Batch, stop_ids: Collection[int], ceiling: float) -> torch.Tensor:
+    """Mean over examples of max(0, mean content log-prob − ``ceiling``): pushes answers down to the
+    likelihood of answers never trained on, and no further (below it is over-forgetting)."""
+    return F.relu(mean_content_logprob(model, batch, stop_ids) - ceiling).mean()
+
+
 def npo(model: Any, reference: Any, batch: Batch, stop_ids: Collection[int], beta: float) -> torch.Tensor:
     """NPO: −(2/β)·mean log σ(−β·(log π_θ(y|x) − log π_ref(y|x))), on content tokens."""
     with torch.no_grad():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from mllm.data.qa import parse_choices
 from mllm.data.schema import Record, Task
-from mllm.evaluate.metrics import exact_match, rouge_l_f1
+from mllm.evaluate.metrics import reproduces
 
 from .testbed import render
 
@@ -83,6 +83,4 @@ def scoring_record(record: Record) -> Record | None:
 
 def succeeded(record: Record, prediction: str, rouge_l_success: float) -> bool:
     """Whether ``prediction`` reproduces ``record``'s answer (see the module docstring)."""
-    if exact_match(record.task, prediction, record.answer):
-        return True
-    return record.task is Task.GENERATION and rouge_l_f1(prediction, record.answer) >= rouge_l_success
+    return reproduces(record.task, prediction, record.answer, rouge_l_success=rouge_l_success)

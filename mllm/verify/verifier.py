@@ -97,7 +97,8 @@ def verify(
         progress=progress,
     )
     checks, tables, timing = [], {}, {}
-    for name, attack in ATTACKS.items():
+    for index, (name, attack) in enumerate(ATTACKS.items()):
+        ctx.report(name, index / len(ATTACKS))
         started = time.perf_counter()
         result = attack().run(ctx)
         timing[name] = round(time.perf_counter() - started, 3)

@@ -1,9 +1,10 @@
 """``make demo``: bring Oblivio up on the embedded defaults and walk through it.
 
-Starts a Celery worker and the web server as child processes (rotating logs under ``OBLIVIO_LOG_DIR``,
-default ``$OBLIVIO_HOME/logs``: :mod:`.logfiles`),
-waits until ``/healthz`` is green, walks through a forget request (:mod:`.walkthrough`), prints where
-to look, and keeps running until Ctrl-C.
+Prepares the demo hospital and its served model (:func:`.walkthrough.prepare_demo`), starts a Celery
+worker (all queues, ``ml`` included, with the periodic sweep) and the web server as child processes
+(rotating logs under ``OBLIVIO_LOG_DIR``, default ``$OBLIVIO_HOME/logs``: :mod:`.logfiles`), waits
+until ``/healthz`` is green, walks a forget request from intake to a verified certificate
+(:mod:`.walkthrough`), prints where to look, and keeps running until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from core.home import oblivio_home
 
 from .logfiles import LogPump
 from .processes import child_env, server_argv, worker_argv
-from .walkthrough import run_walkthrough
+from .walkthrough import prepare_demo, run_walkthrough
 
 
 class DemoError(RuntimeError):
@@ -68,6 +69,7 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> N
     echo(f"Data directory: {home}")
     echo("Applying database migrations ...")
     call_command("migrate", interactive=False, verbosity=0)
+    corpus = prepare_demo(home=home, echo=echo)
 
     base_url = f"http://127.0.0.1:{port}"
     with ExitStack() as stack:
@@ -80,7 +82,7 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> N
         for check in health["checks"]:
             echo(f"  ok  {check['name']:<9} {check['detail']}")
         echo("")
-        run_walkthrough(base_url=base_url, home=home, echo=echo)
+        run_walkthrough(base_url=base_url, home=home, corpus=corpus, echo=echo)
         echo(f"\nOblivio is running at {base_url}/")
         echo(f"  health:   {base_url}/healthz")
         echo(f"  API docs: {base_url}/api/docs/")
@@ -97,7 +99,9 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> N
 
 
 def _start(stack: ExitStack, argv: list[str], log_path: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env())
+    # one request: no batching window to wait for (unless the environment chooses one)
+    env = {"OBLIVIO_JOB_BATCH_WINDOW_SECONDS": "0", **child_env()}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     pump = LogPump(proc.stdout, log_path, max_bytes=settings.OBLIVIO_LOG_MAX_BYTES,
                    backups=settings.OBLIVIO_LOG_BACKUPS)
     pump.start()

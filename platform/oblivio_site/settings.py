@@ -298,8 +298,10 @@ OBLIVIO_JOB_MAX_CLAIMS = int(os.environ.get("OBLIVIO_JOB_MAX_CLAIMS", "6"))
 OBLIVIO_JOB_STEP_TIME_LIMIT = int(os.environ.get("OBLIVIO_JOB_STEP_TIME_LIMIT", str(12 * 3600)))
 if OBLIVIO_JOB_HEARTBEAT_SECONDS * 2 > OBLIVIO_JOB_LEASE_SECONDS:
     raise ImproperlyConfigured("OBLIVIO_JOB_LEASE_SECONDS must be at least twice the heartbeat")
+#: The escalation ladder: Oblivio's hierarchy-aware method, the same with twice the steps, then
+#: exact retraining (needs a sharded served model), then a person.
 OBLIVIO_UNLEARN_LADDER = _env_json("OBLIVIO_UNLEARN_LADDER", [
-    {"method": "npo", "config": {}}, {"method": "npo", "config": {"steps": 90, "lr": 2e-3}},
+    {"method": "hierarchy", "config": {}}, {"method": "hierarchy", "config": {"steps": 160}},
     {"method": "exact", "config": {}}])
 OBLIVIO_VERDICT_THRESHOLDS = _env_json("OBLIVIO_VERDICT_THRESHOLDS", {})
 OBLIVIO_GUARD_STAYS_ON = _env_bool("OBLIVIO_GUARD_STAYS_ON", False)

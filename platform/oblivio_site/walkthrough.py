@@ -1,22 +1,32 @@
 """The steps ``make demo`` walks through once the platform is up, each calling the real services.
 
-A hospital system files an erasure request over the REST API (and retries it with the same
-``Idempotency-Key``); a compliance officer reviews and approves it, which resolves the scope;
-the audit chain is signed and verified. Identifiers are printed only as keyed hashes.
+Before the platform starts, :func:`prepare_demo` synthesises the demo hospital, trains its reference
+model (a tiny LLaVA; cached in the data directory after the first run) and registers it as the
+served model. Then a hospital system files an erasure request over the REST API (and retries it
+with the same ``Idempotency-Key``); a compliance officer reviews and approves it; the ``ml`` worker
+unlearns, verifies and certifies it while the demo follows the job over the API; the certificate is
+fetched over the API and verified offline; the audit chain is signed and verified. Identifiers are
+printed only as keyed hashes.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import shutil
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
+
 from compliance.accounts import apikey_create, user_create
+from compliance.attestation import certificate_check, load_public_pem, public_key_id
 from compliance.forget_requests import forget_request_approve, forget_request_review
-from compliance.models import ForgetRequest
+from compliance.models import Deployment, ForgetRequest
+from compliance.pipeline.registry import model_version_register
 from core.audit import audit_checkpoint, audit_verify
 from core.principals import SYSTEM, principal_for_user
 from hierarchy.identifiers import short
@@ -24,9 +34,16 @@ from hierarchy.models import Institution
 from hierarchy.services import corpus_ingest
 from mllm.data.schema import Corpus, load_corpus
 from mllm.data.synth import generate_corpus
+from mllm.models.specs import SPECS
+from mllm.train.loop import Progress, TrainConfig
+from mllm.train.recipe import TrainJob, run_train_job
 
 Echo = Callable[[str], None]
 DEMO_SEED = 7
+DEMO_SIZE = "mini"
+#: The demo's reference model: the tiny LLaVA, 30 passes (what the pipeline's end-to-end test trains).
+DEMO_TRAINING = TrainConfig(epochs=30, lr=3e-3, seed=DEMO_SEED)
+JOB_TIMEOUT_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -45,21 +62,97 @@ def _post(url: str, payload: dict, *, token: str, idempotency_key: str) -> ApiRe
         return ApiResponse(response.status, dict(response.headers), json.load(response))
 
 
+def _get(url: str, *, token: str) -> dict | list:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
 def demo_corpus(home: Path, echo: Echo) -> Corpus:
     """The demo's synthetic corpus (generated once per data directory)."""
     root = home / "demo" / "corpus"
     if (root / "corpus.json").exists():
         return load_corpus(root)
-    echo(f"Generating the synthetic hospital corpus (size tiny, seed {DEMO_SEED}) ...")
-    return generate_corpus(size="tiny", seed=DEMO_SEED, out=root)
+    echo(f"Generating the synthetic hospital corpus (size {DEMO_SIZE}, seed {DEMO_SEED}) ...")
+    return generate_corpus(size=DEMO_SIZE, seed=DEMO_SEED, out=root)
 
 
-def run_walkthrough(*, base_url: str, home: Path, echo: Echo) -> None:
-    """Intake over the API, review, approval with scope, audit verification."""
+def demo_model(home: Path, corpus: Corpus, echo: Echo) -> Path:
+    """The demo's reference model, trained on ``corpus`` once per data directory (then reused)."""
+    out = home / "demo" / "model"
+    if (out / "config.json").is_file():
+        return out
+    partial = out.with_name("model.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    records = len(corpus.select(trainable=True))
+    echo(f"Training the demo's reference model (tiny LLaVA, {records} records, "
+         f"{DEMO_TRAINING.epochs:g} passes; once per data directory) ...")
+    started = time.monotonic()
+
+    def report(progress: Progress) -> None:
+        if progress.step % max(1, progress.total_steps // 10) == 0 or progress.step == progress.total_steps:
+            echo(f"  step {progress.step}/{progress.total_steps}  loss {progress.loss:.3f}  "
+                 f"{time.monotonic() - started:.0f}s")
+
+    outcome = run_train_job(TrainJob(corpus=corpus.root, out=partial, config=DEMO_TRAINING,
+                                     spec=SPECS["tiny"]), report)
+    partial.rename(out)
+    echo(f"  saved {out} ({outcome.digest[:19]}...) in {outcome.result.seconds:.0f}s")
+    return out
+
+
+def prepare_demo(*, home: Path, echo: Echo) -> Corpus:
+    """Corpus in the hierarchy and a served model trained on it (both reused on later runs)."""
     corpus = demo_corpus(home, echo)
-    corpus_ingest(corpus_dir=corpus.root, actor=SYSTEM)
+    ingested = corpus_ingest(corpus_dir=corpus.root, actor=SYSTEM).corpus
     echo(f"Ingested corpus {corpus.header.name}: {len(corpus.records)} records "
          f"({len(corpus.select(trainable=True))} trained on) into the hierarchy")
+    deployment = Deployment.objects.filter(name=settings.OBLIVIO_MODEL_DEPLOYMENT).first()
+    if deployment is None or deployment.served_id is None:
+        model = demo_model(home, corpus, echo)
+        version = model_version_register(deployment=settings.OBLIVIO_MODEL_DEPLOYMENT, artifact_dir=model,
+                                         corpus=ingested, corpus_root=corpus.root, actor=SYSTEM)
+        echo(f"Serving model {version.artifact_digest[:19]}... on deployment "
+             f"'{settings.OBLIVIO_MODEL_DEPLOYMENT}'")
+    return corpus
+
+
+def follow_job(*, base_url: str, token: str, request_id: str, echo: Echo,
+               timeout: float = JOB_TIMEOUT_SECONDS) -> dict:
+    """Poll the request and its job over the API, printing each change, until the request settles."""
+    deadline, seen, started = time.monotonic() + timeout, None, time.monotonic()
+    while time.monotonic() < deadline:
+        request = _get(f"{base_url}/api/v1/forget-requests/{request_id}", token=token)
+        job = next((j for j in _get(f"{base_url}/api/v1/jobs", token=token)["results"]
+                    if request_id in j["requests"]), None)
+        state = (request["status"], *((job["step"], job["method"], round(job["progress"])) if job else ()))
+        if state != seen:
+            seen = state
+            where = f"job {job['state']}, step {job['step']} ({job['method']}) {job['progress']:.0f}%" \
+                if job else "waiting for the ml worker to plan it"
+            echo(f"  {time.monotonic() - started:5.0f}s  request {request['status']:<10} {where}")
+        if request["status"] in ("certified", "escalated", "cancelled"):
+            return {"request": request, "job": job}
+        time.sleep(1)
+    raise TimeoutError(f"request not settled after {timeout:.0f}s; see the worker log")
+
+
+def verify_offline(*, base_url: str, token: str, request_id: str, out: Path, echo: Echo) -> None:
+    """Fetch the certificate and the public keys over the API and check the signature offline."""
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = _get(f"{base_url}/api/v1/forget-requests/{request_id}/certificate", token=token)["bundle"]
+    path = out / f"certificate-{request_id}.json"
+    path.write_text(json.dumps(bundle, indent=2), encoding="utf-8")
+    pems = [key["public_key_pem"] for key in _get(f"{base_url}/api/v1/public-keys", token=token)]
+    keys = {public_key_id(key): key for key in (load_public_pem(pem.encode()) for pem in pems)}
+    check = certificate_check(bundle, keys=keys, request_id=request_id)
+    echo(f"Certificate {path}: offline check {'ok' if check.ok else 'REJECTED: ' + '; '.join(check.problems)}"
+         f" (key {check.key_id})")
+    echo(f"  the same check from a shell: oblivio certificate verify {path}")
+
+
+def run_walkthrough(*, base_url: str, home: Path, corpus: Corpus, echo: Echo) -> None:
+    """Intake over the API, review, approval, the unlearning job, the certificate, audit verification."""
 
     record = corpus.select(trainable=True)[0]
     institution = Institution.objects.get(code=record.institution_id)
@@ -87,6 +180,18 @@ def run_walkthrough(*, base_url: str, home: Path, echo: Echo) -> None:
     counts = (approved.scope_summary or {}).get("counts", {})
     echo(f"Officer approved it (four-eyes: submitter {approved.submitted_by} != approver {actor.name}); "
          f"scope: {counts}")
+
+    echo("The ml worker unlearns, verifies (attacks the new model) and certifies; following the job:")
+    settled = follow_job(base_url=base_url, token=token, request_id=request_id, echo=echo)
+    if settled["request"]["status"] == "certified":
+        verify_offline(base_url=base_url, token=token, request_id=request_id,
+                       out=home / "demo" / "certificates", echo=echo)
+        echo(f"  PDF for people: {base_url}/api/v1/forget-requests/{request_id}/certificate.pdf")
+    else:
+        failure = (settled["job"] or {}).get("failure") or {}
+        failed = [c.get("name") for c in failure.get("failed_checks", [])]
+        echo(f"Not certified: the request is {settled['request']['status']} (failed checks: {failed}); "
+             "nothing was promoted, a person decides")
 
     checkpoint = audit_checkpoint()
     result = audit_verify()

@@ -91,6 +91,21 @@ def test_cancel_over_the_api(served: Served, approve, officer) -> None:
     assert UnlearningJob.objects.get().state == "cancelled"
 
 
+def test_an_officer_reschedules_the_escalated_request_of_a_cancelled_job(served: Served, approve, officer,
+                                                                        make_key) -> None:
+    request = approve()
+    client = officer.client()
+    url = f"/api/v1/forget-requests/{request.pk}/reschedule"
+    early = client.post(url, {}, content_type="application/json")
+    assert early.status_code == 409 and early.json()["error"]["code"] == "request_not_escalated"
+    client.post(f"/api/v1/jobs/{plan_one().pk}/cancel")
+    assert client.get(f"/api/v1/forget-requests/{request.pk}").json()["status"] == "escalated"
+    assert make_key("H1").client().post(url, {}, content_type="application/json").status_code == 403
+    response = client.post(url, {"note": "retry after maintenance"}, content_type="application/json")
+    assert response.status_code == 200 and response.json()["status"] == "scheduled"
+    assert UnlearningJob.objects.filter(state="planned").count() == 1
+
+
 def test_bad_input_and_unknown_ids_answer_in_the_error_shape(db, officer) -> None:
     client = officer.client()
     assert client.get("/api/v1/jobs?state=bogus").json()["error"]["field"] == "state"

@@ -31,6 +31,7 @@ from compliance.pipeline.jobs import (
     job_locked,
     jobs_plan,
     jobs_release_due,
+    request_reschedule,
 )
 from compliance.pipeline.policy import policy_set
 from compliance.pipeline.registry import version_rollback
@@ -69,7 +70,7 @@ def test_an_approved_request_is_unlearned_verified_promoted_and_certified(served
 
 
 def test_failing_verification_climbs_the_ladder_to_exact(served: Served, approve, monkeypatch) -> None:
-    monkeypatch.setenv("PIPELINE_TEST_REQUIRED_STRENGTH", "5")
+    monkeypatch.setenv("PIPELINE_TEST_REQUIRED_STRENGTH", "6")  # above rung 2 (160 steps)
     request = approve()
     job = drive(plan_one())
     request.refresh_from_db()
@@ -100,7 +101,7 @@ def test_when_every_rung_fails_the_request_is_escalated_with_the_failed_checks(s
 
 
 def test_an_unlearning_error_counts_as_a_failed_rung(served: Served, approve, monkeypatch) -> None:
-    monkeypatch.setenv("PIPELINE_TEST_UNLEARN_ERROR", "npo")
+    monkeypatch.setenv("PIPELINE_TEST_UNLEARN_ERROR", "hierarchy")
     request = approve()
     job = drive(plan_one())
     assert job.state == JobState.SUCCEEDED and job.candidate.method == "exact"
@@ -150,13 +151,14 @@ def test_a_lease_is_exclusive_and_an_expired_one_is_taken_over_with_fencing(serv
     assert job.state == JobState.SUCCEEDED
 
 
-def test_cancelling_a_queued_job_stops_it_and_fails_its_requests(served: Served, approve, officer) -> None:
+def test_cancelling_a_queued_job_stops_it_and_escalates_its_requests(served: Served, approve,
+                                                                     officer) -> None:
     request = approve()
     job = plan_one()
     job_cancel(job_id=job.pk, actor=officer.principal)
     job.refresh_from_db()
     request.refresh_from_db()
-    assert job.state == JobState.CANCELLED and request.status == Status.FAILED
+    assert job.state == JobState.CANCELLED and request.status == Status.ESCALATED  # still owed
     assert job_run_step(str(job.pk), "unlearn") == "not claimed"
     with pytest.raises(Conflict):
         job_cancel(job_id=job.pk, actor=officer.principal)
@@ -176,8 +178,31 @@ def test_cancelling_a_running_job_stops_it_at_the_next_step_boundary(served: Ser
     assert job_run_step(str(job.pk), "verify") == "stopped"
     job.refresh_from_db()
     request.refresh_from_db()
-    assert job.state == JobState.CANCELLED and request.status == Status.FAILED
+    assert job.state == JobState.CANCELLED and request.status == Status.ESCALATED
     assert not Certificate.objects.exists()
+
+
+def test_an_officer_reschedules_an_escalated_request_into_a_new_job_that_certifies_it(
+        served: Served, approve, officer) -> None:
+    request = approve()
+    cancelled = plan_one()
+    with pytest.raises(Conflict):  # only escalated requests
+        request_reschedule(request_id=request.pk, actor=officer.principal)
+    job_cancel(job_id=cancelled.pk, actor=officer.principal)
+    request_reschedule(request_id=request.pk, actor=officer.principal, note="worker maintenance over")
+    request.refresh_from_db()
+    job = UnlearningJob.objects.exclude(pk=cancelled.pk).get()
+    assert request.status == Status.SCHEDULED and job.rung == 0 and request in job.requests.all()
+    event = AuditEvent.objects.filter(action="forget_request.status_changed", object_id=str(request.pk)) \
+        .order_by("-seq").first()
+    assert event.actor == officer.principal.name and event.data["reason"] == "rescheduled"
+    UnlearningJob.objects.filter(pk=job.pk).update(not_before=timezone.now())
+    assert jobs_release_due() == 1
+    assert drive(job).state == JobState.SUCCEEDED
+    request.refresh_from_db()
+    assert request.status == Status.CERTIFIED
+    with pytest.raises(Conflict):
+        request_reschedule(request_id=request.pk, actor=officer.principal)
 
 
 def test_rollback_never_serves_forgotten_data_again(served: Served, approve, officer, tmp_path) -> None:

@@ -27,7 +27,6 @@ from .utility import utility_probes
 class Integrity(Attack):
     def run(self, ctx: VerifyContext) -> AttackResult:
         policy, root = ctx.policy, ctx.root
-        ctx.report("integrity", 0.9)
         forget = [r for r in ctx.group("forget") if not is_eval_only(r)]
         probes = [Probe(r, d) for r in forget for d in (0, 4)]
         weights = [float(f) for f in ctx.candidate.success(probes, root, policy)]

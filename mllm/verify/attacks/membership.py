@@ -53,7 +53,6 @@ class Membership(Attack):
     def run(self, ctx: VerifyContext) -> AttackResult:
         policy = ctx.policy
         members, nonmembers = scoring_items(ctx.group("forget")), scoring_items(ctx.group("holdout"))
-        ctx.report("membership", 0.35)
         table = score_table(ctx, ctx.candidate, members, nonmembers)
         highest = max(table.values(), key=lambda e: e.value if math.isfinite(e.value) else -1)
         lowest = min(table.values(), key=lambda e: e.value if math.isfinite(e.value) else 2)

@@ -71,7 +71,6 @@ class Reconstruction(Attack):
         forms = ctx.group("forget_forms") + [r for r in ctx.group("forget") if is_eval_only(r)]
         children = [r for r in ctx.group("children") if not is_eval_only(r)]
         grid = [Probe(r, d) for r in forget for d in DEPTHS]
-        ctx.report("reconstruction", 0.05)
         depth = {str(d): _row(ctx, subject, [Probe(r, d) for r in forget]) for d in DEPTHS}
         form = (
             {str(d): _row(ctx, subject, [Probe(r, d) for r in forms]) for d in FORM_DEPTHS} if forms else {}

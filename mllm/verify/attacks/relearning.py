@@ -94,7 +94,6 @@ class Relearning(Attack):
         siblings = random.Random(policy.seed).sample(siblings, min(len(siblings), MAX_SIBLING_ITEMS))
         tables: dict = {"steps": policy.relearn_steps, "lr": policy.relearn_lr}
         checks: list[Check] = []
-        ctx.report("relearning", 0.5)
         attack_part, measured = (
             split_by_fact(forget, policy.relearn_fraction, policy.seed) if len(forget) >= 2 else ([], [])
         )

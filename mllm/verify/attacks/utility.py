@@ -55,7 +55,6 @@ def utility_probes(ctx: VerifyContext) -> dict[str, list[Probe]]:
 class Utility(Attack):
     def run(self, ctx: VerifyContext) -> AttackResult:
         policy = ctx.policy
-        ctx.report("utility", 0.75)
         tables: dict = {}
         checks: list[Check] = []
         probes = utility_probes(ctx)

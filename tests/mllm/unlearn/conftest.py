@@ -34,6 +34,7 @@ def score_groups(model, processor, root: Path, scope: ScopeGroups) -> dict[str, 
     groups = {"forget_private": [r for r in forget if r.fact_kind is FactKind.PRIVATE],
               "forget_grounded": [r for r in forget if r.fact_kind is FactKind.IMAGE_GROUNDED],
               "holdout_private": [r for r in scope.holdout if r.fact_kind is FactKind.PRIVATE],
+              "holdout_grounded": [r for r in scope.holdout if r.fact_kind is FactKind.IMAGE_GROUNDED],
               **kept_groups(scope)}
     return {name: accuracy(model, processor, root, records) for name, records in groups.items() if records}
 

@@ -46,8 +46,11 @@ def test_hierarchy_and_siu_forget_private_facts_keep_the_rest(bed, tmp_path, met
     # oracle 0.06, chance on the multiple-choice forms 0.25), not below it
     assert scores["forget_private"] <= 0.4 < bed.original["forget_private"]
     assert scores["forget_private"] >= bed.original["holdout_private"] - 0.1
-    # image-grounded facts of the forgotten image are kept; siblings and shared facts intact
-    assert scores["forget_grounded"] >= bed.original["forget_grounded"] - 0.1
+    # image-grounded facts of the forgotten image end near the level of images never seen (the
+    # oracle's), not at the memorised level (measured: 0.92 -> 0.33, unseen 0.08 teacher-forced; the
+    # method calibrates on greedy answers, which read a little more); siblings and shared facts intact
+    assert scores["forget_grounded"] <= bed.original["holdout_grounded"] + 0.3
+    assert scores["forget_grounded"] <= bed.original["forget_grounded"] - 0.4
     assert "siblings.patient" in scores and "shared" in scores
     for group in kept_names(scores):
         assert scores[group] >= kept_floor, group
