@@ -19,6 +19,7 @@ Targets (2 cores): intake >= 500 requests/s with p99 <= 50 ms, lists >= 1,000 re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -31,7 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,23 +45,33 @@ BEGIN, END = "<!-- BEGIN api_load -->", "<!-- END api_load -->"
 #: What profiling showed (in-process test client, cProfile by CPU time and query capture; rerun to
 #: check): kept with the numbers so they are read together.
 ANALYSIS = """\
-Profile (Django test client in one process, PostgreSQL, 100 requests each): an intake cost 37
-queries before this work and 19 now; its CPU goes mostly to building queries and model instances in
-Django's ORM, then psycopg, then DRF; about 12 ms of Python CPU per intake and 13 ms per list page of
-50 (DRF serialisation is half of a list), i.e. a ceiling near 2 cores / 12 ms = ~160 intakes/s before
-PostgreSQL's own share. Every intake also takes the audit chain's head-row lock (`core.audit`):
-intake is serialised for the last statements of each transaction (event insert, head update,
-idempotency record, commit), so its throughput is bounded by round-trip latency, which grows with
-machine load. Changed: `full_clean` without its foreign-key and constraint queries, one bulk insert
-of duplicate links (linked to the oldest open request per subject, not to every duplicate), related
-ids attached per page (no COUNT over a join), the audit append moved last, production keeps
-database connections (`OBLIVIO_DB_CONN_MAX_AGE=60`), threaded workers. Not reached: the targets above
-need ~3x less CPU per request than now (a leaner serialisation path, fewer ORM round trips, an audit sequencer
-that does not hold a lock through commit) and a machine not shared with training jobs.
+Profile (`.venv/bin/python benchmarks/api_profile.py --requests 300 [--cprofile 40]`: the same
+deployment, requests through Django's test client in one process, CPU of that process and SQL
+statements per request, BEGIN and COMMIT included; before and after measured back to back on the
+2-core machine while it trained models, so the absolute milliseconds are inflated: a quieter
+run had given 12-13 ms before this round): an intake went from 19 statements (7 from taking the audit
+head-row lock to COMMIT) and 20.7 ms of Python CPU to 14 statements (5 under the lock) and 17.3 ms;
+a list page of 50 from 6 statements and 30.5 ms to 4 statements and 15.5 ms. What dominated: on a
+list page, DRF's ModelSerializer walking ~30 fields for each of 50 model instances built with four
+joined relations, plus the prefetch machinery for related ids (~2/3 of the page); on an intake,
+Django's ORM compiling queries and building instances (the overlapping-open-requests window query
+alone ~1/5), then DRF parsing and validation, authentication and throttling. Changed: list pages
+read `.values()` rows and render them with one function (`compliance.api.representation`: the same
+JSON and OpenAPI schema as `ForgetRequestOut`, which now also renders single requests), related ids
+and counts in one windowed query; an API key and its institutions in one query, still read on every
+request so a revocation applies at once; the audit append and the intake's writes without
+savepoints, so the head-row lock is followed only by the event insert, the head update, the stored
+idempotent response (which must be in the same transaction) and COMMIT; the audit append was
+already the intake's last write. Before that: `full_clean` without its foreign-key and constraint queries,
+one bulk insert of duplicate links, production keeps database connections, threaded workers. Still
+far from the targets: at 17 ms here (less on a quiet machine) 2 cores cap intake near 120
+requests/s before PostgreSQL's own CPU; 500 intakes/s needs ~3 ms of application CPU per
+request (the hot reads as plain SQL, less framework per request) and a machine not shared with
+training jobs.
 """
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -145,14 +156,23 @@ def _wait_for(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
     raise TimeoutError(url)
 
 
-def _setup_environment(args: argparse.Namespace, home: Path, redis_port: int) -> str:
+@dataclass(frozen=True)
+class Deployment:
+    """A throw-away deployment this process is configured for (``deployment``)."""
+
+    home: Path
+    token: str  # an API key scoped to every institution
+    subjects: list[dict]  # ``subject`` bodies of the corpus's patients
+
+
+def _environment(postgres: str, home: Path, redis_port: int) -> str:
     """Create the benchmark database; point this process's settings at it; return its URL."""
     import psycopg
 
     name = f"oblivio_bench_{os.getpid()}"
-    with psycopg.connect(args.postgres, autocommit=True) as admin:
+    with psycopg.connect(postgres, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
-    database_url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+    database_url = postgres.rsplit("/", 1)[0] + f"/{name}"
     os.environ.update(
         OBLIVIO_HOME=str(home), DATABASE_URL=database_url, OBLIVIO_DEPLOYMENT="production",
         CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0", OBLIVIO_DB_CONN_MAX_AGE="60",
@@ -161,8 +181,8 @@ def _setup_environment(args: argparse.Namespace, home: Path, redis_port: int) ->
     return database_url
 
 
-def _seed(home: Path) -> tuple[str, list[dict]]:
-    """Migrate, ingest the tiny corpus, create an API key; return the token and subjects to file."""
+def _seed(home: Path) -> Deployment:
+    """Migrate, ingest the tiny corpus, create an API key."""
     import django
 
     django.setup()
@@ -180,10 +200,35 @@ def _seed(home: Path) -> tuple[str, list[dict]]:
     systems = dict(Institution.objects.values_list("code", "mrn_system"))
     _, token = apikey_create(name="bench", institution_codes=sorted(systems), actor=SYSTEM)
     patients = sorted({(record.institution_id, record.patient_id) for record in corpus.records})
-    return token, [{"mrn": {"system": systems[code], "value": patient}} for code, patient in patients]
+    return Deployment(home, token, [{"mrn": {"system": systems[code], "value": patient}}
+                                    for code, patient in patients])
 
 
-def _rows() -> int:
+@contextlib.contextmanager
+def deployment(postgres: str) -> Iterator[Deployment]:
+    """Production settings on a database of its own (on the server of ``postgres``, dropped
+    afterwards) and a Redis of its own (broker and throttle cache), seeded; for this process and
+    the processes it starts with its environment."""
+    home = Path(tempfile.mkdtemp(prefix="oblivio-bench-"))
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    database_url = _environment(postgres, home, redis_port)
+    try:
+        yield _seed(home)
+    finally:
+        redis.terminate()
+        redis.wait(timeout=30)
+        from django.db import connections
+
+        connections.close_all()
+        import psycopg
+
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {database_url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+def rows() -> int:
     from compliance.models import ForgetRequest
 
     return ForgetRequest.objects.count()
@@ -210,59 +255,52 @@ def _machine() -> dict[str, object]:
             "python": platform.python_version(), "platform": platform.platform(terse=True)}
 
 
+def intake_body(subjects: list[dict], number: int) -> dict:
+    """The ``number``-th intake: the corpus's patients in turn, a fresh requester reference."""
+    return {"subject": subjects[number % len(subjects)], "regulation": "gdpr", "legal_basis": "gdpr_17_1_b",
+            "requester": {"type": "data_subject", "reference": f"b-{number}"}}
+
+
+def _measure(args: argparse.Namespace, web_port: int, server_pid: int, bench: Deployment) -> dict[str, dict]:
+    headers = {"Authorization": f"Bearer {bench.token}", "X-Forwarded-Proto": "https",
+               "Content-Type": "application/json"}
+
+    def intake(number: int) -> tuple[str, str, bytes, dict[str, str]]:
+        return ("POST", "/api/v1/forget-requests", json.dumps(intake_body(bench.subjects, number)).encode(),
+                {**headers, "Idempotency-Key": f"bench-{number}-{secrets.token_hex(4)}"})
+
+    def listing(number: int) -> tuple[str, str, None, dict[str, str]]:
+        return "GET", "/api/v1/forget-requests", None, headers
+
+    results: dict[str, dict] = {}
+    for name, make, ok in (("intake", intake, 201), ("list", listing, 200)):
+        drive(Phase("warm-up"), web_port, concurrency=args.concurrency, seconds=1.0, make_request=make)
+        before, cpu_before = rows(), _server_cpu_seconds(server_pid)
+        phase = Phase(name)
+        drive(phase, web_port, concurrency=args.concurrency, seconds=args.seconds, make_request=make)
+        results[name] = phase.summary(ok)
+        results[name]["rows_created"] = rows() - before
+        # Cores the server actually got: on a shared machine the most telling number here.
+        results[name]["server_cores"] = round((_server_cpu_seconds(server_pid) - cpu_before)
+                                              / phase.seconds, 2)
+    return results
+
+
 def run(args: argparse.Namespace) -> dict:
     machine = _machine()
     from oblivio_site.processes import server_argv
 
-    home = Path(tempfile.mkdtemp(prefix="oblivio-bench-"))
-    redis_port, web_port = _free_port(), _free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    database_url = _setup_environment(args, home, redis_port)
-    server = None
-    try:
-        token, subjects = _seed(home)
+    web_port = free_port()
+    with deployment(args.postgres) as bench:
         argv = server_argv(port=web_port, workers=args.workers, threads=args.threads)
-        with (home / "web.log").open("wb") as log:
+        with (bench.home / "web.log").open("wb") as log:
             server = subprocess.Popen(argv, env=dict(os.environ), stderr=log)
-        _wait_for(f"http://127.0.0.1:{web_port}/api/v1/institutions", server)
-        headers = {"Authorization": f"Bearer {token}", "X-Forwarded-Proto": "https",
-                   "Content-Type": "application/json"}
-
-        def intake(number: int) -> tuple[str, str, bytes, dict[str, str]]:
-            body = {"subject": subjects[number % len(subjects)], "regulation": "gdpr",
-                    "legal_basis": "gdpr_17_1_b",
-                    "requester": {"type": "data_subject", "reference": f"b-{number}"}}
-            return ("POST", "/api/v1/forget-requests", json.dumps(body).encode(),
-                    {**headers, "Idempotency-Key": f"bench-{number}-{secrets.token_hex(4)}"})
-
-        def listing(number: int) -> tuple[str, str, None, dict[str, str]]:
-            return "GET", "/api/v1/forget-requests", None, headers
-
-        results: dict[str, dict] = {}
-        for name, make, ok in (("intake", intake, 201), ("list", listing, 200)):
-            drive(Phase("warm-up"), web_port, concurrency=args.concurrency, seconds=1.0, make_request=make)
-            before, cpu_before = _rows(), _server_cpu_seconds(server.pid)
-            phase = Phase(name)
-            drive(phase, web_port, concurrency=args.concurrency, seconds=args.seconds, make_request=make)
-            results[name] = phase.summary(ok)
-            results[name]["rows_created"] = _rows() - before
-            # Cores the server actually got: on a shared machine the most telling number here.
-            results[name]["server_cores"] = round((_server_cpu_seconds(server.pid) - cpu_before)
-                                                  / phase.seconds, 2)
-    finally:
-        if server is not None:
+        try:
+            _wait_for(f"http://127.0.0.1:{web_port}/api/v1/institutions", server)
+            results = _measure(args, web_port, server.pid, bench)
+        finally:
             server.terminate()
             server.wait(timeout=30)
-        redis.terminate()
-        redis.wait(timeout=30)
-        from django.db import connections
-
-        connections.close_all()
-        import psycopg
-
-        with psycopg.connect(args.postgres, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {database_url.rsplit('/', 1)[1]} WITH (FORCE)")
     machine["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     return {"machine": machine, "setup": {"workers": args.workers, "threads": args.threads,
                                           "concurrency": args.concurrency, "seconds": args.seconds},

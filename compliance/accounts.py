@@ -83,15 +83,19 @@ def apikey_authenticate(token: str) -> Principal | None:
     prefix, _, _ = rest.partition("_")
     if scheme != TOKEN_SCHEME or not prefix:
         return None
-    key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
-    if key is None or not hmac.compare_digest(key.digest, _digest(token)):
+    # One round trip: the key and its institutions (one row per institution; one row with None
+    # for a key scoped to none). Read on every request, so a revocation applies at once.
+    rows = list(ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True)
+                .values_list("pk", "digest", "last_used_at", "institutions"))
+    if not rows or not hmac.compare_digest(rows[0][1], _digest(token)):
         return None
+    key_id, _, last_used_at, _ = rows[0]
     now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-    return Principal(name=f"api-key:{key.prefix}", roles=frozenset({Role.HOSPITAL_SYSTEM}),
-                     institution_ids=frozenset(key.institutions.values_list("pk", flat=True)),
-                     kind=PrincipalKind.API_KEY, api_key_id=key.pk)
+    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
+    return Principal(name=f"api-key:{prefix}", roles=frozenset({Role.HOSPITAL_SYSTEM}),
+                     institution_ids=frozenset(row[3] for row in rows if row[3] is not None),
+                     kind=PrincipalKind.API_KEY, api_key_id=key_id)
 
 
 def user_create(*, username: str, email: str, password: str, roles: list[Role],

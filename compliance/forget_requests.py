@@ -114,17 +114,19 @@ def forget_request_create(*, actor: Principal, subject: SubjectIdentifiers, regu
     if received_at > now + CLOCK_SKEW:
         raise Invalid("received_at lies in the future", field="received_at", code="received_in_future")
     deadline = policy_for(regulation).deadline(timezone.localdate(received_at))
-    with transaction.atomic():
-        path = subject_find(principal=actor, identifiers=subject)
+    path = subject_find(principal=actor, identifiers=subject)
+    request = ForgetRequest(
+        level=path.level, institution=path.institution, patient=path.patient, study=path.study,
+        section=path.section, subject_hash=path.subject_hash,
+        regulation=regulation, legal_basis=legal_basis, hipaa_covered=hipaa_covered,
+        requester_type=requester_type, requester_hash=requester_hash(requester_reference),
+        received_at=received_at, base_deadline=deadline, deadline=deadline, status=Status.RECEIVED,
+        status_changed_at=now, submitted_by=actor.name)
+    _validate(request)
+    # Checks and lookups are done: only writes follow, so no savepoint inside a caller's
+    # transaction (a failed write aborts it; the idempotency record is part of it).
+    with transaction.atomic(savepoint=False):
         related = _overlapping_open(path)
-        request = ForgetRequest(
-            level=path.level, institution=path.institution, patient=path.patient, study=path.study,
-            section=path.section, subject_hash=path.subject_hash,
-            regulation=regulation, legal_basis=legal_basis, hipaa_covered=hipaa_covered,
-            requester_type=requester_type, requester_hash=requester_hash(requester_reference),
-            received_at=received_at, base_deadline=deadline, deadline=deadline, status=Status.RECEIVED,
-            status_changed_at=now, submitted_by=actor.name)
-        _validate(request)
         request.save(force_insert=True)
         links = ForgetRequest.related.through
         links.objects.bulk_create([link for other in related for link in (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from django.db.models import Count, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from core.models import AuditEvent
 from core.principals import Principal
@@ -27,19 +28,27 @@ def _overdue(today: date) -> Q:
     return Q(deadline__lt=today) & ~Q(status__in=TERMINAL)
 
 
-def is_overdue(request: ForgetRequest, today: date) -> bool:
+def is_overdue(status: str, deadline: date, today: date) -> bool:
     """Past its deadline and still open (same rule as the ``overdue`` filter)."""
-    return request.status not in TERMINAL and request.deadline < today
+    return status not in TERMINAL and deadline < today
 
 
 #: At most this many related request ids are listed per request (``related_count`` has the total).
 RELATED_SHOWN = 20
 
+#: What a listing reads of each request (``.values()``, no model instances): its own columns, its
+#: institution's code and, for a section, what the section's label is made of.
+ROW_FIELDS = ("id", "status", "level", "institution__code", "subject_hash", "regulation", "legal_basis",
+              "hipaa_covered", "requester_type", "requester_hash", "received_at", "base_deadline", "deadline",
+              "extension", "extension_notice_sent_at", "extension_note", "submitted_by", "decided_by",
+              "decided_at", "reason_code", "decision_note", "scope_summary", "status_changed_at",
+              "created_at", "section__name", "section__study__uid_hash")
+
 
 def forget_request_list(*, principal: Principal, today: date, status: str | None = None,
                         institution: str | None = None, regulation: str | None = None,
                         overdue: bool | None = None) -> QuerySet[ForgetRequest]:
-    """Requests the principal may see, newest first, filtered."""
+    """Requests the principal may see, newest first, filtered (``.values(*ROW_FIELDS)`` for pages)."""
     requests = ForgetRequest.objects.select_related("institution", "patient", "study", "section__study")
     if principal.institution_ids is not None:
         requests = requests.filter(institution_id__in=principal.institution_ids)
@@ -54,16 +63,18 @@ def forget_request_list(*, principal: Principal, today: date, status: str | None
     return requests.order_by("-received_at", "id")
 
 
-def forget_request_related_attach(requests: list[ForgetRequest]) -> list[ForgetRequest]:
-    """Set ``related_shown`` (at most :data:`RELATED_SHOWN`, oldest first) and ``related_count`` on a
-    page of requests: two queries for the page, however large the table."""
-    links = ForgetRequest.related.through.objects.filter(from_forgetrequest_id__in=[r.pk for r in requests])
-    counts = dict(links.values_list("from_forgetrequest_id").annotate(total=Count("*")))
-    shown = ForgetRequest.objects.only("id").order_by("received_at", "id")[:RELATED_SHOWN]
-    prefetch_related_objects(requests, Prefetch("related", queryset=shown, to_attr="related_shown"))
-    for request in requests:
-        request.related_count = counts.get(request.pk, 0)
-    return requests
+def forget_request_related(request_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[list[uuid.UUID], int]]:
+    """For each of ``request_ids`` with links: the ids of at most :data:`RELATED_SHOWN` related
+    requests (oldest first) and how many there are in all. One query however many links there are."""
+    links = ForgetRequest.related.through.objects.filter(from_forgetrequest_id__in=request_ids).annotate(
+        rank=Window(RowNumber(), partition_by=[F("from_forgetrequest_id")],
+                    order_by=[F("to_forgetrequest__received_at").asc(), F("to_forgetrequest_id").asc()]),
+        total=Window(Count("*"), partition_by=[F("from_forgetrequest_id")]),
+    ).filter(rank__lte=RELATED_SHOWN).order_by("from_forgetrequest_id", "rank")
+    related: dict[uuid.UUID, tuple[list[uuid.UUID], int]] = {}
+    for source, target, total in links.values_list("from_forgetrequest_id", "to_forgetrequest_id", "total"):
+        related.setdefault(source, ([], total))[0].append(target)
+    return related
 
 
 def forget_request_get(*, principal: Principal, request_id: uuid.UUID) -> ForgetRequest:
@@ -71,7 +82,7 @@ def forget_request_get(*, principal: Principal, request_id: uuid.UUID) -> Forget
     request = forget_request_list(principal=principal, today=date.min).filter(pk=request_id).first()
     if request is None:
         raise NotFound("no forget request has this id", field="id", code="request_not_found")
-    return forget_request_related_attach([request])[0]
+    return request
 
 
 def audit_event_list(*, action: str | None = None, object_type: str | None = None,

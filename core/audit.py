@@ -88,7 +88,9 @@ def audit_append(*, actor: Principal, action: AuditAction, object_type: str = ""
     """
     if not isinstance(actor, Principal):
         raise TypeError(f"the audit actor must be a Principal, not {type(actor).__name__}")
-    with transaction.atomic():
+    # No savepoint: the caller's transaction holds the change, so a failed append must abort it
+    # (and a savepoint would cost two more round trips while the head row is locked).
+    with transaction.atomic(savepoint=False):
         head, _ = AuditHead.objects.select_for_update().get_or_create(pk=1)
         occurred_at = timezone.now()
         entry = {"seq": head.seq + 1, "occurred_at": _timestamp(occurred_at), "actor": actor.name,

@@ -49,7 +49,17 @@ def node_label(node: Node) -> str:
     """What people see: the institution code, or the level and a short keyed hash (no PHI)."""
     level = node_level(node)
     if level is Level.INSTITUTION:
-        return f"institution {node.code}"
+        return label_of(level, node.code)
     if level is Level.SECTION:
-        return f"study {short(node.study.uid_hash)} / {node.name}"
-    return f"{level.value} {short(node_subject_hash(node))}"
+        return label_of(level, node.study.uid_hash, section=node.name)
+    return label_of(level, node_subject_hash(node))
+
+
+def label_of(level: Level, key: str, *, section: str = "") -> str:
+    """:func:`node_label` from stored values, without the node: ``key`` is the institution code, the
+    study's hash for a section (named by ``section``), else the node's subject hash."""
+    if level is Level.INSTITUTION:
+        return f"institution {key}"
+    if level is Level.SECTION:
+        return f"study {short(key)} / {section}"
+    return f"{level.value} {short(key)}"

@@ -6,22 +6,19 @@ import datetime as dt
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.audit import AuditAction
 from core.choices import enum_choices
-from hierarchy.nodes import node_label
 from mllm.data.schema import Level
 from mllm.data.schema import Section as SectionName
 
-from ..deadlines import ExtensionUnit, days_left, policy_for
+from ..deadlines import ExtensionUnit
 from ..legal import LegalBasis, RefusalReason, Regulation, RequesterType
-from ..lifecycle import TERMINAL, Status
+from ..lifecycle import Status
 from ..models import ForgetRequest
-from ..selectors import RELATED_SHOWN, is_overdue
 from ..subjects import SubjectIdentifiers
+from .representation import forget_request_json, forget_request_row
 
 
 class Choice(serializers.ChoiceField):
@@ -208,13 +205,18 @@ class ExtensionOut(serializers.Serializer):
 
 
 class ForgetRequestOut(serializers.ModelSerializer):
+    # The fields declare the shape for the OpenAPI schema (a docstring would become its description);
+    # the JSON itself is written by compliance.api.representation.forget_request_json, which list
+    # pages call on their rows directly.
+
     institution = serializers.CharField(source="institution.code")
-    subject = serializers.SerializerMethodField()
-    extension = serializers.SerializerMethodField()
-    days_left = serializers.SerializerMethodField()
-    overdue = serializers.SerializerMethodField()
-    related = serializers.SerializerMethodField()
-    related_count = serializers.SerializerMethodField()
+    subject = SubjectOut(read_only=True)
+    extension = ExtensionOut(read_only=True, allow_null=True)
+    days_left = serializers.IntegerField(read_only=True, allow_null=True)
+    overdue = serializers.BooleanField(read_only=True)
+    related = serializers.ListField(child=serializers.UUIDField(), read_only=True)
+    related_count = serializers.IntegerField(read_only=True, help_text=(
+        "All linked requests (duplicates of one subject are linked through the oldest one)."))
 
     class Meta:
         model = ForgetRequest
@@ -224,42 +226,8 @@ class ForgetRequestOut(serializers.ModelSerializer):
                   "decided_at", "reason_code", "decision_note", "scope_summary", "related", "related_count",
                   "status_changed_at", "created_at"]
 
-    @extend_schema_field(SubjectOut)
-    def get_subject(self, request: ForgetRequest) -> dict[str, Any]:
-        return {"level": request.level, "subject_hash": request.subject_hash,  # no parent walk: no N+1
-                "label": node_label(request.subject_node), "institution": request.institution.code}
-
-    @extend_schema_field(ExtensionOut(allow_null=True))
-    def get_extension(self, request: ForgetRequest) -> dict[str, Any] | None:
-        if not request.extension:
-            return None
-        unit = policy_for(Regulation(request.regulation)).unit
-        return ExtensionOut({"length": request.extension, "unit": unit,
-                             "notice_sent_at": request.extension_notice_sent_at,
-                             "note": request.extension_note}).data
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True))
-    def get_days_left(self, request: ForgetRequest) -> int | None:
-        """Days until the deadline (negative when overdue); null once the request is closed."""
-        return None if request.status in TERMINAL else days_left(request.deadline, timezone.localdate())
-
-    @extend_schema_field(OpenApiTypes.BOOL)
-    def get_overdue(self, request: ForgetRequest) -> bool:
-        return is_overdue(request, timezone.localdate())
-
-    @extend_schema_field(serializers.ListField(child=serializers.UUIDField(), max_length=RELATED_SHOWN))
-    def get_related(self, request: ForgetRequest) -> list[str]:
-        """Oldest first, at most ``RELATED_SHOWN`` (the page stays small however many there are)."""
-        shown = getattr(request, "related_shown", None)
-        if shown is None:  # not read through forget_request_related_attach (e.g. after an action)
-            shown = request.related.order_by("received_at", "id")[:RELATED_SHOWN]
-        return [str(other.pk) for other in shown]
-
-    @extend_schema_field(OpenApiTypes.INT)
-    def get_related_count(self, request: ForgetRequest) -> int:
-        """All linked requests (duplicates of one subject are linked through the oldest one)."""
-        count = getattr(request, "related_count", None)
-        return request.related.count() if count is None else count
+    def to_representation(self, instance: ForgetRequest) -> dict[str, Any]:
+        return forget_request_json(forget_request_row(instance), timezone.localdate())
 
 
 class AuditEventOut(serializers.Serializer):

@@ -24,16 +24,17 @@ from .. import forget_requests as services
 from ..idempotency import HEADER, body_fingerprint, idempotency_key_check, idempotent_call
 from ..pipeline.jobs import request_reschedule
 from ..selectors import (
+    ROW_FIELDS,
     audit_event_list,
     forget_request_get,
     forget_request_list,
-    forget_request_related_attach,
     institution_list,
 )
 from ..subjects import subject_find
 from . import schema
 from .errors import LengthRequired
 from .permissions import AUDIT_READERS, OFFICERS, READERS, SUBMITTERS, HasRole, principal_of
+from .representation import forget_request_json, forget_request_rows_related
 from .serializers import (
     AuditEventFilterIn,
     AuditEventOut,
@@ -114,11 +115,13 @@ class ForgetRequestListView(_ListView):
     def get_queryset(self) -> QuerySet:
         filters = _validated(ForgetRequestFilterIn, self.request.query_params.dict())
         return forget_request_list(principal=principal_of(self.request), today=timezone.localdate(),
-                                   **filters)
+                                   **filters).values(*ROW_FIELDS)
 
-    def paginate_queryset(self, queryset: QuerySet) -> list | None:
-        page = super().paginate_queryset(queryset)
-        return forget_request_related_attach(page) if page is not None else None
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A page of rows rendered as ``ForgetRequestOut`` (no model instances, no serializer walk)."""
+        rows = forget_request_rows_related(self.paginate_queryset(self.get_queryset()))
+        today = timezone.localdate()
+        return self.get_paginated_response([forget_request_json(row, today) for row in rows])
 
     @extend_schema(
         tags=["forget-requests"], summary="Submit a forget request",

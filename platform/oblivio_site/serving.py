@@ -12,7 +12,9 @@ on a pool of threads. This subclass adds what gthread lacks:
 - an **idle deadline for new connections** that never send a byte (they would otherwise count
   against ``--worker-connections`` for ever);
 - a **per-read timeout** (same value) while the body is read and the response written (the head is
-  bounded by the deadline above: the connection is shut down, which ends the read quietly);
+  bounded by the deadline above: the connection is shut down, which ends the read quietly); bodies
+  (up to Django's size limit) are read before the application runs, so a client that stalls in its
+  body gets a 408 in the API's error shape and a closed connection, never a 500;
 - gunicorn's own 4xx (bad request line, bad ``Content-Length``, oversized headers) answered as
   ``{"error": {"code", "message", "field"}}``, logged without the offending bytes.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import selectors
@@ -33,6 +36,7 @@ from functools import partial
 from typing import Any
 
 from gunicorn.http import errors as http_errors
+from gunicorn.http.body import Body, LengthReader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 HEADER_TIMEOUT = float(os.environ.get("OBLIVIO_CLIENT_HEADER_TIMEOUT", "10"))
@@ -65,6 +69,20 @@ def error_response(status: int, reason: str, code: str, message: str) -> bytes:
     head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return head.encode() + body
+
+
+def _buffer_body(req: Any) -> None:
+    """Read a body of declared length, up to Django's size limit, before the application runs.
+
+    A client that stalls in it then gets a 408 from the worker (the read's ``TimeoutError``) instead
+    of the application failing half-way through its body (a 500). Larger bodies are left to the
+    application, which refuses them by their ``Content-Length`` without reading them (413).
+    """
+    from django.conf import settings
+
+    reader = req.body.reader
+    if isinstance(reader, LengthReader) and reader.length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        req.body = Body(io.BytesIO(req.body.read()))
 
 
 class OblivioWorker(ThreadWorker):
@@ -110,6 +128,14 @@ class OblivioWorker(ThreadWorker):
         with self._deadline_lock:
             self._deadlines.pop(conn, None)  # the head arrived in time
         conn.sock.settimeout(HEADER_TIMEOUT)  # each read of the body and write of the response
+        try:
+            _buffer_body(req)
+        except TimeoutError:
+            self.log.warning("request refused: 408 request_timeout (the body stalled)")
+            with contextlib.suppress(OSError):
+                conn.sock.sendall(error_response(408, "Request Timeout", "request_timeout",
+                                                 "the request body did not arrive in time"))
+            return False  # the rest of the body may still come: close the connection
         return super().handle_request(req, conn)
 
     def murder_keepalived(self) -> None:

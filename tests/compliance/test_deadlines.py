@@ -144,7 +144,7 @@ def test_overdue_means_open_and_past_the_deadline(make_request, patient_subject,
     services.forget_request_cancel(request_id=closed.pk, actor=officer.principal)
     closed.refresh_from_db()
     today = timezone.localdate()
-    assert [is_overdue(r, today) for r in (late, fresh, closed)] == [True, False, False]
+    assert [is_overdue(r.status, r.deadline, today) for r in (late, fresh, closed)] == [True, False, False]
     overdue = forget_request_list(principal=officer.principal, today=today, overdue=True)
     assert list(overdue) == [late]
     on_time = forget_request_list(principal=officer.principal, today=today, overdue=False)

@@ -62,7 +62,7 @@ def test_an_intake_costs_a_fixed_number_of_queries_however_many_duplicates(
         assert response.status_code == 201
 
     intake(0)
-    with django_assert_max_num_queries(19) as second:  # 37 before the throughput work (issue 11.7)
+    with django_assert_max_num_queries(14) as second:  # 37 before issue 11.6, 19 before 11.7
         intake(1)
     queries = len(second.captured_queries)  # read now: every request resets Django's query log
     for number in range(2, 30):

@@ -82,3 +82,27 @@ def test_gunicorn_refusals_use_the_error_shape_and_never_echo(live_gunicorn) -> 
         assert set(error) == {"code", "message", "field"} and error["message"]
         assert MARKER.encode() not in answer
     assert MARKER not in server.log()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_that_stalls_is_a_408_in_the_error_shape_not_a_500(live_gunicorn) -> None:
+    from factories import institution_make
+
+    from compliance.accounts import apikey_create
+    from core.principals import SYSTEM
+
+    _, token = apikey_create(name="stalling EHR", institution_codes=[institution_make().code], actor=SYSTEM)
+    server = live_gunicorn(OBLIVIO_CLIENT_HEADER_TIMEOUT="2")
+    sent = b'{"subject": {"mrn": {"system": "urn:x", "value": "' + MARKER.encode()
+    head = (f"POST /api/v1/forget-requests HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(sent) + 100}\r\n\r\n").encode()
+    started = time.monotonic()
+    answer = _raw(server.port, head + sent)  # then nothing: the server answers and closes
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 408 "), answer[:300]
+    assert time.monotonic() - started < ANSWER_TIMEOUT
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in headers
+    assert json.loads(body) == {"error": {"code": "request_timeout", "field": None,
+                                          "message": "the request body did not arrive in time"}}
+    assert MARKER not in server.log() and "Traceback" not in server.log()
