@@ -10,8 +10,10 @@ until ``/healthz`` is green, walks a forget request from intake to a verified ce
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -61,6 +63,8 @@ def wait_healthy(base_url: str, *, timeout: float, procs: list[subprocess.Popen]
 
 def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> None:
     """Run the demo; see the module docstring."""
+    # SIGTERM ends the demo like Ctrl-C: the exit stack stops the worker and the server (else orphans)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not _port_free(port):
         raise DemoError(f"port {port} is already in use; pass --port to choose another")
     home = oblivio_home()

@@ -32,7 +32,7 @@ from core.principals import SYSTEM, principal_for_user
 from hierarchy.identifiers import short
 from hierarchy.models import Institution
 from hierarchy.services import corpus_ingest
-from mllm.data.schema import Corpus, load_corpus
+from mllm.data.schema import Corpus, Level, Record, load_corpus
 from mllm.data.synth import generate_corpus
 from mllm.models.specs import SPECS
 from mllm.train.loop import Progress, TrainConfig
@@ -154,10 +154,22 @@ def verify_offline(*, base_url: str, token: str, request_id: str, out: Path, ech
     echo(f"  the same check from a shell: oblivio certificate verify {path}")
 
 
+def unforgotten_patient_record(corpus: Corpus) -> Record | None:
+    """A trained record of the first patient the served model still holds data of (each demo run
+    forgets one more patient), or ``None`` once every patient is forgotten."""
+    served = Deployment.objects.get(name=settings.OBLIVIO_MODEL_DEPLOYMENT).served
+    gone = set(served.forgotten_records)
+    return next((r for r in corpus.select(trainable=True)
+                 if r.record_id not in gone and r.owner_level is not Level.INSTITUTION), None)
+
+
 def run_walkthrough(*, base_url: str, home: Path, corpus: Corpus, echo: Echo) -> None:
     """Intake over the API, review, approval, the unlearning job, the certificate, audit verification."""
-
-    record = corpus.select(trainable=True)[0]
+    record = unforgotten_patient_record(corpus)
+    if record is None:
+        echo(f"The served model has forgotten every patient of the demo hospital; to start over, remove "
+             f"the data directory {home}.")
+        return
     institution = Institution.objects.get(code=record.institution_id)
     _, token = apikey_create(name=f"demo-{secrets.token_hex(3)}", institution_codes=[institution.code],
                              actor=SYSTEM)
