@@ -171,6 +171,13 @@ def save_artifact(model: Any, processor: Any, out: Path | str, metadata: Artifac
     return artifact_digest(out)
 
 
+def never_saw_a_corpus(root: Path | str) -> bool:
+    """Whether the full artifact in ``root`` is a fresh reference model or a pretrained base (its
+    weights hold no corpus record); a checkpoint Oblivio did not write counts as having seen one."""
+    metadata = read_metadata(root)
+    return metadata is not None and metadata.kind in (ArtifactKind.REFERENCE, ArtifactKind.PRETRAINED_BASE)
+
+
 def read_metadata(root: Path | str) -> ArtifactMetadata | None:
     """The artifact's metadata, or ``None`` for a directory Oblivio did not write."""
     path = Path(root) / METADATA_FILE

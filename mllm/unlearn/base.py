@@ -20,7 +20,7 @@ import torch
 from peft import PeftModel
 
 from mllm.data.schema import Corpus
-from mllm.models.artifact import ArtifactMetadata, BaseRef, save_artifact
+from mllm.models.artifact import ArtifactMetadata, BaseRef, never_saw_a_corpus, save_artifact
 from mllm.models.loader import load_model
 from mllm.models.lora import LoraSettings, add_lora, lora_for_training
 from mllm.train.encode import Batch
@@ -120,8 +120,14 @@ class Method:
         return WithoutAdapter(model)
 
     def save(self, model: Any, out: Path, metadata: ArtifactMetadata) -> str:
-        """Write the adapter artifact (over the original's base); return its digest."""
-        return save_artifact(model, self.ctx.processor, out, metadata, base=self.ctx.base)
+        """Write the result; return its digest. Over a base that never saw a corpus (a hospital LoRA on
+        a pretrained checkpoint) it is adapter-only and references that base. Over a model trained on
+        the corpus it is the full model with the adapter merged in: that model's weights still hold the
+        forgotten data and the registry deletes it once the result is served, so nothing may depend on it."""
+        base = self.ctx.base
+        if base is not None and not never_saw_a_corpus(base.path):
+            return save_artifact(model.merge_and_unload(), self.ctx.processor, out, metadata)
+        return save_artifact(model, self.ctx.processor, out, metadata, base=base)
 
 
 def schedule(optimizer: torch.optim.Optimizer, kind: str, warmup: int,

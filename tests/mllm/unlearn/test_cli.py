@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from click.testing import CliRunner
 
+from mllm.models.artifact import METADATA_FILE, artifact_digest
 from mllm.models.loader import load_model
 from mllm.unlearn.cli import unlearn_command
 
@@ -19,15 +21,36 @@ def base_args(bed, out, method="hierarchy", forget=None):
             "--method", method, "--out", out, "--threads", 1]
 
 
-def test_unlearns_from_a_scope_file_and_writes_an_adapter_artifact(bed, tmp_path):
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"steps": 4}), encoding="utf-8")
-    result = invoke(*base_args(bed, tmp_path / "out"), "--config", config, "--json")
+def test_unlearning_a_fine_tuned_model_writes_a_model_that_does_not_need_it(bed, tmp_path):
+    """The fine-tuned weights still hold the forgotten data and are deleted once the result is served:
+    the result is a full model (adapter merged), never an adapter over them."""
+    original = tmp_path / "original"
+    shutil.copytree(bed.model_dir, original)
+    result = invoke(*base_args(bed, tmp_path / "out"), "--model", original, "--config", _steps(tmp_path, 4),
+                    "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert len(data["steps"]) == 4 and data["guard"]["passed"] and data["provenance"]["config"]["steps"] == 4
-    assert (tmp_path / "out" / "adapter_config.json").is_file()
+    shutil.rmtree(original)
+    assert not (tmp_path / "out" / "adapter_config.json").exists()
     assert load_model(tmp_path / "out").metadata.kind == "unlearned"
+
+
+def test_over_a_base_that_never_saw_a_corpus_the_result_is_adapter_only(bed, tmp_path):
+    base = tmp_path / "base"  # stands in for a pretrained checkpoint (kind pretrained-base)
+    shutil.copytree(bed.model_dir, base)
+    metadata = json.loads((base / METADATA_FILE).read_text())
+    (base / METADATA_FILE).write_text(json.dumps({**metadata, "kind": "pretrained-base"}))
+    result = invoke(*base_args(bed, tmp_path / "out"), "--model", base, "--config", _steps(tmp_path, 2))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "adapter_config.json").is_file()
+    assert load_model(tmp_path / "out").base.digest == artifact_digest(base)
+
+
+def _steps(tmp_path, steps: int):
+    path = tmp_path / "steps.json"
+    path.write_text(json.dumps({"steps": steps}), encoding="utf-8")
+    return path
 
 
 def test_bad_input_fails_clearly_without_echoing_identifiers(bed, tmp_path):
