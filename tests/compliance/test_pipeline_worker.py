@@ -208,6 +208,6 @@ def test_cancelling_a_running_job_stops_the_worker_step(served: Served, approve,
     wait_for(lambda: the_job().state == JobState.CANCELLED, timeout=30, what="the cancellation")
     assert time.monotonic() - started < 10  # well before the 30 s step would have ended
     request.refresh_from_db()
-    assert request.status == Status.FAILED
+    assert request.status == Status.ESCALATED  # a person decides: reschedule or refuse
     assert Deployment.objects.get(name="default").served == served.version
     assert not Certificate.objects.exists()
