@@ -98,6 +98,8 @@ class CertificateFacts:
     audit_head: Mapping[str, Any]
     job_id: str
     guard: Mapping[str, Any] = field(default_factory=dict)
+    #: Set when an earlier job already removed every record of this request: that job's certificate.
+    covered_by: Mapping[str, Any] = field(default_factory=dict)
 
 
 def statement(facts: CertificateFacts) -> dict[str, Any]:
@@ -124,6 +126,7 @@ def statement(facts: CertificateFacts) -> dict[str, Any]:
             "times": dict(facts.times),
             "audit_chain_head": dict(facts.audit_head),
             "job_id": facts.job_id,
+            **({"covered_by": dict(facts.covered_by)} if facts.covered_by else {}),
         },
     }
 

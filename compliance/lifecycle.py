@@ -32,13 +32,14 @@ S = Status
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.RECEIVED: frozenset({S.IN_REVIEW, S.REFUSED, S.CANCELLED}),
     S.IN_REVIEW: frozenset({S.APPROVED, S.REFUSED, S.PARTIALLY_REFUSED, S.CANCELLED}),
-    S.APPROVED: frozenset({S.SCHEDULED, S.CANCELLED}),
-    S.PARTIALLY_REFUSED: frozenset({S.SCHEDULED, S.CANCELLED}),  # the part not refused proceeds
+    # certified straight away when an earlier certified job already removed every record in scope
+    S.APPROVED: frozenset({S.SCHEDULED, S.CERTIFIED, S.CANCELLED}),
+    S.PARTIALLY_REFUSED: frozenset({S.SCHEDULED, S.CERTIFIED, S.CANCELLED}),  # the rest proceeds
     S.SCHEDULED: frozenset({S.UNLEARNING, S.FAILED, S.CANCELLED}),  # failed: its job was cancelled
     S.UNLEARNING: frozenset({S.VERIFYING, S.FAILED}),
     S.VERIFYING: frozenset({S.CERTIFIED, S.FAILED}),
     S.FAILED: frozenset({S.SCHEDULED, S.ESCALATED}),  # retry stronger, or hand to a human
-    S.ESCALATED: frozenset({S.SCHEDULED}),
+    S.ESCALATED: frozenset({S.SCHEDULED, S.CERTIFIED}),
     S.CERTIFIED: frozenset(),
     S.REFUSED: frozenset(),
     S.CANCELLED: frozenset(),

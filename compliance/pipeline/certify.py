@@ -51,10 +51,14 @@ def _iso(moment: Any) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def certificate_facts(*, job: UnlearningJob, request: ForgetRequest,
-                      verification: VerificationRecord) -> CertificateFacts:
-    """What the certificate of ``request`` states (keyed hashes and record counts only)."""
-    target = job.targets[str(request.pk)]
+def certificate_facts(*, job: UnlearningJob, request: ForgetRequest, verification: VerificationRecord,
+                      covered_by: Certificate | None = None,
+                      forget: list[str] | None = None) -> CertificateFacts:
+    """What the certificate of ``request`` states (keyed hashes and record counts only).
+
+    ``covered_by``: the certificate of an earlier request whose job already removed ``forget``, every
+    record of this one (its job, verification and models are the ones this certificate names)."""
+    target = {"forget": forget} if covered_by is not None else job.targets[str(request.pk)]
     head = AuditHead.objects.filter(pk=1).first()
     candidate = verification.candidate
     guard = getattr(request, "guard_rule", None)
@@ -73,13 +77,17 @@ def certificate_facts(*, job: UnlearningJob, request: ForgetRequest,
         job_id=str(job.pk),
         guard={"suppression_from": _iso(guard.activated_at) if guard else None,
                "stays_on_after_certification": bool(guard and guard.stays_on),
-               "note": "inference-time refusal is suppression, not unlearning"})
+               "note": "inference-time refusal is suppression, not unlearning"},
+        covered_by={"certificate_id": str(covered_by.pk), "request_id": str(covered_by.request_id),
+                    "issued_at": _iso(covered_by.issued_at)} if covered_by is not None else {})
 
 
-def certificate_issue(*, job: UnlearningJob, request: ForgetRequest,
-                      verification: VerificationRecord) -> Certificate:
-    """Sign and store the certificate of ``request`` (inside the certify transaction)."""
-    facts = certificate_facts(job=job, request=request, verification=verification)
+def certificate_issue(*, job: UnlearningJob, request: ForgetRequest, verification: VerificationRecord,
+                      covered_by: Certificate | None = None, forget: list[str] | None = None) -> Certificate:
+    """Sign and store the certificate of ``request`` (inside the certify transaction); see
+    :func:`certificate_facts` for ``covered_by``."""
+    facts = certificate_facts(job=job, request=request, verification=verification, covered_by=covered_by,
+                              forget=forget)
     bundle = certificate_bundle(facts, signer=signing.sign)
     key_id = bundle["envelope"]["signatures"][0]["keyid"]
     certificate = Certificate(request=request, job=job, version=verification.candidate,
@@ -93,6 +101,7 @@ def certificate_issue(*, job: UnlearningJob, request: ForgetRequest,
                  object_id=str(certificate.pk), subject_hash=request.subject_hash,
                  data={"request_id": str(request.pk), "key_id": key_id,
                        "model_after": verification.candidate.artifact_digest,
+                       **({"covered_by": str(covered_by.pk)} if covered_by is not None else {}),
                        "statement_digest": json_digest(bundle["envelope"])})
     return certificate
 

@@ -32,6 +32,7 @@ from ..forget_requests import forget_request_advance
 from ..lifecycle import Status
 from ..models import (
     ACTIVE_JOB_STATES,
+    Certificate,
     Deployment,
     ForgetRequest,
     JobState,
@@ -40,6 +41,7 @@ from ..models import (
     UnlearningJob,
 )
 from . import PIPELINE
+from .certify import certificate_issue
 from .policy import policy_for
 from .registry import registry_purge_deleted
 
@@ -73,6 +75,28 @@ def _target(request: ForgetRequest, deployment: Deployment) -> dict[str, Any] | 
     scope = scope_resolve(node=request.subject_node, corpus=deployment.served.corpus)
     forget = sorted(scope.forget - set(deployment.served.forgotten_records))
     return {"level": request.level, "forget": forget} if forget else None
+
+
+def _covering_certificate(request: ForgetRequest,
+                          deployment: Deployment) -> tuple[Certificate, list[str]] | None:
+    """The certificate of an earlier job of ``deployment`` that removed every record of ``request``'s
+    scope from the served lineage, with those records; ``None`` when no single job did."""
+    forget = scope_resolve(node=request.subject_node, corpus=deployment.served.corpus).forget
+    if not forget or not forget <= set(deployment.served.forgotten_records):
+        return None
+    earlier = Certificate.objects.filter(job__deployment=deployment, job__state=JobState.SUCCEEDED) \
+        .select_related("job", "verification__candidate").order_by("issued_at", "pk")
+    covering = next((c for c in earlier.iterator() if forget <= set(c.job.forget_records)), None)
+    return (covering, sorted(forget)) if covering is not None else None
+
+
+def _certify_covered(request: ForgetRequest, covering: Certificate, forget: list[str]) -> None:
+    certificate = certificate_issue(job=covering.job, request=request, verification=covering.verification,
+                                    covered_by=covering, forget=forget)
+    forget_request_advance(request_id=request.pk, to=Status.CERTIFIED,
+                           data={"job_id": str(covering.job_id), "certificate_id": str(certificate.pk),
+                                 "covered_by": str(covering.pk), "forget_count": len(forget),
+                                 "model_digest": covering.version.artifact_digest})
 
 
 def _open_job(deployment: Deployment, request: ForgetRequest) -> UnlearningJob:
@@ -113,6 +137,11 @@ def _plan_one(request_id: uuid.UUID, *, statuses: tuple[Status, ...] = _PLANNABL
             job_audit(job, AuditAction.JOB_PLANNED, request_id=str(request.pk),
                       deployment=deployment.name, base_digest=deployment.served.artifact_digest)
             return job  # one served model per request for now: the first deployment that holds it
+        for deployment in deployments:  # nothing left to unlearn: certified already by an earlier job?
+            covered = _covering_certificate(request, deployment)
+            if covered is not None:
+                _certify_covered(request, *covered)
+                return None
     return None
 
 
@@ -125,7 +154,8 @@ def jobs_plan() -> list[UnlearningJob]:
 
 def request_reschedule(*, request_id: uuid.UUID, actor: Principal, note: str = "") -> ForgetRequest:
     """A person's decision on an escalated request (every rung failed, its job was cancelled, or its
-    worker kept dying): plan it into a job again, which starts at the first rung of the ladder."""
+    worker kept dying): plan it into a job again, which starts at the first rung of the ladder — or
+    certify it at once when another job has removed all of its records meanwhile."""
     with transaction.atomic():
         request = ForgetRequest.objects.select_for_update().filter(pk=request_id).first()
         if request is None or not actor.sees(request.institution_id):
@@ -135,7 +165,8 @@ def request_reschedule(*, request_id: uuid.UUID, actor: Principal, note: str = "
                            field="status", code="request_not_escalated")
         job = _plan_one(request.pk, statuses=(Status.ESCALATED,), actor=actor, reason="rescheduled",
                         note=note)
-        if job is None:
+        request.refresh_from_db(fields=["status"])
+        if job is None and request.status != Status.CERTIFIED:
             raise Conflict("no served model holds data in this request's scope any more",
                            field="status", code="nothing_to_unlearn")
         transaction.on_commit(_release_soon)

@@ -61,7 +61,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     corpus = small_corpus(root)
     model = root / "model"
     subprocess.run([sys.executable, "-m", "oblivio_site.cli", "train", "--corpus", str(corpus), "--out",
-                    str(model), "--size", "tiny", "--epochs", "30", "--lr", "3e-3", "--threads", "1"],
+                    str(model), "--size", "tiny", "--epochs", "30", "--lr", "3e-3", "--threads", "2"],
                    check=True, env=subprocess_env(), capture_output=True)
     return corpus, model
 

@@ -269,3 +269,37 @@ def test_certificates_signed_before_a_key_rotation_still_verify(served: Served, 
     old, new = Certificate.objects.get(request=first), Certificate.objects.get(request=second)
     assert (old.key_id, new.key_id) == (old_id, new_id)
     assert certificate_verify_stored(old).ok and certificate_verify_stored(new).ok
+
+
+def test_a_request_whose_data_an_earlier_job_removed_is_certified_by_reference(served: Served,
+                                                                                approve) -> None:
+    first = approve(served.mrns[0])
+    drive(plan_one())
+    served_before = Deployment.objects.get(name="default").served
+    again = approve(served.mrns[0])  # the same patient asks again (or another channel files it)
+    assert jobs_plan() == []
+    again.refresh_from_db()
+    assert again.status == Status.CERTIFIED
+    assert statuses(again) == ["in_review", "approved", "certified"]
+    assert UnlearningJob.objects.count() == 1  # nothing was unlearned twice
+    assert Deployment.objects.get(name="default").served == served_before
+    earlier, certificate = Certificate.objects.get(request=first), Certificate.objects.get(request=again)
+    assert certificate_verify_stored(certificate).ok
+    predicate = certificate_verify_stored(certificate).predicate
+    assert predicate["covered_by"]["certificate_id"] == str(earlier.pk)
+    assert predicate["models"]["after"]["artifact_digest"] == earlier.version.artifact_digest
+    assert predicate["scope"]["counts"]["forget"] == len(Deployment.objects.get(name="default")
+                                                         .served.forgotten_records)
+    assert not GuardRule.objects.get(request=again).active
+
+
+
+def test_rescheduling_a_request_another_job_has_fulfilled_certifies_it(served: Served, approve,
+                                                                        officer) -> None:
+    stuck = approve(served.mrns[0])
+    job_cancel(job_id=plan_one().pk, actor=officer.principal)
+    approve(served.mrns[0])
+    drive(plan_one())
+    rescheduled = request_reschedule(request_id=stuck.pk, actor=officer.principal)
+    assert rescheduled.status == Status.CERTIFIED
+    assert certificate_verify_stored(Certificate.objects.get(request=stuck)).predicate["covered_by"]

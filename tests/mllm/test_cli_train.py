@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from mllm.cli import evaluate, pretrain, train
 from mllm.models.artifact import ArtifactMetadata, artifact_digest, read_metadata, save_artifact
 
-FAST = ["--size", "tiny", "--steps", "6", "--batch-size", "8", "--threads", "1"]
+FAST = ["--size", "tiny", "--steps", "6", "--batch-size", "8", "--threads", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_retrain_oracle_and_lora_from_a_base(corpus, trained_dir, tmp_path):
 
 def test_pretrained_base_is_a_clean_start_for_the_retrain_oracle(corpus, trained_dir, tmp_path):
     result = run(pretrain, ["--out", tmp_path / "base", "--size", "tiny", "--cases", 6, "--epochs", 1,
-                            "--batch-size", 8, "--threads", 1])
+                            "--batch-size", 8, "--threads", 2])
     assert result.exit_code == 0, result.output
     assert "96 records" in result.stdout and "digest sha256:" in result.stdout
     base = read_metadata(tmp_path / "base")

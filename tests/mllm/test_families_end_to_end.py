@@ -25,7 +25,7 @@ def run(command, args):
 @pytest.mark.parametrize("size, model_class", [("tiny", "LlavaForConditionalGeneration"),
                                                ("tiny-qwen2-vl", "Qwen2VLForConditionalGeneration")])
 def test_train_adapter_artifact_reload_evaluate(corpus, tmp_path, size, model_class):
-    common = ["--corpus", corpus.root, "--batch-size", 8, "--threads", 1]
+    common = ["--corpus", corpus.root, "--batch-size", 8, "--threads", 2]
     result = run(train, [*common, "--out", tmp_path / "base", "--size", size, "--epochs", 40, "--lr", 3e-3])
     assert result.exit_code == 0, result.output
     result = run(train, [*common, "--out", tmp_path / "adapter", "--base", tmp_path / "base", "--lora",
@@ -48,7 +48,7 @@ def test_train_adapter_artifact_reload_evaluate(corpus, tmp_path, size, model_cl
                                   base.model(**batch.model_inputs()).logits)  # the adapter is applied
 
     result = run(evaluate, ["--model", tmp_path / "adapter", "--corpus", corpus.root, "--json",
-                            "--by", "group,fact_kind", "--max-new-tokens", 24, "--threads", 1])
+                            "--by", "group,fact_kind", "--max-new-tokens", 24, "--threads", 2])
     assert result.exit_code == 0, result.output
     table = {(row["group"], row["fact_kind"]): row for row in json.loads(result.stdout)["table"]}
     assert table["train", "private"]["n"] > 0 and table["holdout", "private"]["n"] > 0
@@ -69,7 +69,7 @@ def _memorised(model_dir, corpus, tmp_path) -> float:
         groups = tmp_path / f"trained-at-{depth}.json"
         groups.write_text(json.dumps({"train": ids}))
         result = run(evaluate, ["--model", model_dir, "--corpus", corpus.root, "--groups", groups,
-                                "--depth", depth, "--json", "--max-new-tokens", 24, "--threads", 1])
+                                "--depth", depth, "--json", "--max-new-tokens", 24, "--threads", 2])
         assert result.exit_code == 0, result.output
         answers = json.loads(result.stdout)["answers"]
         assert sorted(a["record_id"] for a in answers) == sorted(ids)

@@ -18,7 +18,7 @@ def invoke(*args):
 
 def base_args(bed, out, method="hierarchy", forget=None):
     return ["--model", bed.model_dir, "--corpus", bed.corpus.root, "--forget-file", forget or bed.scope_file,
-            "--method", method, "--out", out, "--threads", 1]
+            "--method", method, "--out", out, "--threads", 2]
 
 
 def test_unlearning_a_fine_tuned_model_writes_a_model_that_does_not_need_it(bed, tmp_path):

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from mllm.data.schema import Corpus, Split, load_corpus, write_corpus
 from mllm.data.scope import NodeRef, ScopeGroups, resolve_scope
@@ -23,8 +22,6 @@ from mllm.models.loader import LoadedModel
 from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig
 from mllm.verify.calibration import build_candidate, train_reference
-
-torch.set_num_threads(1)
 
 RECIPE = TrainConfig(epochs=30, batch_size=16, lr=3e-3, seed=0)
 
