@@ -20,6 +20,7 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 from ..attestation import CertificateFacts, json_digest
 
 _MONO = ParagraphStyle("mono", fontName="Courier", fontSize=7.5, leading=9)
+_CELL = ParagraphStyle("cell", fontName="Helvetica", fontSize=8.5, leading=10)  # a wrapping table cell
 
 
 def _qr(text: str, size: float = 32 * mm) -> Drawing:
@@ -64,12 +65,12 @@ def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) ->
         ["Method", f"{facts.method} — {guarantee}"],
         ["Verification", "PASSED" if facts.report_summary.get("passed") else "not passed"],
         *([["Already removed by", Paragraph(f"the job of certificate {facts.covered_by['certificate_id']} "
-                                            f"(issued {facts.covered_by['issued_at']})", styles["BodyText"])]]
+                                            f"(issued {facts.covered_by['issued_at']})", _CELL)]]
           if facts.covered_by else []),
         *[[name.replace("_", " ").capitalize(), value] for name, value in facts.times.items() if value],
     ]
     checks = [["Check", "Value", "Threshold", "Result"]] + [
-        [Paragraph(str(check.get("name", "?")), styles["BodyText"]), _value(check.get("value")),
+        [Paragraph(str(check.get("name", "?")), _CELL), _value(check.get("value")),
          _value(check.get("threshold")), "pass" if check.get("passed") else "FAIL"]
         for check in facts.report_summary.get("checks", [])]
     digests = [
