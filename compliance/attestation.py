@@ -22,7 +22,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,8 +98,8 @@ class CertificateFacts:
     audit_head: Mapping[str, Any]
     job_id: str
     guard: Mapping[str, Any] = field(default_factory=dict)
-    #: Set when an earlier job already removed every record of this request: that job's certificate.
-    covered_by: Mapping[str, Any] = field(default_factory=dict)
+    #: Set when earlier jobs already removed every record of this request: their certificates.
+    covered_by: Sequence[Mapping[str, Any]] = ()
 
 
 def statement(facts: CertificateFacts) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def statement(facts: CertificateFacts) -> dict[str, Any]:
             "times": dict(facts.times),
             "audit_chain_head": dict(facts.audit_head),
             "job_id": facts.job_id,
-            **({"covered_by": dict(facts.covered_by)} if facts.covered_by else {}),
+            **({"covered_by": [dict(c) for c in facts.covered_by]} if facts.covered_by else {}),
         },
     }
 

@@ -65,8 +65,15 @@ class Served:
     institution: Institution
     mrns: list[str]  # raw MRNs of the trained patients of the first institution
 
-    def approve(self, officer: Principal, mrn: str | None = None) -> ForgetRequest:
-        subject = SubjectIdentifiers(mrn_system=self.institution.mrn_system, mrn_value=mrn or self.mrns[0])
+    def study_uids(self, mrn: str) -> list[str]:
+        records = [json.loads(line) for line in (self.corpus_dir / "records.jsonl").read_text().splitlines()]
+        return sorted({r["study_id"] for r in records if r["patient_id"] == mrn})
+
+    def approve(self, officer: Principal, mrn: str | None = None, *,
+                study_uid: str | None = None) -> ForgetRequest:
+        """An approved GDPR request about patient ``mrn`` (the first by default) or study ``study_uid``."""
+        subject = SubjectIdentifiers(study_uid=study_uid) if study_uid else \
+            SubjectIdentifiers(mrn_system=self.institution.mrn_system, mrn_value=mrn or self.mrns[0])
         request = forget_request_create(actor=SYSTEM, subject=subject, regulation=Regulation.GDPR,
                                         legal_basis=LegalBasis.GDPR_17_1_B,
                                         requester_type=RequesterType.DATA_SUBJECT)
@@ -133,8 +140,8 @@ def served(transactional_db: None, tmp_path: Path, pipeline_settings: Any) -> Se
 
 @pytest.fixture
 def approve(served: Served, officer: Any) -> Callable[..., ForgetRequest]:
-    def make(mrn: str | None = None) -> ForgetRequest:
-        return served.approve(officer.principal, mrn)
+    def make(mrn: str | None = None, **subject: str) -> ForgetRequest:
+        return served.approve(officer.principal, mrn, **subject)
     return make
 
 

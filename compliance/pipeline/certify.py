@@ -6,6 +6,7 @@ certificates signed before a rotation keep verifying against the retired public 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -52,13 +53,14 @@ def _iso(moment: Any) -> str | None:
 
 
 def certificate_facts(*, job: UnlearningJob, request: ForgetRequest, verification: VerificationRecord,
-                      covered_by: Certificate | None = None,
+                      covered_by: Sequence[Certificate] = (),
                       forget: list[str] | None = None) -> CertificateFacts:
     """What the certificate of ``request`` states (keyed hashes and record counts only).
 
-    ``covered_by``: the certificate of an earlier request whose job already removed ``forget``, every
-    record of this one (its job, verification and models are the ones this certificate names)."""
-    target = {"forget": forget} if covered_by is not None else job.targets[str(request.pk)]
+    ``covered_by``: the certificates of earlier requests whose jobs together already removed
+    ``forget``, every record of this one (``job`` is the newest of those jobs; its verification and
+    models are the ones this certificate names)."""
+    target = {"forget": forget} if covered_by else job.targets[str(request.pk)]
     head = AuditHead.objects.filter(pk=1).first()
     candidate = verification.candidate
     guard = getattr(request, "guard_rule", None)
@@ -78,12 +80,12 @@ def certificate_facts(*, job: UnlearningJob, request: ForgetRequest, verificatio
         guard={"suppression_from": _iso(guard.activated_at) if guard else None,
                "stays_on_after_certification": bool(guard and guard.stays_on),
                "note": "inference-time refusal is suppression, not unlearning"},
-        covered_by={"certificate_id": str(covered_by.pk), "request_id": str(covered_by.request_id),
-                    "issued_at": _iso(covered_by.issued_at)} if covered_by is not None else {})
+        covered_by=[{"certificate_id": str(c.pk), "request_id": str(c.request_id), "job_id": str(c.job_id),
+                     "issued_at": _iso(c.issued_at)} for c in covered_by])
 
 
 def certificate_issue(*, job: UnlearningJob, request: ForgetRequest, verification: VerificationRecord,
-                      covered_by: Certificate | None = None, forget: list[str] | None = None) -> Certificate:
+                      covered_by: Sequence[Certificate] = (), forget: list[str] | None = None) -> Certificate:
     """Sign and store the certificate of ``request`` (inside the certify transaction); see
     :func:`certificate_facts` for ``covered_by``."""
     facts = certificate_facts(job=job, request=request, verification=verification, covered_by=covered_by,
@@ -101,7 +103,7 @@ def certificate_issue(*, job: UnlearningJob, request: ForgetRequest, verificatio
                  object_id=str(certificate.pk), subject_hash=request.subject_hash,
                  data={"request_id": str(request.pk), "key_id": key_id,
                        "model_after": verification.candidate.artifact_digest,
-                       **({"covered_by": str(covered_by.pk)} if covered_by is not None else {}),
+                       **({"covered_by": [str(c.pk) for c in covered_by]} if covered_by else {}),
                        "statement_digest": json_digest(bundle["envelope"])})
     return certificate
 

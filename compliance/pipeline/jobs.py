@@ -77,26 +77,38 @@ def _target(request: ForgetRequest, deployment: Deployment) -> dict[str, Any] | 
     return {"level": request.level, "forget": forget} if forget else None
 
 
-def _covering_certificate(request: ForgetRequest,
-                          deployment: Deployment) -> tuple[Certificate, list[str]] | None:
-    """The certificate of an earlier job of ``deployment`` that removed every record of ``request``'s
-    scope from the served lineage, with those records; ``None`` when no single job did."""
+def _covering_certificates(request: ForgetRequest,
+                           deployment: Deployment) -> tuple[list[Certificate], list[str]] | None:
+    """Certificates of the earlier jobs of ``deployment`` that together removed every record of
+    ``request``'s scope from the served lineage (one per job, oldest first; the newest job's model
+    lacks them all), with those records; ``None`` when they did not."""
     forget = scope_resolve(node=request.subject_node, corpus=deployment.served.corpus).forget
     if not forget or not forget <= set(deployment.served.forgotten_records):
         return None
     earlier = Certificate.objects.filter(job__deployment=deployment, job__state=JobState.SUCCEEDED) \
-        .select_related("job", "verification__candidate").order_by("issued_at", "pk")
-    covering = next((c for c in earlier.iterator() if forget <= set(c.job.forget_records)), None)
-    return (covering, sorted(forget)) if covering is not None else None
+        .select_related("job", "version", "verification__candidate").order_by("issued_at", "pk")
+    remaining, covering, jobs = set(forget), [], set()
+    for certificate in earlier.iterator():
+        if certificate.job_id in jobs or not remaining & set(certificate.job.forget_records):
+            continue
+        jobs.add(certificate.job_id)
+        covering.append(certificate)
+        remaining -= set(certificate.job.forget_records)
+        if not remaining:
+            break
+    if remaining or not forget <= set(covering[-1].version.forgotten_records):
+        return None
+    return covering, sorted(forget)
 
 
-def _certify_covered(request: ForgetRequest, covering: Certificate, forget: list[str]) -> None:
-    certificate = certificate_issue(job=covering.job, request=request, verification=covering.verification,
+def _certify_covered(request: ForgetRequest, covering: list[Certificate], forget: list[str]) -> None:
+    newest = covering[-1]
+    certificate = certificate_issue(job=newest.job, request=request, verification=newest.verification,
                                     covered_by=covering, forget=forget)
     forget_request_advance(request_id=request.pk, to=Status.CERTIFIED,
-                           data={"job_id": str(covering.job_id), "certificate_id": str(certificate.pk),
-                                 "covered_by": str(covering.pk), "forget_count": len(forget),
-                                 "model_digest": covering.version.artifact_digest})
+                           data={"job_id": str(newest.job_id), "certificate_id": str(certificate.pk),
+                                 "covered_by": [str(c.pk) for c in covering], "forget_count": len(forget),
+                                 "model_digest": newest.version.artifact_digest})
 
 
 def _open_job(deployment: Deployment, request: ForgetRequest) -> UnlearningJob:
@@ -138,7 +150,7 @@ def _plan_one(request_id: uuid.UUID, *, statuses: tuple[Status, ...] = _PLANNABL
                       deployment=deployment.name, base_digest=deployment.served.artifact_digest)
             return job  # one served model per request for now: the first deployment that holds it
         for deployment in deployments:  # nothing left to unlearn: certified already by an earlier job?
-            covered = _covering_certificate(request, deployment)
+            covered = _covering_certificates(request, deployment)
             if covered is not None:
                 _certify_covered(request, *covered)
                 return None

@@ -64,9 +64,9 @@ def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) ->
                   f"(scope digest {facts.scope_digest[:16]}…)"],
         ["Method", f"{facts.method} — {guarantee}"],
         ["Verification", "PASSED" if facts.report_summary.get("passed") else "not passed"],
-        *([["Already removed by", Paragraph(f"the job of certificate {facts.covered_by['certificate_id']} "
-                                            f"(issued {facts.covered_by['issued_at']})", _CELL)]]
-          if facts.covered_by else []),
+        *([["Already removed by", Paragraph("; ".join(
+            f"the job of certificate {c['certificate_id']} (issued {c['issued_at']})"
+            for c in facts.covered_by), _CELL)]] if facts.covered_by else []),
         *[[name.replace("_", " ").capitalize(), value] for name, value in facts.times.items() if value],
     ]
     checks = [["Check", "Value", "Threshold", "Result"]] + [

@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 from pipeline_support import *  # noqa: F403
-from pipeline_support import Served, drive, plan_one
+from pipeline_support import Served, drive, pdf_text, plan_one
 
 from compliance.errors import Conflict
 from compliance.lifecycle import Status
@@ -286,12 +286,34 @@ def test_a_request_whose_data_an_earlier_job_removed_is_certified_by_reference(s
     earlier, certificate = Certificate.objects.get(request=first), Certificate.objects.get(request=again)
     assert certificate_verify_stored(certificate).ok
     predicate = certificate_verify_stored(certificate).predicate
-    assert predicate["covered_by"]["certificate_id"] == str(earlier.pk)
+    assert [c["certificate_id"] for c in predicate["covered_by"]] == [str(earlier.pk)]
     assert predicate["models"]["after"]["artifact_digest"] == earlier.version.artifact_digest
     assert predicate["scope"]["counts"]["forget"] == len(Deployment.objects.get(name="default")
                                                          .served.forgotten_records)
     assert not GuardRule.objects.get(request=again).active
 
+
+
+def test_a_request_whose_data_several_earlier_jobs_removed_is_certified_by_all_of_them(served: Served,
+                                                                                     approve) -> None:
+    study = approve(study_uid=served.study_uids(served.mrns[0])[0])
+    drive(plan_one())
+    patient = approve(served.mrns[0])  # the rest of the patient: its other studies and own facts
+    second_job = drive(plan_one())
+    assert second_job.forget_records and not set(second_job.forget_records) & set(
+        UnlearningJob.objects.get(requests=study).forget_records)
+    again = approve(served.mrns[0])
+    assert jobs_plan() == []
+    again.refresh_from_db()
+    assert again.status == Status.CERTIFIED and UnlearningJob.objects.count() == 2
+    certificate = Certificate.objects.get(request=again)
+    predicate = certificate_verify_stored(certificate).predicate
+    earlier = [Certificate.objects.get(request=study), Certificate.objects.get(request=patient)]
+    assert [c["certificate_id"] for c in predicate["covered_by"]] == [str(c.pk) for c in earlier]
+    assert predicate["models"]["after"]["artifact_digest"] == earlier[1].version.artifact_digest
+    assert predicate["scope"]["counts"]["forget"] == len(Deployment.objects.get(name="default")
+                                                         .served.forgotten_records)
+    assert "the job of certificate" in pdf_text(certificate.pdf)
 
 
 def test_rescheduling_a_request_another_job_has_fulfilled_certifies_it(served: Served, approve,
