@@ -163,17 +163,18 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "Confusion table (detected = verdict fail *and* every check of its failure mode fails; "
-        "for the oracle: passes):",
+        "Confusion table (right verdict = fails, or for the oracle passes; failure mode caught = "
+        "the verdict fails *and* every check of the candidate's failure mode fails):",
         "",
-        "| candidate | expected | detected | failed checks (seed 0) |",
-        "|---|---|---|---|",
+        "| candidate | expected | right verdict | failure mode caught | failed checks (seed 0) |",
+        "|---|---|---|---|---|",
     ]
     for name in CANDIDATES:
+        right = sum(s["candidates"][name]["passed"] == (name == PASSING) for s in seeds)
         hits = sum(s["candidates"][name]["detected"] for s in seeds)
         expected = "pass" if name == PASSING else "fail: " + ", ".join(sorted(EXPECTED_FAILURES[name][0]))
         lines.append(
-            f"| {name} | {expected} | {hits}/{len(seeds)} | "
+            f"| {name} | {expected} | {right}/{len(seeds)} | {hits}/{len(seeds)} | "
             f"{', '.join(seeds[0]['candidates'][name]['failed']) or '-'} |"
         )
     lines += [
