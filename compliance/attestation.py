@@ -32,6 +32,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 BUNDLE_FORMAT = "oblivio-certificate/v1"
+#: The method of a certificate for a request no served model was trained on (nothing was unlearned).
+NOT_TRAINED = "not-trained"
+NOT_TRAINED_REPORT = "oblivio.not-trained-report/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://oblivio.dev/attestations/unlearning/v1"

@@ -163,15 +163,19 @@ class VerificationRecord(models.Model):
 
 
 class Certificate(models.Model):
-    """The signed certificate of one certified request (at most one per request)."""
+    """The signed certificate of one certified request (at most one per request).
+
+    ``job`` and ``verification`` are empty only when the served model was never trained on a record
+    in the request's scope (nothing was unlearned; ``version`` is the served model it names)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     request = models.OneToOneField("compliance.ForgetRequest", on_delete=models.PROTECT,
                                    related_name="certificate")
-    job = models.ForeignKey(UnlearningJob, on_delete=models.PROTECT, related_name="certificates")
+    job = models.ForeignKey(UnlearningJob, on_delete=models.PROTECT, related_name="certificates",
+                            null=True, blank=True)
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="certificates")
     verification = models.ForeignKey(VerificationRecord, on_delete=models.PROTECT,
-                                     related_name="certificates")
+                                     related_name="certificates", null=True, blank=True)
     key_id = models.CharField(max_length=64)
     bundle = models.JSONField(help_text="Envelope + verification report (oblivio-certificate/v1).")
     pdf = models.BinaryField()

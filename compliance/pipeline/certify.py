@@ -18,6 +18,8 @@ from core.audit import AuditAction, audit_append
 from core.models import AuditHead
 
 from ..attestation import (
+    NOT_TRAINED,
+    NOT_TRAINED_REPORT,
     CertificateCheck,
     CertificateFacts,
     ModelRef,
@@ -90,11 +92,53 @@ def certificate_issue(*, job: UnlearningJob, request: ForgetRequest, verificatio
     :func:`certificate_facts` for ``covered_by``."""
     facts = certificate_facts(job=job, request=request, verification=verification, covered_by=covered_by,
                               forget=forget)
+    return _store(facts, request=request, version=verification.candidate, job=job, verification=verification,
+                  **({"covered_by": [str(c.pk) for c in covered_by]} if covered_by else {}))
+
+
+def not_trained_facts(*, request: ForgetRequest, served: Sequence[ModelVersion]) -> CertificateFacts:
+    """What the certificate of a request states when no ``served`` model was trained on a record in
+    its scope: nothing was unlearned, and each served model is, for this subject, a model that never
+    saw the data (the guarantee is exact by construction). ``served[0]`` is the model it names."""
+    head = AuditHead.objects.filter(pk=1).first()
+    guard = getattr(request, "guard_rule", None)
+    now = _iso(timezone.now())
+    report = {"schema": NOT_TRAINED_REPORT, "passed": True,
+              "finding": "no served model was trained on a record in this request's scope",
+              "served_models": [{"version_id": str(v.pk), "artifact_digest": v.artifact_digest,
+                                 "training_corpus_sha256": v.corpus.records_sha256,
+                                 "trained_records_in_scope": 0} for v in served]}
+    check = {"name": "trained_records_in_scope", "value": 0, "threshold": 0, "comparison": "<=",
+             "passed": True}
+    return CertificateFacts(
+        request_id=str(request.pk), institution=request.institution.code, regulation=request.regulation,
+        level=request.level, subject_hash=request.subject_hash,
+        scope_digest=json_digest({"corpus": served[0].corpus.records_sha256, "forget": []}),
+        scope_counts={"forget": 0, "batched_requests": 0}, method=NOT_TRAINED, exact=True,
+        before=_ref(served[0]), after=_ref(served[0]), report=report,
+        report_summary={"passed": True, "checks": [check]},
+        times={"received_at": _iso(request.received_at), "approved_at": _iso(request.decided_at),
+               "verified_at": now, "certified_at": now},
+        audit_head={"seq": head.seq if head else 0, "hash": head.hash if head else ""}, job_id="",
+        guard={"suppression_from": _iso(guard.activated_at) if guard else None,
+               "stays_on_after_certification": bool(guard and guard.stays_on),
+               "note": "inference-time refusal is suppression, not unlearning"})
+
+
+def certificate_issue_not_trained(*, request: ForgetRequest, served: Sequence[ModelVersion]) -> Certificate:
+    """Sign and store the certificate of a request no ``served`` model holds data of
+    (:func:`not_trained_facts`)."""
+    facts = not_trained_facts(request=request, served=served)
+    return _store(facts, request=request, version=served[0], job=None, verification=None,
+                  method=NOT_TRAINED)
+
+
+def _store(facts: CertificateFacts, *, request: ForgetRequest, version: ModelVersion,
+           job: UnlearningJob | None, verification: VerificationRecord | None, **audit: Any) -> Certificate:
     bundle = certificate_bundle(facts, signer=signing.sign)
     key_id = bundle["envelope"]["signatures"][0]["keyid"]
-    certificate = Certificate(request=request, job=job, version=verification.candidate,
-                              verification=verification, key_id=key_id, bundle=bundle,
-                              issued_at=timezone.now())
+    certificate = Certificate(request=request, job=job, version=version, verification=verification,
+                              key_id=key_id, bundle=bundle, issued_at=timezone.now())
     certificate.pdf = certificate_pdf(facts, key_id=key_id,
                                       verify_url=f"{settings.OBLIVIO_PUBLIC_URL}/api/v1/certificates/"
                                                  f"{certificate.pk}/verify")
@@ -102,8 +146,7 @@ def certificate_issue(*, job: UnlearningJob, request: ForgetRequest, verificatio
     audit_append(actor=PIPELINE, action=AuditAction.CERTIFICATE_ISSUED, object_type="certificate",
                  object_id=str(certificate.pk), subject_hash=request.subject_hash,
                  data={"request_id": str(request.pk), "key_id": key_id,
-                       "model_after": verification.candidate.artifact_digest,
-                       **({"covered_by": [str(c.pk) for c in covered_by]} if covered_by else {}),
+                       "model_after": version.artifact_digest, **audit,
                        "statement_digest": json_digest(bundle["envelope"])})
     return certificate
 

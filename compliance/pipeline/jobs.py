@@ -41,7 +41,7 @@ from ..models import (
     UnlearningJob,
 )
 from . import PIPELINE
-from .certify import certificate_issue
+from .certify import certificate_issue, certificate_issue_not_trained
 from .policy import policy_for
 from .registry import registry_purge_deleted
 
@@ -111,6 +111,14 @@ def _certify_covered(request: ForgetRequest, covering: list[Certificate], forget
                                  "model_digest": newest.version.artifact_digest})
 
 
+def _certify_not_trained(request: ForgetRequest, served: list[ModelVersion]) -> None:
+    """No served model was trained on a record in scope: certify that, naming the models."""
+    certificate = certificate_issue_not_trained(request=request, served=served)
+    forget_request_advance(request_id=request.pk, to=Status.CERTIFIED,
+                           data={"certificate_id": str(certificate.pk), "forget_count": 0,
+                                 "not_trained": [version.artifact_digest for version in served]})
+
+
 def _open_job(deployment: Deployment, request: ForgetRequest) -> UnlearningJob:
     job = UnlearningJob.objects.select_for_update().filter(
         deployment=deployment, institution=request.institution_id, state=JobState.PLANNED).first()
@@ -149,11 +157,15 @@ def _plan_one(request_id: uuid.UUID, *, statuses: tuple[Status, ...] = _PLANNABL
             job_audit(job, AuditAction.JOB_PLANNED, request_id=str(request.pk),
                       deployment=deployment.name, base_digest=deployment.served.artifact_digest)
             return job  # one served model per request for now: the first deployment that holds it
-        for deployment in deployments:  # nothing left to unlearn: certified already by an earlier job?
+        for deployment in deployments:  # nothing left to unlearn: certified already by earlier jobs?
             covered = _covering_certificates(request, deployment)
             if covered is not None:
                 _certify_covered(request, *covered)
                 return None
+        served = [deployment.served for deployment in deployments]
+        if served and not any(scope_resolve(node=request.subject_node, corpus=version.corpus).forget
+                              for version in served):
+            _certify_not_trained(request, served)
     return None
 
 

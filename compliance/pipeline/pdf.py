@@ -17,7 +17,7 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from ..attestation import CertificateFacts, json_digest
+from ..attestation import NOT_TRAINED, CertificateFacts, json_digest
 
 _MONO = ParagraphStyle("mono", fontName="Courier", fontSize=7.5, leading=9)
 _CELL = ParagraphStyle("cell", fontName="Helvetica", fontSize=8.5, leading=10)  # a wrapping table cell
@@ -56,13 +56,16 @@ def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) ->
                             topMargin=14 * mm, bottomMargin=14 * mm, title="Oblivio unlearning certificate",
                             author="Oblivio", subject=f"forget request {facts.request_id}")
     guarantee = "exact (retrained without the data)" if facts.exact else "approximate (verified by attacks)"
+    if facts.method == NOT_TRAINED:
+        guarantee = "exact: nothing to unlearn, the served model was never trained on a record in scope"
     summary = [
         ["Request", facts.request_id], ["Institution", facts.institution],
         ["Regulation", facts.regulation.upper()], ["Subject level", facts.level],
         ["Subject (keyed hash)", Paragraph(facts.subject_hash, _MONO)],
-        ["Scope", f"{facts.scope_counts.get('forget', 0)} training records forgotten "
+        ["Scope", f"{facts.scope_counts.get('forget', 0)} training records "
+                  f"{'in scope' if facts.method == NOT_TRAINED else 'forgotten'} "
                   f"(scope digest {facts.scope_digest[:16]}…)"],
-        ["Method", f"{facts.method} — {guarantee}"],
+        ["Method", Paragraph(f"{facts.method} — {guarantee}", _CELL)],
         ["Verification", "PASSED" if facts.report_summary.get("passed") else "not passed"],
         *([["Already removed by", Paragraph("; ".join(
             f"the job of certificate {c['certificate_id']} (issued {c['issued_at']})"

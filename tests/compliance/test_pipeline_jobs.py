@@ -316,6 +316,32 @@ def test_a_request_whose_data_several_earlier_jobs_removed_is_certified_by_all_o
     assert "the job of certificate" in pdf_text(certificate.pdf)
 
 
+def test_a_request_no_served_model_was_trained_on_is_certified_as_not_trained(served: Served,
+                                                                              approve) -> None:
+    records = [json.loads(line) for line in (served.corpus_dir / "records.jsonl").read_text().splitlines()]
+    never_trained = next(r["patient_id"] for r in records
+                         if r["institution_id"] == "H1" and r["split"] == "holdout")
+    request = approve(never_trained)
+    assert jobs_plan() == []
+    request.refresh_from_db()
+    assert request.status == Status.CERTIFIED and not UnlearningJob.objects.exists()
+    assert statuses(request) == ["in_review", "approved", "certified"]
+    certificate = Certificate.objects.get(request=request)
+    assert certificate.job is None and certificate.version == served.version
+    check = certificate_verify_stored(certificate)
+    assert check.ok
+    predicate = check.predicate
+    assert predicate["method"] == {"name": "not-trained", "guarantee": "exact"}
+    assert predicate["scope"]["counts"]["forget"] == 0
+    assert predicate["models"]["before"] == predicate["models"]["after"]
+    assert predicate["models"]["after"]["artifact_digest"] == served.version.artifact_digest
+    assert certificate.bundle["verification_report"]["served_models"][0]["trained_records_in_scope"] == 0
+    assert "nothing to unlearn" in pdf_text(certificate.pdf)
+    assert never_trained not in json.dumps(certificate.bundle) + pdf_text(certificate.pdf)
+    assert Deployment.objects.get(name="default").served == served.version
+    assert not GuardRule.objects.get(request=request).active
+
+
 def test_rescheduling_a_request_another_job_has_fulfilled_certifies_it(served: Served, approve,
                                                                         officer) -> None:
     stuck = approve(served.mrns[0])
