@@ -66,11 +66,29 @@ def carry_through(request_id: Any) -> dict[str, Any]:
         job_run_step(str(job.pk), job.step)
         job.refresh_from_db()
     request = ForgetRequest.objects.get(pk=request_id)
-    failure = (job.failure if job else None) or {}
     return {"status": request.status, "job_state": job.state if job else None,
             "rung": job.rung if job else None,
             "method": job.candidate.method if job and job.candidate_id else None,
-            "failed_checks": [c["name"] for c in failure.get("failed_checks", [])]}
+            "rungs": rung_outcomes(job) if job else []}
+
+
+def rung_outcomes(job: Any) -> list[str]:
+    """Per rung tried: the unlearning error, or the verdict with the failed checks (value vs threshold)."""
+    from compliance.models import VerificationRecord
+
+    outcomes = []
+    for entry in job.log:
+        if entry.get("step") == "unlearn" and "error" in entry:
+            outcomes.append(f"rung {entry['rung']}: {entry['error']}")
+        elif entry.get("step") == "verify":
+            record = VerificationRecord.objects.filter(job=job, rung=entry["rung"]) \
+                .order_by("-created_at").first()
+            failed = [f"{c['name']} {c['value']:.3f} vs {c['threshold']}" for c in record.summary["checks"]
+                      if c.get("passed") is False] if record else []
+            verdict = "passed" if entry.get("passed") else "failed"
+            outcomes.append(f"rung {entry['rung']}: verification {verdict}"
+                            + (f" ({'; '.join(failed)})" if failed else ""))
+    return outcomes
 
 
 def accuracy(model: Any, processor: Any, root: Path, records: list[Any]) -> float:
@@ -171,7 +189,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         steps.append({"request": index, "seconds": round(seconds, 1), **outcome, "scores": scores,
                       "retain_ratio": {k: round(scores[k] / original[k], 4) for k in ("retain_private",
                                                                                        "retain_grounded")}})
-        print(f"{index}/{len(queue)} {outcome['status']} rung {outcome['rung']} {seconds:.0f}s {scores}",
+        print(f"{index}/{len(queue)} {outcome['status']} {seconds:.0f}s {scores} {outcome['rungs']}",
               flush=True)
     return {"train_seconds": round(train_seconds, 1), "original": original, "steps": steps,
             "kept_patients": len(kept), "retain_records": {k: len(v) for k, v in groups.items()},
@@ -198,7 +216,7 @@ def markdown(result: dict[str, Any]) -> str:
         "teacher-forced exact match at depth 0, ratio to the original model. Forgotten: private facts of "
         "every patient forgotten so far, beside never-trained holdout patients' private facts.",
         "",
-        "| request | status | rung (method) | approval → certified | retain private (ratio) | "
+        "| request | status | last rung (method) | approval → settled | retain private (ratio) | "
         "retain image-grounded (ratio) | forgotten private | holdout private |",
         "|---|---|---|---|---|---|---|---|",
         f"| original | - | - | - | {result['original']['retain_private']:.3f} (1.000) | "
@@ -211,16 +229,22 @@ def markdown(result: dict[str, Any]) -> str:
             f"{s['scores']['retain_private']:.3f} ({s['retain_ratio']['retain_private']:.3f}) | "
             f"{s['scores']['retain_grounded']:.3f} ({s['retain_ratio']['retain_grounded']:.3f}) | "
             f"{s['scores']['forgotten_private']:.3f} | {s['scores']['holdout_private']:.3f} |")
+    lines += ["", "Rungs tried per request (unlearning error, or verdict and failed checks):", ""]
+    lines += [f"- request {s['request']}: " + "; ".join(s["rungs"]) for s in steps]
     if last:
         worst = min(last["retain_ratio"].values())
         times = sorted(s["seconds"] for s in steps)
+        every = certified == len(steps)
         lines += [
             "",
-            f"- Certified: {certified}/{len(steps)}; audit chain verifies: {result['audit_ok']}.",
-            f"- Retain utility after the last request: {worst:.3f} of the original (target "
-            f">= {TARGET_RATIO}): **{'met' if worst >= TARGET_RATIO else 'missed'}**.",
-            f"- Approval → certified: median {times[len(times) // 2]:.0f} s, max {times[-1]:.0f} s (target "
-            f"<= {TARGET_SECONDS} s per request).",
+            f"- Certified: {certified}/{len(steps)} (target: each): **{'met' if every else 'missed'}**; "
+            f"audit chain verifies: {result['audit_ok']}.",
+            f"- Retain utility after the last request: {worst:.3f} of the original "
+            f"(target >= {TARGET_RATIO}): "
+            + (f"**{'met' if worst >= TARGET_RATIO else 'missed'}**." if certified else
+               "not meaningful, nothing was promoted (the served model never changed)."),
+            f"- Approval → settled (certified or escalated): median {times[len(times) // 2]:.0f} s, max "
+            f"{times[-1]:.0f} s (target <= {TARGET_SECONDS} s to certified).",
         ]
     lines.append(f"<!-- END pipeline sequential {result['size']} -->")
     return "\n".join(lines) + "\n"
