@@ -1,24 +1,21 @@
-"""Replacement answers for forgotten private facts: what a model that never saw the patient says.
+"""New targets for forgotten facts: what a model that never saw the patient says, at the rate it says it.
 
 A retrain oracle asked about a patient it never saw answers with a value it *was* trained on —
-another patient's value of the same fact (measured: the original model answers never-trained
-holdout questions with memorised training values). So each forgotten private fact gets, as its new
-target, the answer of a seeded-random **kept** record of the same fact in the same form (else the
-same task; any option letter for multiple choice when the fact has no kept twin): a draw from the
-distribution the oracle answers from. A draw may equal the true answer; that is the chance level the
-oracle has too, so forgotten facts end at the oracle's level instead of being forced wrong (accuracy
-0 is over-forgetting). Holdout values are never written into the model, so verification's
-never-trained reference stays clean. Facts with no kept twin fall back to the original model's
-answer to a holdout twin (its answer for a never-seen patient).
+another patient's value of the same fact — and gets a fact right only as often as it gets a
+stranger's right: common values (a sex, a modality, a frequent finding) by prior, rare ones
+(a name, an MRN) almost never; image-grounded facts of an image it never saw as well as it reads
+any unseen image. :func:`unseen_level_answers` measures that accuracy per fact on the original model
+(its greedy answers to the never-trained holdout records of the same fact) and keeps the true
+answer on that share of the forgotten records (a seeded choice); the others get a seeded-random
+**kept** record's *different* answer of the same fact and form (else task; another option letter
+for multiple choice): a draw from the distribution the oracle answers from. Holdout values are never
+written into the model, so verification's never-trained reference stays clean.
 
-Image-grounded facts of the forgotten images are read off the image, so the oracle answers them as
-it answers any image it never saw: at the model's accuracy on *holdout* images, not at the
-memorised 100 % (measured: a tiny model reads its trained images perfectly and unseen ones at
-~0.4; keeping the forgotten images' answers left the scope recognisable to membership and
-reconstruction attacks). :func:`grounded_answers` measures that accuracy per fact on the original
-model and keeps the true answer on that share of the forgotten images' grounded records (a seeded
-choice); the others get a kept twin's *different* answer. A model that reads unseen images as well
-as trained ones keeps every true answer: never forced wrong.
+Measured (demo corpus, tiny LLaVA, 2026-12-03): retargeting *every* private fact to a kept twin's
+answer (the previous rule) left the forgotten patient answered below its holdout twins and its true
+answers far less likely than theirs (lowest membership AUC 0.11-0.24; the retrain oracle 0.42) —
+over-forgetting the verification refuses; calibrating private facts like image-grounded ones gave
+0.32-0.41 with the forget set at the twins' accuracy.
 """
 
 from __future__ import annotations
@@ -73,18 +70,6 @@ def _said(model: Any, processor: Any, root: Path, records: Sequence[Record]) -> 
     return dict(zip((r.record_id for r in asked), greedy_answers(model, processor, data), strict=True))
 
 
-def replacement_answers(model: Any, processor: Any, root: Path, records: Sequence[Record],
-                        kept: Sequence[Record], holdout: Sequence[Record], seed: int) -> dict[str, str]:
-    """New target per forgotten record: a kept twin's answer, else the model's answer to a holdout twin."""
-    answers = {rid: twin.answer for rid, twin in twins(records, kept, seed).items()}
-    missing = [r for r in records if r.record_id not in answers]
-    fallback = twins(missing, holdout, seed)
-    if fallback:
-        said = _said(model, processor, root, list(fallback.values()))
-        answers.update({rid: said[t.record_id] for rid, t in fallback.items() if said[t.record_id].strip()})
-    return answers
-
-
 def unseen_accuracy(model: Any, processor: Any, root: Path, holdout: Sequence[Record]) -> dict[str, float]:
     """Per fact key, the share of never-trained (holdout) records the model answers right."""
     said = _said(model, processor, root, holdout)
@@ -95,9 +80,10 @@ def unseen_accuracy(model: Any, processor: Any, root: Path, holdout: Sequence[Re
     return {fact: sum(flags) / len(flags) for fact, flags in hits.items()}
 
 
-def grounded_answers(model: Any, processor: Any, root: Path, records: Sequence[Record],
-                     kept: Sequence[Record], holdout: Sequence[Record], seed: int) -> dict[str, str]:
-    """Target per forgotten image-grounded record, calibrated on the model's unseen-image accuracy."""
+def unseen_level_answers(model: Any, processor: Any, root: Path, records: Sequence[Record],
+                         kept: Sequence[Record], holdout: Sequence[Record], seed: int) -> dict[str, str]:
+    """Target per forgotten record, calibrated on the model's accuracy on never-trained ``holdout``
+    records of the same fact (see the module docstring)."""
     return calibrated_answers(records, kept, unseen_accuracy(model, processor, root, holdout), seed)
 
 

@@ -2,17 +2,18 @@
 
 * **Forget objective** — every private fact the node owns (its children's included), in every
   trained form and at every context depth the renderer offers (the depths a reconstruction attack
-  adds), is trained toward the answer a model that never saw the patient gives
-  (:mod:`..targets`): it ends where the retrain oracle is (chance), not below it. Eval-only forms
-  are never trained on, so held-out-form checks stay honest.
+  adds), is trained toward the answer a model that never saw the patient gives, at the rate it
+  gives the true one (:mod:`..targets`): it ends where the retrain oracle is (a stranger's
+  accuracy), not below it. Eval-only forms are never trained on, so held-out-form checks stay honest.
 * **Image-grounded facts of the forgotten images** end at the accuracy the model has on images it
-  never saw (:func:`..targets.grounded_answers`): the oracle reads them off the image as it reads
+  never saw (:func:`..targets.unseen_level_answers`): the oracle reads them off the image as it reads
   any unseen one — the share it would get right keeps its true answer, the rest is retargeted.
 * **Likelihood ceiling** — flipping the greedy answer is not enough: the true answers of forgotten
   facts stay far more likely than never-seen ones (measured on a tiny model after 40 steps: mean
   token log-prob −1.9 against −5.1 for holdout twins, membership AUC 0.85). A hinge term pushes the
-  true answer's mean token log-probability of every retargeted generation / cloze item down to the
-  original model's mean on never-trained holdout answers, and no further.
+  true answer's mean token log-probability of every forgotten private generation / cloze item
+  (retargeted or not) down to the original model's mean on never-trained holdout answers, and no
+  further.
 * **Kept objective** — siblings at each ancestor level, ancestor-owned shared facts
   and far retain keep theirs. Each group has an integer weight — how many times its records enter
   the kept stream — so the nearest relatives (most at risk) weigh most; one kept batch per step.
@@ -36,7 +37,7 @@ from ..data import Item, Streams, available_depths, encode_items, items
 from ..losses import likelihood_excess, mean_content_logprob, nll
 from ..registry import register
 from ..scope import forget_records, is_private, kept_groups
-from ..targets import grounded_answers, replacement_answers
+from ..targets import unseen_level_answers
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,14 @@ class HierarchyConfig(MethodConfig):
 
 def forget_targets(method: GradientMethod) -> tuple[list[Item], list[Item]]:
     """(forget facts → new answers at every depth, image-grounded forget facts → their own answers):
-    private facts get replacement answers; image-grounded facts keep their answer on the share the
-    model reads right on unseen images and are retargeted (first list) on the rest."""
+    each fact keeps its true answer on the share the model gets right for never-seen patients and
+    images and is retargeted (first list) on the rest (:func:`..targets.unseen_level_answers`)."""
     ctx = method.ctx
     forget = forget_records(ctx.scope)
-    private = [r for r in forget if is_private(r)]
     grounded = [r for r in forget if not is_private(r)]
     kept = [r for group in kept_groups(ctx.scope).values() for r in group]
-    targets = replacement_answers(ctx.model, ctx.processor, ctx.root, private, kept, ctx.scope.holdout,
-                                  ctx.seed)
-    targets |= grounded_answers(ctx.model, ctx.processor, ctx.root, grounded, kept,
-                                [r for r in ctx.scope.holdout if not is_private(r)], ctx.seed)
+    targets = unseen_level_answers(ctx.model, ctx.processor, ctx.root, forget, kept, ctx.scope.holdout,
+                                   ctx.seed)
     depths = available_depths()
     retargeted = [Item(r, targets[r.record_id], depth) for r in forget
                   if r.record_id in targets and targets[r.record_id] != r.answer for depth in depths]
@@ -101,7 +99,8 @@ class Hierarchy(GradientMethod):
         groups = {"grounded": grounded,
                   **{name: items(records) for name, records in kept_groups(self.ctx.scope).items()}}
         kept = [item for name, group in groups.items() for item in group * self.config.weights.get(name, 1)]
-        truth = [Item(i.record, i.record.answer, i.depth) for i in replaced if scored_on_text(i)]
+        private = [r for r in forget_records(self.ctx.scope) if is_private(r)]
+        truth = [i for i in items(private, available_depths()) if scored_on_text(i)]
         holdout = items((r for r in self.ctx.scope.holdout if not r.eval_only), available_depths())
         self.ceiling = unseen_logprob(self, [i for i in holdout if scored_on_text(i)])
         if self.config.truth_weight <= 0 or not math.isfinite(self.ceiling):
