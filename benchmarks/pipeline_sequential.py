@@ -36,6 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.98
 TARGET_SECONDS = 60
+#: Utility groups reported as a ratio to the original model.
+UTILITY = ("retain_private", "retain_grounded", "retain_forms", "unseen_images")
 
 
 def configure(home: Path) -> None:
@@ -160,11 +162,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     queue = [item for row in itertools.zip_longest(*per_institution) for item in row  # institutions in turn
              if item is not None][:args.requests]
     retain = [r for r in trained if r.owner_level is Level.INSTITUTION or r.patient_id in kept]
-    holdout = [r for r in corpus.records if r.split is Split.HOLDOUT and not r.eval_only
-               and r.fact_kind is FactKind.PRIVATE]
+    holdout = [r for r in corpus.records if r.split is Split.HOLDOUT and not r.eval_only]
     groups = {"retain_private": [r for r in retain if r.fact_kind is FactKind.PRIVATE],
               "retain_grounded": [r for r in retain if r.fact_kind is FactKind.IMAGE_GROUNDED],
-              "holdout_private": holdout}
+              "retain_forms": [r for r in corpus.records if r.eval_only and r.split is Split.TRAIN
+                               and (r.owner_level is Level.INSTITUTION or r.patient_id in kept)],
+              "holdout_private": [r for r in holdout if r.fact_kind is FactKind.PRIVATE],
+              "unseen_images": [r for r in holdout if r.fact_kind is FactKind.IMAGE_GROUNDED]}
     original = score_served(corpus, groups)
     print(f"original: {original}", flush=True)
 
@@ -187,8 +191,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                        and r.fact_kind is FactKind.PRIVATE]
         scores = score_served(corpus, groups)
         steps.append({"request": index, "seconds": round(seconds, 1), **outcome, "scores": scores,
-                      "retain_ratio": {k: round(scores[k] / original[k], 4) for k in ("retain_private",
-                                                                                       "retain_grounded")}})
+                      "retain_ratio": {k: round(scores[k] / original[k], 4) for k in UTILITY}})
         print(f"{index}/{len(queue)} {outcome['status']} {seconds:.0f}s {scores} {outcome['rungs']}",
               flush=True)
     return {"train_seconds": round(train_seconds, 1), "original": original, "steps": steps,
@@ -210,25 +213,29 @@ def markdown(result: dict[str, Any]) -> str:
         "institution's default policy; reference model trained once in "
         f"{result['train_seconds']:.0f} s (not counted).",
         "",
-        f"Retain set: {result['retain_records']['retain_private']} private + "
+        f"Utility (teacher-forced exact match at depth 0; ratio to the original in brackets): retain = "
+        f"{result['retain_records']['retain_private']} private + "
         f"{result['retain_records']['retain_grounded']} image-grounded trained records of the "
-        f"{result['kept_patients']} patients kept out of the requests and of the institutions; "
-        "teacher-forced exact match at depth 0, ratio to the original model. Forgotten: private facts of "
-        "every patient forgotten so far, beside never-trained holdout patients' private facts.",
+        f"{result['kept_patients']} patients kept out of the requests and of the institutions (the "
+        "unlearning runs' kept stream trains on such records, so they can rise); held-out forms = "
+        f"{result['retain_records']['retain_forms']} never-trained phrasings / task forms of their facts; "
+        f"unseen images = {result['retain_records']['unseen_images']} image-grounded records of "
+        "never-trained holdout patients (reading images no run trains on: the diagnostic skill). "
+        "Forgotten: private facts of every patient forgotten so far, beside never-trained holdout "
+        "patients' private facts.",
         "",
-        "| request | status | last rung (method) | approval → settled | retain private (ratio) | "
-        "retain image-grounded (ratio) | forgotten private | holdout private |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| original | - | - | - | {result['original']['retain_private']:.3f} (1.000) | "
-        f"{result['original']['retain_grounded']:.3f} (1.000) | - | "
-        f"{result['original']['holdout_private']:.3f} |",
+        "| request | status | last rung (method) | approval → settled | retain private | "
+        "retain image-grounded | retain held-out forms | unseen images | forgotten private | "
+        "holdout private |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        "| original | - | - | - | " + " | ".join(f"{result['original'][k]:.3f}" for k in UTILITY)
+        + f" | - | {result['original']['holdout_private']:.3f} |",
     ]
     for s in steps:
         lines.append(
             f"| {s['request']} | {s['status']} | {s['rung']} ({s['method']}) | {s['seconds']:.0f} s | "
-            f"{s['scores']['retain_private']:.3f} ({s['retain_ratio']['retain_private']:.3f}) | "
-            f"{s['scores']['retain_grounded']:.3f} ({s['retain_ratio']['retain_grounded']:.3f}) | "
-            f"{s['scores']['forgotten_private']:.3f} | {s['scores']['holdout_private']:.3f} |")
+            + " | ".join(f"{s['scores'][k]:.3f} ({s['retain_ratio'][k]:.2f})" for k in UTILITY)
+            + f" | {s['scores']['forgotten_private']:.3f} | {s['scores']['holdout_private']:.3f} |")
     lines += ["", "Rungs tried per request (unlearning error, or verdict and failed checks):", ""]
     lines += [f"- request {s['request']}: " + "; ".join(s["rungs"]) for s in steps]
     if last:
