@@ -54,6 +54,18 @@ def _iso(moment: Any) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def _audit_head() -> dict[str, Any]:
+    head = AuditHead.objects.filter(pk=1).first()
+    return {"seq": head.seq if head else 0, "hash": head.hash if head else ""}
+
+
+def _guard(request: ForgetRequest) -> dict[str, Any]:
+    guard = getattr(request, "guard_rule", None)
+    return {"suppression_from": _iso(guard.activated_at) if guard else None,
+            "stays_on_after_certification": bool(guard and guard.stays_on),
+            "note": "inference-time refusal is suppression, not unlearning"}
+
+
 def certificate_facts(*, job: UnlearningJob, request: ForgetRequest, verification: VerificationRecord,
                       covered_by: Sequence[Certificate] = (),
                       forget: list[str] | None = None) -> CertificateFacts:
@@ -63,9 +75,7 @@ def certificate_facts(*, job: UnlearningJob, request: ForgetRequest, verificatio
     ``forget``, every record of this one (``job`` is the newest of those jobs; its verification and
     models are the ones this certificate names)."""
     target = {"forget": forget} if covered_by else job.targets[str(request.pk)]
-    head = AuditHead.objects.filter(pk=1).first()
     candidate = verification.candidate
-    guard = getattr(request, "guard_rule", None)
     return CertificateFacts(
         request_id=str(request.pk), institution=request.institution.code, regulation=request.regulation,
         level=request.level, subject_hash=request.subject_hash,
@@ -77,11 +87,9 @@ def certificate_facts(*, job: UnlearningJob, request: ForgetRequest, verificatio
         times={"received_at": _iso(request.received_at), "approved_at": _iso(request.decided_at),
                "job_started_at": _iso(job.started_at), "verified_at": _iso(verification.created_at),
                "certified_at": _iso(timezone.now())},
-        audit_head={"seq": head.seq if head else 0, "hash": head.hash if head else ""},
+        audit_head=_audit_head(),
         job_id=str(job.pk),
-        guard={"suppression_from": _iso(guard.activated_at) if guard else None,
-               "stays_on_after_certification": bool(guard and guard.stays_on),
-               "note": "inference-time refusal is suppression, not unlearning"},
+        guard=_guard(request),
         covered_by=[{"certificate_id": str(c.pk), "request_id": str(c.request_id), "job_id": str(c.job_id),
                      "issued_at": _iso(c.issued_at)} for c in covered_by])
 
@@ -100,8 +108,6 @@ def not_trained_facts(*, request: ForgetRequest, served: Sequence[ModelVersion])
     """What the certificate of a request states when no ``served`` model was trained on a record in
     its scope: nothing was unlearned, and each served model is, for this subject, a model that never
     saw the data (the guarantee is exact by construction). ``served[0]`` is the model it names."""
-    head = AuditHead.objects.filter(pk=1).first()
-    guard = getattr(request, "guard_rule", None)
     now = _iso(timezone.now())
     report = {"schema": NOT_TRAINED_REPORT, "passed": True,
               "finding": "no served model was trained on a record in this request's scope",
@@ -119,10 +125,8 @@ def not_trained_facts(*, request: ForgetRequest, served: Sequence[ModelVersion])
         report_summary={"passed": True, "checks": [check]},
         times={"received_at": _iso(request.received_at), "approved_at": _iso(request.decided_at),
                "verified_at": now, "certified_at": now},
-        audit_head={"seq": head.seq if head else 0, "hash": head.hash if head else ""}, job_id="",
-        guard={"suppression_from": _iso(guard.activated_at) if guard else None,
-               "stays_on_after_certification": bool(guard and guard.stays_on),
-               "note": "inference-time refusal is suppression, not unlearning"})
+        audit_head=_audit_head(), job_id="",
+        guard=_guard(request))
 
 
 def certificate_issue_not_trained(*, request: ForgetRequest, served: Sequence[ModelVersion]) -> Certificate:
