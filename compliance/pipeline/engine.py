@@ -67,7 +67,8 @@ class Engine(Protocol):
 
 def merged_scope(corpus: Any, targets: Sequence[ScopeTarget], already_forgotten: frozenset[str]) -> Any:
     """One ``ScopeGroups`` for a batch: the union of each request's forget side; every kept group
-    excludes what any request forgets and what earlier jobs already removed from the served model."""
+    excludes what any request forgets and what earlier jobs already removed from the served model,
+    which is named as ``earlier_forgotten`` (verification checks it stays forgotten)."""
     from mllm.data.schema import Level
     from mllm.data.scope import NodeRef, resolve_scope
 
@@ -94,7 +95,8 @@ def merged_scope(corpus: Any, targets: Sequence[ScopeTarget], already_forgotten:
         retain=union([first.retain], removed), validation=union([first.validation], removed),
         holdout=union((g.holdout for g in groups), set()),
         forget_forms=union((g.forget_forms for g in groups), gone),
-        holdout_forms=union((g.holdout_forms for g in groups), set()))
+        holdout_forms=union((g.holdout_forms for g in groups), set()),
+        earlier_forgotten=tuple(by_id[i] for i in sorted(gone) if i in by_id))
 
 
 class MllmEngine:

@@ -21,7 +21,10 @@ splits a corpus's records into (``trainable`` = train split and not ``eval_only`
   level × fact kind × task × section, preferring the same fact key and form, coarsening only when
   the holdout slice runs short (``holdout_match`` counts each tier);
 - ``forget_forms``: eval-only forms (held-out phrasings and cross-task forms) of forget facts, and
-  ``holdout_forms`` their holdout twins, matched the same way.
+  ``holdout_forms`` their holdout twins, matched the same way;
+- ``earlier_forgotten`` (not filled here, empty by default): records that earlier unlearning jobs
+  already removed from the model under test; the pipeline names them so that verification can check
+  that a new version does not bring them back.
 
 The algorithm reads only the placement fields of a record (:class:`Placed`), so the Django side
 (``hierarchy.scope``) runs the same code on rows that carry database ids instead of identifiers.
@@ -108,6 +111,7 @@ class ScopeGroups(Generic[R]):
     forget_forms: tuple[R, ...]
     holdout_forms: tuple[R, ...]
     validation_node: NodeRef | None = None
+    earlier_forgotten: tuple[R, ...] = ()
     holdout_match: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property

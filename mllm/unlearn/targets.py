@@ -4,9 +4,11 @@ A retrain oracle asked about a patient it never saw answers with a value it *was
 another patient's value of the same fact — and gets a fact right only as often as it gets a
 stranger's right: common values (a sex, a modality, a frequent finding) by prior, rare ones
 (a name, an MRN) almost never; image-grounded facts of an image it never saw as well as it reads
-any unseen image. :func:`unseen_level_answers` measures that accuracy per fact on the original model
-(its greedy answers to the never-trained holdout records of the same fact) and keeps the true
-answer on that share of the forgotten records (a seeded choice); the others get a seeded-random
+any unseen image. :func:`unseen_level_answers` measures that accuracy per fact and task form on the
+original model (its greedy answers to the never-trained holdout records of the same fact and task:
+a rare name is never generated but picked at multiple-choice chance; the fact's tasks pooled where
+the holdout does not ask it in that task) and keeps the true answer on that share of the forgotten
+records of that fact and task (a seeded choice); the others get a seeded-random
 **kept** record's *different* answer of the same fact and form (else task; another option letter
 for multiple choice): a draw from the distribution the oracle answers from. Holdout values are never
 written into the model, so verification's never-trained reference stays clean.
@@ -15,7 +17,10 @@ Measured (demo corpus, tiny LLaVA, 2026-12-03): retargeting *every* private fact
 answer (the previous rule) left the forgotten patient answered below its holdout twins and its true
 answers far less likely than theirs (lowest membership AUC 0.11-0.24; the retrain oracle 0.42) —
 over-forgetting the verification refuses; calibrating private facts like image-grounded ones gave
-0.32-0.41 with the forget set at the twins' accuracy.
+0.32-0.41 with the forget set at the twins' accuracy. Calibrating per fact with the tasks pooled
+kept a name's truth on ~8 % of its multiple-choice records where a stranger's is picked at chance
+(~25 %): the forgotten patient's multiple choice answered 0.27 below its twins (verification's
+``over_forgetting``, demo corpus seed 0, tiny LLaVA trained from a fresh start).
 """
 
 from __future__ import annotations
@@ -70,14 +75,23 @@ def _said(model: Any, processor: Any, root: Path, records: Sequence[Record]) -> 
     return dict(zip((r.record_id for r in asked), greedy_answers(model, processor, data), strict=True))
 
 
-def unseen_accuracy(model: Any, processor: Any, root: Path, holdout: Sequence[Record]) -> dict[str, float]:
-    """Per fact key, the share of never-trained (holdout) records the model answers right."""
+def calibration_keys(record: Record) -> tuple[tuple[str, ...], ...]:
+    """What the unseen accuracy is measured per, finest first: the fact in the task form it is asked
+    in, then the fact over every task."""
+    return (record.fact_key, record.task.value), (record.fact_key,)
+
+
+def unseen_accuracy(model: Any, processor: Any, root: Path,
+                    holdout: Sequence[Record]) -> dict[tuple[str, ...], float]:
+    """Per calibration key (:func:`calibration_keys`), the share of never-trained (holdout) records
+    the model answers right."""
     said = _said(model, processor, root, holdout)
-    hits: dict[str, list[bool]] = {}
+    hits: dict[tuple[str, ...], list[bool]] = {}
     for record in holdout:
         right = reproduces(record.task, said[record.record_id], record.answer)
-        hits.setdefault(record.fact_key, []).append(right)
-    return {fact: sum(flags) / len(flags) for fact, flags in hits.items()}
+        for key in calibration_keys(record):
+            hits.setdefault(key, []).append(right)
+    return {key: sum(flags) / len(flags) for key, flags in hits.items()}
 
 
 def unseen_level_answers(model: Any, processor: Any, root: Path, records: Sequence[Record],
@@ -87,18 +101,20 @@ def unseen_level_answers(model: Any, processor: Any, root: Path, records: Sequen
     return calibrated_answers(records, kept, unseen_accuracy(model, processor, root, holdout), seed)
 
 
-def calibrated_answers(records: Sequence[Record], kept: Sequence[Record], accuracy: dict[str, float],
-                       seed: int) -> dict[str, str]:
-    """Per fact, the true answer on ``accuracy[fact]`` of its records (seeded choice; all when the fact
-    was not measured), a kept twin's different answer on the rest (the true one when none differs)."""
+def calibrated_answers(records: Sequence[Record], kept: Sequence[Record],
+                       accuracy: dict[tuple[str, ...], float], seed: int) -> dict[str, str]:
+    """Per fact and task, the true answer on the share ``accuracy`` gives at its finest measured
+    :func:`calibration_keys` key (seeded choice; all when the fact was not measured at all), a kept
+    twin's different answer on the rest (the true one when none differs)."""
     others = twins(records, kept, seed, other_answer=True)
-    by_fact: dict[str, list[Record]] = {}
+    by_key: dict[tuple[str, ...], list[Record]] = {}
     for record in records:
-        by_fact.setdefault(record.fact_key, []).append(record)
+        by_key.setdefault(calibration_keys(record)[0], []).append(record)
     answers: dict[str, str] = {}
-    for fact, group in by_fact.items():
+    for group in by_key.values():
         group.sort(key=lambda r: _draw(seed, r.record_id))
-        keep = round(accuracy.get(fact, 1.0) * len(group))
+        rate = next((accuracy[k] for k in calibration_keys(group[0]) if k in accuracy), 1.0)
+        keep = round(rate * len(group))
         for index, record in enumerate(group):
             twin = others.get(record.record_id)
             answers[record.record_id] = record.answer if index < keep or twin is None else twin.answer

@@ -15,6 +15,7 @@ a two-level bootstrap that resamples the twins of each stratum and the forget it
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,14 @@ class VerifyContext:
     def group(self, name: str) -> list[Record]:
         return scope_list(getattr(self.scope, name, None))
 
+    def sample(self, records: list[Record]) -> list[Record]:
+        """``records`` sampled down to the policy's ``max_utility_items`` (seeded, order kept)."""
+        limit = self.policy.max_utility_items
+        if len(records) <= limit:
+            return records
+        keep = set(random.Random(self.policy.seed).sample(range(len(records)), limit))
+        return [r for i, r in enumerate(records) if i in keep]
+
     def subjects(self) -> list[Subject]:
         return [s for s in (self.candidate, self.oracle) if s is not None]
 
@@ -162,7 +171,7 @@ class VerifyContext:
             arrays = {stratum: np.asarray(flags, dtype=np.float64) for stratum, flags in table.items()}
             for probe in probes:
                 if (probe.depth, probe.modality, is_eval_only(probe.record)) == cell:
-                    reference[probe.key] = next(arrays[s] for s in _strata(probe.record))
+                    reference[probe.key] = next(arrays[s] for s in _strata(probe.record) if s in arrays)
         return [reference[p.key] for p in probes]
 
     def excess(self, subject: Subject, probes: Sequence[Probe]) -> tuple[Estimate, Estimate, Estimate]:

@@ -43,3 +43,4 @@ def test_records_an_earlier_job_removed_are_neither_forgotten_again_nor_kept(cor
     every_group = ids(scope.retain) | ids(scope.forget) | siblings
     assert not every_group & earlier.forget
     assert ids(scope.forget) == now.forget - earlier.forget
+    assert ids(scope.earlier_forgotten) == earlier.forget  # named, so verification checks they stay gone

@@ -5,21 +5,27 @@ and image-grounded facts (retain and holdout) are asked at depth 0 in their trai
 original and of the candidate; the drop is original minus candidate success. Sibling damage and
 child leakage (:mod:`.reconstruction`) are reported separately, as MedForget's two failure modes of
 flat unlearning. Groups larger than ``max_utility_items`` are sampled (seeded).
+
+``utility_likelihood`` reads the same items through the weights: the increase of the mean answer-token
+negative log-likelihood (fp32, nats per token; multiple choice on its option text) from the original
+to the candidate, the largest over the groups. Gradient ascent wrecks what a model knows well before
+its greedy answers flip: on the demo corpus a GA run that moved retain accuracy by less than the
+accuracy thresholds raised this by 1.0-1.4 nats, while the retrain oracle and fine-tuned candidates
+moved it by under 0.1 (docs/benchmarks.md, "verification demo").
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 
 from mllm.data.schema import FactKind, Record
 
-from ..context import VerifyContext
-from ..probes import Probe, is_eval_only
+from ..context import Subject, VerifyContext
+from ..probes import Probe, is_eval_only, scoring_record
 from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
-from ..stats import paired_difference, rate
+from ..stats import Estimate, paired_difference, rate
 
 # check name -> (scope group, policy threshold field, diagnosis)
 GROUP_CHECKS = {
@@ -36,19 +42,51 @@ def utility_groups(ctx: VerifyContext) -> dict[str, list[Record]]:
     groups["image_grounded"] = [
         r for r in ctx.group("retain") + ctx.group("holdout") if r.fact_kind is FactKind.IMAGE_GROUNDED
     ]
-    limit, seed = ctx.policy.max_utility_items, ctx.policy.seed
-    out = {}
-    for name, records in groups.items():
-        records = [r for r in records if not is_eval_only(r)]
-        if len(records) > limit:
-            keep = set(random.Random(seed).sample(range(len(records)), limit))
-            records = [r for i, r in enumerate(records) if i in keep]
-        out[name] = records
-    return out
+    return {name: ctx.sample([r for r in records if not is_eval_only(r)]) for name, records in groups.items()}
 
 
 def utility_probes(ctx: VerifyContext) -> dict[str, list[Probe]]:
     return {name: [Probe(r, 0) for r in records] for name, records in utility_groups(ctx).items()}
+
+
+def answer_nll(ctx: VerifyContext, subject: Subject, probes: Sequence[Probe]) -> list[float]:
+    """Per probe: the mean negative log-likelihood of its answer tokens (multiple choice: option text);
+    probes that cannot be scored (an unparsable multiple-choice question) are ``nan``."""
+    items = [scoring_record(p.prompt_record()) for p in probes]
+    scored = [r for r in items if r is not None]
+    stats = iter(subject.stats(scored, ctx.root, ctx.policy))
+    return [-float(next(stats).logps.mean()) if r is not None else math.nan for r in items]
+
+
+def _likelihood_check(ctx: VerifyContext, probes: dict[str, list[Probe]]) -> tuple[dict, Check]:
+    increases: dict[str, Estimate] = {}
+    for group, items in probes.items():
+        pairs = [
+            (o, c)
+            for o, c in zip(
+                answer_nll(ctx, ctx.original, items), answer_nll(ctx, ctx.candidate, items), strict=True
+            )
+            if math.isfinite(o) and math.isfinite(c)
+        ]
+        if pairs:
+            increases[group] = paired_difference(
+                [c for _, c in pairs], [o for o, _ in pairs], seed=ctx.policy.seed
+            )
+    group = max(increases, key=lambda g: increases[g].value, default="")
+    worst = increases.get(group)
+    check = ctx.check(
+        name="utility_likelihood",
+        attack="utility",
+        value=worst.value if worst else math.nan,
+        threshold=ctx.policy.max_nll_increase,
+        comparison="<=",
+        estimate=worst,
+        diagnosis="utility loss",
+        detail=f"largest answer NLL increase (nats/token) over the original: {group}"
+        if group
+        else "no utility items to score",
+    )
+    return increases, check
 
 
 @register_attack("utility")
@@ -80,4 +118,6 @@ class Utility(Attack):
                     detail=f"original minus candidate success on {group}",
                 )
             )
+        tables["nll_increase"], likelihood = _likelihood_check(ctx, probes)
+        checks.append(likelihood)
         return AttackResult(tables=tables, checks=checks)

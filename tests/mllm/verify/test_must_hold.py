@@ -24,6 +24,8 @@ KNOWN_GAPS = {
     # reading (reference ~0.1-0.17), and the study-level retrain oracle itself scores ~0.12 below its
     # twins (it answers with the retained sibling study's values), so an over-forgetting deficit cannot
     # exceed the 0.2 threshold that keeps the oracle passing; the candidate fails on membership instead.
+    # (Per task form, which catches it on whole-patient requests of the demo benchmark, the study-level
+    # oracle picks multiple choice 0.06 vs its twins' 0.38 here, as far below as the candidate.)
     "over-forgetting": "tiny world too small to separate over-forgetting from the oracle (see KNOWN_GAPS)",
 }
 
@@ -55,3 +57,30 @@ def test_report_carries_no_phi_and_every_figure_has_its_sample_size(report_of, w
     for check in report_of("no-op").to_json()["checks"]:
         if check["estimate"] is not None:
             assert {"n", "low", "high", "method"} <= set(check["estimate"])
+
+
+def test_a_version_that_brings_an_earlier_request_back_fails(world) -> None:
+    """Records an earlier job removed from the lineage are checked against never-trained twins: the
+    oracle of this request still knows patient A's other study, so naming that study as forgotten
+    earlier must fail ``earlier_forgotten_leak``; naming never-trained holdout records must not."""
+    from dataclasses import replace
+
+    from mllm.data.schema import Level
+    from mllm.verify import verify
+
+    def leak_check(earlier) -> dict:
+        report = verify(
+            original=world.original,
+            candidate=world.oracle,
+            corpus=world.corpus,
+            scope=replace(world.scope, earlier_forgotten=tuple(earlier)),
+        )
+        return next(c for c in report.to_json()["checks"] if c["name"] == "earlier_forgotten_leak")
+
+    other_study = world.scope.siblings[Level.PATIENT]
+    assert other_study
+    brought_back = leak_check(other_study)
+    assert brought_back["status"] == "fail", brought_back
+    never_trained = leak_check(world.scope.holdout)
+    assert never_trained["status"] == "pass", never_trained
+    assert leak_check(())["status"] == "not_applicable"
