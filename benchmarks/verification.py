@@ -10,7 +10,10 @@ from the same fresh reference at the testbed's depth mix, save both as model dir
 * time ``verify`` of the oracle **from the directories** (loading included), as ``oblivio verify``
   runs it, with the per-attack split (what dominates);
 * build every calibration candidate and verify it; a candidate is *detected* when the verdict
-  fails and every check of its failure mode fails (``EXPECTED_FAILURES``); the oracle must pass.
+  fails and every check of its failure mode fails (``EXPECTED_FAILURES``); the oracle must pass;
+* run the ``hierarchy`` method with its default configuration (the pipeline's first rung) on the
+  original and verify it: a passing unlearner, which must pass too (``HIERARCHY``; when the collapse
+  guard refuses it, the row says so).
 
 Writes ``bench-out/verification/<size>/result.json`` and the ``verification <size>`` section of
 ``docs/benchmarks.md`` (confusion table, margins between thresholds and measured values).
@@ -36,11 +39,14 @@ from mllm.data.scope import NodeRef, resolve_scope
 from mllm.data.synth import generate_corpus
 from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig
+from mllm.unlearn import CollapseError, unlearn
 from mllm.verify import VerdictPolicy, VerificationReport, verify
 from mllm.verify.calibration import CANDIDATES, EXPECTED_FAILURES, PASSING, build_candidate, train_reference
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 60
+HIERARCHY = "hierarchy (default config)"
+MUST_PASS = (PASSING, HIERARCHY)
 
 
 def patient_node(corpus: Corpus) -> NodeRef:
@@ -53,7 +59,7 @@ def patient_node(corpus: Corpus) -> NodeRef:
 
 
 def detected(name: str, report: VerificationReport) -> bool:
-    if name == PASSING:
+    if name in MUST_PASS:
         return report.passed
     must_fail, _ = EXPECTED_FAILURES[name]
     return not report.passed and must_fail <= {c.name for c in report.failed}
@@ -82,14 +88,14 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
         original=work / "original", candidate=work / "oracle", corpus=corpus, scope=scope, policy=policy
     )
     verify_seconds = time.perf_counter() - started
-    rows = {}
-    for name in CANDIDATES:
-        candidate = build_candidate(name, corpus=corpus, scope=scope, original=original, oracle=oracle)
-        report = verify(original=original, candidate=candidate, corpus=corpus, scope=scope, policy=policy)
-        rows[name] = {
+
+    def row(report: VerificationReport, name: str) -> dict:
+        failed = [c.name for c in report.failed]
+        print(f"seed {seed} {name}: {'pass' if report.passed else 'fail'} {failed}", flush=True)
+        return {
             "passed": report.passed,
             "detected": detected(name, report),
-            "failed": [c.name for c in report.failed],
+            "failed": failed,
             "checks": {
                 c.name: {
                     "value": c.value,
@@ -100,7 +106,31 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
                 for c in report.checks
             },
         }
-        print(f"seed {seed} {name}: {'pass' if report.passed else 'fail'} {rows[name]['failed']}", flush=True)
+
+    rows = {}
+    for name in CANDIDATES:
+        candidate = build_candidate(name, corpus=corpus, scope=scope, original=original, oracle=oracle)
+        rows[name] = row(
+            verify(original=original, candidate=candidate, corpus=corpus, scope=scope, policy=policy), name
+        )
+    try:
+        unlearn(
+            model_dir=work / "original",
+            corpus=corpus,
+            scope=scope,
+            method="hierarchy",
+            out=work / "hierarchy",
+            seed=seed,
+        )
+        rows[HIERARCHY] = row(
+            verify(
+                original=original, candidate=work / "hierarchy", corpus=corpus, scope=scope, policy=policy
+            ),
+            HIERARCHY,
+        )
+    except CollapseError as exc:
+        print(f"seed {seed} {HIERARCHY}: refused by the collapse guard ({exc})", flush=True)
+        rows[HIERARCHY] = {"passed": False, "detected": False, "failed": ["collapse guard"], "checks": {}}
     return {
         "seed": seed,
         "scope_counts": {k: len(v) for k, v in scope.groups().items()},
@@ -163,16 +193,16 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "Confusion table (right verdict = fails, or for the oracle passes; failure mode caught = "
-        "the verdict fails *and* every check of the candidate's failure mode fails):",
+        "Confusion table (right verdict = fails, or for the oracle and the hierarchy run passes; failure "
+        "mode caught = the verdict fails *and* every check of the candidate's failure mode fails):",
         "",
         "| candidate | expected | right verdict | failure mode caught | failed checks (seed 0) |",
         "|---|---|---|---|---|",
     ]
-    for name in CANDIDATES:
-        right = sum(s["candidates"][name]["passed"] == (name == PASSING) for s in seeds)
+    for name in (*CANDIDATES, HIERARCHY):
+        right = sum(s["candidates"][name]["passed"] == (name in MUST_PASS) for s in seeds)
         hits = sum(s["candidates"][name]["detected"] for s in seeds)
-        expected = "pass" if name == PASSING else "fail: " + ", ".join(sorted(EXPECTED_FAILURES[name][0]))
+        expected = "pass" if name in MUST_PASS else "fail: " + ", ".join(sorted(EXPECTED_FAILURES[name][0]))
         lines.append(
             f"| {name} | {expected} | {right}/{len(seeds)} | {hits}/{len(seeds)} | "
             f"{', '.join(seeds[0]['candidates'][name]['failed']) or '-'} |"

@@ -52,6 +52,13 @@ def _bad_input(message: str) -> None:
     type=click.Path(path_type=Path),
     help="SCOPE.json naming the node to forget.",
 )
+@click.option(
+    "--earlier-forget-file",
+    "earlier_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="SCOPE.json of a node an earlier job removed from this model's lineage (repeatable).",
+)
 @click.option("--oracle", type=click.Path(path_type=Path), help="A retrain oracle (benchmarks).")
 @click.option(
     "--policy",
@@ -65,6 +72,7 @@ def verify_command(
     candidate: Path,
     corpus_dir: Path,
     forget_file: Path,
+    earlier_files: tuple[Path, ...],
     oracle: Path | None,
     policy_file: Path | None,
     out: Path,
@@ -83,7 +91,7 @@ def verify_command(
     try:
         policy = VerdictPolicy.from_file(policy_file) if policy_file else VerdictPolicy()
         corpus = load_corpus(corpus_dir)
-        scope = load_scope(corpus, forget_file)
+        scope = load_scope(corpus, forget_file, earlier_files)
         for path in (original, candidate, *([oracle] if oracle else [])):
             check_model_dir(path)
         report = verify(

@@ -6,12 +6,12 @@ original and of the candidate; the drop is original minus candidate success. Sib
 child leakage (:mod:`.reconstruction`) are reported separately, as MedForget's two failure modes of
 flat unlearning. Groups larger than ``max_utility_items`` are sampled (seeded).
 
-``utility_likelihood`` reads the same items through the weights: the increase of the mean answer-token
-negative log-likelihood (fp32, nats per token; multiple choice on its option text) from the original
-to the candidate, the largest over the groups. Gradient ascent wrecks what a model knows well before
-its greedy answers flip: on the demo corpus a GA run that moved retain accuracy by less than the
-accuracy thresholds raised this by 1.0-1.4 nats, while the retrain oracle and fine-tuned candidates
-moved it by under 0.1 (docs/benchmarks.md, "verification demo").
+``utility_likelihood`` reads the same items through the weights: the increase of the mean
+answer-token negative log-likelihood (fp32, nats per token, trained form: the option letter for
+multiple choice) from the original to the candidate, the largest over the groups. Gradient ascent
+wrecks what a model knows before its greedy answers flip: on the demo corpus a GA run that moved
+retain accuracy less than the accuracy thresholds raised this by 1.0-2.7 nats, the retrain oracle
+and fine-tuned candidates by under 0.1 (docs/benchmarks.md, "verification demo").
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from mllm.data.schema import FactKind, Record
 
 from ..context import Subject, VerifyContext
-from ..probes import Probe, is_eval_only, scoring_record
+from ..probes import Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
 from ..stats import Estimate, paired_difference, rate
@@ -50,27 +50,21 @@ def utility_probes(ctx: VerifyContext) -> dict[str, list[Probe]]:
 
 
 def answer_nll(ctx: VerifyContext, subject: Subject, probes: Sequence[Probe]) -> list[float]:
-    """Per probe: the mean negative log-likelihood of its answer tokens (multiple choice: option text);
-    probes that cannot be scored (an unparsable multiple-choice question) are ``nan``."""
-    items = [scoring_record(p.prompt_record()) for p in probes]
-    scored = [r for r in items if r is not None]
-    stats = iter(subject.stats(scored, ctx.root, ctx.policy))
-    return [-float(next(stats).logps.mean()) if r is not None else math.nan for r in items]
+    """Per probe: the mean negative log-likelihood of its answer tokens in the trained form (the option
+    letter for multiple choice: utility is what the model was trained to answer, unlike membership,
+    which scores option text)."""
+    stats = subject.stats([p.prompt_record() for p in probes], ctx.root, ctx.policy)
+    return [-float(s.logps.mean()) for s in stats]
 
 
 def _likelihood_check(ctx: VerifyContext, probes: dict[str, list[Probe]]) -> tuple[dict, Check]:
     increases: dict[str, Estimate] = {}
     for group, items in probes.items():
-        pairs = [
-            (o, c)
-            for o, c in zip(
-                answer_nll(ctx, ctx.original, items), answer_nll(ctx, ctx.candidate, items), strict=True
-            )
-            if math.isfinite(o) and math.isfinite(c)
-        ]
-        if pairs:
+        if items:
             increases[group] = paired_difference(
-                [c for _, c in pairs], [o for o, _ in pairs], seed=ctx.policy.seed
+                answer_nll(ctx, ctx.candidate, items),
+                answer_nll(ctx, ctx.original, items),
+                seed=ctx.policy.seed,
             )
     group = max(increases, key=lambda g: increases[g].value, default="")
     worst = increases.get(group)

@@ -29,6 +29,17 @@ def dirs(world, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
     )
     out["scope"], out["corpus"], out["root"] = scope, world.corpus.root, root
+    sibling = next(r for r in world.scope.all_siblings if r.study_id != node.study_id)
+    out["other_study"] = root / "OTHER_STUDY.json"
+    out["other_study"].write_text(
+        json.dumps(
+            {
+                "institution_id": node.institution_id,
+                "patient_id": node.patient_id,
+                "study_id": sibling.study_id,
+            }
+        )
+    )
     return out
 
 
@@ -57,6 +68,14 @@ def test_exit_status_is_the_verdict(dirs: dict[str, Path]) -> None:
     failed = run(dirs, "original", "noop.json")
     assert failed.exit_code == EXIT_FAIL, failed.output
     assert "forget_depth0" in failed.output
+
+
+def test_an_earlier_request_named_on_the_command_line_is_checked(dirs: dict[str, Path]) -> None:
+    """The oracle of this study still knows the patient's other study: named as removed by an earlier
+    job, it brings that request back."""
+    result = run(dirs, "oracle", "lineage.json", "--earlier-forget-file", str(dirs["other_study"]))
+    assert result.exit_code == EXIT_FAIL, result.output
+    assert "earlier_forgotten_leak" in result.output
 
 
 def test_bad_input_exits_2_without_identifiers(dirs: dict[str, Path], world) -> None:
@@ -98,12 +117,13 @@ def test_bad_input_exits_2_without_identifiers(dirs: dict[str, Path], world) -> 
             ],
         ),
     ]
+    cases.append(run(dirs, "oracle", "x5.json", "--earlier-forget-file", str(bad_scope)))
     (dirs["root"] / "taken.json").write_text("{}")
     cases.append(run(dirs, "oracle", "taken.json"))
     for result in cases:
         assert result.exit_code == EXIT_BAD_INPUT, result.output
         assert world.scope.forget[0].patient_id not in result.output
-    assert not any((dirs["root"] / f"x{i}.json").exists() for i in range(1, 5))
+    assert not any((dirs["root"] / f"x{i}.json").exists() for i in range(1, 6))
     assert (dirs["root"] / "taken.json").read_text() == "{}"
 
 
