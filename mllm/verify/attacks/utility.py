@@ -10,8 +10,8 @@ flat unlearning. Groups larger than ``max_utility_items`` are sampled (seeded).
 answer-token negative log-likelihood (fp32, nats per token, trained form: the option letter for
 multiple choice) from the original to the candidate, the largest over the groups. Gradient ascent
 wrecks what a model knows before its greedy answers flip: on the demo corpus a GA run that moved
-retain accuracy less than the accuracy thresholds raised this by 1.0-2.7 nats, the retrain oracle
-and fine-tuned candidates by under 0.1 (docs/benchmarks.md, "verification demo").
+retain accuracy less than the accuracy thresholds raised this by 1.4-2.7 nats; the retrain oracle,
+a hierarchy run and fine-tuned candidates by at most 0.11 (docs/benchmarks.md, "verification demo").
 """
 
 from __future__ import annotations

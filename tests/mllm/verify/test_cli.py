@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from mllm.data.schema import Level
 from mllm.verify.cli import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_PASS, verify_command
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ def dirs(world, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
     )
     out["scope"], out["corpus"], out["root"] = scope, world.corpus.root, root
-    sibling = next(r for r in world.scope.all_siblings if r.study_id != node.study_id)
+    sibling = world.scope.siblings[Level.PATIENT][0]  # the patient's other study
     out["other_study"] = root / "OTHER_STUDY.json"
     out["other_study"].write_text(
         json.dumps(
