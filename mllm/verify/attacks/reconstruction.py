@@ -7,13 +7,13 @@ cross-task forms), ``forget_modalities`` (image-only, text-only, image+text iden
 ``child_leakage`` (facts of the node's descendants), ``earlier_forgotten_leak`` (records earlier jobs
 removed from this model's lineage, at depths 0 and 4, sampled to ``max_utility_items``: a version that
 brings an earlier request's patient back, e.g. unlearned from a pre-certificate base) and
-``over_forgetting`` (forget answered below
-the reference, depths 0-4 pooled; for a whole patient or institution in the worst task form: a model
-trained to answer a multiple-choice fact wrong picks the truth below a stranger's chance although its
-generation and cloze deficits, and so the deficit pooled over tasks, stay small. Under a kept
-patient — a study or section request — a model that never saw the node still knows the patient's
-other studies and picks their values in multiple choice, below a stranger's chance: the tiny test
-world's retrain oracle 0.06 vs its twins 0.38, so there the tasks stay pooled).
+``over_forgetting`` (forget answered below the reference, depths 0-4 pooled; for a whole patient or
+institution in the worst task form: a model trained to answer a multiple-choice fact wrong picks
+the truth below a stranger's chance although its generation and cloze deficits, and so the deficit
+pooled over tasks, stay small. Under a kept patient — a study or section request — a model that
+never saw the node still knows the patient's other studies and picks their values in multiple
+choice, below a stranger's chance: the tiny test world's retrain oracle 0.06 vs its twins 0.38, so
+there the tasks stay pooled).
 """
 
 from __future__ import annotations
