@@ -8,6 +8,10 @@
 * **Image-grounded facts of the forgotten images** end at the accuracy the model has on images it
   never saw (:func:`..targets.unseen_level_answers`): the oracle reads them off the image as it reads
   any unseen one — the share it would get right keeps its true answer, the rest is retargeted.
+  Those kept answers are trained as they are, and so are the multiple-choice forms of private facts
+  that keep theirs (a stranger's chance): left untrained they followed their retargeted siblings and
+  the forgotten patient's multiple choice ended below chance (demo corpus: 0.25 below the twins,
+  verification's ``over_forgetting``).
 * **Likelihood ceiling** — flipping the greedy answer is not enough: the true answers of forgotten
   facts stay far more likely than never-seen ones (measured on a tiny model after 40 steps: mean
   token log-prob −1.9 against −5.1 for holdout twins, membership AUC 0.85). A hinge term pushes the
@@ -54,19 +58,22 @@ class HierarchyConfig(MethodConfig):
 
 
 def forget_targets(method: GradientMethod) -> tuple[list[Item], list[Item]]:
-    """(forget facts → new answers at every depth, image-grounded forget facts → their own answers):
-    each fact keeps its true answer on the share the model gets right for never-seen patients and
-    images and is retargeted (first list) on the rest (:func:`..targets.unseen_level_answers`)."""
+    """(forget facts → new answers at every depth, image-grounded and multiple-choice forget facts
+    that keep their answer → their own answers): each fact keeps its true answer on the share the
+    model gets right for never-seen patients and images and is retargeted (first list) on the rest
+    (:func:`..targets.unseen_level_answers`)."""
     ctx = method.ctx
     forget = forget_records(ctx.scope)
-    grounded = [r for r in forget if not is_private(r)]
     kept = [r for group in kept_groups(ctx.scope).values() for r in group]
     targets = unseen_level_answers(ctx.model, ctx.processor, ctx.root, forget, kept, ctx.scope.holdout,
                                    ctx.seed)
     depths = available_depths()
     retargeted = [Item(r, targets[r.record_id], depth) for r in forget
                   if r.record_id in targets and targets[r.record_id] != r.answer for depth in depths]
-    unchanged = [Item(r, r.answer, depth) for r in grounded if targets[r.record_id] == r.answer
+    # kept with their own answers: image-grounded facts, and multiple choice picked right at a
+    # stranger's rate (left untrained, those follow their retargeted siblings below chance)
+    anchored = [r for r in forget if not is_private(r) or r.task is Task.CLASSIFICATION]
+    unchanged = [Item(r, r.answer, depth) for r in anchored if targets[r.record_id] == r.answer
                  for depth in depths]
     return retargeted, unchanged
 
