@@ -15,8 +15,9 @@ from the same fresh reference at the testbed's depth mix, save both as model dir
   original and verify it: a passing unlearner, which must pass too (``HIERARCHY``; when the collapse
   guard refuses it, the row says so).
 
-Writes ``bench-out/verification/<size>/result.json`` and the ``verification <size>`` section of
-``docs/benchmarks.md`` (confusion table, margins between thresholds and measured values).
+Writes ``bench-out/verification/<size>/result.json``, every report (``seed<N>/reports/<candidate>.json``,
+attack tables included) and the ``verification <size>`` section of ``docs/benchmarks.md``
+(confusion table, margins between thresholds and measured values).
 """
 
 from __future__ import annotations
@@ -89,9 +90,14 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
     )
     verify_seconds = time.perf_counter() - started
 
+    reports = work / "reports"
+    reports.mkdir()
+
     def row(report: VerificationReport, name: str) -> dict:
         failed = [c.name for c in report.failed]
         print(f"seed {seed} {name}: {'pass' if report.passed else 'fail'} {failed}", flush=True)
+        slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
+        (reports / f"{slug}.json").write_text(json.dumps(report.to_json(), indent=1), encoding="utf-8")
         return {
             "passed": report.passed,
             "detected": detected(name, report),
