@@ -13,12 +13,10 @@ the truth below a stranger's chance although its generation and cloze deficits, 
 pooled over tasks, stay small. Under a kept patient — a study or section request — a model that
 never saw the node still knows the patient's other studies and picks their values in multiple
 choice, below a stranger's chance: the tiny test world's retrain oracle 0.06 vs its twins 0.38, so
-there the tasks stay pooled. For a whole patient or institution the image-grounded facts are a row
-of their own too: a model that never saw either reads a stranger's image as well as the forgotten
-patient's, so one that no longer reads the forgotten images over-forgot, however small the deficit
-pooled with the private facts. Not under a kept patient: the tiny test world's study-level oracle
-reads the forgotten study's images 0.22 below its twins' - with the patient in context it answers
-with the kept study's findings).
+there the tasks stay pooled. The image-grounded facts are not a row of their own: with the 24
+image-grounded facts of a demo patient the retrain oracle read the forgotten images 0.23 below its
+twins' (0.17 vs 0.40, seed 0) - a patient's images are not as easy as their twins' - and the
+over-forgetting candidate 0.21 below).
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from mllm.data.schema import FactKind, Level, Record
+from mllm.data.schema import Level, Record
 
 from ..context import Subject, VerifyContext
 from ..probes import DEPTHS, TEXT_ONLY, Probe, is_eval_only
@@ -112,8 +110,6 @@ class Reconstruction(Attack):
             lv: _row(ctx, subject, [p for p in grid if p.record.level.value == lv])
             for lv in sorted({r.level.value for r in forget})
         }
-        image_grounded = [p for p in grid if p.record.fact_kind is FactKind.IMAGE_GROUNDED]
-        image_row = _row(ctx, subject, image_grounded) if image_grounded else None
         pooled = _row(ctx, subject, grid)
         every = grid + [Probe(r, d) for r in forms for d in FORM_DEPTHS]
         flags = subject.success(every, ctx.root, policy)
@@ -127,7 +123,6 @@ class Reconstruction(Attack):
             "by_task": task,
             "by_level": level,
             "pooled": pooled,
-            "image_grounded": image_row,
             "reproduced_record_ids": reproduced,
         }
         if ctx.oracle is not None:
@@ -135,8 +130,7 @@ class Reconstruction(Attack):
                 str(d): _row(ctx, ctx.oracle, [Probe(r, d) for r in forget]) for d in DEPTHS
             }
         whole_subject = getattr(getattr(ctx.scope, "node", None), "level", None) in WHOLE_SUBJECT
-        deficits = {**task, "image-grounded facts": image_row} if whole_subject else {"all tasks": pooled}
-        deficits = {k: v for k, v in deficits.items() if v is not None}
+        deficits = task if whole_subject else {"all tasks": pooled}
         checks = [
             _check(
                 ctx, "forget_depth0", {"0": depth["0"]}, policy.max_leak_excess, "under-forgetting", "depth"
