@@ -41,7 +41,7 @@ from mllm.data.synth import generate_corpus
 from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig
 from mllm.unlearn import CollapseError, unlearn
-from mllm.verify import VerdictPolicy, VerificationReport, verify
+from mllm.verify import VerdictPolicy, VerificationReport, subject, verify
 from mllm.verify.calibration import CANDIDATES, EXPECTED_FAILURES, PASSING, build_candidate, train_reference
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,10 +114,11 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
         }
 
     rows = {}
+    reference = subject("original", original)  # read once for every candidate below
     for name in CANDIDATES:
         candidate = build_candidate(name, corpus=corpus, scope=scope, original=original, oracle=oracle)
         rows[name] = row(
-            verify(original=original, candidate=candidate, corpus=corpus, scope=scope, policy=policy), name
+            verify(original=reference, candidate=candidate, corpus=corpus, scope=scope, policy=policy), name
         )
     try:
         unlearn(
@@ -130,7 +131,7 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
         )
         rows[HIERARCHY] = row(
             verify(
-                original=original, candidate=work / "hierarchy", corpus=corpus, scope=scope, policy=policy
+                original=reference, candidate=work / "hierarchy", corpus=corpus, scope=scope, policy=policy
             ),
             HIERARCHY,
         )

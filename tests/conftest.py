@@ -94,6 +94,14 @@ def _own_audit_witness(request: pytest.FixtureRequest, tmp_path_factory: pytest.
 
 
 @pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    """The small hospital of ``small_hospital.py`` with its original and retrain oracle (trained once)."""
+    from small_hospital import build_world
+
+    return build_world(tmp_path_factory.mktemp("small-hospital"))
+
+
+@pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Let the test runner empty the audit tables between transactional tests.
 

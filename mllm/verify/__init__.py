@@ -13,7 +13,7 @@ _EXPORTS = {
     "ATTACKS": ".verifier",  # through the verifier, which registers the built-in attacks
     "register_attack": ".registry",
     "VerificationReport": ".report",
-    "VerifyInputError": ".verifier", "verify": ".verifier",
+    "VerifyInputError": ".verifier", "subject": ".verifier", "verify": ".verifier",
 }
 __all__ = sorted(_EXPORTS)
 

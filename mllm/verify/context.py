@@ -38,7 +38,12 @@ Progress = Callable[[str, float], None]  # (stage, fraction of the verification 
 
 @dataclass
 class Subject:
-    """A model under test, read through its forward pass only."""
+    """A model under test, read through its forward pass only.
+
+    Its answers are cached per probe (and decoding budget), so one ``Subject`` handed to several
+    :func:`~mllm.verify.verifier.verify` calls (the same original against several candidates) is
+    read once.
+    """
 
     role: str
     model: Any
@@ -49,7 +54,8 @@ class Subject:
 
     def decode(self, probes: Sequence[Probe], root: Path, policy: VerdictPolicy) -> list[Decoded]:
         """Greedy answers (cached). The step budget is ``min(max_new_tokens, answer tokens + 8)``."""
-        todo = [p for p in dict.fromkeys(probes) if p.key not in self._decoded]
+        budget = policy.max_new_tokens
+        todo = [p for p in dict.fromkeys(probes) if (p.key, budget) not in self._decoded]
         tokenizer = self.processor.tokenizer
         for indices, data in encode_probes(self.processor, todo, root):
             exact = reproduces(self.model, data, batch_size=policy.batch_size)
@@ -57,19 +63,19 @@ class Subject:
             for j, hit in enumerate(exact):
                 if hit:
                     answer = data.examples[j].answer_ids[:-1]
-                    self._decoded[todo[indices[j]].key] = Decoded(
+                    self._decoded[todo[indices[j]].key, budget] = Decoded(
                         tokenizer.decode(answer, skip_special_tokens=True), finished=True, tokens=len(answer)
                     )
             if not rest:
                 continue
             subset = EncodedRecords([data.examples[j] for j in rest], data.images, data.pad_token_id)
-            limits = [min(policy.max_new_tokens, len(ex.answer_ids) + 8) for ex in subset.examples]
+            limits = [min(budget, len(ex.answer_ids) + 8) for ex in subset.examples]
             decoded = greedy_decode(
                 self.model, self.processor, subset, limits=limits, batch_size=policy.batch_size
             )
             for j, out in zip(rest, decoded, strict=True):
-                self._decoded[todo[indices[j]].key] = out
-        return [self._decoded[p.key] for p in probes]
+                self._decoded[todo[indices[j]].key, budget] = out
+        return [self._decoded[p.key, budget] for p in probes]
 
     def success(self, probes: Sequence[Probe], root: Path, policy: VerdictPolicy) -> list[bool]:
         return [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from .registry import ATTACKS
 from .report import VerificationReport
 from .stats import DEFINITIONS
 
-ModelRef = str | Path | LoadedModel
+ModelRef = str | Path | LoadedModel | Subject
 SCOPE_GROUPS = (
     "forget",
     "children",
@@ -44,7 +45,11 @@ class VerifyInputError(ValueError):
     """The inputs cannot be verified (empty forget set, no holdout twins, records not in the corpus)."""
 
 
-def _subject(role: str, ref: ModelRef) -> Subject:
+def subject(role: str, ref: ModelRef) -> Subject:
+    """``ref`` loaded as the model of ``role``; pass the result to several :func:`verify` calls to read
+    a shared reference (the original, the oracle) once: its answers stay cached."""
+    if isinstance(ref, Subject):
+        return replace(ref, role=role)  # the caches are shared, not copied
     loaded = ref if isinstance(ref, LoadedModel) else load_model(ref)
     digest = artifact_digest(loaded.path) if isinstance(ref, str | Path) else None
     return Subject(role=role, model=loaded.model, processor=loaded.processor, digest=digest)
@@ -80,9 +85,10 @@ def verify(
 ) -> VerificationReport:
     """Run every registered attack on ``candidate`` and return the judged report.
 
-    ``original``/``candidate``/``oracle`` are model directories or already loaded models (a loaded
+    ``original``/``candidate``/``oracle`` are model directories, already loaded models (a loaded
     candidate may be any object whose forward pass is the model's — the verifier never relies on its
-    ``generate``). ``scope`` is the request's ``ScopeGroups``. Raises :class:`VerifyInputError`.
+    ``generate``) or :func:`subject` results shared between calls. ``scope`` is the request's
+    ``ScopeGroups``. Raises :class:`VerifyInputError`.
     """
     policy = policy or VerdictPolicy()
     summary = _scope_summary(corpus, scope)
@@ -91,9 +97,9 @@ def verify(
         corpus=corpus,
         scope=scope,
         policy=policy,
-        candidate=_subject("candidate", candidate),
-        original=_subject("original", original),
-        oracle=_subject("oracle", oracle) if oracle is not None else None,
+        candidate=subject("candidate", candidate),
+        original=subject("original", original),
+        oracle=subject("oracle", oracle) if oracle is not None else None,
         progress=progress,
     )
     checks, tables, timing = [], {}, {}

@@ -7,14 +7,10 @@ verifies and carries no identifier."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
 from pipeline_support import *  # noqa: F403
 from pipeline_support import Served, drive, plan_one, raw_identifiers
 
@@ -25,45 +21,20 @@ from compliance.pipeline.registry import model_version_register
 from core.principals import SYSTEM
 from hierarchy.models import Institution
 from hierarchy.services import corpus_ingest
-from mllm.data.schema import Split, load_corpus, write_corpus
-from mllm.data.synth import generate_corpus
+from mllm.data.schema import Split, load_corpus
+from mllm.models.artifact import ArtifactKind, ArtifactMetadata, save_artifact
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
-def small_corpus(root: Path) -> Path:
-    """Two train patients and a holdout patient of one institution, one study of another (far retain)."""
-    full = generate_corpus(size="tiny", seed=0, out=root / "full")
-    institutions = list(dict.fromkeys(r.institution_id for r in full.records))
-
-    def patients(institution: str, split: Split) -> list[str]:
-        return list(dict.fromkeys(r.patient_id for r in full.records
-                                  if r.split is split and r.institution_id == institution))
-
-    keep = {*patients(institutions[0], Split.TRAIN)[:2], patients(institutions[0], Split.HOLDOUT)[0]}
-    far = patients(institutions[1], Split.TRAIN)[0]
-    far_study = next(r.study_id for r in full.records if r.patient_id == far)
-    records = [r for r in full.records if r.patient_id in keep or r.study_id == far_study]
-    out = root / "corpus"
-    (out / "images").mkdir(parents=True)
-    for image in {r.image for r in records}:
-        shutil.copyfile(full.root / image, out / image)
-    for name in ("hierarchy.json",):
-        if (full.root / name).exists():
-            shutil.copyfile(full.root / name, out / name)
-    write_corpus(out, name="pipeline-e2e", seed=0, size="test", records=records)
-    return out
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("e2e")
-    corpus = small_corpus(root)
-    model = root / "model"
-    subprocess.run([sys.executable, "-m", "oblivio_site.cli", "train", "--corpus", str(corpus), "--out",
-                    str(model), "--size", "tiny", "--epochs", "30", "--lr", "3e-3", "--threads", "2"],
-                   check=True, env=subprocess_env(), capture_output=True)
-    return corpus, model
+def trained(world, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The session's small hospital (two train patients and a holdout patient of one institution, one
+    study of another) and its original model saved as a fine-tuned artifact."""
+    model = tmp_path_factory.mktemp("e2e") / "model"
+    save_artifact(world.original.model, world.original.processor, model,
+                  ArtifactMetadata(kind=ArtifactKind.FINE_TUNED))
+    return world.corpus.root, model
 
 
 def test_a_patient_request_runs_through_the_real_engine_to_a_gated_decision(
