@@ -31,11 +31,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-from peft import PeftModel
-
-from .lora import save_adapter
-
 METADATA_FILE = "oblivio.json"
 METADATA_VERSION = 2  # 2: base_digest / base_path of adapter artifacts
 ADAPTER_CONFIG = "adapter_config.json"
@@ -46,6 +41,7 @@ def library_versions() -> dict[str, str]:
     import peft
     import safetensors
     import tokenizers
+    import torch
     import transformers
 
     return {"python": platform.python_version(), "torch": torch.__version__,
@@ -123,9 +119,11 @@ def is_adapter_artifact(root: Path | str) -> bool:
     return has_base and (Path(root) / ADAPTER_CONFIG).is_file()
 
 
-def _write_adapter(model: PeftModel, out: Path) -> None:
+def _write_adapter(model: Any, out: Path) -> None:
     """The adapter's two files, byte-reproducible: peft records the path the base was loaded from
     (a temporary directory, say) in ``adapter_config.json``; it is dropped, the metadata names the base."""
+    from .lora import save_adapter
+
     save_adapter(model, out)
     (out / "README.md").unlink(missing_ok=True)  # peft's model card template
     config_path = out / ADAPTER_CONFIG
@@ -144,6 +142,8 @@ def save_artifact(model: Any, processor: Any, out: Path | str, metadata: Artifac
     ``out`` must not exist yet. Files are written to a temporary sibling directory that is renamed
     into place at the end, so an interrupted save never leaves a half-written artifact.
     """
+    from peft import PeftModel
+
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new directory for the artifact")
