@@ -203,7 +203,8 @@ def markdown(result: dict) -> str:
         "Confusion table (right verdict = fails, or for the oracle and the hierarchy run passes; failure "
         "mode caught = the verdict fails *and* every check of the candidate's failure mode fails):",
         "",
-        "| candidate | expected | right verdict | failure mode caught | failed checks (seed 0) |",
+        "| candidate | expected | right verdict | failure mode caught | "
+        f"failed checks (seed {seeds[0]['seed']}) |",
         "|---|---|---|---|---|",
     ]
     for name in (*CANDIDATES, HIERARCHY):
