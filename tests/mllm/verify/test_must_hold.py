@@ -85,3 +85,20 @@ def test_a_version_that_brings_an_earlier_request_back_fails(world, report_of) -
     assert never_trained["status"] == "pass", never_trained
     unnamed = next(c for c in report_of(PASSING).to_json()["checks"] if c["name"] == "earlier_forgotten_leak")
     assert unnamed["status"] == "not_applicable"
+
+
+def test_a_shared_original_gives_the_report_a_fresh_one_gives(world, report_of) -> None:
+    """``report_of`` verifies every candidate against one shared original (answers cached across
+    calls); verifying afresh, original loaded anew, must give the same report."""
+    from mllm.verify import verify
+    from mllm.verify.calibration import build_candidate
+
+    name = "suppression-wrapper"  # built without training: the same candidate twice
+    shared = report_of(name).to_json()
+    candidate = build_candidate(name, corpus=world.corpus, scope=world.scope, original=world.original,
+                                oracle=world.oracle)
+    fresh = verify(original=world.original, candidate=candidate, corpus=world.corpus,
+                   scope=world.scope).to_json()
+    for body in (shared, fresh):
+        body.pop("timing_seconds")
+    assert fresh == shared
