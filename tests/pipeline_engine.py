@@ -4,7 +4,8 @@ It is a test double for ``mllm.unlearn`` / ``mllm.verify``, not a model: ``unlea
 artifact and writes the record ids it was told to forget (so the digest changes deterministically),
 ``verify`` checks that the candidate forgot exactly the requested records and passes once the rung's
 strength (``steps`` / 30, the unlearning default) reaches ``PIPELINE_TEST_REQUIRED_STRENGTH``
-(``exact`` always passes). Worker processes
+(``exact`` always passes); without a lineage baseline it "measures" one on the original (a single
+panel entry named after the original's directory) and reports the baseline it used. Worker processes
 started by the tests import it through ``PYTHONPATH`` and read the same environment variables.
 """
 
@@ -43,7 +44,8 @@ class ScriptedEngine:
         return UnlearnOutcome(artifact_dir=out, exact=method == "exact", log=[{"step": 1, "loss": 0.5}])
 
     def verify(self, *, original: Path, candidate: Path, corpus_root: Path, targets: Any,
-               already_forgotten: frozenset[str], thresholds: dict, progress: Any) -> VerifyOutcome:
+               already_forgotten: frozenset[str], thresholds: dict, baseline: dict[str, bool],
+               progress: Any) -> VerifyOutcome:
         marker = json.loads((candidate / MARKER).read_text())
         wanted = sorted({rid for target in targets for rid in target.forget})
         required = float(thresholds.get("strength", os.environ.get("PIPELINE_TEST_REQUIRED_STRENGTH", "1")))
@@ -57,6 +59,7 @@ class ScriptedEngine:
         ]
         progress(1.0)
         passed = all(check["passed"] for check in checks)
+        baseline = dict(baseline) or {f"panel-of-{original.name[:12]}": True}
         report = {"schema": "test-report/v1", "passed": passed, "checks": checks,
-                  "original": original.name, "candidate": candidate.name}
-        return VerifyOutcome(passed=passed, report=report, checks=checks)
+                  "original": original.name, "candidate": candidate.name, "baseline": baseline}
+        return VerifyOutcome(passed=passed, report=report, checks=checks, baseline=baseline)

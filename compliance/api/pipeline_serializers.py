@@ -12,19 +12,34 @@ from rest_framework import serializers
 from ..models import Deployment, JobState, ModelVersion, UnlearningJob, VerificationRecord
 
 
+class UtilityBaselineOut(serializers.Serializer):
+    """The lineage's utility baseline: panel size and the first served version's success rate on it."""
+
+    items = serializers.IntegerField()
+    success_rate = serializers.FloatField()
+
+
 class ModelVersionOut(serializers.ModelSerializer):
     parent = serializers.UUIDField(source="parent_id", allow_null=True)
     deployment = serializers.CharField(source="deployment.name")
     forgotten_record_count = serializers.SerializerMethodField()
+    utility_baseline = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelVersion
         fields = ["id", "deployment", "status", "artifact_digest", "base_digest", "parent", "method", "exact",
-                  "corpus", "forgotten_record_count", "job", "created_at", "served_at", "retired_at",
-                  "deleted_at"]
+                  "corpus", "forgotten_record_count", "utility_baseline", "job", "created_at", "served_at",
+                  "retired_at", "deleted_at"]
 
     def get_forgotten_record_count(self, version: ModelVersion) -> int:
         return len(version.forgotten_records)
+
+    @extend_schema_field(UtilityBaselineOut(allow_null=True))
+    def get_utility_baseline(self, version: ModelVersion) -> dict | None:
+        flags = version.utility_baseline
+        if not flags:
+            return None
+        return {"items": len(flags), "success_rate": round(sum(map(bool, flags.values())) / len(flags), 4)}
 
 
 class DeploymentOut(serializers.ModelSerializer):

@@ -61,6 +61,10 @@ class ModelVersion(models.Model):
     exact = models.BooleanField(default=False, help_text="Produced by exact unlearning (retraining).")
     forgotten_records = models.JSONField(default=list, blank=True,
                                          help_text="Record ids removed along this lineage (not PHI).")
+    utility_baseline = models.JSONField(
+        default=dict, blank=True,
+        help_text="Per record id of the baseline panel: did this lineage's first served version answer "
+                  "it right (not PHI; mllm.verify.baseline). Empty until the lineage's first verification.")
     job = models.ForeignKey("UnlearningJob", on_delete=models.PROTECT, null=True, blank=True,
                             related_name="versions")
     status = models.CharField(max_length=16, choices=_choices(VersionStatus),

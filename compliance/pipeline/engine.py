@@ -49,6 +49,7 @@ class VerifyOutcome:
     passed: bool
     report: dict[str, Any]
     checks: list[dict[str, Any]]  # name, value, threshold, passed (the certificate summary)
+    baseline: dict[str, bool] = field(default_factory=dict)  # the lineage's utility baseline it used
 
     @property
     def failed_checks(self) -> list[dict[str, Any]]:
@@ -61,8 +62,12 @@ class Engine(Protocol):
                 seed: int, progress: Progress, should_cancel: Callable[[], bool]) -> UnlearnOutcome: ...
 
     def verify(self, *, original: Path, candidate: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
-               already_forgotten: frozenset[str], thresholds: Mapping[str, Any],
-               progress: Progress) -> VerifyOutcome: ...
+               already_forgotten: frozenset[str], thresholds: Mapping[str, Any], baseline: Mapping[str, bool],
+               progress: Progress) -> VerifyOutcome:
+        """Verify ``candidate`` against ``original``; ``baseline`` is the lineage's utility baseline, empty
+        when ``original`` is the lineage's first served version (it is then measured on ``original``
+        and returned in :attr:`VerifyOutcome.baseline` for the pipeline to keep)."""
+        ...
 
 
 def merged_scope(corpus: Any, targets: Sequence[ScopeTarget], already_forgotten: frozenset[str]) -> Any:
@@ -135,24 +140,27 @@ class MllmEngine:
         return UnlearnOutcome(artifact_dir=result.artifact, exact=method == "exact", log=[*log, summary])
 
     def verify(self, *, original: Path, candidate: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
-               already_forgotten: frozenset[str], thresholds: Mapping[str, Any],
+               already_forgotten: frozenset[str], thresholds: Mapping[str, Any], baseline: Mapping[str, bool],
                progress: Progress) -> VerifyOutcome:
         from mllm.data.schema import load_corpus
-        from mllm.verify import PolicyError, VerdictPolicy, VerifyInputError, verify
+        from mllm.verify import PolicyError, VerdictPolicy, VerifyInputError, subject, verify
+        from mllm.verify.baseline import utility_baseline
 
         corpus = load_corpus(corpus_root)
         try:
-            report = verify(original=original, candidate=candidate, corpus=corpus,
-                            scope=merged_scope(corpus, targets, already_forgotten),
-                            policy=VerdictPolicy.from_dict(dict(thresholds)),
-                            progress=lambda _name, fraction: progress(fraction))
+            policy = VerdictPolicy.from_dict(dict(thresholds))
+            reference = subject("original", original)
+            baseline = dict(baseline) or utility_baseline(reference, corpus, policy)
+            report = verify(original=reference, candidate=candidate, corpus=corpus,
+                            scope=merged_scope(corpus, targets, already_forgotten), policy=policy,
+                            progress=lambda _name, fraction: progress(fraction), baseline=baseline)
         except (PolicyError, VerifyInputError) as exc:
             raise EngineError(f"verification input: {exc}") from None
         body = report.to_json()
         checks = [{"name": c["name"], "value": c["value"], "threshold": c["threshold"],
                    "comparison": c["comparison"], "diagnosis": c["diagnosis"],
                    "passed": {"pass": True, "fail": False}.get(c["status"])} for c in body["checks"]]
-        return VerifyOutcome(passed=report.passed, report=body, checks=checks)
+        return VerifyOutcome(passed=report.passed, report=body, checks=checks, baseline=baseline)
 
 
 @lru_cache(maxsize=4)

@@ -78,6 +78,15 @@ def candidate_register(*, job: UnlearningJob, artifact_dir: Path, method: str, e
     return version
 
 
+def lineage_baseline_keep(*, base: ModelVersion, candidate: ModelVersion, baseline: dict[str, bool]) -> None:
+    """Keep the lineage's utility baseline (:mod:`mllm.verify.baseline`) on ``base``, whose first
+    verification measured it, and hand it on to ``candidate``; a version's baseline is never replaced."""
+    for version in (base, candidate):
+        if baseline and not version.utility_baseline:
+            ModelVersion.objects.filter(pk=version.pk, utility_baseline={}).update(utility_baseline=baseline)
+            version.utility_baseline = baseline
+
+
 def _holds_forgotten(version: ModelVersion, forgotten: set[str]) -> bool:
     return bool(forgotten - set(version.forgotten_records))
 

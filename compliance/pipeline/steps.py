@@ -42,7 +42,7 @@ from .jobs import (
     job_release,
     requests_advance,
 )
-from .registry import candidate_register, version_promote, version_reject
+from .registry import candidate_register, lineage_baseline_keep, version_promote, version_reject
 from .storage import artifact_storage
 
 logger = logging.getLogger(__name__)
@@ -178,9 +178,10 @@ def _verify(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
         original=storage.path(base.storage_key), candidate=storage.path(candidate.storage_key),
         corpus_root=Path(base.corpus_root), targets=_targets(job),
         already_forgotten=frozenset(base.forgotten_records), thresholds=job.policy["thresholds"],
-        progress=beat.progress)
+        baseline=base.utility_baseline, progress=beat.progress)
     with transaction.atomic():
         locked = job_locked(job.pk, owner=owner)
+        lineage_baseline_keep(base=base, candidate=candidate, baseline=outcome.baseline)
         record, _ = VerificationRecord.objects.get_or_create(
             job=locked, candidate=candidate,
             defaults={"rung": locked.rung, "passed": outcome.passed, "digest": json_digest(outcome.report),
@@ -188,6 +189,7 @@ def _verify(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
                       "summary": {"passed": outcome.passed, "checks": outcome.checks}})
         job_audit(locked, AuditAction.VERIFICATION_RECORDED, report_id=str(record.pk),
                   report_digest=record.digest, passed=record.passed,
+                  utility_baseline_digest=json_digest(outcome.baseline),
                   failed_checks=[c.get("name") for c in outcome.failed_checks])
         _record_log(locked, report=record.digest, passed=record.passed)
         locked.save(update_fields=["log"])

@@ -138,6 +138,7 @@ class VerifyContext:
     original: Subject
     oracle: Subject | None = None
     progress: Progress | None = None
+    baseline: Mapping[str, bool] | None = None  # the lineage's first served model (:mod:`.baseline`)
 
     @property
     def root(self) -> Path:
@@ -145,6 +146,12 @@ class VerifyContext:
 
     def group(self, name: str) -> list[Record]:
         return scope_list(getattr(self.scope, name, None))
+
+    def removed_ids(self) -> set[str]:
+        """Record ids this candidate must not know: the scope's forget side and earlier jobs' removals,
+        with the facts asked on the forgotten images (``shared``)."""
+        names = ("forget", "children", "shared", "earlier_forgotten")
+        return {r.record_id for name in names for r in self.group(name)}
 
     def sample(self, records: list[Record]) -> list[Record]:
         """``records`` sampled down to the policy's ``max_utility_items`` (seeded, order kept)."""

@@ -25,6 +25,10 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   moves this much between two training runs: the demo corpus's retrain oracle (seed 1) lost 0.12 of
   image-grounded success against its original while its answer likelihood moved 0.02 nats — finer
   damage is ``max_nll_increase``'s.
+* ``max_cumulative_drop`` 0.1 — success lost against the lineage's *first* served model on its
+  baseline panel (:mod:`mllm.verify.baseline`: never-trained images and trained records, those still
+  kept): the per-request drops above are each allowed, their sum along many requests is not. 0.1 as
+  ``max_retain_drop``: a lineage may lose, over all its requests, what one request may lose on far retain.
 * ``max_nll_increase`` 0.5 — the mean answer-token negative log-likelihood of any utility group may
   rise over the original's by at most 0.5 nats per token (utility lost in the weights before the
   greedy answers show it).
@@ -64,6 +68,7 @@ class VerdictPolicy:
     max_sibling_drop: float = 0.15
     max_shared_drop: float = 0.15
     max_image_drop: float = 0.15
+    max_cumulative_drop: float = 0.1
     max_nll_increase: float = 0.5
     max_suppression_gap: float = 0.2
     max_degenerate_excess: float = 0.1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -82,13 +82,16 @@ def verify(
     oracle: ModelRef | None = None,
     policy: VerdictPolicy | None = None,
     progress: Callable[[str, float], None] | None = None,
+    baseline: Mapping[str, bool] | None = None,
 ) -> VerificationReport:
     """Run every registered attack on ``candidate`` and return the judged report.
 
     ``original``/``candidate``/``oracle`` are model directories, already loaded models (a loaded
     candidate may be any object whose forward pass is the model's — the verifier never relies on its
     ``generate``) or :func:`subject` results shared between calls. ``scope`` is the request's
-    ``ScopeGroups``. Raises :class:`VerifyInputError`.
+    ``ScopeGroups``. ``baseline`` is the lineage's first served model's success per panel record
+    (:func:`mllm.verify.baseline.utility_baseline`); without it ``cumulative_utility`` is not
+    applicable. Raises :class:`VerifyInputError`.
     """
     policy = policy or VerdictPolicy()
     summary = _scope_summary(corpus, scope)
@@ -101,6 +104,7 @@ def verify(
         original=subject("original", original),
         oracle=subject("oracle", oracle) if oracle is not None else None,
         progress=progress,
+        baseline=baseline,
     )
     checks, tables, timing = [], {}, {}
     for index, (name, attack) in enumerate(ATTACKS.items()):

@@ -68,6 +68,7 @@ def test_model_registry_endpoints_and_rollback_rules(certified, make_person, ser
     assert deployments[0]["name"] == "default"
     served_now = deployments[0]["served"]
     assert served_now["parent"] == str(served.version.pk) and served_now["forgotten_record_count"] > 0
+    assert served_now["utility_baseline"] == {"items": 1, "success_rate": 1.0}  # the scripted engine's panel
     versions = engineer.get("/api/v1/deployments/default/versions").json()["results"]
     assert [v["status"] for v in versions] == ["served", "deleted"]
     refused = engineer.post("/api/v1/deployments/default/rollback",

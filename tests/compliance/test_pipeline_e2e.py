@@ -61,5 +61,10 @@ def test_a_patient_request_runs_through_the_real_engine_to_a_gated_decision(
     assert certificate_verify_stored(certificate).ok
     report = certificate.bundle["verification_report"]
     assert report["schema"] == "oblivio.verification/v1" and report["passed"] is True
+    # the first verification measured the lineage's utility baseline on the served model and kept it
+    version.refresh_from_db()
+    assert version.utility_baseline and deployment.served.utility_baseline == version.utility_baseline
+    cumulative = next(c for c in report["checks"] if c["name"] == "cumulative_utility")
+    assert cumulative["status"] == "pass" and cumulative["estimate"]["n"] > 0
     text = json.dumps(certificate.bundle)
     assert not [i for i in raw_identifiers(corpus_dir) if i in text]

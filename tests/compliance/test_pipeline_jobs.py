@@ -11,6 +11,7 @@ from django.utils import timezone
 from pipeline_support import *  # noqa: F403
 from pipeline_support import Served, drive, pdf_text, plan_one
 
+from compliance.attestation import json_digest
 from compliance.errors import Conflict
 from compliance.lifecycle import Status
 from compliance.models import (
@@ -132,6 +133,27 @@ def test_the_next_request_is_scoped_against_the_served_version(served: Served, a
     job = drive(plan_one())
     assert job.base_version == first_model
     assert set(job.candidate.forgotten_records) > set(first_model.forgotten_records)
+
+
+def test_the_lineage_baseline_measured_on_the_first_served_version_follows_every_later_one(
+        served: Served, approve) -> None:
+    """The first verification measures the utility baseline on the first served version; it is kept
+    there, handed on to each candidate and given to every later verification unchanged, and its digest
+    is in the audit chain."""
+    first_model = Deployment.objects.get(name="default").served
+    assert first_model.utility_baseline == {}
+    approve(served.mrns[0])
+    first_job = drive(plan_one())
+    first_model.refresh_from_db()
+    measured = first_model.utility_baseline
+    assert measured and measured == first_job.candidate.utility_baseline
+    approve(served.mrns[1])
+    second_job = drive(plan_one())
+    assert second_job.base_version == first_job.candidate
+    assert second_job.verifications.get().report["baseline"] == measured
+    assert second_job.candidate.utility_baseline == measured
+    recorded = AuditEvent.objects.filter(action="verification.recorded").order_by("seq")
+    assert {e.data["utility_baseline_digest"] for e in recorded} == {json_digest(measured)}
 
 
 def test_a_lease_is_exclusive_and_an_expired_one_is_taken_over_with_fencing(served: Served, approve) -> None:

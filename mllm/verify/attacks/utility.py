@@ -12,6 +12,10 @@ multiple choice) from the original to the candidate, the largest over the groups
 wrecks what a model knows before its greedy answers flip: on the demo corpus a GA run that moved
 retain accuracy less than the accuracy thresholds raised this by 1.4-2.7 nats; the retrain oracle,
 a hierarchy run and fine-tuned candidates by at most 0.11 (docs/benchmarks.md, "verification demo").
+
+``cumulative_utility`` compares the candidate with the lineage's *first* served model on its
+baseline panel (:mod:`..baseline`), over the panel records still kept: per-request drops add up
+along a lineage, the total may not exceed ``max_cumulative_drop``. Not applicable without a baseline.
 """
 
 from __future__ import annotations
@@ -55,6 +59,31 @@ def answer_nll(ctx: VerifyContext, subject: Subject, probes: Sequence[Probe]) ->
     which scores option text)."""
     stats = subject.stats([p.prompt_record() for p in probes], ctx.root, ctx.policy)
     return [-float(s.logps.mean()) for s in stats]
+
+
+def _cumulative_check(ctx: VerifyContext) -> tuple[dict, Check]:
+    baseline = ctx.baseline or {}
+    removed = ctx.removed_ids()
+    by_id = {r.record_id: r for r in ctx.corpus.records}
+    kept = [by_id[i] for i in sorted(baseline) if i in by_id and i not in removed]
+    first = [float(baseline[r.record_id]) for r in kept]
+    now = [float(f) for f in ctx.candidate.success([Probe(r, 0) for r in kept], ctx.root, ctx.policy)]
+    drop = paired_difference(first, now, seed=ctx.policy.seed)
+    table = {"first_served": rate([f > 0 for f in first]), "candidate": rate([f > 0 for f in now]),
+             "drop": drop}
+    check = ctx.check(
+        name="cumulative_utility",
+        attack="utility",
+        value=drop.value if kept else math.nan,
+        threshold=ctx.policy.max_cumulative_drop,
+        comparison="<=",
+        estimate=drop,
+        diagnosis="cumulative utility loss",
+        detail="first served model minus candidate success on the lineage's baseline panel"
+        if kept
+        else "no lineage baseline given",
+    )
+    return table, check
 
 
 def _likelihood_check(ctx: VerifyContext, probes: dict[str, list[Probe]]) -> tuple[dict, Check]:
@@ -113,5 +142,6 @@ class Utility(Attack):
                 )
             )
         tables["nll_increase"], likelihood = _likelihood_check(ctx, probes)
-        checks.append(likelihood)
+        tables["baseline"], cumulative = _cumulative_check(ctx)
+        checks += [likelihood, cumulative]
         return AttackResult(tables=tables, checks=checks)

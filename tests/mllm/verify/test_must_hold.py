@@ -102,3 +102,33 @@ def test_a_shared_original_gives_the_report_a_fresh_one_gives(world, report_of) 
     for body in (shared, fresh):
         body.pop("timing_seconds")
     assert fresh == shared
+
+
+def test_a_lineage_that_lost_what_its_first_model_knew_fails(world, report_of) -> None:
+    """``cumulative_utility`` compares the candidate with the lineage's first served model on the
+    baseline panel: the original's own flags pass the retrain oracle; a first model that answered
+    every panel record right (utility this lineage has since lost) fails it, and nothing else; without
+    a baseline the check is not applicable."""
+    from mllm.verify import VerdictPolicy, subject, verify
+    from mllm.verify.baseline import utility_baseline
+
+    policy = VerdictPolicy()
+    original, candidate = subject("original", world.original), subject("candidate", world.oracle)
+    measured = utility_baseline(original, world.corpus, policy)
+    assert 0 < sum(measured.values()) < len(measured) <= policy.max_utility_items
+
+    def cumulative(baseline) -> tuple[dict, set[str]]:
+        report = verify(original=original, candidate=candidate, corpus=world.corpus, scope=world.scope,
+                        baseline=baseline)
+        check = next(c for c in report.to_json()["checks"] if c["name"] == "cumulative_utility")
+        return check, {c.name for c in report.failed}
+
+    same, failed = cumulative(measured)
+    assert same["status"] == "pass" and not failed, (same, failed)
+    removed = {r.record_id for r in (*world.scope.forget, *world.scope.children, *world.scope.shared)}
+    assert same["estimate"]["n"] == len(set(measured) - removed) < len(measured)  # forgotten ones left out
+    lost, failed = cumulative(dict.fromkeys(measured, True))
+    assert lost["status"] == "fail" and failed == {"cumulative_utility"}, (lost, failed)
+    assert lost["value"] > same["value"] + 0.3
+    unnamed = next(c for c in report_of(PASSING).to_json()["checks"] if c["name"] == "cumulative_utility")
+    assert unnamed["status"] == "not_applicable"

@@ -1,0 +1,50 @@
+"""The lineage's utility baseline: what the *first* served model answered right on a fixed panel.
+
+Every verification compares a candidate with the model it was unlearned from, so each request may
+lose up to the utility thresholds and the losses add up along a lineage (the 16-request pipeline
+benchmark: never-trained images 0.236 -> 0.181 while every request passed ``image_grounded``). The
+first served version is deleted once the first request is certified, so what it knew is kept as
+data: its success per record on a **panel** fixed by the corpus, not by any scope — never-trained
+holdout image-grounded records (reading images the model never saw) and trainable records (what it
+was trained on), each a seeded sample of half of ``max_utility_items``. The baseline is a mapping
+record id -> success (record ids are corpus-internal, not PHI); the pipeline stores it on every
+version of the lineage and hands it to :func:`~mllm.verify.verifier.verify`, whose
+``cumulative_utility`` check compares the candidate with it on the panel records still kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from mllm.data.schema import Corpus, FactKind, Record, Split
+
+from .context import Subject
+from .policy import VerdictPolicy
+from .probes import Probe
+
+Baseline = Mapping[str, bool]
+
+
+def _seeded(records: list[Record], n: int, seed: int) -> list[Record]:
+    def key(record: Record) -> str:
+        return hashlib.sha256(f"baseline:{seed}:{record.record_id}".encode()).hexdigest()
+
+    return sorted(records, key=key)[:n]
+
+
+def baseline_panel(corpus: Corpus, policy: VerdictPolicy) -> list[Record]:
+    """The panel: never-trained image-grounded records and trained records, ``max_utility_items / 2``
+    of each (trained forms only), chosen by record id and the policy seed alone."""
+    half = max(1, policy.max_utility_items // 2)
+    usable = [r for r in corpus.records if not r.eval_only]
+    unseen = [r for r in usable if r.split is Split.HOLDOUT and r.fact_kind is FactKind.IMAGE_GROUNDED]
+    trained = [r for r in usable if r.split is Split.TRAIN]
+    return _seeded(unseen, half, policy.seed) + _seeded(trained, half, policy.seed)
+
+
+def utility_baseline(model: Subject, corpus: Corpus, policy: VerdictPolicy) -> dict[str, bool]:
+    """``model``'s success per panel record (depth 0, the verifier's own decoding)."""
+    panel = baseline_panel(corpus, policy)
+    flags = model.success([Probe(r, 0) for r in panel], corpus.root, policy)
+    return {r.record_id: bool(ok) for r, ok in zip(panel, flags, strict=True)}
