@@ -71,7 +71,15 @@ def carry_through(request_id: Any) -> dict[str, Any]:
     return {"status": request.status, "job_state": job.state if job else None,
             "rung": job.rung if job else None,
             "method": job.candidate.method if job and job.candidate_id else None,
-            "rungs": rung_outcomes(job) if job else []}
+            "rungs": rung_outcomes(job) if job else [], "cumulative_drop": cumulative_drop(job)}
+
+
+def cumulative_drop(job: Any) -> float | None:
+    """``cumulative_utility`` of the job's last verification: the served lineage's first version
+    minus the candidate on the baseline panel."""
+    record = job.verifications.order_by("-created_at").first() if job else None
+    checks = record.summary["checks"] if record else []
+    return next((c["value"] for c in checks if c["name"] == "cumulative_utility"), None)
 
 
 def rung_outcomes(job: Any) -> list[str]:
@@ -226,20 +234,23 @@ def markdown(result: dict[str, Any]) -> str:
         f"unseen images = {result['retain_records']['unseen_images']} image-grounded records of "
         "never-trained holdout patients (reading images no run trains on: the diagnostic skill). "
         "Forgotten: private facts of every patient forgotten so far, beside never-trained holdout "
-        "patients' private facts.",
+        "patients' private facts. Cumulative drop: the last verification's `cumulative_utility` (the "
+        "first served model minus the candidate on the lineage's baseline panel, threshold "
+        "`max_cumulative_drop`).",
         "",
         "| request | status | last rung (method) | approval → settled | retain private | "
         "retain image-grounded | retain held-out forms | unseen images | forgotten private | "
-        "holdout private |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "holdout private | cumulative drop (verifier) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         "| original | - | - | - | " + " | ".join(f"{result['original'][k]:.3f}" for k in UTILITY)
-        + f" | - | {result['original']['holdout_private']:.3f} |",
+        + f" | - | {result['original']['holdout_private']:.3f} | - |",
     ]
     for s in steps:
         lines.append(
             f"| {s['request']} | {s['status']} | {s['rung']} ({s['method']}) | {s['seconds']:.0f} s | "
             + " | ".join(f"{s['scores'][k]:.3f} ({s['retain_ratio'][k]:.2f})" for k in UTILITY)
-            + f" | {s['scores']['forgotten_private']:.3f} | {s['scores']['holdout_private']:.3f} |")
+            + f" | {s['scores']['forgotten_private']:.3f} | {s['scores']['holdout_private']:.3f} | "
+            + (f"{s['cumulative_drop']:.3f} |" if s.get("cumulative_drop") is not None else "- |"))
     lines += ["", "Rungs tried per request (unlearning error, or verdict and failed checks):", ""]
     lines += [f"- request {s['request']}: " + "; ".join(s["rungs"]) for s in steps]
     if last:

@@ -14,8 +14,9 @@ retain accuracy less than the accuracy thresholds raised this by 1.4-2.7 nats; t
 a hierarchy run and fine-tuned candidates by at most 0.11 (docs/benchmarks.md, "verification demo").
 
 ``cumulative_utility`` compares the candidate with the lineage's *first* served model on its
-baseline panel (:mod:`..baseline`), over the panel records still kept: per-request drops add up
-along a lineage, the total may not exceed ``max_cumulative_drop``. Not applicable without a baseline.
+baseline panel (:mod:`..baseline`), over the panel records still kept, never-trained images and
+trained records apart (the worse counts): per-request drops add up along a lineage, the total may
+not exceed ``max_cumulative_drop``. Not applicable without a baseline.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from mllm.data.schema import FactKind, Record
+from mllm.data.schema import FactKind, Record, Split
 
 from ..context import Subject, VerifyContext
 from ..probes import Probe, is_eval_only
@@ -31,6 +32,8 @@ from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
 from ..stats import Estimate, paired_difference, rate
 
+# the lineage baseline panel's parts (mllm.verify.baseline), by split
+PANEL_PARTS = {Split.HOLDOUT: "unseen_images", Split.TRAIN: "trained"}
 # check name -> (scope group, policy threshold field, diagnosis)
 GROUP_CHECKS = {
     "far_retain": ("retain", "max_retain_drop", "utility loss"),
@@ -62,25 +65,34 @@ def answer_nll(ctx: VerifyContext, subject: Subject, probes: Sequence[Probe]) ->
 
 
 def _cumulative_check(ctx: VerifyContext) -> tuple[dict, Check]:
+    """Per part of the baseline panel (never-trained images, trained records): first served minus
+    candidate success over the records still kept; the check reads the worse part (a part the kept
+    stream rehearses may rise and must not hide the other's fall)."""
     baseline = ctx.baseline or {}
     removed = ctx.removed_ids()
     by_id = {r.record_id: r for r in ctx.corpus.records}
-    kept = [by_id[i] for i in sorted(baseline) if i in by_id and i not in removed]
-    first = [float(baseline[r.record_id]) for r in kept]
-    now = [float(f) for f in ctx.candidate.success([Probe(r, 0) for r in kept], ctx.root, ctx.policy)]
-    drop = paired_difference(first, now, seed=ctx.policy.seed)
-    table = {"first_served": rate([f > 0 for f in first]), "candidate": rate([f > 0 for f in now]),
-             "drop": drop}
+    parts: dict[str, list[Record]] = {}
+    for record_id in sorted(baseline):
+        if record_id in by_id and record_id not in removed:
+            parts.setdefault(PANEL_PARTS[by_id[record_id].split], []).append(by_id[record_id])
+    table: dict[str, dict] = {}
+    for part, records in parts.items():
+        first = [float(baseline[r.record_id]) for r in records]
+        now = [float(f) for f in ctx.candidate.success([Probe(r, 0) for r in records], ctx.root, ctx.policy)]
+        table[part] = {"first_served": rate([f > 0 for f in first]), "candidate": rate([f > 0 for f in now]),
+                       "drop": paired_difference(first, now, seed=ctx.policy.seed)}
+    worst = max(table, key=lambda part: table[part]["drop"].value, default="")
+    drop = table[worst]["drop"] if worst else None
     check = ctx.check(
         name="cumulative_utility",
         attack="utility",
-        value=drop.value if kept else math.nan,
+        value=drop.value if drop else math.nan,
         threshold=ctx.policy.max_cumulative_drop,
         comparison="<=",
         estimate=drop,
         diagnosis="cumulative utility loss",
-        detail="first served model minus candidate success on the lineage's baseline panel"
-        if kept
+        detail=f"first served model minus candidate success on the lineage's baseline panel: {worst}"
+        if worst
         else "no lineage baseline given",
     )
     return table, check

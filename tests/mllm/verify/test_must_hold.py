@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mllm.data.schema import FactKind, Task
+from mllm.data.schema import FactKind, Split, Task
 from mllm.verify.calibration import EXPECTED_FAILURES, PASSING
 
 pytestmark = pytest.mark.slow
@@ -106,9 +106,10 @@ def test_a_shared_original_gives_the_report_a_fresh_one_gives(world, report_of) 
 
 def test_a_lineage_that_lost_what_its_first_model_knew_fails(world, report_of) -> None:
     """``cumulative_utility`` compares the candidate with the lineage's first served model on the
-    baseline panel: the original's own flags pass the retrain oracle; a first model that answered
-    every panel record right (utility this lineage has since lost) fails it, and nothing else; without
-    a baseline the check is not applicable."""
+    baseline panel: the original's own flags pass the retrain oracle; a first model that read every
+    never-trained image right (a skill this lineage has since lost) fails it, and nothing else, even
+    where the lineage now answers more trained records than the first model did (a rise on one part of
+    the panel does not hide a fall on the other); without a baseline the check is not applicable."""
     from mllm.verify import VerdictPolicy, subject, verify
     from mllm.verify.baseline import utility_baseline
 
@@ -117,18 +118,23 @@ def test_a_lineage_that_lost_what_its_first_model_knew_fails(world, report_of) -
     measured = utility_baseline(original, world.corpus, policy)
     assert 0 < sum(measured.values()) < len(measured) <= policy.max_utility_items
 
-    def cumulative(baseline) -> tuple[dict, set[str]]:
+    def cumulative(baseline) -> tuple[dict, set[str], dict]:
         report = verify(original=original, candidate=candidate, corpus=world.corpus, scope=world.scope,
-                        baseline=baseline)
-        check = next(c for c in report.to_json()["checks"] if c["name"] == "cumulative_utility")
-        return check, {c.name for c in report.failed}
+                        baseline=baseline).to_json()
+        check = next(c for c in report["checks"] if c["name"] == "cumulative_utility")
+        failed = {c["name"] for c in report["checks"] if c["status"] == "fail"}
+        return check, failed, report["attacks"]["utility"]["baseline"]
 
-    same, failed = cumulative(measured)
+    same, failed, parts = cumulative(measured)
     assert same["status"] == "pass" and not failed, (same, failed)
     removed = {r.record_id for r in (*world.scope.forget, *world.scope.children, *world.scope.shared)}
-    assert same["estimate"]["n"] == len(set(measured) - removed) < len(measured)  # forgotten ones left out
-    lost, failed = cumulative(dict.fromkeys(measured, True))
+    assert set(parts) == {"unseen_images", "trained"}
+    compared = sum(part["drop"]["n"] for part in parts.values())
+    assert compared == len(set(measured) - removed) < len(measured)  # forgotten records left out
+    unseen = {r.record_id for r in world.corpus.records if r.split is Split.HOLDOUT}
+    lost, failed, parts = cumulative({i: i in unseen for i in measured})
     assert lost["status"] == "fail" and failed == {"cumulative_utility"}, (lost, failed)
-    assert lost["value"] > same["value"] + 0.3
+    assert lost["detail"].endswith("unseen_images") and lost["value"] > same["value"] + 0.3
+    assert parts["trained"]["drop"]["value"] < 0  # risen against a first model that knew none
     unnamed = next(c for c in report_of(PASSING).to_json()["checks"] if c["name"] == "cumulative_utility")
     assert unnamed["status"] == "not_applicable"
