@@ -64,6 +64,16 @@ def answer_nll(ctx: VerifyContext, subject: Subject, probes: Sequence[Probe]) ->
     return [-float(s.logps.mean()) for s in stats]
 
 
+def _worst(ctx: VerifyContext, estimates: dict[str, Estimate], *, name: str, threshold: float,
+           diagnosis: str, what: str, nothing: str) -> Check:
+    """A check on the largest of ``estimates`` (value <= threshold), naming the group it came from."""
+    group = max(estimates, key=lambda g: estimates[g].value, default="")
+    worst = estimates.get(group)
+    return ctx.check(name=name, attack="utility", value=worst.value if worst else math.nan,
+                     threshold=threshold, comparison="<=", estimate=worst, diagnosis=diagnosis,
+                     detail=f"{what}: {group}" if group else nothing)
+
+
 def _cumulative_check(ctx: VerifyContext) -> tuple[dict, Check]:
     """Per part of the baseline panel (never-trained images, trained records): first served minus
     candidate success over the records still kept; the check reads the worse part (a part the kept
@@ -81,20 +91,10 @@ def _cumulative_check(ctx: VerifyContext) -> tuple[dict, Check]:
         now = [float(f) for f in ctx.candidate.success([Probe(r, 0) for r in records], ctx.root, ctx.policy)]
         table[part] = {"first_served": rate([f > 0 for f in first]), "candidate": rate([f > 0 for f in now]),
                        "drop": paired_difference(first, now, seed=ctx.policy.seed)}
-    worst = max(table, key=lambda part: table[part]["drop"].value, default="")
-    drop = table[worst]["drop"] if worst else None
-    check = ctx.check(
-        name="cumulative_utility",
-        attack="utility",
-        value=drop.value if drop else math.nan,
-        threshold=ctx.policy.max_cumulative_drop,
-        comparison="<=",
-        estimate=drop,
-        diagnosis="cumulative utility loss",
-        detail=f"first served model minus candidate success on the lineage's baseline panel: {worst}"
-        if worst
-        else "no lineage baseline given",
-    )
+    check = _worst(ctx, {part: row["drop"] for part, row in table.items()}, name="cumulative_utility",
+                   threshold=ctx.policy.max_cumulative_drop, diagnosis="cumulative utility loss",
+                   what="first served model minus candidate success on the lineage's baseline panel",
+                   nothing="no lineage baseline given")
     return table, check
 
 
@@ -107,20 +107,10 @@ def _likelihood_check(ctx: VerifyContext, probes: dict[str, list[Probe]]) -> tup
                 answer_nll(ctx, ctx.original, items),
                 seed=ctx.policy.seed,
             )
-    group = max(increases, key=lambda g: increases[g].value, default="")
-    worst = increases.get(group)
-    check = ctx.check(
-        name="utility_likelihood",
-        attack="utility",
-        value=worst.value if worst else math.nan,
-        threshold=ctx.policy.max_nll_increase,
-        comparison="<=",
-        estimate=worst,
-        diagnosis="utility loss",
-        detail=f"largest answer NLL increase (nats/token) over the original: {group}"
-        if group
-        else "no utility items to score",
-    )
+    check = _worst(ctx, increases, name="utility_likelihood", threshold=ctx.policy.max_nll_increase,
+                   diagnosis="utility loss",
+                   what="largest answer NLL increase (nats/token) over the original",
+                   nothing="no utility items to score")
     return increases, check
 
 
