@@ -14,23 +14,12 @@ version of the lineage and hands it to :func:`~mllm.verify.verifier.verify`, who
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
-
 from mllm.data.schema import Corpus, FactKind, Record, Split
+from mllm.unlearn.scope import sample
 
 from .context import Subject
 from .policy import VerdictPolicy
 from .probes import Probe
-
-Baseline = Mapping[str, bool]
-
-
-def _seeded(records: list[Record], n: int, seed: int) -> list[Record]:
-    def key(record: Record) -> str:
-        return hashlib.sha256(f"baseline:{seed}:{record.record_id}".encode()).hexdigest()
-
-    return sorted(records, key=key)[:n]
 
 
 def baseline_panel(corpus: Corpus, policy: VerdictPolicy) -> list[Record]:
@@ -40,7 +29,8 @@ def baseline_panel(corpus: Corpus, policy: VerdictPolicy) -> list[Record]:
     usable = [r for r in corpus.records if not r.eval_only]
     unseen = [r for r in usable if r.split is Split.HOLDOUT and r.fact_kind is FactKind.IMAGE_GROUNDED]
     trained = [r for r in usable if r.split is Split.TRAIN]
-    return _seeded(unseen, half, policy.seed) + _seeded(trained, half, policy.seed)
+    salt = f"baseline:{policy.seed}"
+    return sample(unseen, half, salt) + sample(trained, half, salt)
 
 
 def utility_baseline(model: Subject, corpus: Corpus, policy: VerdictPolicy) -> dict[str, bool]:
