@@ -61,6 +61,7 @@ class AuditAction(enum.StrEnum):
     MODEL_VERSION_ROLLED_BACK = "model_version.rolled_back"
     MODEL_VERSION_REJECTED = "model_version.rejected"
     MODEL_VERSION_DELETED = "model_version.deleted"
+    MODEL_VERSION_BASELINE_KEPT = "model_version.baseline_kept"
     JOB_PLANNED = "unlearning_job.planned"
     JOB_STEP_FINISHED = "unlearning_job.step_finished"
     JOB_TAKEN_OVER = "unlearning_job.taken_over"

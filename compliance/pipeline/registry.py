@@ -14,10 +14,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.audit import AuditAction, audit_append
+from core.models import AuditEvent
 from core.principals import Principal
 from hierarchy.models import Corpus
 from mllm.models.artifact import read_metadata
 
+from ..attestation import json_digest
 from ..errors import Conflict, Invalid, NotFound
 from ..models import Deployment, ModelVersion, UnlearningJob, VerificationRecord, VersionStatus
 from . import PIPELINE
@@ -78,13 +80,43 @@ def candidate_register(*, job: UnlearningJob, artifact_dir: Path, method: str, e
     return version
 
 
+class BaselineMismatch(Exception):
+    """A version's stored utility baseline is not the one the audit chain recorded for it."""
+
+
 def lineage_baseline_keep(*, base: ModelVersion, candidate: ModelVersion, baseline: dict[str, bool]) -> None:
     """Keep the lineage's utility baseline (:mod:`mllm.verify.baseline`) on ``base``, whose first
-    verification measured it, and hand it on to ``candidate``; a version's baseline is never replaced."""
+    verification measured it, and hand it on to ``candidate``; a version's baseline is never replaced.
+    Each version that receives it gets a ``model_version.baseline_kept`` audit event with its digest
+    (what :func:`lineage_baseline_checked` holds the stored row to)."""
     for version in (base, candidate):
         if baseline and not version.utility_baseline:
-            ModelVersion.objects.filter(pk=version.pk, utility_baseline={}).update(utility_baseline=baseline)
+            unset = ModelVersion.objects.filter(pk=version.pk, utility_baseline={})
+            if unset.update(utility_baseline=baseline):
+                _audit(AuditAction.MODEL_VERSION_BASELINE_KEPT, version, PIPELINE,
+                       baseline_digest=json_digest(baseline), items=len(baseline))
             version.utility_baseline = baseline
+
+
+def lineage_baseline_checked(version: ModelVersion) -> dict[str, bool]:
+    """``version``'s utility baseline, after checking it against the audit chain.
+
+    The stored row must be exactly what the last ``model_version.baseline_kept`` event of the version
+    recorded — and empty when there is none. A rewritten baseline (which could let a lineage's losses
+    pass ``cumulative_utility``) and a wiped one (which would restart the lineage on a degraded
+    model) both raise :class:`BaselineMismatch`; the verification must not run on it.
+    """
+    recorded = (AuditEvent.objects.filter(action=AuditAction.MODEL_VERSION_BASELINE_KEPT,
+                                          object_type=OBJECT_TYPE, object_id=str(version.pk))
+                .order_by("-seq").values_list("data", flat=True).first())
+    expected = recorded.get("baseline_digest") if recorded else None
+    stored = json_digest(version.utility_baseline) if version.utility_baseline else None
+    if stored != expected:
+        raise BaselineMismatch(
+            f"the utility baseline stored on model version {version.pk} "
+            + ("is not the one the audit chain recorded for it" if expected else
+               "has no event in the audit chain: no verification measured it"))
+    return dict(version.utility_baseline)
 
 
 def _holds_forgotten(version: ModelVersion, forgotten: set[str]) -> bool:

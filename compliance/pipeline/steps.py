@@ -42,7 +42,14 @@ from .jobs import (
     job_release,
     requests_advance,
 )
-from .registry import candidate_register, lineage_baseline_keep, version_promote, version_reject
+from .registry import (
+    BaselineMismatch,
+    candidate_register,
+    lineage_baseline_checked,
+    lineage_baseline_keep,
+    version_promote,
+    version_reject,
+)
 from .storage import artifact_storage
 
 logger = logging.getLogger(__name__)
@@ -117,9 +124,14 @@ def _rung_failed(job: UnlearningJob, failure: dict[str, Any]) -> None:
         job_audit(job, AuditAction.JOB_RETRIED, failure=failure, method=ladder[job.rung]["method"])
         job_release(job, next_step=JobStep.UNLEARN)
     else:
-        job_finish(job, JobState.ESCALATED, **failure)
-        requests_advance(job, Status.ESCALATED, **failure)
-        job_audit(job, AuditAction.JOB_ESCALATED, failure=failure)
+        _escalate(job, failure)
+
+
+def _escalate(job: UnlearningJob, failure: dict[str, Any]) -> None:
+    """Hand the job to a person with ``failure`` attached (inside the locked transaction)."""
+    job_finish(job, JobState.ESCALATED, **failure)
+    requests_advance(job, Status.ESCALATED, **failure)
+    job_audit(job, AuditAction.JOB_ESCALATED, failure=failure)
 
 
 def _unlearn(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
@@ -174,11 +186,19 @@ def _unlearn(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
 
 def _verify(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
     storage, base, candidate = artifact_storage(), job.base_version, job.candidate
+    try:
+        baseline = lineage_baseline_checked(base)
+    except BaselineMismatch as exc:  # no stronger method helps: a person must look at the registry
+        with transaction.atomic():
+            locked = job_locked(job.pk, owner=owner)
+            requests_advance(locked, Status.FAILED, step="verify", error=str(exc))
+            _escalate(locked, {"step": "verify", "error": str(exc)})
+        return
     outcome = engine().verify(
         original=storage.path(base.storage_key), candidate=storage.path(candidate.storage_key),
         corpus_root=Path(base.corpus_root), targets=_targets(job),
         already_forgotten=frozenset(base.forgotten_records), thresholds=job.policy["thresholds"],
-        baseline=base.utility_baseline, progress=beat.progress)
+        baseline=baseline, progress=beat.progress)
     with transaction.atomic():
         locked = job_locked(job.pk, owner=owner)
         lineage_baseline_keep(base=base, candidate=candidate, baseline=outcome.baseline)

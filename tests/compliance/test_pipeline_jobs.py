@@ -154,6 +154,33 @@ def test_the_lineage_baseline_measured_on_the_first_served_version_follows_every
     assert second_job.candidate.utility_baseline == measured
     recorded = AuditEvent.objects.filter(action="verification.recorded").order_by("seq")
     assert {e.data["utility_baseline_digest"] for e in recorded} == {json_digest(measured)}
+    kept = AuditEvent.objects.filter(action="model_version.baseline_kept")
+    assert {e.object_id for e in kept} == {str(first_model.pk), str(first_job.candidate.pk),
+                                           str(second_job.candidate.pk)}
+    assert {e.data["baseline_digest"] for e in kept} == {json_digest(measured)}
+
+
+@pytest.mark.parametrize("rewrite", ["raised", "wiped", "injected"])
+def test_a_lineage_baseline_rewritten_in_the_database_stops_the_job(served: Served, approve,
+                                                                    rewrite: str) -> None:
+    """A baseline that is not the one the audit chain recorded for the version (raised to let losses
+    pass, wiped to restart the lineage on a degraded model, or put on a version no verification
+    measured) is never verified against: the job goes to a person and nothing is promoted."""
+    if rewrite != "injected":
+        approve(served.mrns[0])
+        drive(plan_one())
+    served_now = Deployment.objects.get(name="default").served
+    forged = {**dict.fromkeys(served_now.utility_baseline, True), "r-forged": True}
+    rewritten = {} if rewrite == "wiped" else forged
+    ModelVersion.objects.filter(pk=served_now.pk).update(utility_baseline=rewritten)
+    request = approve(served.mrns[1])
+    job = drive(plan_one())
+    request.refresh_from_db()
+    assert job.state == JobState.ESCALATED and request.status == Status.ESCALATED
+    assert job.failure["step"] == "verify" and "audit chain" in job.failure["error"]
+    assert not job.verifications.exists()
+    assert Deployment.objects.get(name="default").served == served_now
+    assert not Certificate.objects.filter(request=request).exists()
 
 
 def test_a_lease_is_exclusive_and_an_expired_one_is_taken_over_with_fencing(served: Served, approve) -> None:
