@@ -10,9 +10,14 @@ was trained on), each a seeded sample of half of ``max_utility_items``. The base
 record id -> success (record ids are corpus-internal, not PHI); the pipeline stores it on every
 version of the lineage and hands it to :func:`~mllm.verify.verifier.verify`, whose
 ``cumulative_utility`` check compares the candidate with it on the panel records still kept.
+Outside the pipeline ``oblivio verify --save-baseline FILE`` writes it as a JSON object and
+``--baseline FILE`` reads it back (:func:`read_baseline`).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from mllm.data.schema import Corpus, FactKind, Record, Split
 from mllm.unlearn.scope import sample
@@ -38,3 +43,27 @@ def utility_baseline(model: Subject, corpus: Corpus, policy: VerdictPolicy) -> d
     panel = baseline_panel(corpus, policy)
     flags = model.success([Probe(r, 0) for r in panel], corpus.root, policy)
     return {r.record_id: bool(ok) for r, ok in zip(panel, flags, strict=True)}
+
+
+class BaselineFileError(ValueError):
+    """A baseline file is unreadable or not a mapping of the corpus's record ids to true/false."""
+
+
+def read_baseline(path: Path, corpus: Corpus) -> dict[str, bool]:
+    """The baseline saved in ``path`` (a JSON object record id -> true/false), checked against
+    ``corpus``; messages never repeat a record id."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineFileError(f"cannot read the baseline file: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise BaselineFileError(f"the baseline file is not valid JSON (line {exc.lineno})") from None
+    if not isinstance(data, dict) or not data:
+        raise BaselineFileError("a baseline must be a non-empty JSON object of record ids to true/false")
+    if not all(isinstance(flag, bool) for flag in data.values()):
+        raise BaselineFileError("every value of a baseline must be true or false")
+    unknown = set(data) - {record.record_id for record in corpus.records}
+    if unknown:
+        raise BaselineFileError(f"{len(unknown)} record ids of the baseline are not records of the corpus "
+                                "(a baseline belongs to the corpus it was measured on)")
+    return data

@@ -1,8 +1,12 @@
 """``oblivio verify``: judge a candidate model against a forget request's scope.
 
 Exit status: 0 the candidate passes, 1 it fails (the report says which checks and why), 2 bad input
-(unreadable corpus, scope, policy or model; an existing ``--out``). The scope names its node in a
-file (identifiers never go on the command line); messages never echo identifiers.
+(unreadable corpus, scope, policy, baseline or model; an existing ``--out``). The scope names its node
+in a file (identifiers never go on the command line); messages never echo identifiers.
+
+A lineage of unlearned models is checked against what its first served model knew as the pipeline
+does it: ``--save-baseline FILE`` on the first verification measures the utility baseline on
+``--original`` (written only once the report is), ``--baseline FILE`` on every later one.
 """
 
 from __future__ import annotations
@@ -66,6 +70,20 @@ def _bad_input(message: str) -> None:
     type=click.Path(path_type=Path),
     help="JSON file overriding verdict thresholds.",
 )
+@click.option(
+    "--baseline",
+    "baseline_file",
+    type=click.Path(path_type=Path),
+    help="The lineage's utility baseline (from --save-baseline on its first served model): adds "
+    "the cumulative_utility check.",
+)
+@click.option(
+    "--save-baseline",
+    "save_baseline",
+    type=click.Path(path_type=Path),
+    help="Measure the utility baseline on ORIGINAL (a lineage's first served model), write it here "
+    "and check against it.",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to write REPORT.json.")
 def verify_command(
     original: Path,
@@ -75,31 +93,46 @@ def verify_command(
     earlier_files: tuple[Path, ...],
     oracle: Path | None,
     policy_file: Path | None,
+    baseline_file: Path | None,
+    save_baseline: Path | None,
     out: Path,
 ) -> None:
     """Attack CANDIDATE and write the verification report; exit 0 pass, 1 fail, 2 bad input."""
     from mllm.data.schema import CorpusError, load_corpus
     from mllm.models.loader import ModelLoadError, check_model_dir
 
-    from . import PolicyError, VerdictPolicy, VerifyInputError, verify
+    from . import PolicyError, VerdictPolicy, VerifyInputError, subject, verify
+    from .baseline import BaselineFileError, read_baseline, utility_baseline
     from .testbed import ScopeFileError, load_scope
 
-    if out.exists():
-        _bad_input(f"{out} already exists; choose a new report path")
-    if not out.parent.is_dir():
-        _bad_input(f"the directory of {out} does not exist")
+    if baseline_file and save_baseline:
+        _bad_input("give --baseline or --save-baseline, not both")
+    for path, what in ((out, "report"), *([(save_baseline, "baseline")] if save_baseline else [])):
+        if path.exists():
+            _bad_input(f"{path} already exists; choose a new {what} path")
+        if not path.parent.is_dir():
+            _bad_input(f"the directory of {path} does not exist")
     try:
         policy = VerdictPolicy.from_file(policy_file) if policy_file else VerdictPolicy()
         corpus = load_corpus(corpus_dir)
         scope = load_scope(corpus, forget_file, earlier_files)
+        baseline = read_baseline(baseline_file, corpus) if baseline_file else None
         for path in (original, candidate, *([oracle] if oracle else [])):
             check_model_dir(path)
+        reference = subject("original", original)
+        if save_baseline:
+            baseline = utility_baseline(reference, corpus, policy)
         report = verify(
-            original=original, candidate=candidate, corpus=corpus, scope=scope, oracle=oracle, policy=policy
+            original=reference, candidate=candidate, corpus=corpus, scope=scope, oracle=oracle, policy=policy,
+            baseline=baseline,
         )
-    except (PolicyError, CorpusError, ScopeFileError, ModelLoadError, VerifyInputError) as exc:
+    except (
+        PolicyError, CorpusError, ScopeFileError, BaselineFileError, ModelLoadError, VerifyInputError
+    ) as exc:
         _bad_input(str(exc))
         return
+    if save_baseline:
+        _write_atomically(save_baseline, json.dumps(baseline, indent=2, sort_keys=True) + "\n")
     _write_atomically(out, json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
     verdict = "PASS" if report.passed else "FAIL"
     click.echo(f"{verdict}  report {out}  sha256 {report.digest()}")

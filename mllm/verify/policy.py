@@ -13,13 +13,16 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
 * ``max_forget_deficit`` 0.2 — forget answered more than 0.2 *below* its reference in some task
   form (e.g. wrong where a never-seen patient reads the image or hits multiple-choice chance) is
   over-forgetting.
-* ``max_mia_auc`` 0.65 / ``min_mia_auc`` 0.25 — every membership score's AUC (forget vs holdout
+* ``max_mia_auc`` 0.6 / ``min_mia_auc`` 0.25 — every membership score's AUC (forget vs holdout
   twins) must stay inside this band: above it the scope is still recognisable as trained, below it
   the scope is recognisable as *removed* (over-forgetting reveals membership too). Calibration (demo
   corpus, highest of the four scores): the retrain oracles and passing ``hierarchy`` runs of the
-  verification benchmark 0.42-0.50 and all 17 verifications of the 16-request pipeline run
-  0.35-0.50; no-op and suppression 0.71-0.80, half-forgotten 0.71-0.74, depth-0-only 0.88-0.91.
-  0.65 sits 0.15 above every passing run and 0.06 below the lowest no-op (0.75 let one no-op through).
+  verification benchmark (seeds 0, 1) 0.44-0.52 and all 17 verifications of the 16-request pipeline run
+  0.35-0.50; no-op and suppression 0.71-0.80, half-forgotten 0.71-0.74, depth-0-only 0.88-0.91,
+  over-forgetting (answers forced wrong) 0.648-0.653. 0.6 sits 0.08 above every passing run (0.522)
+  and catches both over-forgetting runs, which 0.65 let one through (0.75 before that let a no-op
+  through). Validated on seeds 2-4, not used to choose it: must-pass runs 0.41-0.55 (all pass),
+  no-op / suppression / half-forgotten / depth-0-only 0.71-0.91 (all fail); see docs/benchmarks.md.
 * ``max_abs_privleak`` 0.5 — |PrivLeak| against the retrain oracle, when one is given.
 * ``max_relearn_gap`` 0.25 — after the relearning attack, forget success above the matched
   reference (and above the oracle under the same attack) by at most 0.25.
@@ -64,7 +67,7 @@ class VerdictPolicy:
     max_leak_excess: float = 0.2
     max_child_excess: float = 0.2
     max_forget_deficit: float = 0.2
-    max_mia_auc: float = 0.65
+    max_mia_auc: float = 0.6
     min_mia_auc: float = 0.25
     max_abs_privleak: float = 0.5
     max_relearn_gap: float = 0.25

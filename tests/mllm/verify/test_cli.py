@@ -73,6 +73,21 @@ def test_exit_status_is_the_verdict(dirs: dict[str, Path]) -> None:
     assert "forget_depth0" in failed.output and "earlier_forgotten_leak" in failed.output
 
 
+def test_a_saved_baseline_adds_the_lineage_check(dirs: dict[str, Path]) -> None:
+    saved = dirs["root"] / "baseline.json"
+    first = run(dirs, "oracle", "with-saved.json", "--save-baseline", str(saved))
+    assert first.exit_code == EXIT_PASS, first.output
+    baseline = json.loads(saved.read_text())
+    assert baseline and all(isinstance(flag, bool) for flag in baseline.values())
+    report = json.loads((dirs["root"] / "with-saved.json").read_text())
+    assert next(c for c in report["checks"] if c["name"] == "cumulative_utility")["status"] == "pass"
+    # a lineage whose first model answered every panel record right: the oracle lost much of that
+    perfect = dirs["root"] / "perfect.json"
+    perfect.write_text(json.dumps(dict.fromkeys(baseline, True)))
+    later = run(dirs, "oracle", "against-perfect.json", "--baseline", str(perfect))
+    assert later.exit_code == EXIT_FAIL and "cumulative_utility" in later.output, later.output
+
+
 def test_bad_input_exits_2_without_identifiers(dirs: dict[str, Path], world) -> None:
     policy = dirs["root"] / "policy.json"
     policy.write_text('{"max_leak_excess": "high"}')
@@ -115,10 +130,19 @@ def test_bad_input_exits_2_without_identifiers(dirs: dict[str, Path], world) -> 
     cases.append(run(dirs, "oracle", "x5.json", "--earlier-forget-file", str(bad_scope)))
     (dirs["root"] / "taken.json").write_text("{}")
     cases.append(run(dirs, "oracle", "taken.json"))
+    foreign = dirs["root"] / "foreign-baseline.json"
+    foreign.write_text(json.dumps({world.scope.forget[0].patient_id: True}))
+    not_json = dirs["root"] / "not-json-baseline.json"
+    not_json.write_text("[true")
+    cases.append(run(dirs, "oracle", "x6.json", "--baseline", str(foreign)))
+    cases.append(run(dirs, "oracle", "x7.json", "--baseline", str(not_json)))
+    cases.append(run(dirs, "oracle", "x8.json", "--baseline", str(foreign), "--save-baseline",
+                     str(dirs["root"] / "x9.json")))
+    cases.append(run(dirs, "oracle", "x10.json", "--save-baseline", str(dirs["root"] / "taken.json")))
     for result in cases:
         assert result.exit_code == EXIT_BAD_INPUT, result.output
         assert world.scope.forget[0].patient_id not in result.output
-    assert not any((dirs["root"] / f"x{i}.json").exists() for i in range(1, 6))
+    assert not any((dirs["root"] / f"x{i}.json").exists() for i in range(1, 11))
     assert (dirs["root"] / "taken.json").read_text() == "{}"
 
 
