@@ -6,7 +6,9 @@ records never moves another record to another shard or slice. Each shard is one 
 clean base (a pretrained base or a fresh reference: never a model that saw the corpus). It is
 trained slice by slice: stage k trains ``steps_per_slice`` steps on slices 1..k, starting from
 stage k − 1's adapter with a fresh optimizer and a seed derived from (seed, shard, k); every stage's
-adapter is kept as a checkpoint.
+adapter is kept as a checkpoint. Records are rendered at their training context depth
+(:func:`mllm.data.prompts.training_prompts` with the config's seed), as the single model is trained,
+so a sharded model answers hierarchy context the way the model it replaces does.
 
 **Exact unlearning.** A request retrains only the shards holding forget records, from the last
 clean checkpoint (the stage before the first slice with a forget record), with those records
@@ -37,6 +39,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
+from mllm.data.prompts import training_prompts
 from mllm.data.schema import Record
 from mllm.models.artifact import artifact_digest
 from mllm.models.families import TOKEN_ALIGNED_KEYS
@@ -119,7 +122,9 @@ def train_stages(model: PeftModel, processor: Any, root: Path, by_id: dict[str, 
         records = [by_id[i] for part in slices[:stage] for i in part]
         if records:
             seed = _seed(config, shard, stage)
-            source = ShuffledBatches(encode_records(processor, records, root), config.batch_size, seed)
+            prompts = training_prompts(records, config.seed)
+            source = ShuffledBatches(encode_records(processor, records, root, prompts=prompts),
+                                     config.batch_size, seed)
             Trainer(model, TrainConfig(steps=config.steps_per_slice, batch_size=config.batch_size,
                                        lr=config.lr, seed=seed), source).fit(callback=on_step)
         states[stage] = {k: v.detach().clone() for k, v in

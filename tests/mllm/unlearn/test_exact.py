@@ -95,3 +95,23 @@ def test_sharded_model_answers_through_the_ensemble(sharded):
     data = encode_records(processor, sharded.records[:2], sharded.corpus.root)
     answers = greedy_answers(ensemble, processor, data, max_new_tokens=3)
     assert len(answers) == 2 and len(ensemble.shards) == len(manifest["shards"])
+
+
+def test_shards_train_at_the_training_context_depths(sharded: Sharded, tmp_path: Path, monkeypatch) -> None:
+    """A shard sees each record at the depth the single model is trained at, not the bare question."""
+    import mllm.unlearn.shards as shards
+    from mllm.data.prompts import training_prompts
+
+    seen: list[str] = []
+    encode = shards.encode_records
+
+    def recording(processor, records, root, *, prompts=None):
+        seen.extend(prompts or [])
+        return encode(processor, records, root, prompts=prompts)
+
+    monkeypatch.setattr(shards, "encode_records", recording)
+    train_sharded(base=sharded.root / "base", records=sharded.records, root=sharded.corpus.root,
+                  out=tmp_path / "sharded", config=sharded.config)
+    expected = set(training_prompts(sharded.records, sharded.config.seed))
+    assert seen and set(seen) == expected
+    assert any(prompt.startswith("Institution:") for prompt in seen)
