@@ -16,13 +16,13 @@ Outside the pipeline ``oblivio verify --save-baseline FILE`` writes it as a JSON
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mllm.data.schema import Corpus, FactKind, Record, Split
 from mllm.unlearn.scope import sample
 
 from .context import Subject
+from .jsonfile import read_json_file
 from .policy import VerdictPolicy
 from .probes import Probe
 
@@ -52,12 +52,7 @@ class BaselineFileError(ValueError):
 def read_baseline(path: Path, corpus: Corpus) -> dict[str, bool]:
     """The baseline saved in ``path`` (a JSON object record id -> true/false), checked against
     ``corpus``; messages never repeat a record id."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BaselineFileError(f"cannot read the baseline file: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise BaselineFileError(f"the baseline file is not valid JSON (line {exc.lineno})") from None
+    data = read_json_file(path, "baseline", BaselineFileError)
     if not isinstance(data, dict) or not data:
         raise BaselineFileError("a baseline must be a non-empty JSON object of record ids to true/false")
     if not all(isinstance(flag, bool) for flag in data.values()):
