@@ -15,6 +15,10 @@ from the same fresh reference at the testbed's depth mix, save both as model dir
   original and verify it: a passing unlearner, which must pass too (``HIERARCHY``; when the collapse
   guard refuses it, the row says so).
 
+``--hierarchy-only`` trains the original alone and runs just the last step (to re-measure the
+method after a change: the other candidates do not depend on it); it writes
+``result-hierarchy.json`` and no docs section.
+
 Writes ``bench-out/verification/<size>/result.json``, every report (``seed<N>/reports/<candidate>.json``,
 attack tables included) and the ``verification <size>`` section of ``docs/benchmarks.md``
 (confusion table, margins between thresholds and measured values).
@@ -75,20 +79,16 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
     forget_ids = {r.record_id for r in scope.forget}
     config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, seed=seed)
     started = time.perf_counter()
-    original = train_reference(corpus, trainable, SPECS[args.model_size], config)
-    oracle = train_reference(
-        corpus, [r for r in trainable if r.record_id not in forget_ids], SPECS[args.model_size], config
-    )
+    models = {"original": train_reference(corpus, trainable, SPECS[args.model_size], config)}
+    if not args.hierarchy_only:
+        models["oracle"] = train_reference(
+            corpus, [r for r in trainable if r.record_id not in forget_ids], SPECS[args.model_size], config
+        )
     train_seconds = time.perf_counter() - started
-    for name, model in (("original", original), ("oracle", oracle)):
+    for name, model in models.items():
         model.model.save_pretrained(work / name)
         model.processor.save_pretrained(work / name)
     policy = VerdictPolicy(seed=seed)
-    started = time.perf_counter()
-    timed = verify(
-        original=work / "original", candidate=work / "oracle", corpus=corpus, scope=scope, policy=policy
-    )
-    verify_seconds = time.perf_counter() - started
 
     reports = work / "reports"
     reports.mkdir()
@@ -114,12 +114,23 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
         }
 
     rows = {}
-    reference = subject("original", original)  # read once for every candidate below
-    for name in CANDIDATES:
-        candidate = build_candidate(name, corpus=corpus, scope=scope, original=original, oracle=oracle)
-        rows[name] = row(
-            verify(original=reference, candidate=candidate, corpus=corpus, scope=scope, policy=policy), name
+    result = {"seed": seed, "scope_counts": {k: len(v) for k, v in scope.groups().items()},
+              "train_seconds": round(train_seconds, 1), "candidates": rows}
+    reference = subject("original", models["original"])  # read once for every candidate below
+    if not args.hierarchy_only:
+        started = time.perf_counter()
+        timed = verify(
+            original=work / "original", candidate=work / "oracle", corpus=corpus, scope=scope, policy=policy
         )
+        result.update(verify_seconds=round(time.perf_counter() - started, 1),
+                      verify_split_seconds=timed.timing, oracle_from_dirs_passed=timed.passed)
+        for name in CANDIDATES:
+            candidate = build_candidate(name, corpus=corpus, scope=scope, original=models["original"],
+                                        oracle=models["oracle"])
+            rows[name] = row(
+                verify(original=reference, candidate=candidate, corpus=corpus, scope=scope, policy=policy),
+                name,
+            )
     try:
         unlearn(
             model_dir=work / "original",
@@ -138,15 +149,7 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
     except CollapseError as exc:
         print(f"seed {seed} {HIERARCHY}: refused by the collapse guard ({exc})", flush=True)
         rows[HIERARCHY] = {"passed": False, "detected": False, "failed": ["collapse guard"], "checks": {}}
-    return {
-        "seed": seed,
-        "scope_counts": {k: len(v) for k, v in scope.groups().items()},
-        "train_seconds": round(train_seconds, 1),
-        "verify_seconds": round(verify_seconds, 1),
-        "verify_split_seconds": timed.timing,
-        "oracle_from_dirs_passed": timed.passed,
-        "candidates": rows,
-    }
+    return result
 
 
 def margins(seeds: list[dict]) -> dict[str, dict[str, float]]:
@@ -238,6 +241,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--hierarchy-only", action="store_true",
+                        help="train the original alone and verify only the hierarchy run (no docs section)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = REPO / "bench-out" / "verification" / args.size
@@ -255,6 +260,9 @@ def main() -> None:
         "seeds": seeds,
         "margins": margins(seeds),
     }
+    if args.hierarchy_only:
+        (out / "result-hierarchy.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     section = markdown(result)
     print(section)

@@ -5,8 +5,13 @@ or, when there are none, a deterministic sample of far retain (of siblings when 
 no far retain), plus the never-trained holdout's
 image-grounded records. Accuracy is teacher-forced exact match (exact for token-level match, see
 :mod:`mllm.evaluate.generate`); a few greedy generations measure answer length and how often the
-model still stops (a model taught never to emit EOS rambles to the token limit). A failed guard
-raises :class:`CollapseError` — a broken model is never returned as a result.
+model still stops (a model taught never to emit EOS rambles to the token limit). An accuracy check
+fails when the drop is beyond its threshold *and* significant — the 95 % paired bootstrap interval of
+the per-record drop excludes 0 (:func:`mllm.verify.stats.paired_difference`, the verifier's own
+rule): the holdout slice has ~48 image-grounded records that a tiny model answers near chance, and a
+drop of 6 of them (0.125 > 0.1) refused candidates the verifier measured at no image-grounded drop
+(demo corpus seed 5). A failed guard raises :class:`CollapseError` — a broken model is never
+returned as a result.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from mllm.evaluate.metrics import exact_match
 from mllm.models.families import family_of
 from mllm.models.runtime import input_device
 from mllm.train.encode import encode_records
+from mllm.verify.stats import paired_difference
 
 from .scope import ScopeGroups, kept_groups, sample
 
@@ -38,6 +44,7 @@ class GuardPolicy:
     max_holdout_drop: float = 0.1  # holdout image-grounded accuracy ≥ original − drop
     min_stop_ratio: float = 0.9  # share of generations that stop ≥ ratio × original's share
     max_length_ratio: float = 2.0  # mean generated length ≤ ratio × original's + 2 tokens
+    require_significance: bool = True  # accuracy drops must also be significant (paired bootstrap 95 %)
     retain_sample: int = 48
     generations: int = 8
     max_new_tokens: int = 48
@@ -94,11 +101,15 @@ class WithoutAdapter:
         return self.model.get_input_embeddings()
 
 
-def _accuracy(model: Any, processor: Any, root: Path, records: list[Record]) -> float:
+def _hits(model: Any, processor: Any, root: Path, records: list[Record]) -> list[bool]:
     if not records:
-        return float("nan")
+        return []
     answers = teacher_forced_answers(model, processor, encode_records(processor, records, root))
-    return sum(exact_match(r.task, a, r.answer) for r, a in zip(records, answers, strict=True)) / len(records)
+    return [exact_match(r.task, a, r.answer) for r, a in zip(records, answers, strict=True)]
+
+
+def _share(hits: list[bool]) -> float:
+    return sum(hits) / len(hits) if hits else float("nan")
 
 
 @torch.no_grad()
@@ -125,13 +136,30 @@ def guard_slices(scope: ScopeGroups, policy: GuardPolicy, seed: int) -> tuple[li
     return retain, sample(holdout, policy.retain_sample, f"guard:{seed}")
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A model's stats and its per-record hits on the retain and holdout slices."""
+
+    stats: ModelStats
+    retain_hits: list[bool]
+    holdout_hits: list[bool]
+
+
 def measure(model: Any, processor: Any, root: Path, retain: list[Record], holdout: list[Record],
-            policy: GuardPolicy) -> ModelStats:
+            policy: GuardPolicy) -> Measured:
     stop_rate, length = _generation_stats(model, processor, root, retain[:policy.generations],
                                           policy.max_new_tokens)
-    return ModelStats(retain_accuracy=_accuracy(model, processor, root, retain),
-                      holdout_grounded_accuracy=_accuracy(model, processor, root, holdout),
-                      stop_rate=stop_rate, mean_length=length)
+    retain_hits, holdout_hits = _hits(model, processor, root, retain), _hits(model, processor, root, holdout)
+    stats = ModelStats(retain_accuracy=_share(retain_hits), holdout_grounded_accuracy=_share(holdout_hits),
+                       stop_rate=stop_rate, mean_length=length)
+    return Measured(stats, retain_hits, holdout_hits)
+
+
+def significant_drop(before: list[bool], after: list[bool], policy: GuardPolicy) -> tuple[bool, str]:
+    """(whether the paired drop before − after is significant, its interval for the message)."""
+    drop = paired_difference([float(b) for b in before], [float(a) for a in after])
+    significant = not policy.require_significance or drop.low > 0
+    return significant, f"drop 95 % interval {drop.low:.3f}..{drop.high:.3f}"
 
 
 def collapse_guard(candidate: Any, original: Any, processor: Any, root: Path, scope: ScopeGroups, *,
@@ -140,16 +168,26 @@ def collapse_guard(candidate: Any, original: Any, processor: Any, root: Path, sc
     retain, holdout = guard_slices(scope, policy, seed)
     if not retain:
         raise ValueError("the collapse guard needs validation or retain records")
-    before = measure(original, processor, root, retain, holdout, policy)
-    after = measure(candidate, processor, root, retain, holdout, policy)
-    failures = []
-    if after.retain_accuracy < policy.min_retain_ratio * before.retain_accuracy:
-        failures.append(f"retain accuracy {after.retain_accuracy:.3f} < {policy.min_retain_ratio} x "
-                        f"original {before.retain_accuracy:.3f}")
+    measured_before = measure(original, processor, root, retain, holdout, policy)
+    measured_after = measure(candidate, processor, root, retain, holdout, policy)
+    before, after = measured_before.stats, measured_after.stats
     floor = before.holdout_grounded_accuracy - policy.max_holdout_drop
-    if holdout and after.holdout_grounded_accuracy < floor:
-        failures.append(f"holdout image-grounded accuracy {after.holdout_grounded_accuracy:.3f} < original "
-                        f"{before.holdout_grounded_accuracy:.3f} - {policy.max_holdout_drop}")
+    accuracy_checks = [
+        (after.retain_accuracy < policy.min_retain_ratio * before.retain_accuracy,
+         measured_before.retain_hits, measured_after.retain_hits,
+         f"retain accuracy {after.retain_accuracy:.3f} < {policy.min_retain_ratio} x "
+         f"original {before.retain_accuracy:.3f}"),
+        (bool(holdout) and after.holdout_grounded_accuracy < floor,
+         measured_before.holdout_hits, measured_after.holdout_hits,
+         f"holdout image-grounded accuracy {after.holdout_grounded_accuracy:.3f} < original "
+         f"{before.holdout_grounded_accuracy:.3f} - {policy.max_holdout_drop}"),
+    ]
+    failures = []
+    for material, hits_before, hits_after, message in accuracy_checks:
+        if material:
+            significant, interval = significant_drop(hits_before, hits_after, policy)
+            if significant:
+                failures.append(f"{message} ({interval})")
     if after.stop_rate < policy.min_stop_ratio * before.stop_rate:
         failures.append(f"only {after.stop_rate:.2f} of generations stop (original {before.stop_rate:.2f})")
     if after.mean_length > policy.max_length_ratio * before.mean_length + 2:

@@ -57,3 +57,6 @@ def test_hierarchy_and_siu_forget_private_facts_keep_the_rest(bed, tmp_path, met
     for group in kept_names(scores):
         assert scores[group] >= kept_floor, group
     assert result.provenance["scope_sha256"] and result.provenance["base_digest"]
+    if method == "hierarchy":  # the kept batch is also held to the original's distributions
+        assert all("kept_kl" in step.terms for step in result.steps)
+        assert max(step.terms["kept_kl"] for step in result.steps) > 0
