@@ -106,26 +106,30 @@ def accuracy(model: Any, processor: Any, root: Path, records: list[Record], dept
 def score(model: Any, processor: Any, root: Path, scope: ScopeGroups, greedy: bool) -> dict[str, float]:
     groups = groups_of(scope)
     scores = {name: accuracy(model, processor, root, records, 0, greedy) for name, records in groups.items()}
-    for depth in DEPTHS[1:]:
-        private = groups["forget_private"]
-        scores[f"reconstruct@{depth}"] = accuracy(model, processor, root, private, depth, greedy)
-    scores["reconstruct@0"] = scores["forget_private"]
+    if "forget_private" in groups:  # a FINDINGS section owns image-grounded facts only
+        for depth in DEPTHS[1:]:
+            private = groups["forget_private"]
+            scores[f"reconstruct@{depth}"] = accuracy(model, processor, root, private, depth, greedy)
+        scores["reconstruct@0"] = scores["forget_private"]
     return scores
 
 
 def verdict(row: dict[str, float], oracle: dict[str, float], original: dict[str, float]) -> dict[str, bool]:
-    """The issue's targets for one method on one target."""
+    """The issue's targets for one method on one target (those that apply: a target without private
+    facts has no private or reconstruction target, one without image-grounded facts no grounded one)."""
     kept = [k for k in original if k.startswith("siblings.") or k in ("shared", "retain")]
-    return {
-        "forget_private_within_2pts": abs(row["forget_private"] - oracle["forget_private"]) <= POINTS,
-        "reconstruction_le_oracle": all(row[f"reconstruct@{d}"] <= oracle[f"reconstruct@{d}"] + POINTS
-                                        for d in DEPTHS),
-        "forms_le_oracle": row.get("forget_forms", 0) <= oracle.get("forget_forms", 0) + POINTS,
-        "kept_ge_98pct": all(row[k] >= 0.98 * original[k] for k in kept),
-        "grounded_within_2pts": ("forget_grounded" not in row
-                                 or abs(row["forget_grounded"] - oracle["forget_grounded"]) <= POINTS),
-        "time_le_5pct": row["time_ratio"] <= 0.05,
-    }
+    checks = {}
+    if "forget_private" in row:
+        checks["forget_private_within_2pts"] = abs(row["forget_private"] - oracle["forget_private"]) <= POINTS
+        checks["reconstruction_le_oracle"] = all(
+            row[f"reconstruct@{d}"] <= oracle[f"reconstruct@{d}"] + POINTS for d in DEPTHS)
+    if "forget_forms" in row:
+        checks["forms_le_oracle"] = row["forget_forms"] <= oracle["forget_forms"] + POINTS
+    if "forget_grounded" in row:
+        checks["grounded_within_2pts"] = abs(row["forget_grounded"] - oracle["forget_grounded"]) <= POINTS
+    checks["kept_ge_98pct"] = all(row[k] >= 0.98 * original[k] for k in kept)
+    checks["time_le_5pct"] = row["time_ratio"] <= 0.05
+    return checks
 
 
 def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, Any]:
