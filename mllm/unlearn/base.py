@@ -169,6 +169,10 @@ class GradientMethod(Method):
     def loss(self, batches: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
+    def total_steps(self, source: Streams) -> int:
+        """How many steps to train on ``source``: the configured count (a method may scale it)."""
+        return self.config.steps
+
     def adapt(self) -> Any:
         """The model to train and the frozen reference (:attr:`reference`).
 
@@ -194,7 +198,8 @@ class GradientMethod(Method):
         source = self.streams()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-        scheduler = schedule(optimizer, cfg.schedule, cfg.warmup_steps, cfg.steps)
+        steps = self.total_steps(source)
+        scheduler = schedule(optimizer, cfg.schedule, cfg.warmup_steps, steps)
         before = _fingerprint(params)
         probe = source.probe()
         model.eval()
@@ -202,7 +207,7 @@ class GradientMethod(Method):
             probe_before = self.loss(probe)[0].item()
         torch.manual_seed(self.ctx.seed)
         model.train()
-        for step in range(cfg.steps):
+        for step in range(steps):
             if should_cancel is not None and should_cancel():
                 raise UnlearnCancelled(step)
             loss, terms = self.loss(source.step(step))
@@ -212,7 +217,7 @@ class GradientMethod(Method):
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
-            entry = StepLog(step=step + 1, total_steps=cfg.steps, loss=loss.item(), lr=lr,
+            entry = StepLog(step=step + 1, total_steps=steps, loss=loss.item(), lr=lr,
                             terms={k: v.item() for k, v in terms.items()})
             self.log.append(entry)
             if progress is not None:
@@ -221,8 +226,8 @@ class GradientMethod(Method):
         with torch.no_grad():
             probe_after = self.loss(probe)[0].item()
         if all(torch.equal(a, b) for a, b in zip(before, params, strict=True)):
-            raise NoOpUnlearningError(f"{cfg.steps} steps left every adapter weight unchanged")
+            raise NoOpUnlearningError(f"{steps} steps left every adapter weight unchanged")
         if probe_after == probe_before:
-            raise NoOpUnlearningError(f"{cfg.steps} steps left the probe loss at {probe_before}")
+            raise NoOpUnlearningError(f"{steps} steps left the probe loss at {probe_before}")
         self.probe_loss = (probe_before, probe_after)
         return model

@@ -64,6 +64,9 @@ class HierarchyConfig(MethodConfig):
         "grounded": 2, "siblings.section": 2, "siblings.study": 2, "siblings.patient": 2, "shared": 2})
     truth_weight: float = 1.0  # weight of the likelihood-ceiling term (0: off)
     kept_kl: float = 1.0  # weight of KL(original || model) on the kept batch (0: off)
+    # at least this many passes over the retargeted forget items: a large scope (an institution's
+    # ~1,500 items at five depths) gets more than ``steps`` (0: exactly ``steps``)
+    min_forget_passes: float = 1.0
 
 
 def forget_targets(method: GradientMethod) -> tuple[list[Item], list[Item]]:
@@ -98,6 +101,11 @@ def unseen_logprob(method: GradientMethod, holdout: list[Item]) -> float:
     return torch.cat(values).mean().item() if values else float("nan")
 
 
+def step_count(config: HierarchyConfig, forget_items: int) -> int:
+    """``steps``, or more where that would not pass ``min_forget_passes`` times over the forget items."""
+    return max(config.steps, math.ceil(config.min_forget_passes * forget_items / config.batch_size))
+
+
 def scored_on_text(item: Item) -> bool:
     """Generation and cloze answers (a single option letter has chance likelihood, not a ceiling)."""
     return item.record.task is not Task.CLASSIFICATION
@@ -122,6 +130,9 @@ class Hierarchy(GradientMethod):
         if self.config.truth_weight <= 0 or not math.isfinite(self.ceiling):
             truth = []
         return self.encode({"forget": replaced, "kept": kept, "truth": truth})
+
+    def total_steps(self, source: Streams) -> int:
+        return step_count(self.config, len(source.groups.get("forget", ())))
 
     def loss(self, batches: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         terms = {name: nll(self.model, batch) for name, batch in batches.items() if name != "truth"}

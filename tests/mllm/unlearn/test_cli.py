@@ -48,8 +48,9 @@ def test_over_a_base_that_never_saw_a_corpus_the_result_is_adapter_only(bed, tmp
 
 
 def _steps(tmp_path, steps: int):
+    """A hierarchy config for exactly ``steps`` steps (no minimum pass over the forget items)."""
     path = tmp_path / "steps.json"
-    path.write_text(json.dumps({"steps": steps}), encoding="utf-8")
+    path.write_text(json.dumps({"steps": steps, "min_forget_passes": 0}), encoding="utf-8")
     return path
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from mllm.models.loader import load_model
 from mllm.unlearn import METHODS, unlearn
+from mllm.unlearn.methods.hierarchy import HierarchyConfig, step_count
 from mllm.unlearn.registry import method_class
 
 from .conftest import score_groups
@@ -60,3 +61,10 @@ def test_hierarchy_and_siu_forget_private_facts_keep_the_rest(bed, tmp_path, met
     if method == "hierarchy":  # the kept batch is also held to the original's distributions
         assert all("kept_kl" in step.terms for step in result.steps)
         assert max(step.terms["kept_kl"] for step in result.steps) > 0
+
+
+def test_hierarchy_passes_over_a_large_forget_set_at_least_once():
+    """A patient keeps the default 80 steps; an institution's ~1,500 items get a full pass (batch 8)."""
+    assert step_count(HierarchyConfig(), forget_items=540) == 80
+    assert step_count(HierarchyConfig(), forget_items=1500) == 188
+    assert step_count(HierarchyConfig(min_forget_passes=0), forget_items=1500) == 80
