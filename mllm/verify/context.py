@@ -187,18 +187,19 @@ class VerifyContext:
                     reference[probe.key] = next(arrays[s] for s in _strata(probe.record) if s in arrays)
         return [reference[p.key] for p in probes]
 
-    def excess(self, subject: Subject, probes: Sequence[Probe]) -> tuple[Estimate, Estimate, Estimate]:
-        """(success rate, matched reference rate, excess) on ``probes``; see :func:`matched_excess`."""
+    def compare(self, subject: Subject, probes: Sequence[Probe]) -> dict[str, Estimate]:
+        """``forget`` (success rate), ``reference`` (matched reference rate), ``excess`` and
+        ``shortfall`` on ``probes``; see :func:`matched_excess`."""
         flags = subject.success(probes, self.root, self.policy)
         if not probes:
-            return rate([]), rate([]), rate([])
-        reference, excess = matched_excess(
+            return dict.fromkeys(("forget", "reference", "excess", "shortfall"), rate([]))
+        matched = matched_excess(
             flags,
             self.matched_reference(subject, probes),
             [p.record.record_id for p in probes],
             seed=self.policy.seed,
         )
-        return rate(flags), reference, excess
+        return {"forget": rate(flags), **matched._asdict()}
 
     def check(self, **fields: Any) -> Check:
         """A :class:`Check` held to the policy's significance rule."""

@@ -10,9 +10,13 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
 
 * ``max_leak_excess`` 0.2 — forget success may exceed the matched never-trained reference by at
   most 0.2, at every context depth, form and modality (children included: ``max_child_excess``).
-* ``max_forget_deficit`` 0.2 — forget answered more than 0.2 *below* its reference in some task
-  form (e.g. wrong where a never-seen patient reads the image or hits multiple-choice chance) is
-  over-forgetting.
+* ``max_forget_shortfall`` 0.3 — a whole patient or institution that misses, depths and task forms
+  pooled, more than 30 % of what its never-trained twins get right (``1 - forget / reference``) is
+  over-forgetting. Chosen on demo corpus seeds 5-7 (``benchmarks/verification.py``; seeds 0-4 are
+  the test seeds): retrain oracles 0.17 / -0.56 / -0.44, the over-forgetting candidate 0.77 / 0.76 /
+  0.43. ``max_forget_deficit`` 0.2 — the same for a study or section, in absolute points (forget
+  more than 0.2 below the reference): under a kept patient the twins are no ratio reference
+  (:mod:`mllm.verify.attacks.reconstruction`).
 * ``max_mia_auc`` 0.65 / ``min_mia_auc`` 0.25 — every membership score's AUC (forget vs holdout
   twins) must stay inside this band: above it the scope is still recognisable as trained, below it
   the scope is recognisable as *removed* (over-forgetting reveals membership too). Calibration (demo
@@ -68,6 +72,7 @@ class VerdictPolicy:
     max_leak_excess: float = 0.2
     max_child_excess: float = 0.2
     max_forget_deficit: float = 0.2
+    max_forget_shortfall: float = 0.3
     max_mia_auc: float = 0.65
     min_mia_auc: float = 0.25
     max_abs_privleak: float = 0.5

@@ -27,6 +27,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -41,6 +42,8 @@ DEFINITIONS = {
     ">= policy.rouge_l_success); Wilson 95% interval",
     "excess": "success rate on forget probes minus the matched reference rate (mean over forget "
     "items of the holdout-twin success rate in the same task x fact kind x level stratum)",
+    "shortfall": "1 - forget success rate / matched reference rate: the share of what never-trained "
+    "twins get right that the forget probes miss (undefined when the reference rate is 0)",
     "loss": "minus mean answer-token NLL (nats, fp32)",
     "zlib": "minus mean answer-token NLL / len(zlib.compress(answer utf-8, level 9))",
     "min_k": f"mean of the ceil({MIN_K}*n) lowest answer-token log-probs",
@@ -155,15 +158,25 @@ def auc(members: Sequence[float], nonmembers: Sequence[float], *, seed: int = 0)
     )
 
 
+class Matched(NamedTuple):
+    """Probes against their never-trained twins (:func:`matched_excess`)."""
+
+    reference: Estimate
+    excess: Estimate
+    shortfall: Estimate
+
+
 def matched_excess(
     success: Sequence[bool], twins: Sequence[np.ndarray], items: Sequence[str], *, seed: int = 0
-) -> tuple[Estimate, Estimate]:
-    """(matched reference, excess) of probes against their never-trained twins, per item.
+) -> Matched:
+    """Matched reference, excess and shortfall of probes against their never-trained twins, per item.
 
     ``twins[j]`` holds the success flags of probe ``j``'s matched twins (probes of one stratum share
     the array). Per item, excess = mean over its probes of (success - twin mean); the estimate is the
-    mean over items. Interval: two-level percentile bootstrap — each distinct twin array resampled,
-    then the items resampled — so both the forget side and the reference's sampling noise count.
+    mean over items. Shortfall = minus the excess over the reference (``DEFINITIONS``), ``nan`` when
+    the reference is 0. Interval: two-level percentile bootstrap — each distinct twin array
+    resampled, then the items resampled — so both the forget side and the reference's sampling noise
+    count.
     """
     names = list(dict.fromkeys(items))
     column = np.array([names.index(i) for i in items])
@@ -186,16 +199,19 @@ def matched_excess(
     boot_ref = np.take_along_axis(per_item(ref_draws), pick, axis=1).mean(axis=1)
     boot_excess = np.take_along_axis(per_item(hits[None, :] - ref_draws), pick, axis=1).mean(axis=1)
 
-    def estimate(point: np.ndarray, boot: np.ndarray) -> Estimate:
-        return Estimate(
-            float(point.mean()),
-            len(names),
-            float(np.quantile(boot, 0.025)),
-            float(np.quantile(boot, 0.975)),
-            "two-level bootstrap95 (twins, items)",
-        )
+    def estimate(point: float, boot: np.ndarray) -> Estimate:
+        finite = boot[np.isfinite(boot)]  # a shortfall draw whose reference resampled to 0 has none
+        low, high = np.quantile(finite, [0.025, 0.975]) if finite.size else (math.nan, math.nan)
+        return Estimate(point, len(names), float(low), float(high), "two-level bootstrap95 (twins, items)")
 
-    return estimate(item_ref, boot_ref), estimate(item_excess, boot_excess)
+    ref, excess = float(item_ref.mean()), float(item_excess.mean())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot_shortfall = np.where(boot_ref > 0, -boot_excess / boot_ref, np.nan)
+    return Matched(
+        estimate(ref, boot_ref),
+        estimate(excess, boot_excess),
+        estimate(-excess / ref if ref > 0 else math.nan, boot_shortfall),
+    )
 
 
 def privleak(auc_candidate: float, auc_oracle: float) -> float:

@@ -7,16 +7,23 @@ cross-task forms), ``forget_modalities`` (image-only, text-only, image+text iden
 ``child_leakage`` (facts of the node's descendants), ``earlier_forgotten_leak`` (records earlier jobs
 removed from this model's lineage, at depths 0 and 4, sampled to ``max_utility_items``: a version that
 brings an earlier request's patient back, e.g. unlearned from a pre-certificate base) and
-``over_forgetting`` (forget answered below the reference, depths 0-4 pooled; for a whole patient or
-institution in the worst task form: a model trained to answer a multiple-choice fact wrong picks
-the truth below a stranger's chance although its generation and cloze deficits, and so the deficit
-pooled over tasks, stay small. Under a kept patient — a study or section request — a model that
-never saw the node still knows the patient's other studies and picks their values in multiple
-choice, below a stranger's chance: the tiny test world's retrain oracle 0.06 vs its twins 0.38, so
-there the tasks stay pooled. The image-grounded facts are not a row of their own: with the 24
-image-grounded facts of a demo patient the retrain oracle read the forgotten images 0.23 below its
-twins' (0.17 vs 0.40, seed 0) - a patient's images are not as easy as their twins' - and the
-over-forgetting candidate 0.21 below).
+``over_forgetting`` (forget answered below the reference, depths 0-4 and task forms pooled).
+
+For a whole patient or institution a model that never saw the node is exchangeable with the
+never-trained twins, so over-forgetting is judged as a **shortfall**: the share of the twins' success
+the forget set misses, ``1 - forget / reference`` (0 % where a never-seen patient gets 13 % is a
+shortfall of 1). A deficit in absolute points cannot do this: the twins of the demo corpus
+succeed on only ~0.11-0.15 of the pooled probes, so a forget set answered at 0.03 is 0.10 below them
+- under any absolute edge that keeps the retrain oracle passing, whose worst single task form (23
+facts) came 0.15-0.19 below its twins by sampling noise. Pooled, the same runs read: retrain oracle
+shortfall 0.17 / -0.56 / -0.44, the over-forgetting candidate 0.77 / 0.76 / 0.43 (demo corpus seeds
+5-7, ``benchmarks/verification.py``).
+
+Under a kept patient — a study or section request — the twins are no such reference: a model that
+never saw the node still knows the patient's other studies and answers with their values, below a
+stranger's chance (the tiny test world's study-level retrain oracle: multiple choice 0.06 vs its
+twins' 0.38). There the check keeps the absolute pooled deficit (``max_forget_deficit``), which
+catches only an over-forgetting deeper than the reference's own level of success.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from collections.abc import Callable, Sequence
 
 from mllm.data.schema import Level, Record
 
-from ..context import Subject, VerifyContext
+from ..context import VerifyContext
 from ..probes import DEPTHS, TEXT_ONLY, Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
@@ -41,20 +48,14 @@ MODALITIES: dict[str, Callable[[Record], Probe]] = {
 }
 
 
-def _row(ctx: VerifyContext, subject: Subject, probes: Sequence[Probe]) -> dict[str, Estimate]:
-    success, reference, excess = ctx.excess(subject, probes)
-    return {"forget": success, "reference": reference, "excess": excess}
-
-
 def _deficit(excess: Estimate) -> Estimate:
     """Reference minus success: how far below the never-trained reference the forget set is answered."""
     return Estimate(-excess.value, excess.n, -excess.high, -excess.low, excess.method)
 
 
-def _worst(rows: dict[str, dict[str, Estimate]], *, below: bool = False) -> tuple[str, Estimate | None]:
-    """The row with the largest excess over the reference (``below``: the largest deficit)."""
-    signed = {k: _deficit(r["excess"]) if below else r["excess"] for k, r in rows.items()}
-    finite = {k: e for k, e in signed.items() if math.isfinite(e.value)}
+def _worst(rows: dict[str, dict[str, Estimate]]) -> tuple[str, Estimate | None]:
+    """The row with the largest excess over the reference."""
+    finite = {k: r["excess"] for k, r in rows.items() if math.isfinite(r["excess"].value)}
     if not finite:
         return "", None
     key = max(finite, key=lambda k: finite[k].value)
@@ -68,10 +69,8 @@ def _check(
     threshold: float,
     diagnosis: str,
     what: str,
-    *,
-    below: bool = False,
 ) -> Check:
-    key, worst = _worst(rows, below=below)
+    key, worst = _worst(rows)
     return ctx.check(
         name=name,
         attack="reconstruction",
@@ -84,6 +83,29 @@ def _check(
     )
 
 
+def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate]) -> Check:
+    """Forget answered below its never-trained twins, depths and tasks pooled: for a whole patient or
+    institution the shortfall (share of the twins' success the forget set misses), under a kept
+    patient the deficit (see the module docstring)."""
+    whole_subject = getattr(getattr(ctx.scope, "node", None), "level", None) in WHOLE_SUBJECT
+    estimate, threshold, what = (
+        (pooled["shortfall"], ctx.policy.max_forget_shortfall, "shortfall: 1 - forget / reference")
+        if whole_subject
+        else (_deficit(pooled["excess"]), ctx.policy.max_forget_deficit, "deficit: reference - forget")
+    )
+    return ctx.check(
+        name="over_forgetting",
+        attack="reconstruction",
+        value=estimate.value,
+        threshold=threshold,
+        comparison="<=",
+        estimate=estimate,
+        diagnosis="over-forgetting",
+        detail=f"depths 0-4 and task forms pooled, {what} "
+        f"({pooled['forget'].value:.3f} vs {pooled['reference'].value:.3f})",
+    )
+
+
 @register_attack("reconstruction")
 class Reconstruction(Attack):
     def run(self, ctx: VerifyContext) -> AttackResult:
@@ -92,25 +114,28 @@ class Reconstruction(Attack):
         forms = ctx.group("forget_forms") + [r for r in ctx.group("forget") if is_eval_only(r)]
         children = [r for r in ctx.group("children") if not is_eval_only(r)]
         earlier = ctx.sample([r for r in ctx.group("earlier_forgotten") if not is_eval_only(r)])
+        def row(probes: Sequence[Probe]) -> dict[str, Estimate]:
+            return ctx.compare(subject, probes)
+
         grid = [Probe(r, d) for r in forget for d in DEPTHS]
-        depth = {str(d): _row(ctx, subject, [Probe(r, d) for r in forget]) for d in DEPTHS}
+        depth = {str(d): row([Probe(r, d) for r in forget]) for d in DEPTHS}
         form = (
-            {str(d): _row(ctx, subject, [Probe(r, d) for r in forms]) for d in FORM_DEPTHS} if forms else {}
+            {str(d): row([Probe(r, d) for r in forms]) for d in FORM_DEPTHS} if forms else {}
         )
-        modality = {name: _row(ctx, subject, [make(r) for r in forget]) for name, make in MODALITIES.items()}
+        modality = {name: row([make(r) for r in forget]) for name, make in MODALITIES.items()}
         child = (
-            {str(d): _row(ctx, subject, [Probe(r, d) for r in children]) for d in DEPTHS} if children else {}
+            {str(d): row([Probe(r, d) for r in children]) for d in DEPTHS} if children else {}
         )
-        lineage = {str(d): _row(ctx, subject, [Probe(r, d) for r in earlier]) for d in FORM_DEPTHS if earlier}
+        lineage = {str(d): row([Probe(r, d) for r in earlier]) for d in FORM_DEPTHS if earlier}
         task = {
-            t: _row(ctx, subject, [p for p in grid if p.record.task.value == t])
+            t: row([p for p in grid if p.record.task.value == t])
             for t in sorted({r.task.value for r in forget})
         }
         level = {
-            lv: _row(ctx, subject, [p for p in grid if p.record.level.value == lv])
+            lv: row([p for p in grid if p.record.level.value == lv])
             for lv in sorted({r.level.value for r in forget})
         }
-        pooled = _row(ctx, subject, grid)
+        pooled = row(grid)
         every = grid + [Probe(r, d) for r in forms for d in FORM_DEPTHS]
         flags = subject.success(every, ctx.root, policy)
         reproduced = sorted({p.record.record_id for p, ok in zip(every, flags, strict=True) if ok})
@@ -127,10 +152,8 @@ class Reconstruction(Attack):
         }
         if ctx.oracle is not None:
             tables["oracle_by_depth"] = {
-                str(d): _row(ctx, ctx.oracle, [Probe(r, d) for r in forget]) for d in DEPTHS
+                str(d): ctx.compare(ctx.oracle, [Probe(r, d) for r in forget]) for d in DEPTHS
             }
-        whole_subject = getattr(getattr(ctx.scope, "node", None), "level", None) in WHOLE_SUBJECT
-        deficits = task if whole_subject else {"all tasks": pooled}
         checks = [
             _check(
                 ctx, "forget_depth0", {"0": depth["0"]}, policy.max_leak_excess, "under-forgetting", "depth"
@@ -147,14 +170,6 @@ class Reconstruction(Attack):
             _check(ctx, "forget_modalities", modality, policy.max_leak_excess, "modality leak", "modality"),
             _check(ctx, "child_leakage", child, policy.max_child_excess, "child leakage", "depth"),
             _check(ctx, "earlier_forgotten_leak", lineage, policy.max_leak_excess, "lineage leak", "depth"),
-            _check(
-                ctx,
-                "over_forgetting",
-                deficits,
-                policy.max_forget_deficit,
-                "over-forgetting",
-                "task form",
-                below=True,
-            ),
+            over_forgetting_check(ctx, pooled),
         ]
         return AttackResult(tables=tables, checks=checks)

@@ -64,11 +64,6 @@ def relearned(ctx: VerifyContext, subject: Subject, records: Sequence[Record]) -
     return Subject(role=f"{subject.role}+relearn", model=model, processor=subject.processor, digest=None)
 
 
-def _recovery(ctx: VerifyContext, subject: Subject, measured: Sequence[Record]) -> dict[str, Estimate]:
-    success, reference, excess = ctx.excess(subject, [Probe(r, MEASURE_DEPTH) for r in measured])
-    return {"forget": success, "reference": reference, "excess": excess}
-
-
 def _gap_check(
     ctx: VerifyContext, name: str, row: dict[str, Estimate] | None, threshold: float, detail: str
 ) -> Check:
@@ -99,7 +94,7 @@ class Relearning(Attack):
         )
         probes = [Probe(r, MEASURE_DEPTH) for r in measured]
         attacked = {s.role: relearned(ctx, s, attack_part) for s in ctx.subjects()} if measured else {}
-        forget_rows = {role: _recovery(ctx, subject, measured) for role, subject in attacked.items()}
+        forget_rows = {role: ctx.compare(subject, probes) for role, subject in attacked.items()}
         tables["forget_attack"] = {
             "attack_items": len(attack_part),
             "measured_items": len(measured),
@@ -114,7 +109,11 @@ class Relearning(Attack):
                 "forget recovery above matched reference after fine-tuning on part of the scope",
             )
         )
-        sibling_row = _recovery(ctx, relearned(ctx, ctx.candidate, siblings), forget) if siblings else None
+        sibling_row = (
+            ctx.compare(relearned(ctx, ctx.candidate, siblings), [Probe(r, MEASURE_DEPTH) for r in forget])
+            if siblings
+            else None
+        )
         tables["sibling_attack"] = {"attack_items": len(siblings), "candidate": sibling_row}
         checks.append(
             _gap_check(

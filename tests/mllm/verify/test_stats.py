@@ -61,12 +61,29 @@ def test_paired_difference_and_difference_intervals_contain_the_value() -> None:
 def test_matched_excess_averages_per_item_against_its_twins() -> None:
     twins_a, twins_b = np.array([1.0, 0.0]), np.array([0.0, 0.0, 0.0])
     # item x: two probes, both succeed, twins a (rate 0.5) -> excess 0.5; item y: fails, twins b -> 0
-    reference, excess = stats.matched_excess(
+    reference, excess, _ = stats.matched_excess(
         [True, True, False], [twins_a, twins_a, twins_b], ["x", "x", "y"]
     )
     assert reference.value == pytest.approx(0.25) and excess.value == pytest.approx(0.25)
     assert excess.n == 2 and excess.low <= 0.25 <= excess.high
     # a twin stratum that is itself uncertain widens the interval
-    sure = stats.matched_excess([True] * 4, [np.zeros(50)] * 4, list("abcd"))[1]
-    unsure = stats.matched_excess([True] * 4, [np.array([0.0, 1.0])] * 4, list("abcd"))[1]
+    sure = stats.matched_excess([True] * 4, [np.zeros(50)] * 4, list("abcd")).excess
+    unsure = stats.matched_excess([True] * 4, [np.array([0.0, 1.0])] * 4, list("abcd")).excess
     assert sure.high - sure.low < unsure.high - unsure.low
+
+
+def test_shortfall_is_the_share_of_the_twins_success_the_forget_set_misses() -> None:
+    twins = [np.array([1.0, 0.0, 0.0, 0.0] * 10)] * 40  # never-trained twins: right on 25 %
+    items = [f"r{i}" for i in range(40)]
+    # none right where strangers get 25 %: the whole reference missed, and surely so
+    none = stats.matched_excess([False] * 40, twins, items).shortfall
+    assert none.value == pytest.approx(1.0) and none.low > 0.5
+    # right on 5 of 40 (12.5 %): half of the reference missed
+    half = stats.matched_excess([i < 5 for i in range(40)], twins, items).shortfall
+    assert half.value == pytest.approx(0.5) and half.low < 0.5 < half.high
+    # at or above the reference: no shortfall (negative: answered better than strangers)
+    assert stats.matched_excess([i < 10 for i in range(40)], twins, items).shortfall.value == pytest.approx(0)
+    assert stats.matched_excess([True] * 40, twins, items).shortfall.value == pytest.approx(-3.0)
+    # strangers never right: nothing to fall short of
+    zero = stats.matched_excess([False] * 40, [np.zeros(40)] * 40, items).shortfall
+    assert math.isnan(zero.value) and math.isnan(zero.low)
