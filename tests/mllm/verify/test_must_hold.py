@@ -24,8 +24,9 @@ KNOWN_GAPS = {
     # reading (reference ~0.1-0.17), and the study-level retrain oracle itself scores ~0.12 below its
     # twins (it answers with the retained sibling study's values), so an over-forgetting deficit cannot
     # exceed the 0.2 threshold that keeps the oracle passing; the candidate fails on membership instead.
-    # (Per task form, which catches it on whole-patient requests of the demo benchmark, the study-level
-    # oracle picks multiple choice 0.06 vs its twins' 0.38 here, as far below as the candidate.)
+    # (As a shortfall, which catches it on whole-patient requests of the demo benchmark, the study-level
+    # oracle would fail too: it picks multiple choice 0.06 vs its twins' 0.38 here, as far below as the
+    # candidate.)
     "over-forgetting": "tiny world too small to separate over-forgetting from the oracle (see KNOWN_GAPS)",
 }
 
