@@ -13,7 +13,7 @@ For a whole patient or institution a model that never saw the node is exchangeab
 never-trained twins, so over-forgetting is judged as a **shortfall**: the share of the twins' success
 the forget set misses, ``1 - forget / reference`` (0 % where a never-seen patient gets 13 % is a
 shortfall of 1). A deficit in absolute points cannot do this: the twins of the demo corpus
-succeed on only ~0.11-0.15 of the pooled probes, so a forget set answered at 0.03 is 0.10 below them
+succeed on only ~0.08-0.22 of the pooled probes, so a forget set answered at 0.03 is 0.10 below them
 - under any absolute edge that keeps the retrain oracle passing, whose worst single task form (23
 facts) came 0.15-0.19 below its twins by sampling noise. Pooled, the same runs read: retrain oracle
 shortfall 0.17 / -0.56 / -0.44, the over-forgetting candidate 0.77 / 0.76 / 0.43 (demo corpus seeds
@@ -114,6 +114,7 @@ class Reconstruction(Attack):
         forms = ctx.group("forget_forms") + [r for r in ctx.group("forget") if is_eval_only(r)]
         children = [r for r in ctx.group("children") if not is_eval_only(r)]
         earlier = ctx.sample([r for r in ctx.group("earlier_forgotten") if not is_eval_only(r)])
+
         def row(probes: Sequence[Probe]) -> dict[str, Estimate]:
             return ctx.compare(subject, probes)
 
