@@ -141,6 +141,12 @@ class Record:
         return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in data.items()}
 
     @property
+    def fact(self) -> tuple[str, str]:
+        """The fact this record asks, ``(fact_key, owner_id)``: every form, phrasing and image it is
+        asked on shares it."""
+        return self.fact_key, self.owner_id
+
+    @property
     def is_trainable(self) -> bool:
         """True for records the model is fine-tuned on (train split, not an eval-only form)."""
         return self.split is Split.TRAIN and not self.eval_only

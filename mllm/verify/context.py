@@ -8,13 +8,16 @@ The **matched reference** of a set of forget probes is what a never-trained mode
 score on them: for each probe, the success rate of the holdout-twin probes of the same depth and
 modality in the same stratum (task x fact kind x level, falling back to task x fact kind, then fact
 kind, then all twins), measured on the same model; their mean is the reference rate. The excess
-(success minus reference) is judged per forget *item* (its probes averaged), with an interval from
-a two-level bootstrap that resamples the twins of each stratum and the forget items
-(:func:`mllm.verify.stats.matched_excess`), so the reference's own sampling noise is counted.
+(success minus reference) is judged per forget *fact* (the probes of all its forms, phrasings and
+images averaged: they stand or fall together, so counting them as independent items would narrow
+the interval), with an interval from a two-level bootstrap that resamples the twins of each stratum
+and the forget facts (:func:`mllm.verify.stats.matched_excess`), so the reference's own sampling
+noise is counted.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,13 +193,19 @@ class VerifyContext:
     def compare(self, subject: Subject, probes: Sequence[Probe]) -> dict[str, Estimate]:
         """``forget`` (success rate), ``reference`` (matched reference rate), ``excess`` and
         ``shortfall`` on ``probes``; see :func:`matched_excess`."""
-        flags = subject.success(probes, self.root, self.policy)
+        return self.compare_parts([(subject, probes)])
+
+    def compare_parts(self, parts: Sequence[tuple[Subject, Sequence[Probe]]]) -> dict[str, Estimate]:
+        """:meth:`compare` over probes asked of different models (each with its own matched
+        reference): the folds of a cross-fitted attack, judged as one set."""
+        flags = [ok for subject, probes in parts for ok in subject.success(probes, self.root, self.policy)]
+        probes = [p for _, part in parts for p in part]
         if not probes:
             return dict.fromkeys(("forget", "reference", "excess", "shortfall"), rate([]))
         matched = matched_excess(
             flags,
-            self.matched_reference(subject, probes),
-            [p.record.record_id for p in probes],
+            [twins for subject, part in parts for twins in self.matched_reference(subject, part)],
+            ["/".join(p.record.fact) for p in probes],
             seed=self.policy.seed,
         )
         return {"forget": rate(flags), **matched._asdict()}
@@ -204,6 +213,26 @@ class VerifyContext:
     def check(self, **fields: Any) -> Check:
         """A :class:`Check` held to the policy's significance rule."""
         return Check(significance=self.policy.require_significance, **fields)
+
+    def worst_check(
+        self, rows: Mapping[str, Estimate], *, detail: str, nothing: str, **fields: Any
+    ) -> Check:
+        """One check over several estimates of one quantity (groups, depths, scores): the check of the
+        row that decides the verdict — failing rows before passing ones, then the furthest past the
+        threshold — so an extreme but insignificant row (six items) cannot mask a significant failure
+        in another (two hundred). ``detail`` is followed by the row's name; ``nothing`` is the detail
+        when no row has a value (the check is then not applicable)."""
+        checks = {
+            key: self.check(value=e.value, estimate=e, detail=f"{detail}: {key}", **fields)
+            for key, e in rows.items()
+            if math.isfinite(e.value)
+        }
+        if not checks:
+            return self.check(value=math.nan, estimate=None, detail=nothing, **fields)
+        sign = 1.0 if fields["comparison"] == "<=" else -1.0
+        return max(
+            checks.values(), key=lambda c: (c.passed is False, sign * (c.value - c.threshold))
+        )
 
     def report(self, stage: str, fraction: float) -> None:
         if self.progress is not None:

@@ -3,8 +3,10 @@
 Each item is scored on its answer tokens in fp32 (:mod:`mllm.verify.stats`: loss, zlib, Min-K%,
 Min-K%++), with the full hierarchy context (depth 4) in the prompt — never on a single letter:
 classification items are scored on their option text (:func:`mllm.verify.probes.scoring_record`).
-Checks: ``membership_inference`` (the highest AUC of the four scores), ``over_forgetting_likelihood``
-(the lowest: forget items *less* likely than never-seen ones) and, with an oracle, ``privleak``.
+Checks: ``membership_inference`` (every score's AUC at most ``max_mia_auc``),
+``over_forgetting_likelihood`` (at least ``min_mia_auc``: forget items *less* likely than never-seen
+ones) — each reports the score that decides it (a significant failure before a larger value without
+one) — and, with an oracle, ``privleak``.
 """
 
 from __future__ import annotations
@@ -54,32 +56,29 @@ class Membership(Attack):
         policy = ctx.policy
         members, nonmembers = scoring_items(ctx.group("forget")), scoring_items(ctx.group("holdout"))
         table = score_table(ctx, ctx.candidate, members, nonmembers)
-        highest = max(table.values(), key=lambda e: e.value if math.isfinite(e.value) else -1)
-        lowest = min(table.values(), key=lambda e: e.value if math.isfinite(e.value) else 2)
-        name_of = {id(v): k for k, v in table.items()}
         tables: dict = {"auc": table, "members": len(members), "nonmembers": len(nonmembers)}
         checks = [
-            ctx.check(
+            ctx.worst_check(
+                table,
                 name="membership_inference",
                 attack="membership",
-                value=highest.value,
                 threshold=policy.max_mia_auc,
                 comparison="<=",
-                estimate=highest,
                 null=0.5,
                 diagnosis="under-forgetting (membership)",
-                detail=f"highest AUC: {name_of[id(highest)]}",
+                detail="AUC forget vs holdout twins, worst score",
+                nothing="no membership items",
             ),
-            ctx.check(
+            ctx.worst_check(
+                table,
                 name="over_forgetting_likelihood",
                 attack="membership",
-                value=lowest.value,
                 threshold=policy.min_mia_auc,
                 comparison=">=",
-                estimate=lowest,
                 null=0.5,
                 diagnosis="over-forgetting",
-                detail=f"lowest AUC: {name_of[id(lowest)]}",
+                detail="AUC forget vs holdout twins, worst score",
+                nothing="no membership items",
             ),
         ]
         if ctx.oracle is not None:

@@ -28,7 +28,6 @@ catches only an over-forgetting deeper than the reference's own level of success
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 from mllm.data.schema import Level, Record
@@ -53,15 +52,6 @@ def _deficit(excess: Estimate) -> Estimate:
     return Estimate(-excess.value, excess.n, -excess.high, -excess.low, excess.method)
 
 
-def _worst(rows: dict[str, dict[str, Estimate]]) -> tuple[str, Estimate | None]:
-    """The row with the largest excess over the reference."""
-    finite = {k: r["excess"] for k, r in rows.items() if math.isfinite(r["excess"].value)}
-    if not finite:
-        return "", None
-    key = max(finite, key=lambda k: finite[k].value)
-    return key, finite[key]
-
-
 def _check(
     ctx: VerifyContext,
     name: str,
@@ -70,16 +60,16 @@ def _check(
     diagnosis: str,
     what: str,
 ) -> Check:
-    key, worst = _worst(rows)
-    return ctx.check(
+    """The excess over the reference, judged on the deciding row (:meth:`VerifyContext.worst_check`)."""
+    return ctx.worst_check(
+        {key: row["excess"] for key, row in rows.items()},
         name=name,
         attack="reconstruction",
-        value=worst.value if worst else math.nan,
         threshold=threshold,
         comparison="<=",
-        estimate=worst,
         diagnosis=diagnosis,
-        detail=f"worst {what}: {key}" if key else f"no {what} to probe",
+        detail=f"worst {what}",
+        nothing=f"no {what} to probe",
     )
 
 

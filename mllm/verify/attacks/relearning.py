@@ -1,11 +1,13 @@
 """Relearning: a few fine-tuning steps on part of the forget scope, recovery measured on the rest.
 
 Forgetting and hiding look alike until the model is nudged: knowledge that was only hidden comes
-back after a handful of steps on *related* data. The forget facts are split (by fact, so no fact is
-on both sides; seeded) into an attack part (``relearn_fraction``) and a measured part; a copy of the
-candidate is fully fine-tuned for ``relearn_steps`` steps (AdamW, ``relearn_lr``) on the attack part
-at context depths 0 and 4, and the measured part is then asked at depth 4 and compared with
-the matched never-trained reference on the attacked copy. The same attack is run separately with
+back after a handful of steps on *related* data. The forget facts are split in two folds (by fact,
+so no fact is on both sides; seeded, ``relearn_fraction`` in the first); a copy of the candidate is
+fully fine-tuned for ``relearn_steps`` steps (AdamW, ``relearn_lr``) on one fold at context depths
+0 and 4, and the other fold is then asked at depth 4 — and the same with the folds swapped, so every
+forget fact is measured once (cross-fitting: one split of a dozen facts, multiple-choice chance
+included, moved a retrain oracle's recovery by 0.15 on demo seed 3). Recovery is compared with the
+matched never-trained reference on the attacked copies. The same attack is run separately with
 the siblings as the attack set (recovery measured on all forget facts), and on the oracle when given.
 Checks: ``relearning_forget``, ``relearning_siblings``, ``relearning_vs_oracle``.
 """
@@ -36,7 +38,7 @@ def split_by_fact(records: Sequence[Record], fraction: float, seed: int) -> tupl
     """(attack part, measured part): whole facts on one side only, seeded."""
     facts: dict[tuple, list[Record]] = {}
     for record in records:
-        facts.setdefault((record.fact_key, record.owner_id), []).append(record)
+        facts.setdefault(record.fact, []).append(record)
     keys = sorted(facts, key=str)
     random.Random(seed).shuffle(keys)
     cut = min(len(keys) - 1, max(1, math.ceil(fraction * len(keys))))
@@ -89,15 +91,17 @@ class Relearning(Attack):
         siblings = random.Random(policy.seed).sample(siblings, min(len(siblings), MAX_SIBLING_ITEMS))
         tables: dict = {"steps": policy.relearn_steps, "lr": policy.relearn_lr}
         checks: list[Check] = []
-        attack_part, measured = (
-            split_by_fact(forget, policy.relearn_fraction, policy.seed) if len(forget) >= 2 else ([], [])
-        )
-        probes = [Probe(r, MEASURE_DEPTH) for r in measured]
-        attacked = {s.role: relearned(ctx, s, attack_part) for s in ctx.subjects()} if measured else {}
-        forget_rows = {role: ctx.compare(subject, probes) for role, subject in attacked.items()}
+        first, second = split_by_fact(forget, policy.relearn_fraction, policy.seed) if forget else ([], [])
+        folds = [(first, second), (second, first)] if first and second else []
+        attacked = {  # role -> per fold: (the copy fine-tuned on one fold, the probes of the other)
+            s.role: [
+                (relearned(ctx, s, tuned), [Probe(r, MEASURE_DEPTH) for r in asked]) for tuned, asked in folds
+            ]
+            for s in ctx.subjects()
+        }
+        forget_rows = {role: ctx.compare_parts(parts) for role, parts in attacked.items()}
         tables["forget_attack"] = {
-            "attack_items": len(attack_part),
-            "measured_items": len(measured),
+            "fold_items": [len(tuned) for tuned, _ in folds],
             **forget_rows,
         }
         checks.append(
@@ -106,7 +110,7 @@ class Relearning(Attack):
                 "relearning_forget",
                 forget_rows.get("candidate"),
                 policy.max_relearn_gap,
-                "forget recovery above matched reference after fine-tuning on part of the scope",
+                "forget recovery above matched reference after fine-tuning on the other fold of the scope",
             )
         )
         sibling_row = (
@@ -125,11 +129,15 @@ class Relearning(Attack):
             )
         )
         if "oracle" in attacked:
-            est = difference(
-                [float(f) for f in attacked["candidate"].success(probes, ctx.root, policy)],
-                [float(f) for f in attacked["oracle"].success(probes, ctx.root, policy)],
-                seed=policy.seed,
-            )
+
+            def recovered(role: str) -> list[float]:
+                return [
+                    float(ok)
+                    for model, probes in attacked[role]
+                    for ok in model.success(probes, ctx.root, policy)
+                ]
+
+            est = difference(recovered("candidate"), recovered("oracle"), seed=policy.seed)
             checks.append(
                 ctx.check(
                     name="relearning_vs_oracle",

@@ -8,10 +8,12 @@ flat unlearning. Groups larger than ``max_utility_items`` are sampled (seeded).
 
 ``utility_likelihood`` reads the same items through the weights: the increase of the mean
 answer-token negative log-likelihood (fp32, nats per token, trained form: the option letter for
-multiple choice) from the original to the candidate, the largest over the groups. Gradient ascent
+multiple choice) from the original to the candidate, judged per group (the deciding group is
+reported: :meth:`~mllm.verify.context.VerifyContext.worst_check`). Gradient ascent
 wrecks what a model knows before its greedy answers flip: on the demo corpus a GA run that moved
 retain accuracy less than the accuracy thresholds raised this by 1.4-2.7 nats; the retrain oracle,
-a hierarchy run and fine-tuned candidates by at most 0.11 (docs/benchmarks.md, "verification demo").
+a hierarchy run and fine-tuned candidates by at most 0.11 on seeds 0-1, a retrain oracle by 0.30
+on the siblings of seed 3 (docs/benchmarks.md, "verification demo").
 
 ``cumulative_utility`` compares the candidate with the lineage's *first* served model on its
 baseline panel (:mod:`..baseline`), over the panel records still kept, never-trained images and
@@ -64,16 +66,6 @@ def answer_nll(ctx: VerifyContext, subject: Subject, probes: Sequence[Probe]) ->
     return [-float(s.logps.mean()) for s in stats]
 
 
-def _worst(ctx: VerifyContext, estimates: dict[str, Estimate], *, name: str, threshold: float,
-           diagnosis: str, what: str, nothing: str) -> Check:
-    """A check on the largest of ``estimates`` (value <= threshold), naming the group it came from."""
-    group = max(estimates, key=lambda g: estimates[g].value, default="")
-    worst = estimates.get(group)
-    return ctx.check(name=name, attack="utility", value=worst.value if worst else math.nan,
-                     threshold=threshold, comparison="<=", estimate=worst, diagnosis=diagnosis,
-                     detail=f"{what}: {group}" if group else nothing)
-
-
 def _cumulative_check(ctx: VerifyContext) -> tuple[dict, Check]:
     """Per part of the baseline panel (never-trained images, trained records): first served minus
     candidate success over the records still kept; the check reads the worse part (a part the kept
@@ -91,10 +83,12 @@ def _cumulative_check(ctx: VerifyContext) -> tuple[dict, Check]:
         now = [float(f) for f in ctx.candidate.success([Probe(r, 0) for r in records], ctx.root, ctx.policy)]
         table[part] = {"first_served": rate([f > 0 for f in first]), "candidate": rate([f > 0 for f in now]),
                        "drop": paired_difference(first, now, seed=ctx.policy.seed)}
-    check = _worst(ctx, {part: row["drop"] for part, row in table.items()}, name="cumulative_utility",
-                   threshold=ctx.policy.max_cumulative_drop, diagnosis="cumulative utility loss",
-                   what="first served model minus candidate success on the lineage's baseline panel",
-                   nothing="no lineage baseline given")
+    check = ctx.worst_check(
+        {part: row["drop"] for part, row in table.items()}, name="cumulative_utility", attack="utility",
+        threshold=ctx.policy.max_cumulative_drop, comparison="<=", diagnosis="cumulative utility loss",
+        detail="first served model minus candidate success on the lineage's baseline panel, worst part",
+        nothing="no lineage baseline given",
+    )
     return table, check
 
 
@@ -107,10 +101,12 @@ def _likelihood_check(ctx: VerifyContext, probes: dict[str, list[Probe]]) -> tup
                 answer_nll(ctx, ctx.original, items),
                 seed=ctx.policy.seed,
             )
-    check = _worst(ctx, increases, name="utility_likelihood", threshold=ctx.policy.max_nll_increase,
-                   diagnosis="utility loss",
-                   what="largest answer NLL increase (nats/token) over the original",
-                   nothing="no utility items to score")
+    check = ctx.worst_check(
+        increases, name="utility_likelihood", attack="utility", threshold=ctx.policy.max_nll_increase,
+        comparison="<=", diagnosis="utility loss",
+        detail="answer NLL increase (nats/token) over the original, worst group",
+        nothing="no utility items to score",
+    )
     return increases, check
 
 

@@ -11,6 +11,7 @@ import pytest
 import rfc8785
 
 from mllm.verify import PolicyError, VerdictPolicy
+from mllm.verify.context import VerifyContext
 from mllm.verify.report import SCHEMA, Check, VerificationReport
 from mllm.verify.stats import Estimate
 
@@ -88,3 +89,23 @@ def test_report_json_follows_its_schema_and_digest_is_sha256_of_rfc8785() -> Non
     assert report.digest() == hashlib.sha256(rfc8785.dumps(document)).hexdigest()
     assert VerificationReport(checks=[checks[1]], attacks={}, inputs={}, policy={}, definitions={}).passed
     assert not VerificationReport(checks=[checks[2]], attacks={}, inputs={}, policy={}, definitions={}).passed
+
+
+def test_worst_check_is_decided_by_a_significant_failure_not_by_the_largest_value() -> None:
+    """A six-item group far past the threshold but with an interval through 0 must not mask a
+    two-hundred-item group significantly past it (seed 3's GA candidate passed that way)."""
+    ctx = VerifyContext(corpus=None, scope=None, policy=VerdictPolicy(), candidate=None, original=None)
+    fields = dict(name="utility_likelihood", attack="utility", threshold=0.5, diagnosis="utility loss",
+                  detail="worst group", nothing="no groups")
+    rows = {"shared": Estimate(1.22, 6, -0.01, 3.6, "b"), "siblings": Estimate(0.59, 200, 0.34, 0.87, "b"),
+            "retain": Estimate(0.1, 200, -0.1, 0.3, "b")}
+    check = ctx.worst_check(rows, comparison="<=", **fields)
+    assert check.passed is False and check.value == 0.59 and check.detail == "worst group: siblings"
+    # no failing row: the one furthest past (or nearest to) the threshold is reported
+    del rows["siblings"]
+    assert ctx.worst_check(rows, comparison="<=", **fields).detail == "worst group: shared"
+    # ">=" checks look the other way; no finite row is "not applicable"
+    low = {"loss": Estimate(0.2, 40, 0.1, 0.3, "b"), "zlib": Estimate(0.1, 40, -0.1, 0.6, "b")}
+    assert ctx.worst_check(low, comparison=">=", null=0.5, **{**fields, "threshold": 0.25}).value == 0.2
+    empty = {"x": Estimate(float("nan"), 0, 0, 0, "b")}
+    assert ctx.worst_check(empty, comparison="<=", **fields).passed is None
