@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 TEST_DATABASE_URL     ?= postgresql://postgres@127.0.0.1:5432/test
 TEST_CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: venv demo test lint bench bench-api clean
+.PHONY: venv demo test lint bench bench-api bench-verification clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ test: venv
 BENCH_SIZES ?= demo medforget
 bench: venv bench-api
 	for size in $(BENCH_SIZES); do $(BIN)/python benchmarks/train_memorisation.py --size $$size || exit 1; done
+
+# Verification confusion table (issue 13): every target kind over the demo test seeds, one medforget
+# seed. Hours on 2 cores (each target trains its own retrain oracle); not part of `make bench`.
+VERIFY_TARGETS ?= patient study institution FINDINGS LAB
+bench-verification: venv
+	$(BIN)/python benchmarks/verification.py --size demo --seeds 0 1 2 3 4 --targets $(VERIFY_TARGETS)
+	$(BIN)/python benchmarks/verification.py --size medforget --seeds 0 --targets $(VERIFY_TARGETS)
 
 # REST API under load against PostgreSQL + its own Redis (< 60 s; needs redis-server and PostgreSQL).
 BENCH_API_ARGS ?= --seconds 10 --concurrency 16

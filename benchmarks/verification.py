@@ -1,27 +1,31 @@
-"""Verification benchmark: time of a patient-level verification, and the confusion table of the verdict
-over the calibration candidates (retrain oracle and the broken ones of ``mllm.verify.calibration``).
+"""Verification benchmark: time of a verification, and the confusion table of the verdict over the
+calibration candidates (retrain oracle and the broken ones of ``mllm.verify.calibration``).
 
-    .venv/bin/python benchmarks/verification.py [--size tiny|demo] [--seeds 0 1 ..] [--model-size tiny]
+    .venv/bin/python benchmarks/verification.py [--size tiny|demo|medforget] [--seeds 0 1 ..]
+        [--targets patient study institution FINDINGS ..] [--model-size tiny]
 
-Per seed: generate the corpus, pick the first train patient with two or more studies, resolve its
-scope, train the original (all trainable records) and the retrain oracle (all but the forget set)
-from the same fresh reference at the testbed's depth mix, save both as model directories, then
+Per seed: generate the corpus and train the original (all trainable records) from a fresh
+reference at the testbed's depth mix. Per target (``--targets``, default ``patient``: the first
+train patient with two or more studies; other levels and section kinds are the unlearning
+benchmark's seeded picks): resolve its scope, train the retrain oracle (all but the forget set) with
+the same recipe, save it as a model directory, then
 
 * time ``verify`` of the oracle **from the directories** (loading included), as ``oblivio verify``
-  runs it, with the per-attack split (what dominates);
+  runs it, with the per-attack split (what dominates; the 60 s target is for a patient);
 * build every calibration candidate and verify it; a candidate is *detected* when the verdict
   fails and every check of its failure mode fails (``EXPECTED_FAILURES``); the oracle must pass;
 * run the ``hierarchy`` method with its default configuration (the pipeline's first rung) on the
   original and verify it: a passing unlearner, which must pass too (``HIERARCHY``; when the collapse
   guard refuses it, the row says so).
 
-``--hierarchy-only`` trains the original alone and runs just the last step (to re-measure the
-method after a change: the other candidates do not depend on it); it writes
+``--hierarchy-only`` skips the oracle and the candidates and runs just the last step (to re-measure
+the method after a change: the other candidates do not depend on it); it writes
 ``result-hierarchy.json`` and no docs section.
 
-Writes ``bench-out/verification/<size>/result.json``, every report (``seed<N>/reports/<candidate>.json``,
-attack tables included) and the ``verification <size>`` section of ``docs/benchmarks.md``
-(confusion table, margins between thresholds and measured values).
+Writes ``bench-out/verification/<size>/result.json``, every report
+(``seed<N>/<target>/reports/<candidate>.json``, attack tables included) and the
+``verification <size>`` section of ``docs/benchmarks.md`` (confusion table over every seed and
+target, margins between thresholds and measured values).
 """
 
 from __future__ import annotations
@@ -38,15 +42,18 @@ from pathlib import Path
 
 import torch
 from docs_section import replace_section
+from unlearning import pick_targets
 
-from mllm.data.schema import Corpus
+from mllm.data.schema import Corpus, Section
 from mllm.data.scope import NodeRef, resolve_scope
 from mllm.data.synth import generate_corpus
+from mllm.models.loader import LoadedModel
 from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig
 from mllm.unlearn import CollapseError, unlearn
 from mllm.verify import VerdictPolicy, VerificationReport, subject, verify
 from mllm.verify.calibration import CANDIDATES, EXPECTED_FAILURES, PASSING, build_candidate, train_reference
+from mllm.verify.context import Subject
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 60
@@ -70,32 +77,66 @@ def detected(name: str, report: VerificationReport) -> bool:
     return not report.passed and must_fail <= {c.name for c in report.failed}
 
 
-def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
+def target_node(corpus: Corpus, kind: str, seed: int) -> NodeRef:
+    """The node of the target ``kind``: the patient of :func:`patient_node`, otherwise the unlearning
+    benchmark's seeded pick for that level or section kind."""
+    return patient_node(corpus) if kind == "patient" else pick_targets(corpus, 1, seed, [kind])[0]
+
+
+def run_seed(args: argparse.Namespace, seed: int, out: Path) -> list[dict]:
+    """Train the original once, then verify every target's candidates (one row per target)."""
     work = out / f"seed{seed}"
     shutil.rmtree(work, ignore_errors=True)
     corpus = generate_corpus(size=args.size, seed=seed, out=work / "corpus")
-    scope = resolve_scope(corpus, patient_node(corpus))
-    trainable = corpus.select(trainable=True)
-    forget_ids = {r.record_id for r in scope.forget}
     config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, seed=seed)
     started = time.perf_counter()
-    models = {"original": train_reference(corpus, trainable, SPECS[args.model_size], config)}
-    if not args.hierarchy_only:
-        models["oracle"] = train_reference(
-            corpus, [r for r in trainable if r.record_id not in forget_ids], SPECS[args.model_size], config
-        )
+    original = train_reference(corpus, corpus.select(trainable=True), SPECS[args.model_size], config)
     train_seconds = time.perf_counter() - started
-    for name, model in models.items():
-        model.model.save_pretrained(work / name)
-        model.processor.save_pretrained(work / name)
+    original.model.save_pretrained(work / "original")
+    original.processor.save_pretrained(work / "original")
+    reference = subject("original", original)  # read once for every candidate of every target
+    return [
+        run_target(args, seed, kind, corpus, original, reference, work, config, train_seconds)
+        for kind in args.targets
+    ]
+
+
+def run_target(
+    args: argparse.Namespace,
+    seed: int,
+    kind: str,
+    corpus: Corpus,
+    original: LoadedModel,
+    reference: Subject,
+    work: Path,
+    config: TrainConfig,
+    original_seconds: float,
+) -> dict:
+    """The oracle of one target (all trainable records but its forget set, same recipe as the
+    original), every calibration candidate and a ``hierarchy`` run, each verified."""
+    scope = resolve_scope(corpus, target_node(corpus, kind, seed))
+    forget_ids = {r.record_id for r in scope.forget}
+    target = work / kind
+    started = time.perf_counter()
+    oracle = None
+    if not args.hierarchy_only:
+        oracle = train_reference(
+            corpus,
+            [r for r in corpus.select(trainable=True) if r.record_id not in forget_ids],
+            SPECS[args.model_size],
+            config,
+        )
+        oracle.model.save_pretrained(target / "oracle")
+        oracle.processor.save_pretrained(target / "oracle")
+    train_seconds = original_seconds + time.perf_counter() - started
     policy = VerdictPolicy(seed=seed)
 
-    reports = work / "reports"
-    reports.mkdir()
+    reports = target / "reports"
+    reports.mkdir(parents=True)
 
     def row(report: VerificationReport, name: str) -> dict:
         failed = [c.name for c in report.failed]
-        print(f"seed {seed} {name}: {'pass' if report.passed else 'fail'} {failed}", flush=True)
+        print(f"seed {seed} {kind} {name}: {'pass' if report.passed else 'fail'} {failed}", flush=True)
         slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
         (reports / f"{slug}.json").write_text(json.dumps(report.to_json(), indent=1), encoding="utf-8")
         return {
@@ -114,19 +155,17 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
         }
 
     rows = {}
-    result = {"seed": seed, "scope_counts": {k: len(v) for k, v in scope.groups().items()},
+    result = {"seed": seed, "target": kind, "scope_counts": {k: len(v) for k, v in scope.groups().items()},
               "train_seconds": round(train_seconds, 1), "candidates": rows}
-    reference = subject("original", models["original"])  # read once for every candidate below
     if not args.hierarchy_only:
         started = time.perf_counter()
         timed = verify(
-            original=work / "original", candidate=work / "oracle", corpus=corpus, scope=scope, policy=policy
+            original=work / "original", candidate=target / "oracle", corpus=corpus, scope=scope, policy=policy
         )
         result.update(verify_seconds=round(time.perf_counter() - started, 1),
                       verify_split_seconds=timed.timing, oracle_from_dirs_passed=timed.passed)
         for name in CANDIDATES:
-            candidate = build_candidate(name, corpus=corpus, scope=scope, original=models["original"],
-                                        oracle=models["oracle"])
+            candidate = build_candidate(name, corpus=corpus, scope=scope, original=original, oracle=oracle)
             rows[name] = row(
                 verify(original=reference, candidate=candidate, corpus=corpus, scope=scope, policy=policy),
                 name,
@@ -137,27 +176,27 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> dict:
             corpus=corpus,
             scope=scope,
             method="hierarchy",
-            out=work / "hierarchy",
+            out=target / "hierarchy",
             seed=seed,
         )
         rows[HIERARCHY] = row(
             verify(
-                original=reference, candidate=work / "hierarchy", corpus=corpus, scope=scope, policy=policy
+                original=reference, candidate=target / "hierarchy", corpus=corpus, scope=scope, policy=policy
             ),
             HIERARCHY,
         )
     except CollapseError as exc:
-        print(f"seed {seed} {HIERARCHY}: refused by the collapse guard ({exc})", flush=True)
+        print(f"seed {seed} {kind} {HIERARCHY}: refused by the collapse guard ({exc})", flush=True)
         rows[HIERARCHY] = {"passed": False, "detected": False, "failed": ["collapse guard"], "checks": {}}
     return result
 
 
-def margins(seeds: list[dict]) -> dict[str, dict[str, float]]:
+def margins(runs: list[dict]) -> dict[str, dict[str, float]]:
     """Per check: the smallest distance to its threshold on the passing side over every candidate
     that must pass it (the oracle, and the must-not-fail checks), and the largest distance on the
     failing side over the candidates whose failure mode it is."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
-    for result in seeds:
+    for result in runs:
         for name, row in result["candidates"].items():
             must_fail, must_pass = EXPECTED_FAILURES.get(name, (frozenset(), frozenset(row["checks"])))
             for check, c in row["checks"].items():
@@ -180,26 +219,28 @@ def margins(seeds: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def markdown(result: dict) -> str:
-    seeds = result["seeds"]
+    runs = result["runs"]
     lines = [
         f"<!-- BEGIN verification {result['size']} -->",
-        f"## Verification ({result['size']} corpus, {len(seeds)} seed(s), `{result['model_size']}` model)",
+        f"## Verification ({result['size']} corpus, seeds {result['seeds']}, targets {result['targets']}, "
+        f"`{result['model_size']}` model)",
         "",
         f"Reproduce: `{result['command']}`  ",
         f"Machine: {result['machine']}; load average before "
         f"{result['load_before']}, after {result['load_after']} (cores shared with other engineers).",
         "",
-        "| seed | forget / holdout items | train original + oracle | verify (patient, from dirs) | "
+        "| seed | target | forget / holdout items | train original + oracle | verify (from dirs) | "
         "dominant attack |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
-    for s in seeds:
+    for s in runs:
         split = s["verify_split_seconds"]
         top = max(split, key=split.get)
+        goal = f" (target {TARGET_SECONDS} s)" if s["target"] == "patient" else ""
+        counts = s["scope_counts"]
         lines.append(
-            f"| {s['seed']} | {s['scope_counts']['forget']} / {s['scope_counts']['holdout']} | "
-            f"{s['train_seconds']:.0f} s | {s['verify_seconds']:.1f} s (target {TARGET_SECONDS} s) | "
-            f"{top} {split[top]:.1f} s |"
+            f"| {s['seed']} | {s['target']} | {counts['forget']} / {counts['holdout']} | "
+            f"{s['train_seconds']:.0f} s | {s['verify_seconds']:.1f} s{goal} | {top} {split[top]:.1f} s |"
         )
     lines += [
         "",
@@ -207,16 +248,16 @@ def markdown(result: dict) -> str:
         "mode caught = the verdict fails *and* every check of the candidate's failure mode fails):",
         "",
         "| candidate | expected | right verdict | failure mode caught | "
-        f"failed checks (seed {seeds[0]['seed']}) |",
+        f"failed checks (seed {runs[0]['seed']}, {runs[0]['target']}) |",
         "|---|---|---|---|---|",
     ]
     for name in (*CANDIDATES, HIERARCHY):
-        right = sum(s["candidates"][name]["passed"] == (name in MUST_PASS) for s in seeds)
-        hits = sum(s["candidates"][name]["detected"] for s in seeds)
+        right = sum(s["candidates"][name]["passed"] == (name in MUST_PASS) for s in runs)
+        hits = sum(s["candidates"][name]["detected"] for s in runs)
         expected = "pass" if name in MUST_PASS else "fail: " + ", ".join(sorted(EXPECTED_FAILURES[name][0]))
         lines.append(
-            f"| {name} | {expected} | {right}/{len(seeds)} | {hits}/{len(seeds)} | "
-            f"{', '.join(seeds[0]['candidates'][name]['failed']) or '-'} |"
+            f"| {name} | {expected} | {right}/{len(runs)} | {hits}/{len(runs)} | "
+            f"{', '.join(runs[0]['candidates'][name]['failed']) or '-'} |"
         )
     lines += [
         "",
@@ -236,6 +277,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=["tiny", "demo", "medforget"], default="demo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--targets", nargs="+", default=["patient"],
+                        choices=["institution", "patient", "study", *(s.value for s in Section)])
     parser.add_argument("--model-size", choices=sorted(SPECS), default="tiny")
     parser.add_argument("--epochs", type=float, default=30)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -248,7 +291,7 @@ def main() -> None:
     out = REPO / "bench-out" / "verification" / args.size
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    seeds = [run_seed(args, seed, out) for seed in args.seeds]
+    runs = [run for seed in args.seeds for run in run_seed(args, seed, out)]
     result = {
         "size": args.size,
         "model_size": args.model_size,
@@ -257,8 +300,10 @@ def main() -> None:
         f"torch {torch.__version__}, {args.threads} threads",
         "load_before": [round(x, 1) for x in load_before],
         "load_after": [round(x, 1) for x in os.getloadavg()],
-        "seeds": seeds,
-        "margins": margins(seeds),
+        "seeds": args.seeds,
+        "targets": args.targets,
+        "runs": runs,
+        "margins": margins(runs),
     }
     if args.hierarchy_only:
         (out / "result-hierarchy.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
