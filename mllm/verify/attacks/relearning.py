@@ -6,7 +6,7 @@ so no fact is on both sides; seeded, ``relearn_fraction`` in the first); a copy 
 fully fine-tuned for ``relearn_steps`` steps (AdamW, ``relearn_lr``) on one fold at context depths
 0 and 4, and the other fold is then asked at depth 4 — and the same with the folds swapped, so every
 forget fact is measured once (cross-fitting: one split of a dozen facts, multiple-choice chance
-included, moved a retrain oracle's recovery by 0.15 on demo seed 3). Recovery is compared with the
+included, moved a retrain oracle's recovery by 0.18 on demo seed 3). Recovery is compared with the
 matched never-trained reference on the attacked copies. The same attack is run separately with
 the siblings as the attack set (recovery measured on all forget facts), and on the oracle when given.
 Checks: ``relearning_forget``, ``relearning_siblings``, ``relearning_vs_oracle``.
@@ -35,7 +35,7 @@ MAX_SIBLING_ITEMS = 32
 
 
 def split_by_fact(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
-    """(attack part, measured part): whole facts on one side only, seeded."""
+    """Two folds, ``fraction`` of the facts in the first: whole facts on one side only, seeded."""
     facts: dict[tuple, list[Record]] = {}
     for record in records:
         facts.setdefault(record.fact, []).append(record)

@@ -10,10 +10,10 @@ flat unlearning. Groups larger than ``max_utility_items`` are sampled (seeded).
 answer-token negative log-likelihood (fp32, nats per token, trained form: the option letter for
 multiple choice) from the original to the candidate, judged per group (the deciding group is
 reported: :meth:`~mllm.verify.context.VerifyContext.worst_check`). Gradient ascent
-wrecks what a model knows before its greedy answers flip: on the demo corpus a GA run that moved
-retain accuracy less than the accuracy thresholds raised this by 1.4-2.7 nats; the retrain oracle,
-a hierarchy run and fine-tuned candidates by at most 0.11 on seeds 0-1, a retrain oracle by 0.30
-on the siblings of seed 3 (docs/benchmarks.md, "verification demo").
+wrecks what a model knows before its greedy answers flip: on the demo corpus (seeds 0-4) the GA
+calibration candidate raised this by 0.59-1.25 nats, retrain oracles by at most 0.30 and ``hierarchy``
+runs by at most 0.063; on the medforget corpus the same GA recipe by only 0.46 (docs/benchmarks.md,
+"verification demo" / "verification medforget").
 
 ``cumulative_utility`` compares the candidate with the lineage's *first* served model on its
 baseline panel (:mod:`..baseline`), over the panel records still kept, never-trained images and
