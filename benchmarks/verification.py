@@ -12,8 +12,9 @@ the same recipe, save it as a model directory, then
 
 * time ``verify`` of the oracle **from the directories** (loading included), as ``oblivio verify``
   runs it, with the per-attack split (what dominates; the 60 s target is for a patient);
-* build every calibration candidate and verify it; a candidate is *detected* when the verdict
-  fails and every check of its failure mode fails (``EXPECTED_FAILURES``); the oracle must pass;
+* build every calibration candidate that applies to the target (``applicable``: an institution has no
+  sibling to damage) and verify it; a candidate is *detected* when the verdict fails and every check
+  of its failure mode fails (``EXPECTED_FAILURES``); the oracle must pass;
 * run the ``hierarchy`` method with its default configuration (the pipeline's first rung) on the
   original and verify it: a passing unlearner, which must pass too (``HIERARCHY``; when the collapse
   guard refuses it, the row says so).
@@ -52,7 +53,14 @@ from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig
 from mllm.unlearn import CollapseError, unlearn
 from mllm.verify import VerdictPolicy, VerificationReport, subject, verify
-from mllm.verify.calibration import CANDIDATES, EXPECTED_FAILURES, PASSING, build_candidate, train_reference
+from mllm.verify.calibration import (
+    CANDIDATES,
+    EXPECTED_FAILURES,
+    PASSING,
+    applicable,
+    build_candidate,
+    train_reference,
+)
 from mllm.verify.context import Subject
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,7 +172,7 @@ def run_target(
         )
         result.update(verify_seconds=round(time.perf_counter() - started, 1),
                       verify_split_seconds=timed.timing, oracle_from_dirs_passed=timed.passed)
-        for name in CANDIDATES:
+        for name in filter(lambda n: applicable(n, scope), CANDIDATES):
             candidate = build_candidate(name, corpus=corpus, scope=scope, original=original, oracle=oracle)
             rows[name] = row(
                 verify(original=reference, candidate=candidate, corpus=corpus, scope=scope, policy=policy),
@@ -218,10 +226,16 @@ def margins(runs: list[dict]) -> dict[str, dict[str, float]]:
     return dict(sorted(out.items()))
 
 
+def section_name(result: dict) -> str:
+    """The docs section of a run: one per corpus size, and one per other choice of targets."""
+    targets = result["targets"]
+    return f"verification {result['size']}" + ("" if targets == ["patient"] else f" {' '.join(targets)}")
+
+
 def markdown(result: dict) -> str:
     runs = result["runs"]
     lines = [
-        f"<!-- BEGIN verification {result['size']} -->",
+        f"<!-- BEGIN {section_name(result)} -->",
         f"## Verification ({result['size']} corpus, seeds {result['seeds']}, targets {result['targets']}, "
         f"`{result['model_size']}` model)",
         "",
@@ -252,13 +266,13 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for name in (*CANDIDATES, HIERARCHY):
-        right = sum(s["candidates"][name]["passed"] == (name in MUST_PASS) for s in runs)
-        hits = sum(s["candidates"][name]["detected"] for s in runs)
+        rows = [s["candidates"][name] for s in runs if name in s["candidates"]]  # applicable runs only
+        right = sum(row["passed"] == (name in MUST_PASS) for row in rows)
+        hits = sum(row["detected"] for row in rows)
         expected = "pass" if name in MUST_PASS else "fail: " + ", ".join(sorted(EXPECTED_FAILURES[name][0]))
-        lines.append(
-            f"| {name} | {expected} | {right}/{len(runs)} | {hits}/{len(runs)} | "
-            f"{', '.join(runs[0]['candidates'][name]['failed']) or '-'} |"
-        )
+        first = runs[0]["candidates"].get(name)
+        shown = "n/a" if first is None else ", ".join(first["failed"]) or "-"
+        lines.append(f"| {name} | {expected} | {right}/{len(rows)} | {hits}/{len(rows)} | {shown} |")
     lines += [
         "",
         "Margins (threshold distance; pass side: min over candidates that must pass the check, "
@@ -269,7 +283,7 @@ def markdown(result: dict) -> str:
     ]
     for check, m in result["margins"].items():
         lines.append(f"| {check} | {m.get('min_pass_margin', '-')} | {m.get('max_fail_margin', '-')} |")
-    lines.append(f"<!-- END verification {result['size']} -->")
+    lines.append(f"<!-- END {section_name(result)} -->")
     return "\n".join(lines) + "\n"
 
 
@@ -312,7 +326,7 @@ def main() -> None:
     section = markdown(result)
     print(section)
     if not args.no_docs:
-        replace_section(f"verification {args.size}", section)
+        replace_section(section_name(result), section)
 
 
 if __name__ == "__main__":

@@ -165,10 +165,19 @@ class RefusingWrapper(torch.nn.Module):
         return out
 
 
+def applicable(name: str, scope: ScopeGroups) -> bool:
+    """Whether the candidate ``name`` can be built for ``scope``: ``sibling-damaged`` needs a sibling
+    (an institution has none: the other institutions are far retain)."""
+    return name != "sibling-damaged" or any(scope.siblings.values())
+
+
 def build_candidate(
     name: str, *, corpus: Corpus, scope: ScopeGroups, original: LoadedModel, oracle: LoadedModel
 ) -> LoadedModel:
-    """The candidate ``name`` (one of :data:`CANDIDATES`) for the request ``scope``."""
+    """The candidate ``name`` (one of :data:`CANDIDATES`) for the request ``scope``; ``ValueError`` when
+    it is not :func:`applicable` there."""
+    if not applicable(name, scope):
+        raise ValueError(f"candidate {name!r} does not apply to this scope")
     forget = list(scope.forget)
     keep = as_trained([*scope.retain, *scope.all_siblings, *scope.shared])
     wrong = wrong_answers(forget, list(scope.retain))
@@ -192,7 +201,7 @@ def build_candidate(
     if name == "ga-wrecks-utility":
         return derived(original, corpus, at_depths(forget), ASCENT_WRECK, ascent=True)
     if name == "sibling-damaged":  # the node is gone (oracle) but its nearest sibling (study) was hit too
-        nearest = max(scope.siblings, key=list(Level).index)
+        nearest = max((level for level, records in scope.siblings.items() if records), key=list(Level).index)
         damaged = at_depths(wrong_answers(list(scope.siblings[nearest]), list(scope.retain)))
         return derived(oracle, corpus, damaged + keep, FINE_TUNE)
     raise KeyError(f"unknown candidate {name!r}; choose one of: {', '.join(CANDIDATES)}")

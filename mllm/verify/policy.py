@@ -14,9 +14,8 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   pooled, more than 30 % of what its never-trained twins get right (``1 - forget / reference``) is
   over-forgetting. Chosen on demo corpus seeds 5-7 (``benchmarks/verification.py``; seeds 0-4 are
   the test seeds): retrain oracles 0.17 / -0.56 / -0.44, the over-forgetting candidate 0.77 / 0.76 /
-  0.43. ``max_forget_deficit`` 0.2 — the same for a study or section, in absolute points (forget
-  more than 0.2 below the reference): under a kept patient the twins are no ratio reference
-  (:mod:`mllm.verify.attacks.reconstruction`).
+  0.43. Judged at the depths where the twins are a fair reference (an institution at depth 0
+  alone) and not under a kept patient, where they are none (:mod:`mllm.verify.attacks.reconstruction`).
 * ``max_mia_auc`` 0.65 / ``min_mia_auc`` 0.25 — every membership score's AUC (forget vs holdout
   twins) must stay inside this band: above it the scope is still recognisable as trained, below it
   the scope is recognisable as *removed* (over-forgetting reveals membership too). Calibration (demo
@@ -40,9 +39,13 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   baseline panel (:mod:`mllm.verify.baseline`: never-trained images and trained records, those still
   kept): the per-request drops above are each allowed, their sum along many requests is not. 0.1 as
   ``max_retain_drop``: a lineage may lose, over all its requests, what one request may lose on far retain.
-* ``max_nll_increase`` 0.5 — the mean answer-token negative log-likelihood of any utility group may
-  rise over the original's by at most 0.5 nats per token (utility lost in the weights before the
-  greedy answers show it).
+* ``max_nll_increase`` 0.4 — the mean answer-token negative log-likelihood of any utility group may
+  rise over the original's by at most 0.4 nats per token (utility lost in the weights before the
+  greedy answers show it). Passing side: retrain oracles at most 0.30 (demo corpus, patient, seeds
+  0-4), 0.27 (the tiny test world's study), 0.12 (demo study, seed 0); ``hierarchy`` runs at most
+  0.063. Failing side, the calibration GA run: 0.59-1.25 (demo patient), 1.47 (demo institution)
+  but only 0.434 on the demo study and 0.463 on the medforget patient, both passing the former
+  edge of 0.5 (docs/benchmarks.md, "verification demo" / "verification medforget").
 * ``max_suppression_gap`` 0.2 — forget success of the verifier's decoding of the weights minus that
   of the candidate's own ``generate`` (a filter or refusal wrapper).
 * ``max_degenerate_excess`` 0.1 — share of empty or endless answers above the original's.
@@ -71,7 +74,6 @@ class VerdictPolicy:
 
     max_leak_excess: float = 0.2
     max_child_excess: float = 0.2
-    max_forget_deficit: float = 0.2
     max_forget_shortfall: float = 0.3
     max_mia_auc: float = 0.65
     min_mia_auc: float = 0.25
@@ -82,7 +84,7 @@ class VerdictPolicy:
     max_shared_drop: float = 0.15
     max_image_drop: float = 0.15
     max_cumulative_drop: float = 0.1
-    max_nll_increase: float = 0.5
+    max_nll_increase: float = 0.4
     max_suppression_gap: float = 0.2
     max_degenerate_excess: float = 0.1
     # how success is judged and how hard the attacks push

@@ -7,7 +7,7 @@ cross-task forms), ``forget_modalities`` (image-only, text-only, image+text iden
 ``child_leakage`` (facts of the node's descendants), ``earlier_forgotten_leak`` (records earlier jobs
 removed from this model's lineage, at depths 0 and 4, sampled to ``max_utility_items``: a version that
 brings an earlier request's patient back, e.g. unlearned from a pre-certificate base) and
-``over_forgetting`` (forget answered below the reference, depths 0-4 and task forms pooled).
+``over_forgetting`` (forget answered below the reference, tasks pooled over the comparable depths).
 
 For a whole patient or institution a model that never saw the node is exchangeable with the
 never-trained twins, so over-forgetting is judged as a **shortfall**: the share of the twins' success
@@ -19,15 +19,27 @@ facts) came 0.15-0.19 below its twins by sampling noise. Pooled, the same runs r
 shortfall 0.17 / -0.56 / -0.44, the over-forgetting candidate 0.77 / 0.76 / 0.43 (demo corpus seeds
 5-7, ``benchmarks/verification.py``).
 
-Under a kept patient — a study or section request — the twins are no such reference: a model that
-never saw the node still knows the patient's other studies and answers with their values, below a
-stranger's chance (the tiny test world's study-level retrain oracle: multiple choice 0.06 vs its
-twins' 0.38). There the check keeps the absolute pooled deficit (``max_forget_deficit``), which
-catches only an over-forgetting deeper than the reference's own level of success.
+Exchangeable only at the **comparable depths** (:func:`comparable_depths`): the twins are holdout
+patients of trained institutions, so from depth 1 on their prompts name an institution the model was
+trained on, while a forgotten institution's do not. The demo corpus's institution-level retrain
+oracle (seed 0) reads its never-seen institution at shortfall 0.04 at depth 0 and 0.23 / 0.30 / 0.36
+/ 0.37 at depths 1-4 (the over-forgetting candidate 0.76-0.88 at every depth), so an institution is
+judged at depth 0 alone, a patient at depths 0-4.
+
+Under a kept patient — a study or section request — no depth is comparable and the check is not
+applicable: a model that never saw the node still knows the patient's other studies and answers with
+their values, below a stranger's chance, so the twins are no reference for it. Measured, the retrain
+oracle misses as much of its twins' success as the over-forgetting candidate does: shortfall 0.75 vs
+1.0 (tiny test world, a study), 0.76 vs 0.97 (demo corpus, a study, seed 0), 0.83 vs 0.60 (demo, a
+FINDINGS section of one fact, seed 0), and the passing ``hierarchy`` run 0.35 / 0.78 — no edge
+separates them, and even at depths 0-1 (no patient named) the study's oracle reads 0.12 against its
+twins' 0.25. Over-forgetting under a kept patient is then left to ``over_forgetting_likelihood`` and
+to the sibling checks; it is a known gap of a verification without a retrain oracle.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from mllm.data.schema import Level, Record
@@ -38,18 +50,12 @@ from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
 from ..stats import Estimate
 
-WHOLE_SUBJECT = (Level.PATIENT, Level.INSTITUTION)  # nodes no kept record shares a patient with
 FORM_DEPTHS = (0, 4)  # held-out forms: without context and with all of it
 MODALITIES: dict[str, Callable[[Record], Probe]] = {
     "image-only identification (image, depth 0)": lambda r: Probe(r, 0),
     "text-only identification (no image, depth 4)": lambda r: Probe(r, 4, TEXT_ONLY),
     "image+text identification (image, depth 4)": lambda r: Probe(r, 4),
 }
-
-
-def _deficit(excess: Estimate) -> Estimate:
-    """Reference minus success: how far below the never-trained reference the forget set is answered."""
-    return Estimate(-excess.value, excess.n, -excess.high, -excess.low, excess.method)
 
 
 def _check(
@@ -73,26 +79,44 @@ def _check(
     )
 
 
-def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate]) -> Check:
-    """Forget answered below its never-trained twins, depths and tasks pooled: for a whole patient or
-    institution the shortfall (share of the twins' success the forget set misses), under a kept
-    patient the deficit (see the module docstring)."""
-    whole_subject = getattr(getattr(ctx.scope, "node", None), "level", None) in WHOLE_SUBJECT
-    estimate, threshold, what = (
-        (pooled["shortfall"], ctx.policy.max_forget_shortfall, "shortfall: 1 - forget / reference")
-        if whole_subject
-        else (_deficit(pooled["excess"]), ctx.policy.max_forget_deficit, "deficit: reference - forget")
-    )
-    return ctx.check(
+def node_level(ctx: VerifyContext) -> Level | None:
+    return getattr(getattr(ctx.scope, "node", None), "level", None)
+
+
+def comparable_depths(level: Level | None) -> tuple[int, ...]:
+    """The context depths at which a model that never saw a node of ``level`` reads its forget items
+    as it reads their never-trained twins: every depth for a patient, depth 0 for an institution
+    (whose name the twins' context never shares), none under a kept patient (module docstring)."""
+    return {Level.PATIENT: DEPTHS, Level.INSTITUTION: (0,)}.get(level, ())  # type: ignore[arg-type]
+
+
+def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate], depths: Sequence[int]) -> Check:
+    """Forget answered below its never-trained twins, tasks pooled over the comparable ``depths``,
+    judged as a shortfall (the share of the twins' success the forget set misses); not applicable
+    without a comparable depth (see the module docstring)."""
+    fields = dict(
         name="over_forgetting",
         attack="reconstruction",
-        value=estimate.value,
-        threshold=threshold,
+        threshold=ctx.policy.max_forget_shortfall,
         comparison="<=",
-        estimate=estimate,
         diagnosis="over-forgetting",
-        detail=f"depths 0-4 and task forms pooled, {what} "
+    )
+    if not depths:
+        return ctx.check(
+            value=math.nan,
+            estimate=None,
+            detail="not judged under a kept patient: a model that never saw the node answers below its "
+            "never-trained twins",
+            **fields,
+        )
+    estimate = pooled["shortfall"]
+    return ctx.check(
+        value=estimate.value,
+        estimate=estimate,
+        detail=f"{'depth' if len(depths) == 1 else 'depths'} {', '.join(map(str, depths))} and tasks "
+        f"pooled, shortfall: 1 - forget / reference "
         f"({pooled['forget'].value:.3f} vs {pooled['reference'].value:.3f})",
+        **fields,
     )
 
 
@@ -127,6 +151,8 @@ class Reconstruction(Attack):
             for lv in sorted({r.level.value for r in forget})
         }
         pooled = row(grid)
+        comparable = comparable_depths(node_level(ctx))
+        comparable_pooled = row([p for p in grid if p.depth in comparable])
         every = grid + [Probe(r, d) for r in forms for d in FORM_DEPTHS]
         flags = subject.success(every, ctx.root, policy)
         reproduced = sorted({p.record.record_id for p, ok in zip(every, flags, strict=True) if ok})
@@ -139,6 +165,7 @@ class Reconstruction(Attack):
             "by_task": task,
             "by_level": level,
             "pooled": pooled,
+            "over_forgetting_pooled": {"depths": list(comparable), **comparable_pooled},
             "reproduced_record_ids": reproduced,
         }
         if ctx.oracle is not None:
@@ -161,6 +188,6 @@ class Reconstruction(Attack):
             _check(ctx, "forget_modalities", modality, policy.max_leak_excess, "modality leak", "modality"),
             _check(ctx, "child_leakage", child, policy.max_child_excess, "child leakage", "depth"),
             _check(ctx, "earlier_forgotten_leak", lineage, policy.max_leak_excess, "lineage leak", "depth"),
-            over_forgetting_check(ctx, pooled),
+            over_forgetting_check(ctx, comparable_pooled, comparable),
         ]
         return AttackResult(tables=tables, checks=checks)

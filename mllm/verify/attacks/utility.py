@@ -12,8 +12,8 @@ multiple choice) from the original to the candidate, judged per group (the decid
 reported: :meth:`~mllm.verify.context.VerifyContext.worst_check`). Gradient ascent
 wrecks what a model knows before its greedy answers flip: on the demo corpus (seeds 0-4) the GA
 calibration candidate raised this by 0.59-1.25 nats, retrain oracles by at most 0.30 and ``hierarchy``
-runs by at most 0.063; on the medforget corpus the same GA recipe by only 0.46 (docs/benchmarks.md,
-"verification demo" / "verification medforget").
+runs by at most 0.063; on the medforget corpus and for a demo study the same GA recipe by only 0.46
+and 0.43, which is why the edge is 0.4 (:mod:`mllm.verify.policy`).
 
 ``cumulative_utility`` compares the candidate with the lineage's *first* served model on its
 baseline panel (:mod:`..baseline`), over the panel records still kept, never-trained images and

@@ -20,14 +20,12 @@ def test_retrain_oracle_passes(report_of) -> None:
 
 
 KNOWN_GAPS = {
-    # On the tiny test world a never-trained twin succeeds only by multiple-choice chance and weak image
-    # reading (reference ~0.1-0.17), and the study-level retrain oracle itself scores ~0.12 below its
-    # twins (it answers with the retained sibling study's values), so an over-forgetting deficit cannot
-    # exceed the 0.2 threshold that keeps the oracle passing; the candidate fails on membership instead.
-    # (As a shortfall, which catches it on whole-patient requests of the demo benchmark, the study-level
-    # oracle would fail too: it picks multiple choice 0.06 vs its twins' 0.38 here, as far below as the
-    # candidate.)
-    "over-forgetting": "tiny world too small to separate over-forgetting from the oracle (see KNOWN_GAPS)",
+    # The tiny world forgets a study of a kept patient. There a model that never saw the study answers it
+    # with the patient's other studies, below its never-trained twins: the retrain oracle misses 75 % of
+    # the twins' success, the over-forgetting candidate 100 % - no reference available without an oracle
+    # separates them, so ``over_forgetting`` is not judged under a kept patient
+    # (mllm.verify.attacks.reconstruction); the candidate fails on membership instead.
+    "over-forgetting": "over-forgetting under a kept patient is not judged (see KNOWN_GAPS)",
 }
 
 
