@@ -2,9 +2,13 @@
 
 Siblings (other nodes under the forgotten node's ancestors), ancestor-owned shared facts, far retain
 and image-grounded facts (retain and holdout) are asked at depth 0 in their trained forms, of the
-original and of the candidate; the drop is original minus candidate success. Sibling damage and
-child leakage (:mod:`.reconstruction`) are reported separately, as MedForget's two failure modes of
-flat unlearning. Groups larger than ``max_utility_items`` are sampled (seeded).
+original and of the candidate; the drop is original minus candidate success. Siblings are one group
+per ancestor level (``siblings (study)``, ``siblings (patient)``, ...) and ``sibling_damage`` is
+decided by the worst: pooled, a section's handful of same-study facts drowned among 200 sampled
+siblings of its institution, and a candidate that damaged them read a drop of -0.015 (demo corpus,
+FINDINGS, seed 0). Sibling damage and child leakage (:mod:`.reconstruction`) are reported separately,
+as MedForget's two failure modes of flat unlearning. Groups larger than ``max_utility_items`` are
+sampled (seeded).
 
 ``utility_likelihood`` reads the same items through the weights: the increase of the mean
 answer-token negative log-likelihood (fp32, nats per token, trained form: the option letter for
@@ -23,8 +27,7 @@ not exceed ``max_cumulative_drop``. Not applicable without a baseline.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from mllm.data.schema import FactKind, Record, Split
 
@@ -36,7 +39,8 @@ from ..stats import Estimate, paired_difference, rate
 
 # the lineage baseline panel's parts (mllm.verify.baseline), by split
 PANEL_PARTS = {Split.HOLDOUT: "unseen_images", Split.TRAIN: "trained"}
-# check name -> (scope group, policy threshold field, diagnosis)
+# check name -> (scope group, policy threshold field, diagnosis); a check reads every group of its name
+# (siblings: one group per ancestor level) and is decided by the worst
 GROUP_CHECKS = {
     "far_retain": ("retain", "max_retain_drop", "utility loss"),
     "sibling_damage": ("siblings", "max_sibling_drop", "sibling damage"),
@@ -45,9 +49,19 @@ GROUP_CHECKS = {
 }
 
 
+def sibling_groups(ctx: VerifyContext) -> dict[str, list[Record]]:
+    """The siblings under each ancestor level apart (``siblings (study)``: the study's other sections
+    and facts), so damage to the nearest siblings is not diluted among the many far ones (a section's
+    own study holds a handful of facts, its institution hundreds)."""
+    siblings = getattr(ctx.scope, "siblings", None)
+    if not isinstance(siblings, Mapping):
+        return {"siblings": ctx.group("siblings")}
+    return {f"siblings ({getattr(level, 'value', level)})": list(group) for level, group in siblings.items()}
+
+
 def utility_groups(ctx: VerifyContext) -> dict[str, list[Record]]:
     """The trained-form records of each utility group, sampled down to ``max_utility_items``."""
-    groups = {name: ctx.group(name) for name in ("retain", "siblings", "shared")}
+    groups = {"retain": ctx.group("retain"), **sibling_groups(ctx), "shared": ctx.group("shared")}
     groups["image_grounded"] = [
         r for r in ctx.group("retain") + ctx.group("holdout") if r.fact_kind is FactKind.IMAGE_GROUNDED
     ]
@@ -117,26 +131,25 @@ class Utility(Attack):
         tables: dict = {}
         checks: list[Check] = []
         probes = utility_probes(ctx)
-        for name, (group, field, diagnosis) in GROUP_CHECKS.items():
-            items: Sequence[Probe] = probes[group]
+        for group, items in probes.items():
             original = [float(f) for f in ctx.original.success(items, ctx.root, policy)] if items else []
             candidate = [float(f) for f in ctx.candidate.success(items, ctx.root, policy)] if items else []
-            drop = paired_difference(original, candidate, seed=policy.seed)
             tables[group] = {
                 "original": rate([f > 0 for f in original]),
                 "candidate": rate([f > 0 for f in candidate]),
-                "drop": drop,
+                "drop": paired_difference(original, candidate, seed=policy.seed),
             }
+        for name, (prefix, field, diagnosis) in GROUP_CHECKS.items():
             checks.append(
-                ctx.check(
+                ctx.worst_check(
+                    {g: row["drop"] for g, row in tables.items() if g.split(" (")[0] == prefix},
                     name=name,
                     attack="utility",
-                    value=drop.value if items else math.nan,
                     threshold=getattr(policy, field),
                     comparison="<=",
-                    estimate=drop,
                     diagnosis=diagnosis,
-                    detail=f"original minus candidate success on {group}",
+                    detail="original minus candidate success, worst group",
+                    nothing=f"no {prefix} to ask",
                 )
             )
         tables["nll_increase"], likelihood = _likelihood_check(ctx, probes)
