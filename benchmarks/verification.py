@@ -273,6 +273,13 @@ def markdown(result: dict) -> str:
         first = runs[0]["candidates"].get(name)
         shown = "n/a" if first is None else ", ".join(first["failed"]) or "-"
         lines.append(f"| {name} | {expected} | {right}/{len(rows)} | {hits}/{len(rows)} | {shown} |")
+    lines += ["", "By seed and target (wrong verdicts named):", "",
+              "| seed | target | right verdicts | wrong |", "|---|---|---|---|"]
+    for s in runs:
+        rows = s["candidates"]
+        wrong = [name for name, row in rows.items() if row["passed"] != (name in MUST_PASS)]
+        right = f"{len(rows) - len(wrong)}/{len(rows)}"
+        lines.append(f"| {s['seed']} | {s['target']} | {right} | {', '.join(wrong) or '-'} |")
     lines += [
         "",
         "Margins (threshold distance; pass side: min over candidates that must pass the check, "
