@@ -80,6 +80,7 @@ def _check(
 
 
 def node_level(ctx: VerifyContext) -> Level | None:
+    """The level of the scope's node (a batch job's scope carries its first request's node)."""
     return getattr(getattr(ctx.scope, "node", None), "level", None)
 
 
