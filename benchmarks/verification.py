@@ -172,7 +172,7 @@ def run_target(
         )
         result.update(verify_seconds=round(time.perf_counter() - started, 1),
                       verify_split_seconds=timed.timing, oracle_from_dirs_passed=timed.passed)
-        for name in filter(lambda n: applicable(n, scope), CANDIDATES):
+        for name in [n for n in CANDIDATES if applicable(n, scope)]:
             candidate = build_candidate(name, corpus=corpus, scope=scope, original=original, oracle=oracle)
             rows[name] = row(
                 verify(original=reference, candidate=candidate, corpus=corpus, scope=scope, policy=policy),
@@ -276,9 +276,9 @@ def markdown(result: dict) -> str:
     lines += ["", "By seed and target (wrong verdicts named):", "",
               "| seed | target | right verdicts | wrong |", "|---|---|---|---|"]
     for s in runs:
-        rows = s["candidates"]
-        wrong = [name for name, row in rows.items() if row["passed"] != (name in MUST_PASS)]
-        right = f"{len(rows) - len(wrong)}/{len(rows)}"
+        verdicts = {name: row["passed"] for name, row in s["candidates"].items()}
+        wrong = [name for name, passed in verdicts.items() if passed != (name in MUST_PASS)]
+        right = f"{len(verdicts) - len(wrong)}/{len(verdicts)}"
         lines.append(f"| {s['seed']} | {s['target']} | {right} | {', '.join(wrong) or '-'} |")
     lines += [
         "",
