@@ -274,7 +274,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=["mini", "demo", "medforget"], default="demo")
+    parser.add_argument("--size", choices=["mini", "demo", "medforget", "sequential"], default="demo")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--requests", type=int, default=50, help="at most this many (fewer when the corpus "
                         "holds fewer patients)")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .schema import Record, Task
 
@@ -67,6 +68,29 @@ def context_lines(record: Record, depth: int) -> list[str]:
         if item_depth <= depth and not _leaks(value, secrets):
             lines.setdefault(label, []).append(value)
     return [f"{label}: {' '.join(values)}" for label, values in lines.items()]
+
+
+# The record fields behind the context items of each depth (the section header is the record's own).
+CONTEXT_FIELDS: dict[int, tuple[str, ...]] = {
+    1: ("institution_id", "institution_name"),
+    2: ("patient_id",),
+    3: ("study_date", "modality"),
+}
+
+
+def with_context_of(record: Record, donor: Record, depth: int) -> Record:
+    """``record`` placed under ``donor``'s context items of depths 1..``depth`` (institution; + patient;
+    + study): how a never-trained twin is asked under a forgotten node's kept ancestors. A field whose
+    own value the renderer hides for ``record`` (the value it asks) stays its own, so it stays hidden.
+    The copy's record id names the borrowed context by digest (answer caches keep the two apart)."""
+    secrets = _secrets(record)
+    fields = [f for d in range(1, depth + 1) for f in CONTEXT_FIELDS.get(d, ())
+              if not _leaks(str(getattr(record, f) or ""), secrets)]
+    if not fields:
+        return record
+    borrowed = "\x1f".join(f"{f}={getattr(donor, f)}" for f in fields)
+    tag = hashlib.sha256(borrowed.encode()).hexdigest()[:12]
+    return replace(record, record_id=f"{record.record_id}@{tag}", **{f: getattr(donor, f) for f in fields})
 
 
 def render_prompt(record: Record, depth: int) -> str:

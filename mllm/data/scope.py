@@ -17,9 +17,12 @@ splits a corpus's records into (``trainable`` = train split and not ``eval_only`
 - ``validation``: the ``forget`` set of another node of the same level under another patient (another
   institution for an institution node), for choosing hyperparameters without touching the real
   target; it overlaps siblings / retain by design;
-- ``holdout``: never-trained holdout records (not eval-only) matched one-to-one to ``forget`` on
+- ``holdout``: never-trained holdout records (not eval-only) matched to ``forget`` on
   level × fact kind × task × section, preferring the same fact key and form, coarsening only when
-  the holdout slice runs short (``holdout_match`` counts each tier);
+  the holdout slice runs short (``holdout_match`` counts each tier): one twin per forget record, or
+  ``ceil(MIN_TWINS / |forget|)`` of them for a scope smaller than :data:`MIN_TWINS`
+  (:func:`twins_per_record`) — a section of one fact (a few records) is otherwise compared with as
+  few never-seen records, and one of them decides each reference rate;
 - ``forget_forms``: eval-only forms (held-out phrasings and cross-task forms) of forget facts, and
   ``holdout_forms`` their holdout twins, matched the same way;
 - ``earlier_forgotten`` (not filled here, empty by default): records that earlier unlearning jobs
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +51,7 @@ NodeRef = HierarchyNode  # a node: level and the node's ids within the corpus
 LEVELS = tuple(Level)
 GROUPS = ("forget", "children", "shared", "siblings", "retain", "validation", "holdout", "forget_forms",
           "holdout_forms")
+MIN_TWINS = 24  # the fewest holdout twins a scope is compared with, when the holdout slice has them
 # How closely a holdout twin matches, best first: width of the matched prefix of MatchKey.
 MATCH_TIERS = (("fact_form", 6), ("level_kind_task_section", 4), ("level_kind_task", 3), ("level_kind", 2),
                ("level", 1), ("any", 0))
@@ -184,9 +189,17 @@ def _match_key(record: Placed) -> tuple[str, ...]:
             record.section.value if record.section else "", record.fact_key, record.form)
 
 
+def twins_per_record(forget_count: int) -> int:
+    """How many holdout twins each of ``forget_count`` records is matched with: one, or enough for a
+    scope smaller than :data:`MIN_TWINS` to reach it."""
+    return max(1, math.ceil(MIN_TWINS / forget_count)) if forget_count else 1
+
+
 def _twins(targets: Sequence[R], pool: Sequence[R], salt: str) -> tuple[list[R], dict[str, int]]:
-    """Pick pool records matching the targets' mix of keys, coarsening the key tier by tier."""
-    demand = Counter(_match_key(r) for r in targets)
+    """Pick pool records matching the targets' mix of keys (:func:`twins_per_record` per target),
+    coarsening the key tier by tier."""
+    per_target = twins_per_record(len(targets))
+    demand = Counter({key: count * per_target for key, count in Counter(map(_match_key, targets)).items()})
     available = sorted(pool, key=lambda r: hashlib.sha256(f"{salt}:{r.record_id}".encode()).hexdigest())
     chosen: list[R] = []
     quality: dict[str, int] = {}

@@ -87,6 +87,9 @@ SIZES: dict[str, SizeSpec] = {spec.name: spec for spec in (
     # About as many trained QA pairs as MedForget (3,840): 92 train studies x 39 trained forms.
     SizeSpec("medforget", institutions=4, train_patients=10, holdout_patients=3,
              studies_per_patient=(1, 2, 3, 4)),
+    # The 50-request pipeline benchmark: 56 train patients, 50 forgotten one by one, one per
+    # institution kept out of the requests to measure the retained utility.
+    SizeSpec("sequential", institutions=4, train_patients=14, holdout_patients=2, studies_per_patient=(1, 2)),
 )}
 
 

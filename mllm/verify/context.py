@@ -7,7 +7,11 @@ that ask the same probe of the same model pay once.
 The **matched reference** of a set of forget probes is what a never-trained model is expected to
 score on them: for each probe, the success rate of the holdout-twin probes of the same depth and
 modality in the same stratum (task x fact kind x level, falling back to task x fact kind, then fact
-kind, then all twins), measured on the same model; their mean is the reference rate. The excess
+kind, then all twins), measured on the same model; their mean is the reference rate. The twins are
+asked **under the forget node's kept ancestors** (:meth:`VerifyContext.twin_under`): for a section
+their prompts name the forgotten section's institution, patient and study, for a study its
+institution and patient, for a patient its institution — so a context the model knows cues forget
+probes and twins alike, and only the node itself differs. The excess
 (success minus reference) is judged per forget *fact* (the probes of all its forms, phrasings and
 images averaged: they stand or fall together, so counting them as independent items would narrow
 the interval), with an interval from a two-level bootstrap that resamples the twins of each stratum
@@ -26,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from mllm.data.schema import Corpus, Record
+from mllm.data.prompts import CONTEXT_FIELDS, with_context_of
+from mllm.data.schema import Corpus, Level, Record
 from mllm.evaluate.generate import greedy_answers
 from mllm.train.encode import EncodedRecords, answer_ids
 
@@ -167,8 +172,29 @@ class VerifyContext:
     def subjects(self) -> list[Subject]:
         return [s for s in (self.candidate, self.oracle) if s is not None]
 
+    @property
+    def node_level(self) -> Level | None:
+        """The level of the scope's node (a batch job's scope carries its first request's node)."""
+        return getattr(getattr(self.scope, "node", None), "level", None)
+
+    @property
+    def kept_depth(self) -> int:
+        """The context depths that name the node's kept ancestors: 0 for an institution (or a scope
+        without a node), 1 for a patient (its institution), 2 for a study, 3 for a section."""
+        return list(Level).index(self.node_level) if self.node_level is not None else 0
+
+    def twin_under(self, twin: Record, forget: Record, depth: int) -> Record:
+        """``twin`` as asked at ``depth`` under ``forget``'s kept ancestors (:attr:`kept_depth`);
+        unchanged at depth 0, where no context is shown."""
+        return with_context_of(twin, forget, min(self.kept_depth, depth))
+
+    def _kept_context(self, probe: Probe) -> tuple:
+        shown = range(1, min(self.kept_depth, probe.depth) + 1)
+        return tuple(getattr(probe.record, f) for d in shown for f in CONTEXT_FIELDS.get(d, ()))
+
     def matched_reference(self, subject: Subject, probes: Sequence[Probe]) -> list[np.ndarray]:
-        """Per probe, the success flags of its matched never-trained twins on ``subject``.
+        """Per probe, the success flags of its matched never-trained twins on ``subject``, asked under
+        the probe's kept ancestors (:meth:`twin_under`).
 
         Trained forms are matched with ``holdout``; held-out forms with ``holdout_forms`` (the twins
         of ``forget_forms``) when the scope has them. Probes of one stratum share one array (the
@@ -176,17 +202,21 @@ class VerifyContext:
         """
         pools = {False: self.group("holdout")}
         pools[True] = [r for r in self.group("holdout_forms")] or pools[False]
+
+        def cell_of(probe: Probe) -> tuple:
+            return probe.depth, probe.modality, is_eval_only(probe.record), self._kept_context(probe)
+
         reference: dict[tuple, np.ndarray] = {}
-        for cell in dict.fromkeys((p.depth, p.modality, is_eval_only(p.record)) for p in probes):
-            depth, modality, held_out = cell
-            twins = [Probe(r, depth, modality) for r in pools[held_out]]
+        for cell, donor in {cell_of(p): p.record for p in reversed(probes)}.items():
+            depth, modality, held_out, _ = cell
+            twins = [Probe(self.twin_under(r, donor, depth), depth, modality) for r in pools[held_out]]
             table: dict[tuple, list[bool]] = {}
             for twin, ok in zip(twins, subject.success(twins, self.root, self.policy), strict=True):
                 for stratum in _strata(twin.record):
                     table.setdefault(stratum, []).append(ok)
             arrays = {stratum: np.asarray(flags, dtype=np.float64) for stratum, flags in table.items()}
             for probe in probes:
-                if (probe.depth, probe.modality, is_eval_only(probe.record)) == cell:
+                if cell_of(probe) == cell:
                     reference[probe.key] = next(arrays[s] for s in _strata(probe.record) if s in arrays)
         return [reference[p.key] for p in probes]
 

@@ -12,7 +12,7 @@ from hierarchy.selectors import institution_by_code, patient_by_mrn, section_get
 from hierarchy.services import corpus_ingest
 from mllm.data.entities import load_hierarchy
 from mllm.data.schema import Level
-from mllm.data.scope import GROUPS, NodeRef, resolve_scope
+from mllm.data.scope import GROUPS, NodeRef, resolve_scope, twins_per_record
 from mllm.data.synth import generate_corpus
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,8 @@ def _check_invariants(scope, tree) -> None:
     assert set().union(*parts) == trainable and sum(map(len, parts)) == len(trainable)
     assert scope.children <= scope.forget
     assert scope.holdout <= _ids(records.filter(is_holdout=True, eval_only=False))
-    assert len(scope.holdout) == min(len(scope.forget), len(_ids(records.filter(is_holdout=True))))
+    pool = _ids(records.filter(is_holdout=True, eval_only=False))
+    assert len(scope.holdout) == min(twins_per_record(len(scope.forget)) * len(scope.forget), len(pool))
     assert scope.forget_forms <= _ids(records.filter(is_holdout=False, eval_only=True))
     for group in GROUPS:
         assert sum(scope.counts_by_level[group].values()) == len(getattr(scope, group))
@@ -58,11 +59,14 @@ def test_patient_scope(tree) -> None:
     assert scope.siblings_by_ancestor == {"institution": len(scope.siblings)}
     assert len(scope.retain) == 23 and len(scope.forget_forms) == 1
     assert scope.counts_by_level["forget"] == {"patient": 1, "section": 8, "study": 2}
-    # the holdout slice has every level of the forget set: all twins match level x kind x task x section
-    assert sum(scope.holdout_match["holdout"].values()) == 11
-    forget_mix = Counter(_key(rid, tree.corpus) for rid in scope.forget)
+    # 11 forget records ask for 3 twins each (MIN_TWINS): the 22-record holdout slice gives all it has,
+    # every level x kind x task x section of the forget set matched as far as the slice holds it
+    assert len(scope.holdout) == sum(scope.holdout_match["holdout"].values()) == 22
+    pool = Counter(_key(rid, tree.corpus) for rid in _ids(TrainingRecord.objects.filter(
+        corpus=tree.corpus, is_holdout=True, eval_only=False)))
     holdout_mix = Counter(_key(rid, tree.corpus) for rid in scope.holdout)
-    assert forget_mix == holdout_mix
+    for key, count in Counter(_key(rid, tree.corpus) for rid in scope.forget).items():
+        assert holdout_mix[key] == min(3 * count, pool[key])
 
 
 def test_study_scope(tree) -> None:
@@ -70,7 +74,7 @@ def test_study_scope(tree) -> None:
     assert study.patient_id == sibling.patient_id
     scope = scope_resolve(node=study, corpus=tree.corpus)
     _check_invariants(scope, tree)
-    assert len(scope.forget) == 5 and len(scope.shared) == 2 and len(scope.holdout) == 5
+    assert len(scope.forget) == 5 and len(scope.shared) == 2 and len(scope.holdout) == 22
     assert scope.siblings >= _ids(TrainingRecord.objects.filter(study=sibling, eval_only=False))
     assert scope.siblings_by_ancestor["patient"] == 5
 
@@ -103,7 +107,7 @@ def test_resolution_is_deterministic_and_never_trained(tree) -> None:
 def test_summary_has_counts_and_hashes_only(tree) -> None:
     summary = scope_resolve(node=tree.studies[0], corpus=tree.corpus).summary()
     assert summary["counts"] == {"forget": 5, "children": 4, "shared": 2, "siblings": 16, "retain": 23,
-                                 "validation": 5, "holdout": 5, "forget_forms": 1, "holdout_forms": 0}
+                                 "validation": 5, "holdout": 22, "forget_forms": 1, "holdout_forms": 0}
     assert tree.uids[tree.studies[0].pk] not in str(summary)
     assert summary["subject_hash"] == tree.studies[0].uid_hash
 

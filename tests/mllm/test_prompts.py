@@ -14,6 +14,7 @@ from mllm.data.prompts import (
     render_prompt,
     training_depth,
     training_prompts,
+    with_context_of,
 )
 from mllm.data.schema import Corpus, Level, Task
 from mllm.data.synth import generate_corpus
@@ -81,3 +82,19 @@ def test_training_depths_are_deterministic_and_follow_the_mix(corpus: Corpus) ->
         by_fact.setdefault((record.study_id, record.fact_key), set()).add(training_depth(record, 0))
     several = sum(len(depths) > 1 for depths in by_fact.values())
     assert several > 0.7 * len(by_fact)  # most facts are trained at more than one depth
+
+
+def test_a_twin_borrows_the_donors_context_but_never_a_stand_in_for_its_answer(corpus: Corpus) -> None:
+    holdout = [r for r in corpus.records if r.split.value == "holdout"]
+    donor = next(r for r in corpus.records if r.split.value == "train" and r.level is Level.SECTION)
+    twin = next(r for r in holdout if r.fact_key == "section.lab" and r.patient_id != donor.patient_id)
+    placed = with_context_of(twin, donor, 2)  # institution and patient: the donor's; study: the twin's
+    prompt = render_prompt(placed, MAX_DEPTH)
+    assert f"Institution: {donor.institution_name}" in prompt and f"Patient MRN: {donor.patient_id}" in prompt
+    assert f"Study: {twin.study_date} {twin.modality}" in prompt and twin.patient_id not in prompt
+    assert placed.record_id != twin.record_id and placed.answer == twin.answer and placed.image == twin.image
+    assert with_context_of(twin, donor, 0) == twin  # nothing borrowed at depth 0
+    # the institution line is hidden when the twin asks its own institution's name: no stand-in shown
+    asks_name = next(r for r in holdout if r.fact_key == "institution.name" and r.task is not Task.CLASSIFICATION)
+    shown = render_prompt(with_context_of(asks_name, donor, 2), MAX_DEPTH)
+    assert "Institution:" not in shown and f"Patient MRN: {donor.patient_id}" in shown

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from mllm.data.schema import Corpus, Level, Split
-from mllm.data.scope import GROUPS, NodeRef, ScopeError, load_scope_file, resolve_scope
+from mllm.data.scope import (
+    GROUPS,
+    MIN_TWINS,
+    NodeRef,
+    ScopeError,
+    load_scope_file,
+    resolve_scope,
+    twins_per_record,
+)
 from mllm.data.synth import generate_corpus
 
 
@@ -75,11 +83,23 @@ def test_section_scope_has_the_study_as_nearest_sibling_level(corpus: Corpus) ->
 @pytest.mark.parametrize("level", list(Level))
 def test_holdout_twins_match_level_kind_task_and_section(corpus: Corpus, level: Level) -> None:
     scope = resolve_scope(corpus, _node(corpus, level))
-    assert len(scope.holdout) == len(scope.forget)
-    assert Counter(map(_key, scope.holdout)) == Counter(map(_key, scope.forget))
-    assert Counter(map(_key, scope.holdout_forms)) == Counter(map(_key, scope.forget_forms))
+    holdout = [r for r in corpus.records if r.split is Split.HOLDOUT]
+    for targets, twins, eval_only in ((scope.forget, scope.holdout, False),
+                                      (scope.forget_forms, scope.holdout_forms, True)):
+        pool = Counter(_key(r) for r in holdout if r.eval_only is eval_only)
+        per = twins_per_record(len(targets))
+        assert len(twins) == min(per * len(targets), pool.total())
+        matched = Counter(map(_key, twins))
+        for key, count in Counter(map(_key, targets)).items():  # coarser keys only where the pool ran out
+            assert matched[key] >= min(per * count, pool[key])
     tiers = scope.holdout_match["holdout"]
-    assert sum(tiers.values()) == len(scope.forget) and tiers["fact_form"] > len(scope.forget) / 2
+    assert sum(tiers.values()) == len(scope.holdout) and tiers["fact_form"] > len(scope.holdout) / 2
+
+
+def test_a_small_scope_is_compared_with_at_least_min_twins(corpus: Corpus) -> None:
+    scope = resolve_scope(corpus, _node(corpus, Level.SECTION))
+    assert len(scope.forget) == 3 and twins_per_record(3) == 8 and len(scope.holdout) == MIN_TWINS
+    assert twins_per_record(MIN_TWINS) == 1 and twins_per_record(500) == 1
 
 
 def test_validation_node_is_another_patients_node_of_the_same_level(corpus: Corpus) -> None:

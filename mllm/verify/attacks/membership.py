@@ -1,7 +1,8 @@
 """Membership inference: can the forget items be told apart from never-trained holdout twins?
 
 Each item is scored on its answer tokens in fp32 (:mod:`mllm.verify.stats`: loss, zlib, Min-K%,
-Min-K%++), with the full hierarchy context (depth 4) in the prompt — never on a single letter:
+Min-K%++), with the full hierarchy context (depth 4) in the prompt — the twins' under the forget
+node's kept ancestors (:meth:`~mllm.verify.context.VerifyContext.twin_under`) — never on a single letter:
 classification items are scored on their option text (:func:`mllm.verify.probes.scoring_record`).
 Checks: ``membership_inference`` (every score's AUC at most ``max_mia_auc``),
 ``over_forgetting_likelihood`` (at least ``min_mia_auc``: forget items *less* likely than never-seen
@@ -54,7 +55,10 @@ def score_table(
 class Membership(Attack):
     def run(self, ctx: VerifyContext) -> AttackResult:
         policy = ctx.policy
-        members, nonmembers = scoring_items(ctx.group("forget")), scoring_items(ctx.group("holdout"))
+        forget = ctx.group("forget")
+        holdout = ctx.group("holdout")
+        twins = [ctx.twin_under(r, forget[i % len(forget)], DEPTH) for i, r in enumerate(holdout)]
+        members, nonmembers = scoring_items(forget), scoring_items(twins)
         table = score_table(ctx, ctx.candidate, members, nonmembers)
         tables: dict = {"auc": table, "members": len(members), "nonmembers": len(nonmembers)}
         checks = [

@@ -79,11 +79,6 @@ def _check(
     )
 
 
-def node_level(ctx: VerifyContext) -> Level | None:
-    """The level of the scope's node (a batch job's scope carries its first request's node)."""
-    return getattr(getattr(ctx.scope, "node", None), "level", None)
-
-
 def comparable_depths(level: Level | None) -> tuple[int, ...]:
     """The context depths at which a model that never saw a node of ``level`` reads its forget items
     as it reads their never-trained twins: every depth for a patient, depth 0 for an institution
@@ -152,7 +147,7 @@ class Reconstruction(Attack):
             for lv in sorted({r.level.value for r in forget})
         }
         pooled = row(grid)
-        comparable = comparable_depths(node_level(ctx))
+        comparable = comparable_depths(ctx.node_level)
         comparable_pooled = row([p for p in grid if p.depth in comparable])
         every = grid + [Probe(r, d) for r in forms for d in FORM_DEPTHS]
         flags = subject.success(every, ctx.root, policy)
