@@ -95,6 +95,6 @@ def test_a_twin_borrows_the_donors_context_but_never_a_stand_in_for_its_answer(c
     assert placed.record_id != twin.record_id and placed.answer == twin.answer and placed.image == twin.image
     assert with_context_of(twin, donor, 0) == twin  # nothing borrowed at depth 0
     # the institution line is hidden when the twin asks its own institution's name: no stand-in shown
-    asks_name = next(r for r in holdout if r.fact_key == "institution.name" and r.task is not Task.CLASSIFICATION)
+    asks_name = next(r for r in holdout if r.fact_key == "institution.name" and r.task is Task.GENERATION)
     shown = render_prompt(with_context_of(asks_name, donor, 2), MAX_DEPTH)
     assert "Institution:" not in shown and f"Patient MRN: {donor.patient_id}" in shown

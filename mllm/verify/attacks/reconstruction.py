@@ -33,8 +33,12 @@ oracle misses as much of its twins' success as the over-forgetting candidate doe
 1.0 (tiny test world, a study), 0.76 vs 0.97 (demo corpus, a study, seed 0), 0.83 vs 0.60 (demo, a
 FINDINGS section of one fact, seed 0), and the passing ``hierarchy`` run 0.35 / 0.78 — no edge
 separates them, and even at depths 0-1 (no patient named) the study's oracle reads 0.12 against its
-twins' 0.25. Over-forgetting under a kept patient is then left to ``over_forgetting_likelihood`` and
-to the sibling checks; it is a known gap of a verification without a retrain oracle.
+twins' 0.25. Asking the twins under the kept patient
+(:meth:`~mllm.verify.context.VerifyContext.twin_under`) does not change this: the demo study's oracle
+still misses 0.70 of their success pooled (0.33 at depth 0: the study's image, still asked about the
+patient's name, is the cue), the over-forgetting candidate 0.94. Over-forgetting under a kept patient
+is then left to ``over_forgetting_likelihood`` and to the sibling checks; it is a known gap of a
+verification without a retrain oracle.
 """
 
 from __future__ import annotations
