@@ -73,7 +73,9 @@ class Engine(Protocol):
 def merged_scope(corpus: Any, targets: Sequence[ScopeTarget], already_forgotten: frozenset[str]) -> Any:
     """One ``ScopeGroups`` for a batch: the union of each request's forget side; every kept group
     excludes what any request forgets and what earlier jobs already removed from the served model,
-    which is named as ``earlier_forgotten`` (verification checks it stays forgotten)."""
+    which is named as ``earlier_forgotten`` (verification checks it stays forgotten). Each forget
+    record keeps the level of the coarsest request that forgets it (``forget_levels``: verification
+    reads a patient's records as a patient's and a section's as a section's in one batch)."""
     from mllm.data.schema import Level
     from mllm.data.scope import NodeRef, resolve_scope
 
@@ -92,6 +94,9 @@ def merged_scope(corpus: Any, targets: Sequence[ScopeTarget], already_forgotten:
 
     first = groups[0]
     levels = [level for level in Level if any(level in g.siblings for g in groups)]
+    forget_levels: dict[str, Level] = {}
+    for group in sorted(groups, key=lambda g: list(Level).index(g.node.level), reverse=True):
+        forget_levels.update((r.record_id, group.node.level) for r in (*group.forget, *group.forget_forms))
     return replace(
         first, forget=union((g.forget for g in groups), gone),
         children=union((g.children for g in groups), gone),
@@ -101,7 +106,7 @@ def merged_scope(corpus: Any, targets: Sequence[ScopeTarget], already_forgotten:
         holdout=union((g.holdout for g in groups), set()),
         forget_forms=union((g.forget_forms for g in groups), gone),
         holdout_forms=union((g.holdout_forms for g in groups), set()),
-        earlier_forgotten=tuple(by_id[i] for i in sorted(gone) if i in by_id))
+        earlier_forgotten=tuple(by_id[i] for i in sorted(gone) if i in by_id), forget_levels=forget_levels)
 
 
 class MllmEngine:

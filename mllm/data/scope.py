@@ -118,6 +118,13 @@ class ScopeGroups(Generic[R]):
     validation_node: NodeRef | None = None
     earlier_forgotten: tuple[R, ...] = ()
     holdout_match: dict[str, dict[str, int]] = field(default_factory=dict)
+    # A batch of several requests: the level of the (coarsest) request node that forgets each record of
+    # ``forget`` / ``forget_forms``, by record id; empty when every record is forgotten at ``node``'s level.
+    forget_levels: dict[str, Level] = field(default_factory=dict)
+
+    def level_of(self, record: Placed) -> Level:
+        """The level of the request node that forgets ``record`` (``node``'s unless a batch says)."""
+        return self.forget_levels.get(record.record_id, self.node.level)  # type: ignore[arg-type]
 
     @property
     def all_siblings(self) -> tuple[R, ...]:

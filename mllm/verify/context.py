@@ -172,24 +172,26 @@ class VerifyContext:
     def subjects(self) -> list[Subject]:
         return [s for s in (self.candidate, self.oracle) if s is not None]
 
-    @property
-    def node_level(self) -> Level | None:
-        """The level of the scope's node (a batch job's scope carries its first request's node)."""
-        return getattr(getattr(self.scope, "node", None), "level", None)
+    def level_of(self, record: Record) -> Level | None:
+        """The level of the request node that forgets ``record`` (a batch job's scope names it per
+        record, ``ScopeGroups.forget_levels``; otherwise the scope's node's), ``None`` without a node."""
+        levels = getattr(self.scope, "forget_levels", None) or {}
+        return levels.get(record.record_id) or getattr(getattr(self.scope, "node", None), "level", None)
 
-    @property
-    def kept_depth(self) -> int:
-        """The context depths that name the node's kept ancestors: 0 for an institution (or a scope
-        without a node), 1 for a patient (its institution), 2 for a study, 3 for a section."""
-        return list(Level).index(self.node_level) if self.node_level is not None else 0
+    def kept_depth(self, record: Record) -> int:
+        """The context depths that name the kept ancestors of ``record``'s forgotten node: 0 for an
+        institution (or a scope without a node), 1 for a patient (its institution), 2 for a study, 3
+        for a section."""
+        level = self.level_of(record)
+        return list(Level).index(level) if level is not None else 0
 
     def twin_under(self, twin: Record, forget: Record, depth: int) -> Record:
-        """``twin`` as asked at ``depth`` under ``forget``'s kept ancestors (:attr:`kept_depth`);
+        """``twin`` as asked at ``depth`` under ``forget``'s kept ancestors (:meth:`kept_depth`);
         unchanged at depth 0, where no context is shown."""
-        return with_context_of(twin, forget, min(self.kept_depth, depth))
+        return with_context_of(twin, forget, min(self.kept_depth(forget), depth))
 
     def _kept_context(self, probe: Probe) -> tuple:
-        shown = range(1, min(self.kept_depth, probe.depth) + 1)
+        shown = range(1, min(self.kept_depth(probe.record), probe.depth) + 1)
         return tuple(getattr(probe.record, f) for d in shown for f in CONTEXT_FIELDS.get(d, ()))
 
     def matched_reference(self, subject: Subject, probes: Sequence[Probe]) -> list[np.ndarray]:

@@ -44,3 +44,19 @@ def test_records_an_earlier_job_removed_are_neither_forgotten_again_nor_kept(cor
     assert not every_group & earlier.forget
     assert ids(scope.forget) == now.forget - earlier.forget
     assert ids(scope.earlier_forgotten) == earlier.forget  # named, so verification checks they stay gone
+
+
+def test_each_forget_record_keeps_the_level_of_the_coarsest_request_that_forgets_it(corpus) -> None:
+    patients = list(dict.fromkeys(r.patient_id for r in corpus.records if r.split is Split.TRAIN))
+    whole, other = _target(corpus, patients[0]), patients[-1]
+    section_record = next(r for r in corpus.records if r.patient_id == other and r.section is not None
+                          and r.split is Split.TRAIN and not r.eval_only)
+    section = resolve_scope(corpus, NodeRef.of(section_record, Level.SECTION)).forget
+    study = resolve_scope(corpus, NodeRef.of(next(r for r in corpus.records if r.record_id in whole.forget),
+                                             Level.STUDY)).forget  # nested in the patient's request
+    targets = [ScopeTarget(request_id="s", level="section", forget=frozenset(ids(section))),
+               ScopeTarget(request_id="t", level="study", forget=frozenset(ids(study))), whole]
+    scope = merged_scope(corpus, targets, frozenset())
+    assert {scope.level_of(r) for r in scope.forget if r.record_id in ids(section)} == {Level.SECTION}
+    assert {scope.level_of(r) for r in scope.forget if r.patient_id == patients[0]} == {Level.PATIENT}
+    assert {scope.level_of(r) for r in scope.forget_forms if r.patient_id == patients[0]} == {Level.PATIENT}

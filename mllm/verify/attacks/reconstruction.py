@@ -151,8 +151,9 @@ class Reconstruction(Attack):
             for lv in sorted({r.level.value for r in forget})
         }
         pooled = row(grid)
-        comparable = comparable_depths(ctx.node_level)
-        comparable_pooled = row([p for p in grid if p.depth in comparable])
+        judged = [p for p in grid if p.depth in comparable_depths(ctx.level_of(p.record))]
+        comparable = tuple(sorted({p.depth for p in judged}))
+        comparable_pooled = row(judged)
         every = grid + [Probe(r, d) for r in forms for d in FORM_DEPTHS]
         flags = subject.success(every, ctx.root, policy)
         reproduced = sorted({p.record.record_id for p, ok in zip(every, flags, strict=True) if ok})
