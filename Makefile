@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 TEST_DATABASE_URL     ?= postgresql://postgres@127.0.0.1:5432/test
 TEST_CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: venv demo test lint bench bench-api bench-verification clean
+.PHONY: venv demo test lint bench bench-api bench-verification bench-pipeline clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ VERIFY_TARGETS ?= patient study institution FINDINGS LAB
 bench-verification: venv
 	$(BIN)/python benchmarks/verification.py --size demo --seeds 0 1 2 3 4 --targets $(VERIFY_TARGETS)
 	$(BIN)/python benchmarks/verification.py --size medforget --seeds 0 --targets $(VERIFY_TARGETS)
+
+# The pipeline's utility curve (issue "Unlearning pipeline"): 50 patient requests one after another
+# through unlearn -> verify -> certify on the embedded defaults (~50 min on 2 cores).
+bench-pipeline: venv
+	$(BIN)/python benchmarks/pipeline_sequential.py --size sequential --requests 50
 
 # REST API under load against PostgreSQL + its own Redis (< 60 s; needs redis-server and PostgreSQL).
 BENCH_API_ARGS ?= --seconds 10 --concurrency 16
