@@ -173,10 +173,10 @@ class VerifyContext:
         return [s for s in (self.candidate, self.oracle) if s is not None]
 
     def level_of(self, record: Record) -> Level | None:
-        """The level of the request node that forgets ``record`` (a batch job's scope names it per
-        record, ``ScopeGroups.forget_levels``; otherwise the scope's node's), ``None`` without a node."""
-        levels = getattr(self.scope, "forget_levels", None) or {}
-        return levels.get(record.record_id) or getattr(getattr(self.scope, "node", None), "level", None)
+        """The level of the request node that forgets ``record`` (``ScopeGroups.level_of``: a batch
+        job's scope names it per record), ``None`` for a scope without a node."""
+        level_of = getattr(self.scope, "level_of", None)
+        return level_of(record) if level_of is not None else None
 
     def kept_depth(self, record: Record) -> int:
         """The context depths that name the kept ancestors of ``record``'s forgotten node: 0 for an
