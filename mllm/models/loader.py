@@ -90,21 +90,28 @@ def _candidates(recorded: str | None, search_path: Sequence[Path | str]) -> Iter
             yield from sorted(child for child in entry.iterdir() if child.is_dir())
 
 
-def resolve_base(root: Path, metadata: ArtifactMetadata,
-                 search_path: Sequence[Path | str] = ()) -> BaseRef:
-    """The full artifact with the digest ``metadata.base_digest`` (see the module docstring)."""
-    wanted = metadata.base_digest
+def find_full_artifact(digest: str, recorded_path: str | None, search_path: Sequence[Path | str] = (), *,
+                       what: str = "the base model") -> BaseRef:
+    """The full artifact whose content digest is ``digest``: at ``recorded_path``, else on the search path
+    (see the module docstring); :class:`ModelLoadError` naming ``what`` when none matches."""
     looked: list[str] = []
-    for candidate in _candidates(metadata.base_path, search_path):
+    for candidate in _candidates(recorded_path, search_path):
         if not (candidate / "config.json").is_file():
             continue
         looked.append(str(candidate))
-        if artifact_digest(candidate) == wanted:
-            return BaseRef(path=candidate.resolve(), digest=wanted)
+        if artifact_digest(candidate) == digest:
+            return BaseRef(path=candidate.resolve(), digest=digest)
     raise ModelLoadError(
-        f"the base model of adapter artifact '{root}' (sha256:{wanted}) was not found: "
-        f"{len(looked)} model directories checked, none has that digest (a base that changed is never "
-        f"used). Put the base at its recorded path or on the search path ({BASE_PATH_ENV}).")
+        f"{what} (sha256:{digest}) was not found: {len(looked)} model directories checked, none has "
+        f"that digest (a base that changed is never used). Put the base at its recorded path or on the "
+        f"search path ({BASE_PATH_ENV}).")
+
+
+def resolve_base(root: Path, metadata: ArtifactMetadata,
+                 search_path: Sequence[Path | str] = ()) -> BaseRef:
+    """The full artifact with the digest ``metadata.base_digest`` (see the module docstring)."""
+    return find_full_artifact(metadata.base_digest, metadata.base_path, search_path,
+                              what=f"the base model of adapter artifact '{root}'")
 
 
 def _model_type(root: Path) -> str:

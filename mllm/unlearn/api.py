@@ -2,7 +2,9 @@
 
 Load the model, run the method, apply the collapse guard, and only then write the artifact, with
 provenance: seed, library versions, hardware, config, and the digests of base, corpus and scope.
-Nothing time-dependent enters the artifact, so the same seed gives the same artifact digest.
+Nothing time-dependent enters the artifact, so the same seed gives the same artifact digest. The
+artifact also carries its lineage's training recipe with the forgotten records added to what it
+leaves out (:mod:`mllm.train.retrain`), so ``exact`` can later retrain any model of the lineage.
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ import numpy as np
 import torch
 
 from mllm.data.schema import Corpus
-from mllm.models.artifact import ArtifactKind, ArtifactMetadata, artifact_digest, library_versions
+from mllm.models.artifact import (
+    ArtifactKind,
+    ArtifactMetadata,
+    artifact_digest,
+    library_versions,
+    read_metadata,
+)
+from mllm.train.retrain import RECIPE_KEY, recipe_after, recipe_of
 
 from .base import Context, Progress, ShouldCancel, StepLog
 from .guard import CollapseError, GuardPolicy, GuardResult, collapse_guard
 from .registry import ConfigError, method_class, parse_config
-from .scope import ScopeGroups, scope_digest
+from .scope import ScopeGroups, forget_records, scope_digest
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,7 @@ def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
     out, model_dir = Path(out), Path(model_dir)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new directory for the artifact")
-    cls = method_class(method)
+    cls = method_class(method).for_model(model_dir)
     values, policy = split_config(config)
     cfg = parse_config(method, values)
     started = time.perf_counter()
@@ -97,11 +106,14 @@ def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
     provenance = {"method": method, "config": asdict(cfg), "guard_policy": asdict(policy), "seed": seed,
                   "versions": library_versions(), "hardware": hardware(), "base_digest": base_digest,
                   "corpus_sha256": corpus.header.records_sha256, "scope_sha256": scope_digest(scope)}
+    forgotten = [r.record_id for r in (*forget_records(scope), *scope.earlier_forgotten)]
+    recipe = recipe_after(recipe_of(read_metadata(model_dir)), forgotten)
     metadata = ArtifactMetadata(
         kind=ArtifactKind.UNLEARNED, seed=seed, corpus_sha256=corpus.header.records_sha256,
         parent_digest=base_digest,
         training={"unlearning": provenance, "steps": len(runner.log),
-                  "losses": [s.loss for s in runner.log], "guard": guard.to_json()})
+                  "losses": [s.loss for s in runner.log], "guard": guard.to_json(),
+                  **({RECIPE_KEY: recipe.to_json()} if recipe is not None else {})})
     digest = runner.save(model, out, metadata)
     return UnlearnResult(artifact=out, digest=digest, method=method, steps=list(runner.log),
                          provenance=provenance, guard=guard, seconds=time.perf_counter() - started)

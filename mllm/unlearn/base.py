@@ -107,6 +107,11 @@ class Method:
         self.log: list[StepLog] = []
 
     @classmethod
+    def for_model(cls, model_dir: Path) -> type[Method]:
+        """The class that runs this method on ``model_dir`` (a method may differ by kind of model)."""
+        return cls
+
+    @classmethod
     def load(cls, model_dir: Path) -> tuple[Any, Any, BaseRef | None]:
         """The model to unlearn from, its processor, and the base its adapter artifacts reference."""
         loaded = load_model(model_dir)

@@ -52,6 +52,7 @@ def unlearn_command(model_dir: Path, corpus_dir: Path, forget_file: Path, method
 
     from mllm.data.schema import CorpusError, load_corpus
     from mllm.models.loader import ModelLoadError
+    from mllm.train.retrain import RecipeError
 
     from . import CollapseError, ConfigError, NoOpUnlearningError, UnknownMethodError, unlearn
     from .registry import method_class
@@ -86,7 +87,7 @@ def unlearn_command(model_dir: Path, corpus_dir: Path, forget_file: Path, method
                          out=out, seed=seed)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--config") from None
-    except (ModelLoadError, ShardError) as exc:
+    except (ModelLoadError, ShardError, RecipeError) as exc:
         raise click.BadParameter(str(exc), param_hint="--model") from None
     except (CollapseError, NoOpUnlearningError) as exc:
         raise click.ClickException(f"unlearning failed, nothing written: {exc}") from None

@@ -299,7 +299,8 @@ OBLIVIO_JOB_STEP_TIME_LIMIT = int(os.environ.get("OBLIVIO_JOB_STEP_TIME_LIMIT", 
 if OBLIVIO_JOB_HEARTBEAT_SECONDS * 2 > OBLIVIO_JOB_LEASE_SECONDS:
     raise ImproperlyConfigured("OBLIVIO_JOB_LEASE_SECONDS must be at least twice the heartbeat")
 #: The escalation ladder: Oblivio's hierarchy-aware method, the same with twice the steps, then
-#: exact retraining (needs a sharded served model), then a person.
+#: exact retraining (of the affected shards of a sharded model, else of the whole model from its clean
+#: start: mllm.unlearn.methods.exact), then a person.
 OBLIVIO_UNLEARN_LADDER = _env_json("OBLIVIO_UNLEARN_LADDER", [
     {"method": "hierarchy", "config": {}}, {"method": "hierarchy", "config": {"steps": 160}},
     {"method": "exact", "config": {}}])

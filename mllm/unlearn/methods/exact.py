@@ -1,9 +1,15 @@
-"""``exact``: exact unlearning on a sharded model (:mod:`..shards`): retrain only the affected shards.
+"""``exact``: unlearning by retraining without the data, exact by construction.
 
-The model directory is a sharded model (``train_sharded``), not a single checkpoint. The forget
-records' shards restart from their last clean checkpoint and retrain the later stages without those
-records; the other shards are copied unchanged. The result is, by construction, the sharded model
-that training without the forget records would have produced.
+Which retraining depends on the deployment (:meth:`Exact.for_model`):
+
+* a **sharded model** (``train_sharded``, :mod:`..shards`): the forget records' shards restart from
+  their last clean checkpoint and retrain the later stages without those records; the other shards
+  are copied unchanged. Cost: the affected shards' later stages.
+* a **single checkpoint** Oblivio trained, or unlearned from one: the whole model is trained again
+  from the lineage's clean start without every record the lineage has forgotten
+  (:mod:`mllm.train.retrain`). Cost: one full training run.
+
+Either way the result is the model that training without those records would have produced.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mllm.models.artifact import ArtifactMetadata, artifact_digest
+from mllm.models.artifact import ArtifactMetadata, artifact_digest, read_metadata, save_artifact
 from mllm.train.loop import Progress as TrainProgress
+from mllm.train.retrain import RecipeError, recipe_of, retrain
 
 from ..base import Method, MethodConfig, Progress, ShouldCancel, StepLog, UnlearnCancelled
 from ..registry import register
@@ -26,12 +33,59 @@ from ..shards import MANIFEST, ShardConfig, load_sharded, restore_stage, save_st
 
 @dataclass(frozen=True)
 class ExactConfig(MethodConfig):
-    """Exact unlearning takes its recipe from the sharded model; these fields are not used."""
+    """Exact unlearning takes its recipe from the model (its shards or its training metadata); these
+    fields are not used."""
 
 
 @register("exact")
 class Exact(Method):
+    """Chooses the retraining that fits the model directory (see the module docstring)."""
+
     Config = ExactConfig
+
+    @classmethod
+    def for_model(cls, model_dir: Path) -> type[Method]:
+        return ShardedExact if (Path(model_dir) / MANIFEST).is_file() else RetrainExact
+
+    def _step_logger(self, total: int | None, progress: Progress | None,
+                     should_cancel: ShouldCancel | None) -> Any:
+        """A training callback that logs each step as a :class:`StepLog` and honours cancellation."""
+
+        def on_step(step: TrainProgress) -> None:
+            if should_cancel is not None and should_cancel():
+                raise UnlearnCancelled(len(self.log))
+            self.log.append(StepLog(step=len(self.log) + 1, total_steps=total or step.total_steps,
+                                    loss=step.loss, lr=step.lr))
+            if progress is not None:
+                progress(self.log[-1])
+
+        return on_step
+
+
+class RetrainExact(Exact):
+    """A single checkpoint: train again from the lineage's clean start without what it forgot."""
+
+    def original(self, model: Any) -> Any:
+        return self.ctx.model
+
+    def run(self, *, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Any:
+        recipe = recipe_of(read_metadata(self.ctx.model_dir))
+        if recipe is None:
+            raise RecipeError("the model carries no training recipe (trained outside Oblivio or from an "
+                              "already fine-tuned model): exact unlearning needs a model Oblivio trained "
+                              "from a clean start, or a sharded deployment")
+        scope = self.ctx.scope
+        exclude = [r.record_id for r in (*forget_records(scope), *scope.earlier_forgotten)]
+        self.retrained = retrain(recipe, self.ctx.corpus, exclude,
+                                 callback=self._step_logger(None, progress, should_cancel))
+        return self.retrained.model
+
+    def save(self, model: Any, out: Path, metadata: ArtifactMetadata) -> str:
+        return save_artifact(model, self.retrained.processor, out, metadata, base=self.retrained.adapter_base)
+
+
+class ShardedExact(Exact):
+    """A sharded model: retrain only the shards holding forget records."""
 
     @classmethod
     def load(cls, model_dir: Path) -> tuple[Any, Any, None]:
@@ -54,15 +108,7 @@ class Exact(Method):
         dirty = {shard: next(k for k, part in enumerate(slices) if forget.intersection(part))
                  for shard, slices in manifest["shards"].items() if forget.intersection(sum(slices, []))}
         stages = sum(len(manifest["shards"][shard]) - clean for shard, clean in dirty.items())
-        total = stages * config.steps_per_slice
-
-        def on_step(step: TrainProgress) -> None:
-            if should_cancel is not None and should_cancel():
-                raise UnlearnCancelled(len(self.log))
-            self.log.append(StepLog(step=len(self.log) + 1, total_steps=total, loss=step.loss, lr=step.lr))
-            if progress is not None:
-                progress(self.log[-1])
-
+        on_step = self._step_logger(stages * config.steps_per_slice, progress, should_cancel)
         for shard, clean in dirty.items():  # stage `clean` saw only the slices before the first dirty one
             restore_stage(ensemble.model, ctx.model_dir / "shards" / shard, shard, clean, config)
             states = train_stages(ensemble.model, ctx.processor, ctx.root, by_id, shard, self.shards[shard],

@@ -65,6 +65,7 @@ def test_bad_input_fails_clearly_without_echoing_identifiers(bed, tmp_path):
                                "FileNotFoundError"),
         "unknown patient": (base_args(bed, tmp_path / "c", forget=unknown), "owns no trainable record"),
         "existing out": (base_args(bed, bed.model_dir), "already exists"),
+        "exact without a recipe": (base_args(bed, tmp_path / "e", method="exact"), "no training recipe"),
     }
     for name, (args, message) in cases.items():
         result = invoke(*args)
@@ -75,7 +76,7 @@ def test_bad_input_fails_clearly_without_echoing_identifiers(bed, tmp_path):
     bad_config.write_text(json.dumps({"stepz": 3}), encoding="utf-8")
     result = invoke(*base_args(bed, tmp_path / "d"), "--config", bad_config)
     assert result.exit_code == 2 and "no config field 'stepz'" in result.output
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    assert not any((tmp_path / name).exists() for name in "abcde")
 
 
 def test_a_collapsed_run_exits_1_and_writes_nothing(bed, tmp_path):
