@@ -45,7 +45,9 @@ EXPECTED_FAILURES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"suppression", "forget_depth0"}),
         frozenset({"collapse", "far_retain"}),
     ),
-    "half-forgotten": (frozenset({"forget_depth0"}), frozenset({"collapse"})),
+    # the remembered half leaks at every depth; at depth 0 alone a 10-fact study's interval can still
+    # reach 0 (the tiny test world: excess 0.33, 95 % -0.03..0.70), the context depths decide it
+    "half-forgotten": (frozenset({"forget_context"}), frozenset({"collapse"})),
     "depth0-only": (frozenset({"forget_context"}), frozenset({"forget_depth0"})),
     "over-forgetting": (
         frozenset({"over_forgetting"}),
