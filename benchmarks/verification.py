@@ -85,6 +85,10 @@ def detected(name: str, report: VerificationReport) -> bool:
     return not report.passed and must_fail <= {c.name for c in report.failed}
 
 
+def expected_verdict(name: str) -> str:
+    return "pass" if name in MUST_PASS else "fail"
+
+
 def target_node(corpus: Corpus, kind: str, seed: int) -> NodeRef:
     """The node of the target ``kind``: the patient of :func:`patient_node`, otherwise the unlearning
     benchmark's seeded pick for that level or section kind."""
@@ -144,11 +148,12 @@ def run_target(
 
     def row(report: VerificationReport, name: str) -> dict:
         failed = [c.name for c in report.failed]
-        print(f"seed {seed} {kind} {name}: {'pass' if report.passed else 'fail'} {failed}", flush=True)
+        print(f"seed {seed} {kind} {name}: {report.verdict} {failed}", flush=True)
         slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
         (reports / f"{slug}.json").write_text(json.dumps(report.to_json(), indent=1), encoding="utf-8")
         return {
             "passed": report.passed,
+            "verdict": report.verdict,
             "detected": detected(name, report),
             "failed": failed,
             "checks": {
@@ -195,7 +200,8 @@ def run_target(
         )
     except CollapseError as exc:
         print(f"seed {seed} {kind} {HIERARCHY}: refused by the collapse guard ({exc})", flush=True)
-        rows[HIERARCHY] = {"passed": False, "detected": False, "failed": ["collapse guard"], "checks": {}}
+        rows[HIERARCHY] = {"passed": False, "verdict": "fail", "detected": False,
+                           "failed": ["collapse guard"], "checks": {}}
     return result
 
 
@@ -258,28 +264,35 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "Confusion table (right verdict = fails, or for the oracle and the hierarchy run passes; failure "
-        "mode caught = the verdict fails *and* every check of the candidate's failure mode fails):",
+        "Confusion table (right verdict = fails, or for the oracle and the hierarchy run passes; an "
+        "*inconclusive* verdict — fewer forgotten facts than `min_forget_facts` — is neither: the pipeline "
+        "sends it to the exact rung; failure mode caught = the verdict fails *and* every check of the "
+        "candidate's failure mode fails):",
         "",
-        "| candidate | expected | right verdict | failure mode caught | "
+        "| candidate | expected | pass / inconclusive / fail | right verdict | failure mode caught | "
         f"failed checks (seed {runs[0]['seed']}, {runs[0]['target']}) |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for name in (*CANDIDATES, HIERARCHY):
         rows = [s["candidates"][name] for s in runs if name in s["candidates"]]  # applicable runs only
-        right = sum(row["passed"] == (name in MUST_PASS) for row in rows)
+        verdicts = [row["verdict"] for row in rows]
+        counts = "/".join(str(verdicts.count(v)) for v in ("pass", "inconclusive", "fail"))
+        right = verdicts.count(expected_verdict(name))
         hits = sum(row["detected"] for row in rows)
         expected = "pass" if name in MUST_PASS else "fail: " + ", ".join(sorted(EXPECTED_FAILURES[name][0]))
         first = runs[0]["candidates"].get(name)
         shown = "n/a" if first is None else ", ".join(first["failed"]) or "-"
-        lines.append(f"| {name} | {expected} | {right}/{len(rows)} | {hits}/{len(rows)} | {shown} |")
-    lines += ["", "By seed and target (wrong verdicts named):", "",
-              "| seed | target | right verdicts | wrong |", "|---|---|---|---|"]
+        lines.append(f"| {name} | {expected} | {counts} | {right}/{len(rows)} | {hits}/{len(rows)} | "
+                     f"{shown} |")
+    lines += ["", "By seed and target (wrong and inconclusive verdicts named):", "",
+              "| seed | target | right verdicts | wrong | inconclusive |", "|---|---|---|---|---|"]
     for s in runs:
-        verdicts = {name: row["passed"] for name, row in s["candidates"].items()}
-        wrong = [name for name, passed in verdicts.items() if passed != (name in MUST_PASS)]
-        right = f"{len(verdicts) - len(wrong)}/{len(verdicts)}"
-        lines.append(f"| {s['seed']} | {s['target']} | {right} | {', '.join(wrong) or '-'} |")
+        verdicts = {name: row["verdict"] for name, row in s["candidates"].items()}
+        wrong = [name for name, v in verdicts.items() if v not in (expected_verdict(name), "inconclusive")]
+        unsure = [name for name, v in verdicts.items() if v == "inconclusive"]
+        right = f"{len(verdicts) - len(wrong) - len(unsure)}/{len(verdicts)}"
+        lines.append(f"| {s['seed']} | {s['target']} | {right} | {', '.join(wrong) or '-'} | "
+                     f"{', '.join(unsure) or '-'} |")
     lines += [
         "",
         "Margins (threshold distance; pass side: min over candidates that must pass the check, "

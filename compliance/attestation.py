@@ -124,6 +124,7 @@ def statement(facts: CertificateFacts) -> dict[str, Any]:
             "method": {"name": facts.method, "guarantee": "exact" if facts.exact else "approximate"},
             "models": {"before": model(facts.before), "after": model(facts.after)},
             "verification": {"report_digest": json_digest(facts.report), "passed": True,
+                             "verdict": facts.report_summary.get("verdict", "pass"),
                              "summary": dict(facts.report_summary)},
             "inference_guard": dict(facts.guard),
             "times": dict(facts.times),
@@ -256,6 +257,10 @@ def certificate_check(bundle: Any, *, keys: Mapping[str, Ed25519PublicKey],
     verification = predicate.get("verification", {})
     if verification.get("passed") is not True:
         check.problems.append("the statement does not record a passing verification")
+    verdict, guarantee = verification.get("verdict", "pass"), predicate.get("method", {}).get("guarantee")
+    if verdict not in ("pass", "inconclusive") or (verdict == "inconclusive" and guarantee != "exact"):
+        check.problems.append("the verification verdict does not allow certification (only an exact method "
+                              "may be certified on an inconclusive verdict)")
     if json_digest(bundle.get("verification_report")) != verification.get("report_digest"):
         check.problems.append("the verification report differs from the one that was signed")
     if request_id is not None and predicate.get("request", {}).get("id") != request_id:

@@ -4,7 +4,8 @@ It is a test double for ``mllm.unlearn`` / ``mllm.verify``, not a model: ``unlea
 artifact and writes the record ids it was told to forget (so the digest changes deterministically),
 ``verify`` checks that the candidate forgot exactly the requested records and passes once the rung's
 strength (``steps`` / 30, the unlearning default) reaches ``PIPELINE_TEST_REQUIRED_STRENGTH``
-(``exact`` always passes); without a lineage baseline it "measures" one on the original (a single
+(``exact`` always passes; with the threshold ``facts_too_few`` every passing verdict is inconclusive
+instead, as on a one-fact scope); without a lineage baseline it "measures" one on the original (a single
 panel entry named after the original's directory) and reports the baseline it used. Worker processes
 started by the tests import it through ``PYTHONPATH`` and read the same environment variables.
 """
@@ -58,8 +59,11 @@ class ScriptedEngine:
              "passed": strength >= required},
         ]
         progress(1.0)
-        passed = all(check["passed"] for check in checks)
+        verdict = "pass" if all(check["passed"] for check in checks) else "fail"
+        if verdict == "pass" and thresholds.get("facts_too_few"):  # a one-fact scope: no check decides
+            checks = [{**check, "status": "inconclusive", "passed": None} for check in checks]
+            verdict = "inconclusive"
         baseline = dict(baseline) or {f"panel-of-{original.name[:12]}": True}
-        report = {"schema": "test-report/v1", "passed": passed, "checks": checks,
+        report = {"schema": "test-report/v1", "verdict": verdict, "checks": checks,
                   "original": original.name, "candidate": candidate.name, "baseline": baseline}
-        return VerifyOutcome(passed=passed, report=report, checks=checks, baseline=baseline)
+        return VerifyOutcome(verdict=verdict, report=report, checks=checks, baseline=baseline)

@@ -46,10 +46,18 @@ class UnlearnOutcome:
 
 @dataclass(frozen=True)
 class VerifyOutcome:
-    passed: bool
+    verdict: str  # pass / fail / inconclusive (too few forgotten facts for the checks to decide)
     report: dict[str, Any]
-    checks: list[dict[str, Any]]  # name, value, threshold, passed (the certificate summary)
+    checks: list[dict[str, Any]]  # name, value, threshold, status, passed (the certificate summary)
     baseline: dict[str, bool] = field(default_factory=dict)  # the lineage's utility baseline it used
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.verdict == "inconclusive"
 
     @property
     def failed_checks(self) -> list[dict[str, Any]]:
@@ -163,9 +171,9 @@ class MllmEngine:
             raise EngineError(f"verification input: {exc}") from None
         body = report.to_json()
         checks = [{"name": c["name"], "value": c["value"], "threshold": c["threshold"],
-                   "comparison": c["comparison"], "diagnosis": c["diagnosis"],
+                   "comparison": c["comparison"], "diagnosis": c["diagnosis"], "status": c["status"],
                    "passed": {"pass": True, "fail": False}.get(c["status"])} for c in body["checks"]]
-        return VerifyOutcome(passed=report.passed, report=body, checks=checks, baseline=baseline)
+        return VerifyOutcome(verdict=report.verdict, report=body, checks=checks, baseline=baseline)
 
 
 @lru_cache(maxsize=4)

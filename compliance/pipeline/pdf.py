@@ -48,6 +48,23 @@ def _table(rows: list[list[Any]], widths: list[float], header: bool = True) -> T
     return table
 
 
+_STATUS = {"pass": "pass", "fail": "FAIL", "inconclusive": "inconclusive", "not_applicable": "n/a"}
+
+
+def _status(check: dict[str, Any]) -> str:
+    """A summary check without ``status`` (certificates issued before it was recorded)."""
+    return {True: "pass", False: "fail"}.get(check.get("passed"), "not_applicable")
+
+
+def _verification(facts: CertificateFacts) -> str:
+    summary = facts.report_summary
+    if summary.get("verdict") == "inconclusive" and summary.get("passed"):
+        return ("INCONCLUSIVE, accepted: too few forgotten facts for the attacks to decide; the model was "
+                "retrained without the data, so forgetting holds by construction (utility and integrity "
+                "checks passed)")
+    return "PASSED" if summary.get("passed") else "not passed"
+
+
 def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) -> bytes:
     """Render the certificate of ``facts`` (signed with ``key_id``) as PDF bytes."""
     styles = getSampleStyleSheet()
@@ -66,7 +83,7 @@ def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) ->
                   f"{'in scope' if facts.method == NOT_TRAINED else 'forgotten'} "
                   f"(scope digest {facts.scope_digest[:16]}…)"],
         ["Method", Paragraph(f"{facts.method} — {guarantee}", _CELL)],
-        ["Verification", "PASSED" if facts.report_summary.get("passed") else "not passed"],
+        ["Verification", Paragraph(_verification(facts), _CELL)],
         *([["Already removed by", Paragraph("; ".join(
             f"the job of certificate {c['certificate_id']} (issued {c['issued_at']})"
             for c in facts.covered_by), _CELL)]] if facts.covered_by else []),
@@ -74,7 +91,7 @@ def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) ->
     ]
     checks = [["Check", "Value", "Threshold", "Result"]] + [
         [Paragraph(str(check.get("name", "?")), _CELL), _value(check.get("value")),
-         _value(check.get("threshold")), "pass" if check.get("passed") else "FAIL"]
+         _value(check.get("threshold")), _STATUS.get(check.get("status") or _status(check), "?")]
         for check in facts.report_summary.get("checks", [])]
     digests = [
         ["Model before", Paragraph(facts.before.artifact_digest, _MONO)],

@@ -113,12 +113,22 @@ def _record_log(job: UnlearningJob, **entry: Any) -> None:
     job.log = [*job.log, {"step": job.step, "rung": job.rung, "claim": job.attempts, **entry}]
 
 
-def _rung_failed(job: UnlearningJob, failure: dict[str, Any]) -> None:
+def _next_rung(job: UnlearningJob, *, inconclusive: bool) -> int | None:
+    """The rung after a failed one: the next, or after an inconclusive verdict (too few forgotten facts
+    for any approximate method to be judged) the next ``exact`` rung; ``None``: a person decides."""
+    later = range(job.rung + 1, len(job.policy["ladder"]))
+    if inconclusive:
+        return next((rung for rung in later if job.policy["ladder"][rung]["method"] == "exact"), None)
+    return next(iter(later), None)
+
+
+def _rung_failed(job: UnlearningJob, failure: dict[str, Any], *, inconclusive: bool = False) -> None:
     """After a failed rung: the next rung of the ladder, or a person (inside the locked transaction)."""
     requests_advance(job, Status.FAILED, **failure)
     ladder = job.policy["ladder"]
-    if job.rung + 1 < len(ladder):
-        job.rung, job.candidate = job.rung + 1, None
+    rung = _next_rung(job, inconclusive=inconclusive)
+    if rung is not None:
+        job.rung, job.candidate = rung, None
         job.save(update_fields=["rung", "candidate", "log"])
         requests_advance(job, Status.SCHEDULED, reason="retry_stronger", method=ladder[job.rung]["method"])
         job_audit(job, AuditAction.JOB_RETRIED, failure=failure, method=ladder[job.rung]["method"])
@@ -199,28 +209,35 @@ def _verify(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
         corpus_root=Path(base.corpus_root), targets=_targets(job),
         already_forgotten=frozenset(base.forgotten_records), thresholds=job.policy["thresholds"],
         baseline=baseline, progress=beat.progress)
+    # An inconclusive verdict (too few forgotten facts for the weights to show them gone) accepts an
+    # exact candidate, whose forgetting holds by construction, once nothing else failed.
+    accepted = outcome.passed or (outcome.inconclusive and candidate.exact)
+    verdict = outcome.verdict
     with transaction.atomic():
         locked = job_locked(job.pk, owner=owner)
         lineage_baseline_keep(base=base, candidate=candidate, baseline=outcome.baseline)
         record, _ = VerificationRecord.objects.get_or_create(
             job=locked, candidate=candidate,
-            defaults={"rung": locked.rung, "passed": outcome.passed, "digest": json_digest(outcome.report),
+            defaults={"rung": locked.rung, "passed": accepted, "digest": json_digest(outcome.report),
                       "report": outcome.report,
-                      "summary": {"passed": outcome.passed, "checks": outcome.checks}})
+                      "summary": {"passed": accepted, "verdict": verdict, "checks": outcome.checks}})
         job_audit(locked, AuditAction.VERIFICATION_RECORDED, report_id=str(record.pk),
-                  report_digest=record.digest, passed=record.passed,
+                  report_digest=record.digest, passed=record.passed, verdict=verdict,
                   utility_baseline_digest=json_digest(outcome.baseline),
                   failed_checks=[c.get("name") for c in outcome.failed_checks])
-        _record_log(locked, report=record.digest, passed=record.passed)
+        _record_log(locked, report=record.digest, passed=record.passed, verdict=verdict)
         locked.save(update_fields=["log"])
         if locked.cancel_requested:
             job_cancelled(locked)
         elif record.passed:
             job_release(locked, next_step=JobStep.CERTIFY)
         else:
-            version_reject(candidate=candidate, reason=f"verification report {record.digest} failed")
-            _rung_failed(locked, {"step": "verify", "report_id": str(record.pk),
-                                  "failed_checks": outcome.failed_checks})
+            version_reject(candidate=candidate, reason=f"verification report {record.digest}: {verdict}")
+            inconclusive = [c["name"] for c in outcome.checks if c.get("status") == "inconclusive"]
+            _rung_failed(locked, {"step": "verify", "report_id": str(record.pk), "verdict": verdict,
+                                  "failed_checks": outcome.failed_checks,
+                                  **({"inconclusive_checks": inconclusive} if inconclusive else {})},
+                         inconclusive=outcome.inconclusive)
 
 
 def _certify(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -97,7 +97,8 @@ def verify_command(
     save_baseline: Path | None,
     out: Path,
 ) -> None:
-    """Attack CANDIDATE and write the verification report; exit 0 pass, 1 fail, 2 bad input."""
+    """Attack CANDIDATE and write the verification report; exit 0 pass, 1 fail, 2 bad input,
+    3 inconclusive (too few forgotten facts for the weights to show it: exact retraining decides)."""
     from mllm.data.schema import CorpusError, load_corpus
     from mllm.models.loader import ModelLoadError, check_model_dir
 
@@ -134,14 +135,17 @@ def verify_command(
     if save_baseline:
         _write_atomically(save_baseline, json.dumps(baseline, indent=2, sort_keys=True) + "\n")
     _write_atomically(out, json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
-    verdict = "PASS" if report.passed else "FAIL"
-    click.echo(f"{verdict}  report {out}  sha256 {report.digest()}")
+    click.echo(f"{report.verdict.upper()}  report {out}  sha256 {report.digest()}")
     for check in report.failed:
         click.echo(
             f"  fail {check.name}: {check.value:.3f} (threshold {check.comparison} {check.threshold}) "
             f"— {check.diagnosis}"
         )
-    sys.exit(EXIT_PASS if report.passed else EXIT_FAIL)
+    if report.verdict == "inconclusive":
+        facts = min(c.forget_facts or 0 for c in report.inconclusive)
+        click.echo(f"  inconclusive: {len(report.inconclusive)} forgetting checks rest on {facts} forgotten "
+                   f"fact(s), fewer than the policy's min_forget_facts {policy.min_forget_facts}")
+    sys.exit({"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}[report.verdict])
 
 
 COMMANDS: list[click.Command] = [verify_command]

@@ -242,9 +242,13 @@ class VerifyContext:
         )
         return {"forget": rate(flags), **matched._asdict()}
 
-    def check(self, **fields: Any) -> Check:
-        """A :class:`Check` held to the policy's significance rule."""
-        return Check(significance=self.policy.require_significance, **fields)
+    def check(self, *, evidence: Sequence[Record] | None = None, **fields: Any) -> Check:
+        """A :class:`Check` held to the policy's significance rule. A check that compares forgotten
+        records with a reference names them as ``evidence``: it is then also held to the policy's
+        evidence floor (``min_forget_facts`` distinct facts among them)."""
+        facts = len({r.fact for r in evidence}) if evidence is not None else None
+        return Check(significance=self.policy.require_significance, forget_facts=facts,
+                     min_forget_facts=self.policy.min_forget_facts, **fields)
 
     def worst_check(
         self, rows: Mapping[str, Estimate], *, detail: str, nothing: str, **fields: Any

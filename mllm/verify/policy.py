@@ -50,6 +50,15 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
 * ``max_suppression_gap`` 0.2 — forget success of the verifier's decoding of the weights minus that
   of the candidate's own ``generate`` (a filter or refusal wrapper).
 * ``max_degenerate_excess`` 0.1 — share of empty or endless answers above the original's.
+* ``min_forget_facts`` 3 — a check that compares the forget side with a reference (reconstruction,
+  membership, relearning) decides only when the scope holds at least 3 distinct facts; below, it is
+  *inconclusive* and so is the verdict unless another check fails. A never-trained model answers a
+  4-option question right 1 time in 4 and repeats that guess in every phrasing and context, so one
+  fact reproduced is evidence of nothing (p = 0.25) and three are the fewest that can be (0.25³ =
+  0.016 < 0.05). Measured: on the demo corpus's one-fact sections the retrain oracle failed
+  (docs/benchmarks.md, "verification demo patient study institution FINDINGS LAB"). The pipeline
+  sends an inconclusive approximate result to the ladder's ``exact`` rung, whose guarantee holds by
+  construction (``compliance.pipeline.steps``).
 * ``require_significance`` true — a check fails only when its value is beyond the threshold *and*
   its 95% interval excludes the reference value (0 for excesses/drops, 0.5 for AUCs): material and
   supported by the sample (:class:`mllm.verify.report.Check`).
@@ -88,6 +97,7 @@ class VerdictPolicy:
     max_nll_increase: float = 0.4
     max_suppression_gap: float = 0.2
     max_degenerate_excess: float = 0.1
+    min_forget_facts: int = 3
     # how success is judged and how hard the attacks push
     require_significance: bool = True
     rouge_l_success: float = 0.7

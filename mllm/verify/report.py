@@ -1,6 +1,7 @@
 """The verification report: one pass/fail per check with value and threshold, and the overall verdict.
 
-JSON schema ``oblivio.verification/v1`` (``report.schema.json`` beside this module). The report holds
+JSON schema ``oblivio.verification/v2`` (``report.schema.json`` beside this module; v2 added the
+``inconclusive`` verdict and check status and each check's ``forget_facts``). The report holds
 no PHI: no question, answer or model output text and no hierarchy identifier — items appear only by
 record id (corpus-internal, ``r000123``) and the scope by counts and a digest of its record ids.
 :meth:`VerificationReport.digest` is the SHA-256 of the RFC 8785 canonical JSON, which the
@@ -18,12 +19,13 @@ import rfc8785
 
 from .stats import Estimate
 
-SCHEMA = "oblivio.verification/v1"
+SCHEMA = "oblivio.verification/v2"
 
 
 @dataclass(frozen=True)
 class Check:
-    """One verdict check. ``passed`` is ``None`` when there was nothing to measure (not applicable).
+    """One verdict check: its :attr:`status` is ``pass``, ``fail``, ``inconclusive`` or
+    ``not_applicable`` (nothing to measure); :attr:`passed` is ``True`` / ``False`` / ``None``.
 
     ``comparison`` is ``"<="`` (value must not exceed threshold) or ``">="``. ``diagnosis`` names the
     failure mode the check detects (under-forgetting, context leak, suppression, ...).
@@ -33,6 +35,11 @@ class Check:
     behaves like the reference would have (0 for excesses and drops, 0.5 for AUCs). So a deviation
     must be both material and supported by the sample; a check without an interval is judged on its
     value alone.
+
+    A check that compares the forget side with a reference carries ``forget_facts``, the number of
+    distinct facts behind it. Below ``min_forget_facts`` it is **inconclusive** whatever its value:
+    a never-trained model gets a single fact right by chance (a 1-in-4 guess it repeats in every
+    phrasing), so neither a leak nor its absence can be told from the weights.
     """
 
     name: str
@@ -45,25 +52,33 @@ class Check:
     detail: str = ""
     null: float = 0.0
     significance: bool = True
+    forget_facts: int | None = None
+    min_forget_facts: int = 0
+
+    @property
+    def status(self) -> str:
+        if not math.isfinite(self.value):
+            return "not_applicable"
+        if self.forget_facts is not None and self.forget_facts < self.min_forget_facts:
+            return "inconclusive"
+        within = self.value <= self.threshold if self.comparison == "<=" else self.value >= self.threshold
+        if within:
+            return "pass"
+        interval = self.estimate
+        if not self.significance or interval is None or not math.isfinite(interval.low + interval.high):
+            return "fail"
+        supported = interval.low > self.null if self.comparison == "<=" else interval.high < self.null
+        return "fail" if supported else "pass"
 
     @property
     def passed(self) -> bool | None:
-        if not math.isfinite(self.value):
-            return None
-        within = self.value <= self.threshold if self.comparison == "<=" else self.value >= self.threshold
-        if within:
-            return True
-        interval = self.estimate
-        if not self.significance or interval is None or not math.isfinite(interval.low + interval.high):
-            return False
-        return not (interval.low > self.null if self.comparison == "<=" else interval.high < self.null)
+        return {"pass": True, "fail": False}.get(self.status)
 
     def as_dict(self) -> dict[str, Any]:
-        status = {True: "pass", False: "fail", None: "not_applicable"}[self.passed]
         return {
             "name": self.name,
             "attack": self.attack,
-            "status": status,
+            "status": self.status,
             "value": _json_number(self.value),
             "threshold": self.threshold,
             "comparison": self.comparison,
@@ -72,6 +87,7 @@ class Check:
             "diagnosis": self.diagnosis,
             "detail": self.detail,
             "estimate": self.estimate.as_dict() if self.estimate else None,
+            "forget_facts": self.forget_facts,
         }
 
 
@@ -102,10 +118,23 @@ class VerificationReport:
     timing: dict[str, float] = field(default_factory=dict)
 
     @property
+    def verdict(self) -> str:
+        """``fail`` when a check fails; else ``inconclusive`` when a check cannot decide (too few
+        forget facts); else ``pass`` when at least one check was applicable."""
+        statuses = {c.status for c in self.checks}
+        if "fail" in statuses:
+            return "fail"
+        if "inconclusive" in statuses:
+            return "inconclusive"
+        return "pass" if "pass" in statuses else "fail"
+
+    @property
     def passed(self) -> bool:
-        """All applicable checks pass, and at least one check was applicable."""
-        results = [c.passed for c in self.checks if c.passed is not None]
-        return bool(results) and all(results)
+        return self.verdict == "pass"
+
+    @property
+    def inconclusive(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "inconclusive"]
 
     @property
     def failed(self) -> list[Check]:
@@ -119,7 +148,7 @@ class VerificationReport:
         return clean(
             {
                 "schema": SCHEMA,
-                "verdict": "pass" if self.passed else "fail",
+                "verdict": self.verdict,
                 "passed": self.passed,
                 "diagnoses": self.diagnoses(),
                 "checks": [c.as_dict() for c in self.checks],

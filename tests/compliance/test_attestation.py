@@ -147,3 +147,16 @@ def test_the_pdf_shows_summary_checks_digests_and_the_verify_link() -> None:
     for expected in (facts().request_id, "PASSED", "mia_auc", "0.51", "0.6", "22" * 32, "0123456789abcdef",
                      url, "suppression, not unlearning"):
         assert expected in text, expected
+
+
+def test_an_inconclusive_verdict_verifies_only_for_an_exact_method(key) -> None:
+    """Too few forgotten facts for the attacks to decide: only retraining without the data may be
+    certified, so even a correctly signed statement that accepts an approximate method is refused."""
+    inconclusive = {"passed": True, "verdict": "inconclusive", "checks": []}
+    exact = sign(key, method="exact", exact=True, report_summary=inconclusive)
+    assert certificate_check(exact, keys=keys_of(key)).ok
+    assert payload_of(exact)["predicate"]["verification"]["verdict"] == "inconclusive"
+    approximate = sign(key, report_summary=inconclusive)
+    assert certificate_check(approximate, keys=keys_of(key)).problems == [
+        "the verification verdict does not allow certification (only an exact method may be certified on an "
+        "inconclusive verdict)"]

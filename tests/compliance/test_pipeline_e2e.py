@@ -60,7 +60,7 @@ def test_a_patient_request_runs_through_the_real_engine_to_a_gated_decision(
     certificate = Certificate.objects.get(request=request)
     assert certificate_verify_stored(certificate).ok
     report = certificate.bundle["verification_report"]
-    assert report["schema"] == "oblivio.verification/v1" and report["passed"] is True
+    assert report["schema"] == "oblivio.verification/v2" and report["verdict"] == "pass"
     # the first verification measured the lineage's utility baseline on the served model and kept it
     version.refresh_from_db()
     assert version.utility_baseline and deployment.served.utility_baseline == version.utility_baseline

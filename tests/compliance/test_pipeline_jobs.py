@@ -81,7 +81,45 @@ def test_failing_verification_climbs_the_ladder_to_exact(served: Served, approve
     assert statuses(request)[2:] == [*rung, "failed", *rung, "failed", *rung, "certified"]
     rejected = ModelVersion.objects.filter(job=job, status=VersionStatus.REJECTED)
     assert rejected.count() == 2
-    assert Certificate.objects.get(request=request).bundle["verification_report"]["passed"] is True
+    assert Certificate.objects.get(request=request).bundle["verification_report"]["verdict"] == "pass"
+
+
+def test_an_inconclusive_verdict_goes_straight_to_the_exact_rung_which_it_accepts(served: Served, approve
+                                                                                  ) -> None:
+    """Too few forgotten facts for any check to decide: a stronger approximate run cannot help, retraining
+    without the data can; its certificate says the verdict was inconclusive and why it was accepted."""
+    policy_set(institution=served.institution, ladder=[{"method": "hierarchy"}, {"method": "hierarchy",
+               "config": {"steps": 160}}, {"method": "exact"}], thresholds={"facts_too_few": True},
+               guard_stays_on=False, actor=SYSTEM)
+    request = approve()
+    job = drive(plan_one())
+    request.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED and request.status == Status.CERTIFIED
+    assert job.rung == 2 and job.candidate.method == "exact"  # the 160-step rung was skipped
+    rung = ["scheduled", "unlearning", "verifying"]
+    assert statuses(request)[2:] == [*rung, "failed", *rung, "certified"]
+    failed = AuditEvent.objects.filter(object_id=str(request.pk), data__to="failed").get()
+    assert failed.data["verdict"] == "inconclusive" and failed.data["inconclusive_checks"]
+    certificate = Certificate.objects.get(request=request)
+    check = certificate_verify_stored(certificate)
+    assert check.ok, check.problems
+    verification = check.predicate["verification"]
+    assert verification["verdict"] == "inconclusive" and verification["summary"]["passed"] is True
+    text = pdf_text(certificate.pdf)
+    assert "INCONCLUSIVE, accepted" in text and "pass" in text and "FAIL" not in text
+
+
+def test_an_inconclusive_verdict_without_an_exact_rung_goes_to_a_person(served: Served, approve) -> None:
+    policy_set(institution=served.institution, ladder=[{"method": "npo"}, {"method": "npo", "config":
+               {"steps": 60}}], thresholds={"facts_too_few": True}, guard_stays_on=False, actor=SYSTEM)
+    request = approve()
+    job = drive(plan_one())
+    request.refresh_from_db()
+    assert job.state == JobState.ESCALATED and request.status == Status.ESCALATED
+    assert job.rung == 0 and job.failure["verdict"] == "inconclusive"  # the stronger npo was not tried
+    assert job.failure["inconclusive_checks"] and not job.failure["failed_checks"]
+    assert Deployment.objects.get(name="default").served == served.version
+    assert not Certificate.objects.exists()
 
 
 def test_when_every_rung_fails_the_request_is_escalated_with_the_failed_checks(served: Served, approve,

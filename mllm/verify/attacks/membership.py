@@ -72,6 +72,7 @@ class Membership(Attack):
                 diagnosis="under-forgetting (membership)",
                 detail="AUC forget vs holdout twins, worst score",
                 nothing="no membership items",
+                evidence=forget,
             ),
             ctx.worst_check(
                 table,
@@ -83,6 +84,7 @@ class Membership(Attack):
                 diagnosis="over-forgetting",
                 detail="AUC forget vs holdout twins, worst score",
                 nothing="no membership items",
+                evidence=forget,
             ),
         ]
         if ctx.oracle is not None:
@@ -99,6 +101,7 @@ class Membership(Attack):
                     comparison="<=",
                     estimate=None,
                     diagnosis="privacy leakage vs oracle",
+                    evidence=forget,
                     detail=f"PrivLeak (loss) = {leak:+.3f}; > 0 under-, < 0 over-forgetting",
                 )
             )

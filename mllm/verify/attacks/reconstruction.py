@@ -69,8 +69,10 @@ def _check(
     threshold: float,
     diagnosis: str,
     what: str,
+    evidence: Sequence[Record],
 ) -> Check:
-    """The excess over the reference, judged on the deciding row (:meth:`VerifyContext.worst_check`)."""
+    """The excess over the reference on ``evidence``, judged on the deciding row
+    (:meth:`VerifyContext.worst_check`)."""
     return ctx.worst_check(
         {key: row["excess"] for key, row in rows.items()},
         name=name,
@@ -80,6 +82,7 @@ def _check(
         diagnosis=diagnosis,
         detail=f"worst {what}",
         nothing=f"no {what} to probe",
+        evidence=evidence,
     )
 
 
@@ -90,7 +93,8 @@ def comparable_depths(level: Level | None) -> tuple[int, ...]:
     return {Level.PATIENT: DEPTHS, Level.INSTITUTION: (0,)}.get(level, ())  # type: ignore[arg-type]
 
 
-def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate], depths: Sequence[int]) -> Check:
+def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate], depths: Sequence[int],
+                          evidence: Sequence[Record]) -> Check:
     """Forget answered below its never-trained twins, tasks pooled over the comparable ``depths``,
     judged as a shortfall (the share of the twins' success the forget set misses); not applicable
     without a comparable depth (see the module docstring)."""
@@ -100,6 +104,7 @@ def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate], depth
         threshold=ctx.policy.max_forget_shortfall,
         comparison="<=",
         diagnosis="over-forgetting",
+        evidence=evidence,
     )
     if not depths:
         return ctx.check(
@@ -175,7 +180,8 @@ class Reconstruction(Attack):
             }
         checks = [
             _check(
-                ctx, "forget_depth0", {"0": depth["0"]}, policy.max_leak_excess, "under-forgetting", "depth"
+                ctx, "forget_depth0", {"0": depth["0"]}, policy.max_leak_excess, "under-forgetting", "depth",
+                forget,
             ),
             _check(
                 ctx,
@@ -184,11 +190,18 @@ class Reconstruction(Attack):
                 policy.max_leak_excess,
                 "context leak",
                 "depth",
+                forget,
             ),
-            _check(ctx, "forget_forms", form, policy.max_leak_excess, "form leak", "depth"),
-            _check(ctx, "forget_modalities", modality, policy.max_leak_excess, "modality leak", "modality"),
-            _check(ctx, "child_leakage", child, policy.max_child_excess, "child leakage", "depth"),
-            _check(ctx, "earlier_forgotten_leak", lineage, policy.max_leak_excess, "lineage leak", "depth"),
-            over_forgetting_check(ctx, comparable_pooled, comparable),
+            _check(ctx, "forget_forms", form, policy.max_leak_excess, "form leak", "depth", forms),
+            _check(
+                ctx, "forget_modalities", modality, policy.max_leak_excess, "modality leak", "modality",
+                forget,
+            ),
+            _check(ctx, "child_leakage", child, policy.max_child_excess, "child leakage", "depth", children),
+            _check(
+                ctx, "earlier_forgotten_leak", lineage, policy.max_leak_excess, "lineage leak", "depth",
+                earlier,
+            ),
+            over_forgetting_check(ctx, comparable_pooled, comparable, forget),
         ]
         return AttackResult(tables=tables, checks=checks)

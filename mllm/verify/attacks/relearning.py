@@ -67,7 +67,12 @@ def relearned(ctx: VerifyContext, subject: Subject, records: Sequence[Record]) -
 
 
 def _gap_check(
-    ctx: VerifyContext, name: str, row: dict[str, Estimate] | None, threshold: float, detail: str
+    ctx: VerifyContext,
+    name: str,
+    row: dict[str, Estimate] | None,
+    threshold: float,
+    detail: str,
+    evidence: Sequence[Record],
 ) -> Check:
     excess = row["excess"] if row else None
     return ctx.check(
@@ -79,6 +84,7 @@ def _gap_check(
         estimate=excess,
         diagnosis="hidden, not removed (relearnable)",
         detail=detail,
+        evidence=evidence,
     )
 
 
@@ -111,6 +117,7 @@ class Relearning(Attack):
                 forget_rows.get("candidate"),
                 policy.max_relearn_gap,
                 "forget recovery above matched reference after fine-tuning on the other fold of the scope",
+                forget,
             )
         )
         sibling_row = (
@@ -126,6 +133,7 @@ class Relearning(Attack):
                 sibling_row,
                 policy.max_relearn_gap,
                 "forget recovery above matched reference after fine-tuning on siblings",
+                forget,
             )
         )
         if "oracle" in attacked:
@@ -148,6 +156,7 @@ class Relearning(Attack):
                     estimate=est,
                     diagnosis="hidden, not removed (relearnable)",
                     detail="candidate minus oracle forget success under the same attack",
+                    evidence=forget,
                 )
             )
         return AttackResult(tables=tables, checks=checks)

@@ -1,4 +1,5 @@
-"""``oblivio verify``: exit 0 on pass, 1 on fail, 2 on bad input, and never an identifier in a message."""
+"""``oblivio verify``: exit 0 on pass, 1 on fail, 2 on bad input, 3 when inconclusive, and never an identifier
+in a message."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from mllm.data.schema import Level
-from mllm.verify.cli import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_PASS, verify_command
+from mllm.verify.cli import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, verify_command
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +62,7 @@ def run(dirs: dict[str, Path], candidate: str, out: str, *extra: str) -> object:
     return CliRunner().invoke(verify_command, args)
 
 
-def test_exit_status_is_the_verdict(dirs: dict[str, Path]) -> None:
+def test_exit_status_is_the_verdict(dirs: dict[str, Path], world) -> None:
     passed = run(dirs, "oracle", "oracle.json")
     assert passed.exit_code == EXIT_PASS, passed.output
     report = json.loads((dirs["root"] / "oracle.json").read_text())
@@ -71,6 +72,13 @@ def test_exit_status_is_the_verdict(dirs: dict[str, Path]) -> None:
     failed = run(dirs, "original", "noop.json", "--earlier-forget-file", str(dirs["other_study"]))
     assert failed.exit_code == EXIT_FAIL, failed.output
     assert "forget_depth0" in failed.output and "earlier_forgotten_leak" in failed.output
+    # one section of the study: one fact, too few for any forgetting check to decide
+    section = next(r for r in world.scope.forget if r.section is not None).section
+    one_fact = dirs["root"] / "SECTION.json"
+    one_fact.write_text(json.dumps({**json.loads(dirs["scope"].read_text()), "section": section.value}))
+    unsure = run(dirs, "original", "section.json", "--forget-file", str(one_fact))
+    assert unsure.exit_code == EXIT_INCONCLUSIVE, unsure.output
+    assert "INCONCLUSIVE  report" in unsure.output and "1 forgotten fact(s)" in unsure.output
 
 
 def test_a_saved_baseline_adds_the_lineage_check(dirs: dict[str, Path]) -> None:

@@ -137,3 +137,21 @@ def test_a_lineage_that_lost_what_its_first_model_knew_fails(world, report_of) -
     assert parts["trained"]["drop"]["value"] < 0  # risen against a first model that knew none
     unnamed = next(c for c in report_of(PASSING).to_json()["checks"] if c["name"] == "cumulative_utility")
     assert unnamed["status"] == "not_applicable"
+
+
+def test_a_one_fact_scope_leaves_even_the_no_op_inconclusive(world) -> None:
+    """A section owning one fact: one fact reproduced tells a memoriser from a lucky stranger with p no
+    better than the stranger's guess rate, so the unchanged original gets no verdict on forgetting
+    (neither pass nor fail: the pipeline sends it to exact retraining). The world has no section
+    oracle (its oracle lacks the whole study, which damages the section's siblings); the verification
+    benchmark measures section oracles."""
+    from mllm.data.schema import Level
+    from mllm.data.scope import NodeRef, resolve_scope
+    from mllm.verify import verify
+
+    record = next(r for r in world.scope.children if r.section is not None)
+    section = resolve_scope(world.corpus, NodeRef.of(record, Level.SECTION))
+    assert len({r.fact for r in section.forget}) == 1
+    report = verify(original=world.original, candidate=world.original, corpus=world.corpus, scope=section)
+    assert report.verdict == "inconclusive", [(c.name, c.status) for c in report.checks]
+    assert report.inconclusive and not report.failed

@@ -19,7 +19,7 @@ def _ctx(level: Level) -> SimpleNamespace:
     return SimpleNamespace(
         policy=VerdictPolicy(),
         scope=SimpleNamespace(node=SimpleNamespace(level=level)),
-        check=lambda **fields: Check(significance=True, **fields),
+        check=lambda evidence, **fields: Check(significance=True, **fields),  # the evidence floor: elsewhere
     )
 
 
@@ -34,7 +34,7 @@ def _pooled(forget: float, reference: float, shortfall_interval: tuple[float, fl
 
 
 def _judge(level: Level, pooled: dict[str, Estimate]) -> Check:
-    return over_forgetting_check(_ctx(level), pooled, comparable_depths(level))
+    return over_forgetting_check(_ctx(level), pooled, comparable_depths(level), evidence=())
 
 
 @pytest.mark.parametrize("level", [Level.PATIENT, Level.INSTITUTION])

@@ -91,6 +91,48 @@ def test_report_json_follows_its_schema_and_digest_is_sha256_of_rfc8785() -> Non
     assert not VerificationReport(checks=[checks[2]], attacks={}, inputs={}, policy={}, definitions={}).passed
 
 
+def test_a_forgetting_check_on_too_few_facts_is_inconclusive_and_so_is_the_verdict() -> None:
+    """Below ``min_forget_facts`` a check comparing forgotten records with a reference decides nothing,
+    whichever side of its threshold it lands; a failing check elsewhere still fails the verdict."""
+    def judged(value: float, low: float, high: float, facts: int | None) -> Check:
+        check = _check(value, low, high)
+        return Check(**{**check.__dict__, "forget_facts": facts, "min_forget_facts": 3})
+
+    assert judged(0.9, 0.8, 1.0, facts=1).status == "inconclusive"
+    assert judged(0.0, -0.1, 0.1, facts=2).status == "inconclusive"
+    assert judged(0.9, 0.8, 1.0, facts=3).status == "fail" and judged(0.0, -0.1, 0.1, facts=3).passed
+    assert judged(float("nan"), 0, 0, facts=1).status == "not_applicable"
+    assert judged(0.9, 0.8, 1.0, facts=None).status == "fail"  # a utility check: no floor
+
+    def report(*checks: Check) -> VerificationReport:
+        return VerificationReport(checks=list(checks), attacks={}, inputs={}, policy={}, definitions={})
+
+    leak, utility_ok, utility_lost = judged(0.9, 0.8, 1.0, 1), _check(0.0, -0.1, 0.1), _check(0.4, 0.1, 0.7)
+    assert report(leak, utility_ok).verdict == "inconclusive" and not report(leak, utility_ok).passed
+    assert report(leak, utility_lost).verdict == "fail"
+    document = report(leak, utility_ok).to_json()
+    schema = json.loads((Path(__file__).parents[3] / "mllm/verify/report.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    assert document["checks"][0]["status"] == "inconclusive" and document["checks"][0]["forget_facts"] == 1
+
+
+def test_the_evidence_floor_counts_distinct_facts_not_records(world) -> None:
+    """Three forms of one fact are one fact: a section of the test world is below the floor, its study not."""
+    from dataclasses import replace
+
+    ctx = VerifyContext(corpus=world.corpus, scope=world.scope, policy=VerdictPolicy(), candidate=None,
+                        original=None)
+    forget = list(world.scope.forget)
+    one_fact = [r for r in forget if r.fact == forget[0].fact]
+    assert len(one_fact) > 1
+    fields = dict(name="c", attack="a", value=0.0, threshold=0.2, comparison="<=", estimate=None,
+                  diagnosis="d")
+    assert ctx.check(evidence=one_fact, **fields).forget_facts == 1
+    assert ctx.check(evidence=one_fact, **fields).status == "inconclusive"
+    assert ctx.check(evidence=forget, **fields).status == "pass"
+    assert replace(ctx.check(**fields), value=0.9).status == "fail"  # no evidence named: no floor
+
+
 def test_worst_check_is_decided_by_a_significant_failure_not_by_the_largest_value() -> None:
     """A six-item group far past the threshold but with an interval through 0 must not mask a
     two-hundred-item group significantly past it (seed 3's GA candidate passed that way)."""
