@@ -47,6 +47,8 @@ class ScriptedEngine:
     def verify(self, *, original: Path, candidate: Path, corpus_root: Path, targets: Any,
                already_forgotten: frozenset[str], thresholds: dict, baseline: dict[str, bool],
                progress: Any) -> VerifyOutcome:
+        if "unknown_threshold" in thresholds:  # what MllmEngine says of a policy field it does not know
+            raise EngineError("verification input: unknown policy field 'unknown_threshold'")
         marker = json.loads((candidate / MARKER).read_text())
         wanted = sorted({rid for target in targets for rid in target.forget})
         required = float(thresholds.get("strength", os.environ.get("PIPELINE_TEST_REQUIRED_STRENGTH", "1")))

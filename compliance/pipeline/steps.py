@@ -198,17 +198,18 @@ def _verify(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
     storage, base, candidate = artifact_storage(), job.base_version, job.candidate
     try:
         baseline = lineage_baseline_checked(base)
-    except BaselineMismatch as exc:  # no stronger method helps: a person must look at the registry
+        outcome = engine().verify(
+            original=storage.path(base.storage_key), candidate=storage.path(candidate.storage_key),
+            corpus_root=Path(base.corpus_root), targets=_targets(job),
+            already_forgotten=frozenset(base.forgotten_records), thresholds=job.policy["thresholds"],
+            baseline=baseline, progress=beat.progress)
+    except (BaselineMismatch, EngineError) as exc:
+        # the registry or the verdict policy is wrong, not the candidate: no stronger rung helps
         with transaction.atomic():
             locked = job_locked(job.pk, owner=owner)
             requests_advance(locked, Status.FAILED, step="verify", error=str(exc))
             _escalate(locked, {"step": "verify", "error": str(exc)})
         return
-    outcome = engine().verify(
-        original=storage.path(base.storage_key), candidate=storage.path(candidate.storage_key),
-        corpus_root=Path(base.corpus_root), targets=_targets(job),
-        already_forgotten=frozenset(base.forgotten_records), thresholds=job.policy["thresholds"],
-        baseline=baseline, progress=beat.progress)
     # An inconclusive verdict (too few forgotten facts for the weights to show them gone) accepts an
     # exact candidate, whose forgetting holds by construction, once nothing else failed.
     accepted = outcome.passed or (outcome.inconclusive and candidate.exact)

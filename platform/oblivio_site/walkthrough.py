@@ -210,8 +210,10 @@ def run_walkthrough(*, base_url: str, home: Path, corpus: Corpus, echo: Echo) ->
     else:
         failure = (settled["job"] or {}).get("failure") or {}
         failed = [c.get("name") for c in failure.get("failed_checks", [])]
-        echo(f"Not certified: the request is {settled['request']['status']} (failed checks: {failed}); "
-             "nothing was promoted, a person decides")
+        unsure = failure.get("inconclusive_checks", [])
+        echo(f"Not certified: the request is {settled['request']['status']} (verdict "
+             f"{failure.get('verdict', 'fail')}; failed checks: {failed}"
+             f"{f'; inconclusive: {unsure}' if unsure else ''}); nothing was promoted, a person decides")
 
     checkpoint = audit_checkpoint()
     result = audit_verify()

@@ -139,6 +139,19 @@ def test_when_every_rung_fails_the_request_is_escalated_with_the_failed_checks(s
     assert GuardRule.objects.get(request=request).active  # still refusing: nothing was unlearned
 
 
+def test_a_verdict_policy_the_engine_rejects_escalates_at_once_instead_of_crashing_the_step(
+        served: Served, approve) -> None:
+    """A misconfigured threshold is no reason to try a stronger method: a person fixes the policy."""
+    policy_set(institution=served.institution, ladder=[{"method": "hierarchy"}, {"method": "exact"}],
+               thresholds={"unknown_threshold": 1}, guard_stays_on=False, actor=SYSTEM)
+    request = approve()
+    job = drive(plan_one())
+    request.refresh_from_db()
+    assert job.state == JobState.ESCALATED and request.status == Status.ESCALATED and job.rung == 0
+    assert "unknown policy field" in job.failure["error"]
+    assert Deployment.objects.get(name="default").served == served.version
+
+
 def test_an_unlearning_error_counts_as_a_failed_rung(served: Served, approve, monkeypatch) -> None:
     monkeypatch.setenv("PIPELINE_TEST_UNLEARN_ERROR", "hierarchy")
     request = approve()
