@@ -27,7 +27,7 @@ MARKER = "unlearned.json"
 class ScriptedEngine:
     def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Any, already_forgotten: frozenset[str],
                 method: str, config: dict, out: Path, seed: int, progress: Any,
-                should_cancel: Any) -> UnlearnOutcome:
+                should_cancel: Any, checkpoint_dir: Path) -> UnlearnOutcome:
         seconds = float(os.environ.get("PIPELINE_TEST_UNLEARN_SECONDS", "0"))
         if os.environ.get("PIPELINE_TEST_UNLEARN_ERROR") == method:
             raise EngineError(f"{method} collapsed the model")

@@ -67,7 +67,11 @@ class VerifyOutcome:
 class Engine(Protocol):
     def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
                 already_forgotten: frozenset[str], method: str, config: Mapping[str, Any], out: Path,
-                seed: int, progress: Progress, should_cancel: Callable[[], bool]) -> UnlearnOutcome: ...
+                seed: int, progress: Progress, should_cancel: Callable[[], bool],
+                checkpoint_dir: Path) -> UnlearnOutcome:
+        """Write the candidate to ``out``; ``checkpoint_dir`` is the same for every claim of one job's
+        rung, so a long run a dead worker left behind can be continued there."""
+        ...
 
     def verify(self, *, original: Path, candidate: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
                already_forgotten: frozenset[str], thresholds: Mapping[str, Any], baseline: Mapping[str, bool],
@@ -122,7 +126,8 @@ class MllmEngine:
 
     def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
                 already_forgotten: frozenset[str], method: str, config: Mapping[str, Any], out: Path,
-                seed: int, progress: Progress, should_cancel: Callable[[], bool]) -> UnlearnOutcome:
+                seed: int, progress: Progress, should_cancel: Callable[[], bool],
+                checkpoint_dir: Path) -> UnlearnOutcome:
         from mllm.data.schema import load_corpus
         from mllm.unlearn import (
             CollapseError,
@@ -139,7 +144,7 @@ class MllmEngine:
                              scope=merged_scope(corpus, targets, already_forgotten), method=method,
                              config=dict(config), out=out, seed=seed,
                              progress=lambda entry: progress(entry.step / max(entry.total_steps, 1)),
-                             should_cancel=should_cancel)
+                             should_cancel=should_cancel, checkpoint_dir=checkpoint_dir)
         except UnlearnCancelled:
             raise EngineCancelled() from None
         except CollapseError as exc:

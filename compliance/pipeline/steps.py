@@ -164,7 +164,7 @@ def _unlearn(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
             model_dir=artifact_storage().path(base.storage_key), corpus_root=Path(base.corpus_root),
             targets=targets, already_forgotten=frozenset(base.forgotten_records), method=rung["method"],
             config=rung["config"], out=out, seed=job.rung, progress=beat.progress,
-            should_cancel=beat.should_cancel)
+            should_cancel=beat.should_cancel, checkpoint_dir=_work_dir(job) / f"rung{job.rung}.checkpoints")
     except EngineCancelled:
         if beat.lost:
             raise LeaseLost(str(job.pk)) from None

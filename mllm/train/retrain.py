@@ -10,10 +10,19 @@ scratch, a model that never saw anything the lineage forgot. :func:`retrain` run
 Only a clean start qualifies (a fresh reference, or a base whose metadata says it never saw a
 corpus): retraining from a model that saw the data would not be exact. A checkpoint trained outside
 Oblivio has no recipe; exact unlearning then needs a sharded deployment (:mod:`mllm.unlearn.shards`).
+
+A retraining takes as long as the original training (hours for a 7B model on a GPU). Given a
+``checkpoint_dir`` it saves its resumable state every :data:`CHECKPOINT_EVERY` steps under a name
+derived from what it trains (recipe and excluded ids), and a later call with the same inputs — the
+worker that takes over a job whose worker died — continues from there, to the same weights
+(:meth:`mllm.train.loop.Trainer.fit`); the state is removed once training finishes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,10 +36,12 @@ from mllm.models.lora import LoraSettings
 from mllm.models.runtime import parse_dtype
 from mllm.models.specs import ReferenceSpec
 
+from .checkpoint import checkpoint_path
 from .loop import Progress, TrainConfig
 from .recipe import fresh_reference, train_on_records, training_records
 
 RECIPE_KEY = "recipe"  # where unlearned artifacts carry their lineage's recipe in ``metadata.training``
+CHECKPOINT_EVERY = 200  # optimizer steps between two saves of a retraining's resumable state
 
 
 class RecipeError(ValueError):
@@ -92,12 +103,17 @@ class Retrained:
 
 def retrain(recipe: Recipe, corpus: Corpus, exclude: Iterable[str], *,
             callback: Callable[[Progress], None] | None = None,
-            base_search_path: Sequence[Path | str] = ()) -> Retrained:
+            base_search_path: Sequence[Path | str] = (), checkpoint_dir: Path | None = None) -> Retrained:
     """Train ``recipe`` from its clean start on ``corpus`` without ``recipe.excluded`` ∪ ``exclude``
-    (ids that are not trainable records of the corpus are ignored: nothing trained on them)."""
+    (ids that are not trainable records of the corpus are ignored: nothing trained on them), resuming
+    from ``checkpoint_dir`` when an earlier call with the same inputs left its state there."""
     if recipe.corpus_sha256 != corpus.header.records_sha256:
         raise RecipeError("the corpus is not the one the model was trained on (records digest differs)")
     excluded = set(recipe.excluded) | set(exclude)
+    state = None
+    if checkpoint_dir is not None:
+        inputs = json.dumps(replace(recipe, excluded=tuple(sorted(excluded))).to_json(), sort_keys=True)
+        state = Path(checkpoint_dir) / hashlib.sha256(inputs.encode()).hexdigest()[:16]
     trainable = {record.record_id for record in corpus.select(trainable=True)}
     records = training_records(corpus, excluded & trainable)
     config = TrainConfig(**recipe.config)
@@ -118,5 +134,9 @@ def retrain(recipe: Recipe, corpus: Corpus, exclude: Iterable[str], *,
         raise RecipeError("the recipe names no clean start (neither a reference spec nor a base)")
     lora = LoraSettings(**recipe.lora) if recipe.lora else None
     model, _ = train_on_records(model, processor, corpus.root, records, config,
-                                prompts=training_prompts(records, config.seed), lora=lora, callback=callback)
+                                prompts=training_prompts(records, config.seed), lora=lora, callback=callback,
+                                checkpoint_dir=state, checkpoint_every=CHECKPOINT_EVERY if state else 0,
+                                resume=state is not None and checkpoint_path(state).is_file())
+    if state is not None:
+        shutil.rmtree(state, ignore_errors=True)
     return Retrained(model=model, processor=processor, adapter_base=adapter_base)

@@ -80,8 +80,12 @@ def split_config(config: dict[str, Any] | None) -> tuple[dict[str, Any], GuardPo
 
 def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
             config: dict[str, Any] | None = None, out: Path, seed: int = 0,
-            progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> UnlearnResult:
+            progress: Progress | None = None, should_cancel: ShouldCancel | None = None,
+            checkpoint_dir: Path | None = None) -> UnlearnResult:
     """Unlearn ``scope`` from the model at ``model_dir`` with ``method``; write the artifact to ``out``.
+    ``checkpoint_dir``: where a long run keeps resumable state, so that a later call with the same
+    inputs continues it (``exact``'s retraining of a single checkpoint; the pipeline passes one per job
+    and rung).
 
     Raises :class:`~mllm.unlearn.guard.CollapseError` when the result fails the collapse guard and
     :class:`~mllm.unlearn.base.UnlearnCancelled` when ``should_cancel`` says so; neither writes ``out``.
@@ -97,7 +101,7 @@ def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
     original, processor, base = cls.load(model_dir)
     base_digest = artifact_digest(model_dir)
     runner = cls(cfg, Context(model=original, processor=processor, corpus=corpus, scope=scope, seed=seed,
-                              model_dir=model_dir, base=base))
+                              model_dir=model_dir, base=base, checkpoint_dir=checkpoint_dir))
     model = runner.run(progress=progress, should_cancel=should_cancel)
     guard = collapse_guard(model, runner.original(model), processor, corpus.root, scope,
                            policy=policy, seed=seed)

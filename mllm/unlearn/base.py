@@ -89,6 +89,7 @@ class Context:
     seed: int
     model_dir: Path
     base: BaseRef | None = None  # the full artifact adapter artifacts written from this model reference
+    checkpoint_dir: Path | None = None  # where a long method keeps resumable state (``exact``'s retraining)
 
     @property
     def root(self) -> Path:

@@ -49,13 +49,15 @@ class Exact(Method):
 
     def _step_logger(self, total: int | None, progress: Progress | None,
                      should_cancel: ShouldCancel | None) -> Any:
-        """A training callback that logs each step as a :class:`StepLog` and honours cancellation."""
+        """A training callback that logs each step as a :class:`StepLog` and honours cancellation:
+        numbered over several training runs of ``total`` steps in all, or with ``total`` ``None`` as the
+        one training run numbers them (a resumed run starts where it stopped)."""
 
         def on_step(step: TrainProgress) -> None:
             if should_cancel is not None and should_cancel():
                 raise UnlearnCancelled(len(self.log))
-            self.log.append(StepLog(step=len(self.log) + 1, total_steps=total or step.total_steps,
-                                    loss=step.loss, lr=step.lr))
+            number, steps = (len(self.log) + 1, total) if total else (step.step, step.total_steps)
+            self.log.append(StepLog(step=number, total_steps=steps, loss=step.loss, lr=step.lr))
             if progress is not None:
                 progress(self.log[-1])
 
@@ -76,7 +78,7 @@ class RetrainExact(Exact):
                               "from a clean start, or a sharded deployment")
         scope = self.ctx.scope
         exclude = [r.record_id for r in (*forget_records(scope), *scope.earlier_forgotten)]
-        self.retrained = retrain(recipe, self.ctx.corpus, exclude,
+        self.retrained = retrain(recipe, self.ctx.corpus, exclude, checkpoint_dir=self.ctx.checkpoint_dir,
                                  callback=self._step_logger(None, progress, should_cancel))
         return self.retrained.model
 

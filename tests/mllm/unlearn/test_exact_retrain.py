@@ -144,3 +144,29 @@ def test_a_model_fine_tuned_from_a_model_that_saw_a_corpus_is_not_retrained(serv
     with pytest.raises(RecipeError, match="had seen a corpus"):
         unlearn(model_dir=tmp_path / "again", corpus=corpus, scope=scope_of(corpus, 0, Level.STUDY),
                 method="exact", config=LENIENT, out=tmp_path / "out")
+
+
+def test_a_retraining_interrupted_midway_resumes_to_the_same_model(served, corpus, tmp_path, monkeypatch):
+    """A worker dies during a long retraining; the next one given the same checkpoint directory continues
+    from the last saved step instead of starting over, and ends with the same weights."""
+    import mllm.train.retrain as retraining
+    from mllm.unlearn import UnlearnCancelled
+
+    monkeypatch.setattr(retraining, "CHECKPOINT_EVERY", 2)
+    scope, checkpoints = scope_of(corpus, 0, Level.STUDY), tmp_path / "checkpoints"
+    seen: list[int] = []
+    with pytest.raises(UnlearnCancelled):  # stands in for the killed worker, after step 5
+        unlearn(model_dir=served, corpus=corpus, scope=scope, method="exact", config=LENIENT,
+                out=tmp_path / "first", checkpoint_dir=checkpoints, progress=lambda s: seen.append(s.step),
+                should_cancel=lambda: len(seen) >= 5)
+    assert seen == [1, 2, 3, 4, 5] and any(checkpoints.rglob("trainer_state.pt"))
+    # another scope's retraining never resumes from this one's state (nor removes it)
+    other = unlearn(model_dir=served, corpus=corpus, scope=scope_of(corpus, -1, Level.SECTION),
+                    method="exact", config=LENIENT, out=tmp_path / "other", checkpoint_dir=checkpoints)
+    assert other.steps[0].step == 1
+    result = unlearn(model_dir=served, corpus=corpus, scope=scope, method="exact", config=LENIENT,
+                     out=tmp_path / "exact", checkpoint_dir=checkpoints)
+    assert [s.step for s in result.steps] == [5, 6]  # resumed after the state saved at step 4
+    oracle = train(corpus, tmp_path / "oracle", exclude=ids(scope))
+    assert same(weights(result.artifact), weights(oracle))
+    assert not any(checkpoints.rglob("trainer_state.pt"))  # removed once the retraining finished
