@@ -257,10 +257,10 @@ def certificate_check(bundle: Any, *, keys: Mapping[str, Ed25519PublicKey],
     verification = predicate.get("verification", {})
     if verification.get("passed") is not True:
         check.problems.append("the statement does not record a passing verification")
-    verdict, guarantee = verification.get("verdict", "pass"), predicate.get("method", {}).get("guarantee")
-    if verdict not in ("pass", "inconclusive") or (verdict == "inconclusive" and guarantee != "exact"):
+    exact = predicate.get("method", {}).get("guarantee") == "exact"
+    if verification.get("verdict", "pass") != "pass" and not exact:
         check.problems.append("the verification verdict does not allow certification (only an exact method "
-                              "may be certified on an inconclusive verdict)")
+                              "may be certified on a verdict other than pass)")
     if json_digest(bundle.get("verification_report")) != verification.get("report_digest"):
         check.problems.append("the verification report differs from the one that was signed")
     if request_id is not None and predicate.get("request", {}).get("id") != request_id:

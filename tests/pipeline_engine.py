@@ -4,10 +4,12 @@ It is a test double for ``mllm.unlearn`` / ``mllm.verify``, not a model: ``unlea
 artifact and writes the record ids it was told to forget (so the digest changes deterministically),
 ``verify`` checks that the candidate forgot exactly the requested records and passes once the rung's
 strength (``steps`` / 30, the unlearning default) reaches ``PIPELINE_TEST_REQUIRED_STRENGTH``
-(``exact`` always passes; with the threshold ``facts_too_few`` every passing verdict is inconclusive
-instead, as on a one-fact scope); without a lineage baseline it "measures" one on the original (a single
-panel entry named after the original's directory) and reports the baseline it used. Worker processes
-started by the tests import it through ``PYTHONPATH`` and read the same environment variables.
+(``exact`` always passes). Thresholds script the rest: ``facts_too_few`` makes the forgetting check
+inconclusive (a one-fact scope), ``false_alarm`` makes it fail even for ``exact`` (the verifier
+wrong about a model that never saw the data). Without a lineage baseline it "measures" one on the
+original (a single panel entry named after the original's directory) and reports the baseline it
+used. Worker processes started by the tests import it through ``PYTHONPATH`` and read the same
+environment variables.
 """
 
 from __future__ import annotations
@@ -54,17 +56,21 @@ class ScriptedEngine:
         required = float(thresholds.get("strength", os.environ.get("PIPELINE_TEST_REQUIRED_STRENGTH", "1")))
         exact = marker["method"] == "exact"
         strength = float("inf") if exact else float(marker["config"].get("steps", 30)) / 30
-        checks = [
+        forgetting = strength >= required and not thresholds.get("false_alarm")
+        few = bool(thresholds.get("facts_too_few"))
+        checks = [  # integrity (no forget_facts): the candidate forgot exactly what it was asked to
             {"name": "forgot_requested_records", "value": float(marker["forget"] == wanted), "threshold": 1.0,
-             "passed": marker["forget"] == wanted},
+             "status": "pass" if marker["forget"] == wanted else "fail", "forget_facts": None},
+            # judges forgetting
             {"name": "forget_strength", "value": min(strength, 99.0), "threshold": required,
-             "passed": strength >= required},
+             "status": "inconclusive" if few else "pass" if forgetting else "fail",
+             "forget_facts": 1 if few else len(wanted)},
         ]
+        for check in checks:
+            check["passed"] = {"pass": True, "fail": False}.get(check["status"])
         progress(1.0)
-        verdict = "pass" if all(check["passed"] for check in checks) else "fail"
-        if verdict == "pass" and thresholds.get("facts_too_few"):  # a one-fact scope: no check decides
-            checks = [{**check, "status": "inconclusive", "passed": None} for check in checks]
-            verdict = "inconclusive"
+        statuses = {check["status"] for check in checks}
+        verdict = next((v for v in ("fail", "inconclusive") if v in statuses), "pass")
         baseline = dict(baseline) or {f"panel-of-{original.name[:12]}": True}
         report = {"schema": "test-report/v1", "verdict": verdict, "checks": checks,
                   "original": original.name, "candidate": candidate.name, "baseline": baseline}

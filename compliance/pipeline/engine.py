@@ -48,7 +48,7 @@ class UnlearnOutcome:
 class VerifyOutcome:
     verdict: str  # pass / fail / inconclusive (too few forgotten facts for the checks to decide)
     report: dict[str, Any]
-    checks: list[dict[str, Any]]  # name, value, threshold, status, passed (the certificate summary)
+    checks: list[dict[str, Any]]  # name, value, threshold, status, passed, forget_facts (certificate summary)
     baseline: dict[str, bool] = field(default_factory=dict)  # the lineage's utility baseline it used
 
     @property
@@ -58,6 +58,16 @@ class VerifyOutcome:
     @property
     def inconclusive(self) -> bool:
         return self.verdict == "inconclusive"
+
+    def accepts(self, *, exact: bool) -> bool:
+        """Whether a candidate may be promoted on this outcome: a pass; or, for a candidate retrained
+        without the data (``exact``), a verdict whose only failed or undecided checks judge forgetting
+        (they carry ``forget_facts``). Such a candidate is the model that never saw the data, so those
+        checks measure the verifier's own false alarms, not a leak; utility and integrity still gate."""
+        if self.passed:
+            return True
+        undecided = [c for c in self.checks if c.get("status") in ("fail", "inconclusive")]
+        return exact and all(c.get("forget_facts") is not None for c in undecided)
 
     @property
     def failed_checks(self) -> list[dict[str, Any]]:
@@ -177,6 +187,7 @@ class MllmEngine:
         body = report.to_json()
         checks = [{"name": c["name"], "value": c["value"], "threshold": c["threshold"],
                    "comparison": c["comparison"], "diagnosis": c["diagnosis"], "status": c["status"],
+                   "forget_facts": c["forget_facts"],
                    "passed": {"pass": True, "fail": False}.get(c["status"])} for c in body["checks"]]
         return VerifyOutcome(verdict=report.verdict, report=body, checks=checks, baseline=baseline)
 

@@ -58,10 +58,12 @@ def _status(check: dict[str, Any]) -> str:
 
 def _verification(facts: CertificateFacts) -> str:
     summary = facts.report_summary
-    if summary.get("verdict") == "inconclusive" and summary.get("passed"):
-        return ("INCONCLUSIVE, accepted: too few forgotten facts for the attacks to decide; the model was "
-                "retrained without the data, so forgetting holds by construction (utility and integrity "
-                "checks passed)")
+    verdict = summary.get("verdict", "pass")
+    if summary.get("passed") and verdict != "pass":  # an exact candidate (see VerifyOutcome.accepts)
+        return (f"{verdict.upper()} on forgetting checks, accepted: the model was retrained without the "
+                "data, so forgetting holds by construction and these checks measured the attacks on a model "
+                "that never saw it (too few facts to decide, or a false alarm); utility and integrity "
+                "checks passed")
     return "PASSED" if summary.get("passed") else "not passed"
 
 

@@ -210,9 +210,7 @@ def _verify(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
             requests_advance(locked, Status.FAILED, step="verify", error=str(exc))
             _escalate(locked, {"step": "verify", "error": str(exc)})
         return
-    # An inconclusive verdict (too few forgotten facts for the weights to show them gone) accepts an
-    # exact candidate, whose forgetting holds by construction, once nothing else failed.
-    accepted = outcome.passed or (outcome.inconclusive and candidate.exact)
+    accepted = outcome.accepts(exact=candidate.exact)
     verdict = outcome.verdict
     with transaction.atomic():
         locked = job_locked(job.pk, owner=owner)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pipeline_engine
 import pytest
 from django.db import transaction
 from django.utils import timezone
@@ -106,7 +107,51 @@ def test_an_inconclusive_verdict_goes_straight_to_the_exact_rung_which_it_accept
     verification = check.predicate["verification"]
     assert verification["verdict"] == "inconclusive" and verification["summary"]["passed"] is True
     text = pdf_text(certificate.pdf)
-    assert "INCONCLUSIVE, accepted" in text and "pass" in text and "FAIL" not in text
+    assert "INCONCLUSIVE on forgetting checks, accepted" in text and "inconclusive" in text
+    assert "FAIL" not in text
+
+
+def test_an_exact_candidate_is_certified_when_only_forgetting_checks_cry_wolf(served: Served,
+                                                                              approve) -> None:
+    """A model retrained without the data is the model that never saw it: forgetting checks failing on
+    it are the verifier's false alarms (measured on the sequential corpus), not a leak. Approximate
+    rungs failing the same checks are not promoted."""
+    policy_set(institution=served.institution, ladder=[{"method": "hierarchy"}, {"method": "exact"}],
+               thresholds={"false_alarm": True}, guard_stays_on=False, actor=SYSTEM)
+    request = approve()
+    job = drive(plan_one())
+    request.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED and job.candidate.method == "exact" and job.rung == 1
+    assert ModelVersion.objects.filter(job=job, status=VersionStatus.REJECTED, method="hierarchy").exists()
+    check = certificate_verify_stored(Certificate.objects.get(request=request))
+    assert check.ok and check.predicate["verification"]["verdict"] == "fail"
+    assert "FAIL on forgetting checks, accepted" in pdf_text(Certificate.objects.get(request=request).pdf)
+
+
+def test_an_exact_candidate_failing_an_integrity_check_is_not_promoted(served: Served, approve,
+                                                                        monkeypatch) -> None:
+    """Construction vouches for forgetting only: an exact candidate that fails any other check (here it
+    forgot other records than the request's) goes to a person like any other."""
+    policy_set(institution=served.institution, ladder=[{"method": "exact"}], thresholds={},
+               guard_stays_on=False, actor=SYSTEM)
+    monkeypatch.setattr(pipeline_engine.ScriptedEngine, "unlearn", _forgetting_too_much(
+        pipeline_engine.ScriptedEngine.unlearn))
+    request = approve()
+    job = drive(plan_one())
+    request.refresh_from_db()
+    assert job.state == JobState.ESCALATED and request.status == Status.ESCALATED
+    assert [c["name"] for c in job.failure["failed_checks"]] == ["forgot_requested_records"]
+    assert not Certificate.objects.exists()
+
+
+def _forgetting_too_much(unlearn):
+    def wrapped(self, **kwargs):
+        outcome = unlearn(self, **kwargs)
+        marker = json.loads((outcome.artifact_dir / "unlearned.json").read_text())
+        marker["forget"].append("r-not-in-scope")
+        (outcome.artifact_dir / "unlearned.json").write_text(json.dumps(marker))
+        return outcome
+    return wrapped
 
 
 def test_an_inconclusive_verdict_without_an_exact_rung_goes_to_a_person(served: Served, approve) -> None:
