@@ -95,8 +95,9 @@ def rung_outcomes(job: Any) -> list[str]:
                 .order_by("-created_at").first()
             failed = [f"{c['name']} {c['value']:.3f} vs {c['threshold']}" for c in record.summary["checks"]
                       if c.get("passed") is False] if record else []
-            verdict = "passed" if entry.get("passed") else "failed"
-            outcomes.append(f"rung {entry['rung']}: verification {verdict}"
+            verdict = entry.get("verdict", "pass" if entry.get("passed") else "fail")
+            accepted = ", accepted (exact)" if entry.get("passed") and verdict != "pass" else ""
+            outcomes.append(f"rung {entry['rung']}: verification {verdict}{accepted}"
                             + (f" ({'; '.join(failed)})" if failed else ""))
     return outcomes
 
