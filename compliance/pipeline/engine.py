@@ -171,7 +171,7 @@ class MllmEngine:
                already_forgotten: frozenset[str], thresholds: Mapping[str, Any], baseline: Mapping[str, bool],
                progress: Progress) -> VerifyOutcome:
         from mllm.data.schema import load_corpus
-        from mllm.verify import PolicyError, VerdictPolicy, VerifyInputError, subject, verify
+        from mllm.verify import VerdictPolicy, subject, verify
         from mllm.verify.baseline import utility_baseline
 
         corpus = load_corpus(corpus_root)
@@ -182,7 +182,7 @@ class MllmEngine:
             report = verify(original=reference, candidate=candidate, corpus=corpus,
                             scope=merged_scope(corpus, targets, already_forgotten), policy=policy,
                             progress=lambda _name, fraction: progress(fraction), baseline=baseline)
-        except (PolicyError, VerifyInputError) as exc:
+        except ValueError as exc:  # PolicyError, VerifyInputError, a model or device that cannot load
             raise EngineError(f"verification input: {exc}") from None
         body = report.to_json()
         checks = [{"name": c["name"], "value": c["value"], "threshold": c["threshold"],

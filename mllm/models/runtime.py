@@ -7,6 +7,7 @@ Kept out of the algorithms: training, unlearning and evaluation call the model t
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -38,6 +39,31 @@ def device_map_for(device: str | None) -> str | dict[str, str] | None:
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():  # torch.device checks the name
         raise ValueError(f"device {device!r} requested but no CUDA device is available")
     return {"": device}
+
+
+DEVICE_ENV, DTYPE_ENV = "OBLIVIO_DEVICE", "OBLIVIO_DTYPE"
+
+
+def worker_device() -> str | None:
+    """Where a worker runs the models it unlearns, retrains and verifies: ``$OBLIVIO_DEVICE``
+    (``cpu``, ``cuda``, ``cuda:1``, ``auto``; unset: the CPU). A deployment setting, never an
+    algorithm's; a name torch does not know, or CUDA where there is none, is a :class:`ValueError`."""
+    device = os.environ.get(DEVICE_ENV) or None
+    try:
+        device_map_for(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"{DEVICE_ENV}={device!r} is not a usable device: {exc}") from None
+    return device
+
+
+def worker_placement() -> dict[str, Any]:
+    """``load_model`` keywords for a worker: :func:`worker_device` and ``$OBLIVIO_DTYPE`` (float32,
+    bfloat16, float16; unset: float32, the precision the reference models are trained in)."""
+    try:
+        dtype = parse_dtype(os.environ.get(DTYPE_ENV) or "float32")
+    except ValueError as exc:
+        raise ValueError(f"{DTYPE_ENV}: {exc}") from None
+    return {"dtype": dtype, "device_map": device_map_for(worker_device())}
 
 
 def place(model: torch.nn.Module, device: str | None) -> torch.nn.Module:

@@ -33,7 +33,7 @@ from mllm.data.schema import Corpus
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, BaseRef, never_saw_a_corpus
 from mllm.models.loader import find_full_artifact, load_model
 from mllm.models.lora import LoraSettings
-from mllm.models.runtime import parse_dtype
+from mllm.models.runtime import device_map_for, parse_dtype, place, worker_device
 from mllm.models.specs import ReferenceSpec
 
 from .checkpoint import checkpoint_path
@@ -120,14 +120,14 @@ def retrain(recipe: Recipe, corpus: Corpus, exclude: Iterable[str], *,
     adapter_base = None
     if recipe.spec is not None:
         model, processor = fresh_reference(ReferenceSpec(**recipe.spec))
-        model = model.to(parse_dtype(recipe.dtype))
+        model = place(model.to(parse_dtype(recipe.dtype)), worker_device())
     elif recipe.base_digest is not None:
         base = find_full_artifact(recipe.base_digest, recipe.base_path, base_search_path,
                                   what="the clean base the model was trained from")
         if not never_saw_a_corpus(base.path):
             raise RecipeError("the model was trained from a model that had seen a corpus; retraining from "
                               "it would not be exact")
-        loaded = load_model(base.path, dtype=recipe.dtype)
+        loaded = load_model(base.path, dtype=recipe.dtype, device_map=device_map_for(worker_device()))
         model, processor = loaded.model, loaded.processor
         adapter_base = base if recipe.lora else None
     else:

@@ -23,6 +23,7 @@ from mllm.data.schema import Corpus
 from mllm.models.artifact import ArtifactMetadata, BaseRef, never_saw_a_corpus, save_artifact
 from mllm.models.loader import load_model
 from mllm.models.lora import LoraSettings, add_lora, lora_for_training
+from mllm.models.runtime import worker_placement
 from mllm.train.encode import Batch
 
 from .data import Streams, encode_items, items, stop_token_ids
@@ -114,8 +115,9 @@ class Method:
 
     @classmethod
     def load(cls, model_dir: Path) -> tuple[Any, Any, BaseRef | None]:
-        """The model to unlearn from, its processor, and the base its adapter artifacts reference."""
-        loaded = load_model(model_dir)
+        """The model to unlearn from (on the worker's device, :func:`~mllm.models.runtime.worker_placement`),
+        its processor, and the base its adapter artifacts reference."""
+        loaded = load_model(model_dir, **worker_placement())
         return loaded.model, loaded.processor, loaded.base_for_adapters()
 
     def run(self, *, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Any:

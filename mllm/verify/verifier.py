@@ -19,6 +19,7 @@ import torch
 from mllm.data.schema import Corpus
 from mllm.models.artifact import artifact_digest
 from mllm.models.loader import LoadedModel, load_model
+from mllm.models.runtime import worker_placement
 
 from . import attacks  # noqa: F401  (registers the built-in attacks)
 from .context import Subject, VerifyContext, scope_list
@@ -50,7 +51,7 @@ def subject(role: str, ref: ModelRef) -> Subject:
     a shared reference (the original, the oracle) once: its answers stay cached."""
     if isinstance(ref, Subject):
         return replace(ref, role=role)  # the caches are shared, not copied
-    loaded = ref if isinstance(ref, LoadedModel) else load_model(ref)
+    loaded = ref if isinstance(ref, LoadedModel) else load_model(ref, **worker_placement())
     digest = artifact_digest(loaded.path) if isinstance(ref, str | Path) else None
     return Subject(role=role, model=loaded.model, processor=loaded.processor, digest=digest)
 

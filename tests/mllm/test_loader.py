@@ -80,3 +80,30 @@ def test_refuses_unknown_model_types(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "whisper"}')
     with pytest.raises(ModelLoadError, match="'whisper' is not supported"):
         load_model(tmp_path)
+
+
+def test_a_worker_holds_models_where_and_how_its_deployment_says(tmp_path, monkeypatch):
+    """``OBLIVIO_DEVICE`` / ``OBLIVIO_DTYPE`` place what the pipeline unlearns and verifies (a 7B
+    checkpoint in bf16 on a GPU); unset, the CPU in fp32; a bad value is a clear error, not a crash
+    deep in torch."""
+    from mllm.models.runtime import worker_placement
+    from mllm.verify import subject
+
+    model, processor = fresh_reference(SPECS["tiny"])
+    save_artifact(model, processor, tmp_path / "m", ArtifactMetadata(kind="reference"))
+    monkeypatch.delenv("OBLIVIO_DEVICE", raising=False)
+    monkeypatch.delenv("OBLIVIO_DTYPE", raising=False)
+    assert worker_placement() == {"dtype": torch.float32, "device_map": None}
+    monkeypatch.setenv("OBLIVIO_DTYPE", "bf16")
+    assert next(subject("original", tmp_path / "m").model.parameters()).dtype == torch.bfloat16
+    bad = (("OBLIVIO_DTYPE", "fp8", "OBLIVIO_DTYPE: unknown dtype"),
+           ("OBLIVIO_DEVICE", "gpu-please", "OBLIVIO_DEVICE='gpu-please' is not a usable"))
+    for name, value, message in bad:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError, match=message):
+            worker_placement()
+        monkeypatch.delenv(name)
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("OBLIVIO_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="no CUDA device is available"):
+            worker_placement()
