@@ -109,13 +109,13 @@ def retrain(recipe: Recipe, corpus: Corpus, exclude: Iterable[str], *,
     from ``checkpoint_dir`` when an earlier call with the same inputs left its state there."""
     if recipe.corpus_sha256 != corpus.header.records_sha256:
         raise RecipeError("the corpus is not the one the model was trained on (records digest differs)")
-    excluded = set(recipe.excluded) | set(exclude)
+    target = recipe_after(recipe, exclude)
     state = None
     if checkpoint_dir is not None:
-        inputs = json.dumps(replace(recipe, excluded=tuple(sorted(excluded))).to_json(), sort_keys=True)
+        inputs = json.dumps(target.to_json(), sort_keys=True)
         state = Path(checkpoint_dir) / hashlib.sha256(inputs.encode()).hexdigest()[:16]
     trainable = {record.record_id for record in corpus.select(trainable=True)}
-    records = training_records(corpus, excluded & trainable)
+    records = training_records(corpus, set(target.excluded) & trainable)
     config = TrainConfig(**recipe.config)
     adapter_base = None
     if recipe.spec is not None:

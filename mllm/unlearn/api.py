@@ -33,7 +33,7 @@ from mllm.train.retrain import RECIPE_KEY, recipe_after, recipe_of
 from .base import Context, Progress, ShouldCancel, StepLog
 from .guard import CollapseError, GuardPolicy, GuardResult, collapse_guard
 from .registry import ConfigError, method_class, parse_config
-from .scope import ScopeGroups, forget_records, scope_digest
+from .scope import ScopeGroups, lineage_forgotten_ids, scope_digest
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,7 @@ def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
     provenance = {"method": method, "config": asdict(cfg), "guard_policy": asdict(policy), "seed": seed,
                   "versions": library_versions(), "hardware": hardware(), "base_digest": base_digest,
                   "corpus_sha256": corpus.header.records_sha256, "scope_sha256": scope_digest(scope)}
-    forgotten = [r.record_id for r in (*forget_records(scope), *scope.earlier_forgotten)]
-    recipe = recipe_after(recipe_of(read_metadata(model_dir)), forgotten)
+    recipe = recipe_after(recipe_of(read_metadata(model_dir)), lineage_forgotten_ids(scope))
     metadata = ArtifactMetadata(
         kind=ArtifactKind.UNLEARNED, seed=seed, corpus_sha256=corpus.header.records_sha256,
         parent_digest=base_digest,

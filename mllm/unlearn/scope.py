@@ -16,7 +16,7 @@ from mllm.data.schema import FactKind, Record
 from mllm.data.scope import NodeRef, ScopeError, ScopeGroups, load_scope_file, resolve_scope
 
 __all__ = ["NodeRef", "ScopeError", "ScopeGroups", "forget_records", "is_private", "kept_groups",
-           "load_scope_file", "resolve_scope", "sample", "scope_digest"]
+           "lineage_forgotten_ids", "load_scope_file", "resolve_scope", "sample", "scope_digest"]
 
 
 def is_private(record: Record) -> bool:
@@ -30,6 +30,11 @@ def _unique(records: Iterable[Record]) -> list[Record]:
 def forget_records(scope: ScopeGroups) -> list[Record]:
     """The facts to forget: the node's and its children's (deduplicated, in order)."""
     return _unique((*scope.forget, *scope.children))
+
+
+def lineage_forgotten_ids(scope: ScopeGroups) -> list[str]:
+    """Every record id the unlearned model must not know: this scope's and earlier jobs' removals."""
+    return [r.record_id for r in (*forget_records(scope), *scope.earlier_forgotten)]
 
 
 def kept_groups(scope: ScopeGroups) -> dict[str, list[Record]]:

@@ -27,7 +27,7 @@ from mllm.train.retrain import RecipeError, recipe_of, retrain
 
 from ..base import Method, MethodConfig, Progress, ShouldCancel, StepLog, UnlearnCancelled
 from ..registry import register
-from ..scope import forget_records
+from ..scope import forget_records, lineage_forgotten_ids
 from ..shards import MANIFEST, ShardConfig, load_sharded, restore_stage, save_stages, train_stages
 
 
@@ -76,9 +76,8 @@ class RetrainExact(Exact):
             raise RecipeError("the model carries no training recipe (trained outside Oblivio or from an "
                               "already fine-tuned model): exact unlearning needs a model Oblivio trained "
                               "from a clean start, or a sharded deployment")
-        scope = self.ctx.scope
-        exclude = [r.record_id for r in (*forget_records(scope), *scope.earlier_forgotten)]
-        self.retrained = retrain(recipe, self.ctx.corpus, exclude, checkpoint_dir=self.ctx.checkpoint_dir,
+        self.retrained = retrain(recipe, self.ctx.corpus, lineage_forgotten_ids(self.ctx.scope),
+                                 checkpoint_dir=self.ctx.checkpoint_dir,
                                  callback=self._step_logger(None, progress, should_cancel))
         return self.retrained.model
 
