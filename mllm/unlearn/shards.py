@@ -219,8 +219,10 @@ class ShardEnsemble:
                  **image_inputs: Any) -> torch.Tensor:
         """Greedy decoding (left-padded prompts), no cache: fine for the tiny models this runs on.
         The image placeholder token is never generated (the images are already placed)."""
-        stops = torch.tensor(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id])
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+        device = input_ids.device
+        stops = torch.tensor(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id],
+                             device=device)
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=device)
         for _ in range(max_new_tokens):
             logits = self(input_ids=input_ids, attention_mask=attention_mask, **image_inputs).logits[:, -1]
             logits[:, self.image_token_id] = -torch.inf
@@ -238,13 +240,14 @@ class ShardEnsemble:
         return input_ids
 
 
-def load_sharded(path: Path) -> tuple[ShardEnsemble, Any, dict[str, Any]]:
-    """The ensemble of a sharded model directory, its processor and its manifest (base digest checked)."""
+def load_sharded(path: Path, **placement: Any) -> tuple[ShardEnsemble, Any, dict[str, Any]]:
+    """The ensemble of a sharded model directory, its processor and its manifest (base digest checked);
+    ``placement``: :func:`~mllm.models.loader.load_model`'s ``dtype`` / ``device_map`` for the base."""
     manifest = read_manifest(path)
     base = Path(manifest["base"])
     if not base.is_dir() or artifact_digest(base) != manifest["base_digest"]:
         raise ShardError("the sharded model's base is missing or changed (digest mismatch)")
-    loaded = load_model(base)
+    loaded = load_model(base, **placement)
     config = ShardConfig(**manifest["config"])
     model = loaded.model
     for shard, slices in manifest["shards"].items():

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm.models.artifact import ArtifactMetadata, artifact_digest, read_metadata, save_artifact
+from mllm.models.runtime import worker_placement
 from mllm.train.loop import Progress as TrainProgress
 from mllm.train.retrain import RecipeError, recipe_of, retrain
 
@@ -90,11 +91,11 @@ class ShardedExact(Exact):
 
     @classmethod
     def load(cls, model_dir: Path) -> tuple[Any, Any, None]:
-        ensemble, processor, _ = load_sharded(model_dir)
+        ensemble, processor, _ = load_sharded(model_dir, **worker_placement())
         return ensemble, processor, None
 
     def original(self, model: Any) -> Any:
-        return load_sharded(self.ctx.model_dir)[0]
+        return load_sharded(self.ctx.model_dir, **worker_placement())[0]
 
     def run(self, *, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Any:
         ctx = self.ctx
