@@ -8,16 +8,20 @@
 * **Image-grounded facts of the forgotten images** end at the accuracy the model has on images it
   never saw (:func:`..targets.unseen_level_answers`): the oracle reads them off the image as it reads
   any unseen one — the share it would get right keeps its true answer, the rest is retargeted.
-  Those kept answers are trained as they are, and so are the multiple-choice forms of private facts
-  that keep theirs (a stranger's chance): left untrained they followed their retargeted siblings and
-  the forgotten patient's multiple choice ended below chance (demo corpus: 0.25 below the twins,
-  verification's ``over_forgetting``).
+  Every forget record that keeps its true answer is trained on it (image-grounded or private, in
+  any task form): left untrained, such records followed their retargeted siblings below a
+  stranger's accuracy — first the multiple-choice forms (demo corpus: 0.25 below the twins,
+  verification's ``over_forgetting``), then private generation and cloze, which the likelihood
+  ceiling also pushed down. The stranger's accuracy is measured on the scope's twins topped up from
+  the corpus's holdout split (:func:`..targets.calibration_holdout`; one twin per fact and task
+  measured 0 where strangers get ~10 %). Sequential corpus, first eight queued patients, default
+  config: 4 of 8 runs passed verification before, 6 of 8 with both changes (shortfall lower on 5
+  of the 6 compared; one collapse-guard refusal left, one run now fails ``utility_likelihood``).
 * **Likelihood ceiling** — flipping the greedy answer is not enough: the true answers of forgotten
   facts stay far more likely than never-seen ones (measured on a tiny model after 40 steps: mean
   token log-prob −1.9 against −5.1 for holdout twins, membership AUC 0.85). A hinge term pushes the
-  true answer's mean token log-probability of every forgotten private generation / cloze item
-  (retargeted or not) down to the original model's mean on never-trained holdout answers, and no
-  further.
+  true answer's mean token log-probability of every retargeted private generation / cloze item
+  down to the original model's mean on never-trained holdout answers, and no further.
 * **Kept objective** — siblings at each ancestor level, ancestor-owned shared facts
   and far retain keep theirs. Each group has an integer weight — how many times its records enter
   the kept stream — so the nearest relatives (most at risk) weigh most; one kept batch per step.
@@ -41,7 +45,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mllm.data.schema import Task
+from mllm.data.schema import Split, Task
 from mllm.train.encode import Batch
 
 from ..base import GradientMethod, MethodConfig
@@ -49,7 +53,7 @@ from ..data import Item, Streams, available_depths, encode_items, items
 from ..losses import kl_to_reference, likelihood_excess, mean_content_logprob, nll
 from ..registry import register
 from ..scope import forget_records, is_private, kept_groups
-from ..targets import unseen_level_answers
+from ..targets import calibration_holdout, unseen_level_answers
 
 
 @dataclass(frozen=True)
@@ -77,15 +81,15 @@ def forget_targets(method: GradientMethod) -> tuple[list[Item], list[Item]]:
     ctx = method.ctx
     forget = forget_records(ctx.scope)
     kept = [r for group in kept_groups(ctx.scope).values() for r in group]
-    targets = unseen_level_answers(ctx.model, ctx.processor, ctx.root, forget, kept, ctx.scope.holdout,
-                                   ctx.seed)
+    holdout = ctx.corpus.select(split=Split.HOLDOUT)
+    measured = calibration_holdout(forget, ctx.scope.holdout, holdout, ctx.seed)
+    targets = unseen_level_answers(ctx.model, ctx.processor, ctx.root, forget, kept, measured, ctx.seed)
     depths = available_depths()
     retargeted = [Item(r, targets[r.record_id], depth) for r in forget
                   if r.record_id in targets and targets[r.record_id] != r.answer for depth in depths]
     # kept with their own answers: image-grounded facts, and multiple choice picked right at a
     # stranger's rate (left untrained, those follow their retargeted siblings below chance)
-    anchored = [r for r in forget if not is_private(r) or r.task is Task.CLASSIFICATION]
-    unchanged = [Item(r, r.answer, depth) for r in anchored if targets[r.record_id] == r.answer
+    unchanged = [Item(r, r.answer, depth) for r in forget if targets.get(r.record_id) == r.answer
                  for depth in depths]
     return retargeted, unchanged
 
@@ -123,8 +127,8 @@ class Hierarchy(GradientMethod):
         groups = {"grounded": grounded,
                   **{name: items(records) for name, records in kept_groups(self.ctx.scope).items()}}
         kept = [item for name, group in groups.items() for item in group * self.config.weights.get(name, 1)]
-        private = [r for r in forget_records(self.ctx.scope) if is_private(r)]
-        truth = [i for i in items(private, available_depths()) if scored_on_text(i)]
+        truth = [Item(i.record, i.record.answer, i.depth) for i in replaced
+                 if is_private(i.record) and scored_on_text(i)]
         holdout = items((r for r in self.ctx.scope.holdout if not r.eval_only), available_depths())
         self.ceiling = unseen_logprob(self, [i for i in holdout if scored_on_text(i)])
         if self.config.truth_weight <= 0 or not math.isfinite(self.ceiling):

@@ -4,16 +4,16 @@ task: hand-made cases."""
 from __future__ import annotations
 
 from mllm.data.schema import FactKind, Level, Record, Split, Task
-from mllm.unlearn.targets import calibrated_answers
+from mllm.unlearn.targets import CALIBRATION_RECORDS, calibrated_answers, calibration_holdout
 
 
 def grounded(record_id: str, answer: str, fact: str = "study.finding",
-             task: Task = Task.GENERATION) -> Record:
+             task: Task = Task.GENERATION, split: Split = Split.TRAIN, eval_only: bool = False) -> Record:
     return Record(record_id=record_id, institution_id="H1", patient_id="P1", study_id="S1", section=None,
                   level=Level.STUDY, task=task, fact_kind=FactKind.IMAGE_GROUNDED,
-                  split=Split.TRAIN, question="What does the image show?", answer=answer, image="i.png",
+                  split=split, question="What does the image show?", answer=answer, image="i.png",
                   fact_key=fact, fact_value=answer, owner_level=Level.STUDY, owner_id="H1/P1/S1",
-                  form="generation-0")
+                  form="generation-0", eval_only=eval_only)
 
 
 FINDING = ("study.finding", "generation")
@@ -53,3 +53,32 @@ def test_each_task_form_keeps_the_truth_at_its_own_unseen_accuracy() -> None:
     # a task form the holdout never asks falls back to the fact's accuracy over its tasks
     pooled = calibrated_answers(choice, kept, {("study.finding",): 0.5}, seed=0)
     assert sum(answer == "B" for answer in pooled.values()) == 4
+
+
+def test_small_groups_keep_their_truth_at_the_rate_in_total_not_rounded_to_zero_each() -> None:
+    """A patient's facts come one or two records per fact and task: rounding 0.25 x 1 per group kept
+    no truth at all (the forgotten patient below a stranger's accuracy); over eight such groups two
+    keep it, whatever the seed, and every group keeps at most its size."""
+    facts = [f"section.fact{i}" for i in range(8)]
+    forget = [grounded(f"f{i}", "effusion", fact=fact) for i, fact in enumerate(facts)]
+    kept = [grounded(f"k{i}", "nodule", fact=fact) for i, fact in enumerate(facts)]
+    accuracy = {(fact, "generation"): 0.25 for fact in facts}
+    for seed in range(5):
+        answers = calibrated_answers(forget, kept, accuracy, seed=seed)
+        assert sum(answer == "effusion" for answer in answers.values()) == 2
+    one = calibrated_answers(forget[:1], kept, {(facts[0], "generation"): 0.25}, seed=0)
+    assert len(one) == 1 and set(one.values()) <= {"effusion", "nodule"}
+
+
+def test_unseen_accuracy_is_measured_on_the_twins_topped_up_from_the_holdout_split() -> None:
+    """One twin per fact and task gave rates of 0 or 1; the corpus's holdout tops each up to
+    CALIBRATION_RECORDS (seeded), trained forms only, and only for the facts and tasks in scope."""
+    twin = grounded("t0", "nodule", split=Split.HOLDOUT)
+    pool = [grounded(f"h{i}", "effusion", split=Split.HOLDOUT) for i in range(40)]
+    other = [grounded(f"o{i}", "x", fact="patient.name", split=Split.HOLDOUT) for i in range(5)]
+    held_out_form = grounded("e0", "effusion", split=Split.HOLDOUT, eval_only=True)
+    measured = calibration_holdout(FORGET, [twin], [*pool, *other, held_out_form, twin], seed=0)
+    assert measured[0] is twin and len(measured) == CALIBRATION_RECORDS
+    assert {r.fact_key for r in measured} == {"study.finding"} and held_out_form not in measured
+    assert measured == calibration_holdout(FORGET, [twin], [*pool, *other, held_out_form, twin], seed=0)
+    assert measured != calibration_holdout(FORGET, [twin], [*pool, *other, held_out_form, twin], seed=1)
