@@ -135,9 +135,8 @@ def calibrated_answers(records: Sequence[Record], kept: Sequence[Record],
     rounded by **systematic sampling** over the groups in a seeded order (a running total from a
     seeded offset in [0, 1); a group keeps as many as the total's integer part grows): unbiased per
     group, and the whole scope keeps the sum of the expected counts within one. Rounding each group
-    on its own kept nothing of a patient's one- and two-record groups (0.12 x 2 rounds to 0), so the
-    forgotten patient ended below a stranger's accuracy (the sequential pipeline benchmark:
-    ``over_forgetting`` 0.51-0.88 on 6 of 20 requests' first runs)."""
+    on its own drops every one-record group of rate < 0.5 to 0 (0.25 x 1), which pushes a patient's
+    many small groups below a stranger's accuracy."""
     others = twins(records, kept, seed, other_answer=True)
     by_key: dict[tuple[str, ...], list[Record]] = {}
     for record in records:

@@ -62,7 +62,7 @@ class HierarchyConfig(MethodConfig):
     # verification check (40 left child leakage 0.22 and sibling relearning 0.32 above 0.2 / 0.25)
     steps: int = 80
     lr: float = 3e-3
-    # repeats in the kept stream per group: "grounded" (the forgotten images' image-grounded facts),
+    # repeats in the kept stream per group: "grounded" (forget records that keep their true answer),
     # "siblings.<ancestor level>", "shared", "retain"; groups not named count once
     weights: dict[str, int] = field(default_factory=lambda: {
         "grounded": 2, "siblings.section": 2, "siblings.study": 2, "siblings.patient": 2, "shared": 2})
@@ -74,8 +74,8 @@ class HierarchyConfig(MethodConfig):
 
 
 def forget_targets(method: GradientMethod) -> tuple[list[Item], list[Item]]:
-    """(forget facts → new answers at every depth, image-grounded and multiple-choice forget facts
-    that keep their answer → their own answers): each fact keeps its true answer on the share the
+    """(forget facts → new answers at every depth, forget records that keep their answer → their
+    own answers): each fact keeps its true answer on the share the
     model gets right for never-seen patients and images and is retargeted (first list) on the rest
     (:func:`..targets.unseen_level_answers`)."""
     ctx = method.ctx
@@ -87,8 +87,8 @@ def forget_targets(method: GradientMethod) -> tuple[list[Item], list[Item]]:
     depths = available_depths()
     retargeted = [Item(r, targets[r.record_id], depth) for r in forget
                   if r.record_id in targets and targets[r.record_id] != r.answer for depth in depths]
-    # kept with their own answers: image-grounded facts, and multiple choice picked right at a
-    # stranger's rate (left untrained, those follow their retargeted siblings below chance)
+    # kept with their own answers, at a stranger's rate (left untrained, they follow their
+    # retargeted siblings below it)
     unchanged = [Item(r, r.answer, depth) for r in forget if targets.get(r.record_id) == r.answer
                  for depth in depths]
     return retargeted, unchanged
