@@ -3,6 +3,8 @@ task: hand-made cases."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mllm.data.schema import FactKind, Level, Record, Split, Task
 from mllm.unlearn.targets import CALIBRATION_RECORDS, calibrated_answers, calibration_holdout
 
@@ -82,3 +84,27 @@ def test_unseen_accuracy_is_measured_on_the_twins_topped_up_from_the_holdout_spl
     assert {r.fact_key for r in measured} == {"study.finding"} and held_out_form not in measured
     assert measured == calibration_holdout(FORGET, [twin], [*pool, *other, held_out_form, twin], seed=0)
     assert measured != calibration_holdout(FORGET, [twin], [*pool, *other, held_out_form, twin], seed=1)
+
+
+def test_hierarchy_anchors_every_forget_record_that_keeps_its_truth(monkeypatch) -> None:
+    """A private generation record kept at a stranger's rate is trained on its own answer (left
+    untrained it followed its retargeted siblings below that rate); a retargeted one is not."""
+    from types import SimpleNamespace
+
+    from mllm.unlearn.methods import hierarchy
+
+    def private(record_id: str) -> Record:
+        return replace(grounded(record_id, "cough", fact="section.indication"), fact_kind=FactKind.PRIVATE)
+
+    kept_truth, moved = private("p1"), private("p2")
+    scope = SimpleNamespace(forget=[kept_truth, moved], children=[], siblings={}, shared=[], retain=[],
+                            holdout=[])
+    corpus = SimpleNamespace(select=lambda **_: [])
+    method = SimpleNamespace(ctx=SimpleNamespace(model=None, processor=None, root=None, scope=scope,
+                                                 corpus=corpus, seed=0))
+    monkeypatch.setattr(hierarchy, "unseen_level_answers",
+                        lambda *a: {"p1": "cough", "p2": "fever"})
+    retargeted, unchanged = hierarchy.forget_targets(method)
+    assert {(i.record.record_id, i.answer) for i in unchanged} == {("p1", "cough")}
+    assert {(i.record.record_id, i.answer) for i in retargeted} == {("p2", "fever")}
+    assert len(unchanged) == len(hierarchy.available_depths())  # at every depth
