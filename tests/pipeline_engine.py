@@ -6,7 +6,9 @@ artifact and writes the record ids it was told to forget (so the digest changes 
 strength (``steps`` / 30, the unlearning default) reaches ``PIPELINE_TEST_REQUIRED_STRENGTH``
 (``exact`` always passes). Thresholds script the rest: ``facts_too_few`` makes the forgetting check
 inconclusive (a one-fact scope), ``false_alarm`` makes it fail even for ``exact`` (the verifier
-wrong about a model that never saw the data). Without a lineage baseline it "measures" one on the
+wrong about a model that never saw the data); ``served_drop`` fails ``far_retain`` (utility lost
+against the served model) and ``lineage_drop`` fails ``cumulative_utility`` (against the lineage's
+first served model), whatever the method. Without a lineage baseline it "measures" one on the
 original (a single panel entry named after the original's directory) and reports the baseline it
 used. Worker processes started by the tests import it through ``PYTHONPATH`` and read the same
 environment variables.
@@ -65,6 +67,12 @@ class ScriptedEngine:
             {"name": "forget_strength", "value": min(strength, 99.0), "threshold": required,
              "status": "inconclusive" if few else "pass" if forgetting else "fail",
              "forget_facts": 1 if few else len(wanted)},
+            # utility against the served model and against the lineage's first served model
+            {"name": "far_retain", "value": 0.2 if thresholds.get("served_drop") else 0.0, "threshold": 0.1,
+             "status": "fail" if thresholds.get("served_drop") else "pass", "forget_facts": None},
+            {"name": "cumulative_utility", "value": 0.2 if thresholds.get("lineage_drop") else 0.0,
+             "threshold": 0.1, "status": "fail" if thresholds.get("lineage_drop") else "pass",
+             "forget_facts": None},
         ]
         for check in checks:
             check["passed"] = {"pass": True, "fail": False}.get(check["status"])

@@ -19,6 +19,11 @@ from django.utils.module_loading import import_string
 
 Progress = Callable[[float], None]  # fraction done, 0..1
 
+# the verifier's checks of utility lost against the model the candidate was made from (the served one:
+# mllm.verify.attacks.utility), beside ``cumulative_utility`` against the lineage's first served model
+SERVED_UTILITY_CHECKS = frozenset({"far_retain", "sibling_damage", "shared_facts", "image_grounded",
+                                   "utility_likelihood"})
+
 
 class EngineError(Exception):
     """The step cannot succeed on this rung (a collapsed model, a bad artifact); message has no PHI."""
@@ -62,12 +67,19 @@ class VerifyOutcome:
     def accepts(self, *, exact: bool) -> bool:
         """Whether a candidate may be promoted on this outcome: a pass; or, for a candidate retrained
         without the data (``exact``), a verdict whose only failed or undecided checks judge forgetting
-        (they carry ``forget_facts``). Such a candidate is the model that never saw the data, so those
-        checks measure the verifier's own false alarms, not a leak; utility and integrity still gate."""
+        (they carry ``forget_facts``) or, when ``cumulative_utility`` passed, the utility lost against
+        the served model (:data:`SERVED_UTILITY_CHECKS`). Such a candidate is the model that never saw
+        the data: forgetting checks measure the verifier's own false alarms, not a leak; and it is a new
+        draw of the training recipe, not derived from the served model, so its utility is held to the
+        lineage's first served model (the recipe's own first draw). Integrity checks always gate."""
         if self.passed:
             return True
-        undecided = [c for c in self.checks if c.get("status") in ("fail", "inconclusive")]
-        return exact and all(c.get("forget_facts") is not None for c in undecided)
+        if not exact:
+            return False
+        lineage_kept = any(c["name"] == "cumulative_utility" and c.get("status") == "pass"
+                           for c in self.checks)
+        return all(c.get("forget_facts") is not None or (lineage_kept and c["name"] in SERVED_UTILITY_CHECKS)
+                   for c in self.checks if c.get("status") in ("fail", "inconclusive"))
 
     @property
     def failed_checks(self) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from ..attestation import NOT_TRAINED, CertificateFacts, json_digest
+from .engine import SERVED_UTILITY_CHECKS
 
 _MONO = ParagraphStyle("mono", fontName="Courier", fontSize=7.5, leading=9)
 _CELL = ParagraphStyle("cell", fontName="Helvetica", fontSize=8.5, leading=10)  # a wrapping table cell
@@ -59,12 +60,20 @@ def _status(check: dict[str, Any]) -> str:
 def _verification(facts: CertificateFacts) -> str:
     summary = facts.report_summary
     verdict = summary.get("verdict", "pass")
-    if summary.get("passed") and verdict != "pass":  # an exact candidate (see VerifyOutcome.accepts)
-        return (f"{verdict.upper()} on forgetting checks, accepted: the model was retrained without the "
-                "data, so forgetting holds by construction and these checks measured the attacks on a model "
-                "that never saw it (too few facts to decide, or a false alarm); utility and integrity "
-                "checks passed")
-    return "PASSED" if summary.get("passed") else "not passed"
+    if not (summary.get("passed") and verdict != "pass"):
+        return "PASSED" if summary.get("passed") else "not passed"
+    # an exact candidate accepted on a verdict that is not a pass (see VerifyOutcome.accepts)
+    undecided = [c for c in summary.get("checks", []) if c.get("status") in ("fail", "inconclusive")]
+    reasons = []
+    if any(c.get("forget_facts") is not None for c in undecided):
+        reasons.append("forgetting holds by construction, so the forgetting checks measured the attacks on a "
+                       "model that never saw the data (too few facts to decide, or a false alarm)")
+    if any(c.get("name") in SERVED_UTILITY_CHECKS for c in undecided):
+        reasons.append("a retraining is a new draw of the training recipe, so its utility is held to the "
+                       "lineage's first served model (cumulative utility passed), not to the model it "
+                       "replaces")
+    return (f"{verdict.upper()}, accepted: the model was retrained without the data; "
+            + "; ".join(reasons) + "; integrity checks passed")
 
 
 def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) -> bytes:

@@ -104,7 +104,7 @@ def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
                               model_dir=model_dir, base=base, checkpoint_dir=checkpoint_dir))
     model = runner.run(progress=progress, should_cancel=should_cancel)
     guard = collapse_guard(model, runner.original(model), processor, corpus.root, scope,
-                           policy=policy, seed=seed)
+                           policy=policy, seed=seed, accuracy=cls.derived_from_original)
     if not guard.passed:
         raise CollapseError(guard)
     provenance = {"method": method, "config": asdict(cfg), "guard_policy": asdict(policy), "seed": seed,

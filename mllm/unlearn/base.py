@@ -102,6 +102,10 @@ class Method:
 
     name: ClassVar[str]
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # whether the collapse guard holds the result's accuracy to the model it was unlearned from: a
+    # method that derives the result from that model, yes; a retraining (``exact``) is a new draw of
+    # the training recipe, judged against the lineage's first served model by verification instead
+    derived_from_original: ClassVar[bool] = True
 
     def __init__(self, config: MethodConfig, context: Context) -> None:
         self.config = config

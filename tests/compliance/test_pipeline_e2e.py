@@ -1,7 +1,7 @@
 """End to end with the real model library: a tiny model trained on a small synthetic hospital, a
 patient-level GDPR request approved, unlearned by ``mllm.unlearn`` and attacked by ``mllm.verify``
-along the escalation ladder, until the verification gate decides: the first rung (``hierarchy``)
-passes every check, so the candidate is promoted and the request certified, with a certificate that
+along the escalation ladder, until the verification gate decides: a ``hierarchy`` rung passes
+every check, so the candidate is promoted and the request certified, with a certificate that
 verifies and carries no identifier."""
 
 from __future__ import annotations
@@ -54,7 +54,11 @@ def test_a_patient_request_runs_through_the_real_engine_to_a_gated_decision(
     seconds = time.monotonic() - started
     request.refresh_from_db()
     print(f"approval -> {job.state} in {seconds:.1f}s, rung {job.rung}, failure {job.failure}")
-    assert job.state == JobState.SUCCEEDED and job.rung == 0, job.failure
+    # certified by an approximate rung, not by falling through to a retraining; which one depends on the
+    # CPU's arithmetic: rung 0's membership AUC read 0.634 when its edge was set (mllm.verify.policy) and
+    # 0.651 (edge 0.65) on a 2-core Intel Xeon with the same package versions
+    assert job.state == JobState.SUCCEEDED and not job.candidate.exact, job.failure
+    assert job.candidate.method == "hierarchy"
     deployment = Deployment.objects.get(name="default")
     assert request.status == Status.CERTIFIED and deployment.served_id != version.pk
     certificate = Certificate.objects.get(request=request)

@@ -107,7 +107,7 @@ def test_an_inconclusive_verdict_goes_straight_to_the_exact_rung_which_it_accept
     verification = check.predicate["verification"]
     assert verification["verdict"] == "inconclusive" and verification["summary"]["passed"] is True
     text = pdf_text(certificate.pdf)
-    assert "INCONCLUSIVE on forgetting checks, accepted" in text and "inconclusive" in text
+    assert "INCONCLUSIVE, accepted" in text and "forgetting checks measured" in text
     assert "FAIL" not in text
 
 
@@ -125,7 +125,9 @@ def test_an_exact_candidate_is_certified_when_only_forgetting_checks_cry_wolf(se
     assert ModelVersion.objects.filter(job=job, status=VersionStatus.REJECTED, method="hierarchy").exists()
     check = certificate_verify_stored(Certificate.objects.get(request=request))
     assert check.ok and check.predicate["verification"]["verdict"] == "fail"
-    assert "FAIL on forgetting checks, accepted" in pdf_text(Certificate.objects.get(request=request).pdf)
+    text = pdf_text(Certificate.objects.get(request=request).pdf)
+    assert "FAIL, accepted" in text and "forgetting checks measured" in text
+    assert "lineage's first served model" not in text
 
 
 def test_an_exact_candidate_failing_an_integrity_check_is_not_promoted(served: Served, approve,
@@ -141,6 +143,39 @@ def test_an_exact_candidate_failing_an_integrity_check_is_not_promoted(served: S
     request.refresh_from_db()
     assert job.state == JobState.ESCALATED and request.status == Status.ESCALATED
     assert [c["name"] for c in job.failure["failed_checks"]] == ["forgot_requested_records"]
+    assert not Certificate.objects.exists()
+
+
+def test_an_exact_retraining_below_the_served_model_is_held_to_the_lineage_baseline(served: Served,
+                                                                                    approve) -> None:
+    """A retraining is a new draw of the training recipe, not derived from the served model: utility lost
+    against the served one (which an earlier lucky retraining may have lifted) does not stop it while it
+    keeps what the lineage's first served model knew; an approximate candidate gets no such waiver."""
+    policy_set(institution=served.institution, ladder=[{"method": "hierarchy"}, {"method": "exact"}],
+               thresholds={"served_drop": True}, guard_stays_on=False, actor=SYSTEM)
+    request = approve()
+    job = drive(plan_one())
+    request.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED and job.candidate.method == "exact" and job.rung == 1
+    rejected = ModelVersion.objects.get(job=job, status=VersionStatus.REJECTED)
+    assert rejected.method == "hierarchy"
+    certificate = Certificate.objects.get(request=request)
+    check = certificate_verify_stored(certificate)
+    assert check.ok and check.predicate["verification"]["verdict"] == "fail"
+    text = pdf_text(certificate.pdf)
+    assert "FAIL, accepted" in text and "lineage's first served model" in text
+    assert "forgetting checks measured" not in text
+
+
+def test_an_exact_retraining_that_lost_what_the_lineage_knew_goes_to_a_person(served: Served,
+                                                                              approve) -> None:
+    policy_set(institution=served.institution, ladder=[{"method": "exact"}],
+               thresholds={"served_drop": True, "lineage_drop": True}, guard_stays_on=False, actor=SYSTEM)
+    request = approve()
+    job = drive(plan_one())
+    request.refresh_from_db()
+    assert job.state == JobState.ESCALATED and request.status == Status.ESCALATED
+    assert {c["name"] for c in job.failure["failed_checks"]} == {"far_retain", "cumulative_utility"}
     assert not Certificate.objects.exists()
 
 

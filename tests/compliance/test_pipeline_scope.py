@@ -1,4 +1,5 @@
-"""The engine's batch scope: one ScopeGroups for several requests, minus what was already forgotten."""
+"""The engine's batch scope (one ScopeGroups for several requests, minus what was already forgotten) and
+the check names it shares with the verifier."""
 
 from __future__ import annotations
 
@@ -60,3 +61,13 @@ def test_each_forget_record_keeps_the_level_of_the_coarsest_request_that_forgets
     assert {scope.level_of(r) for r in scope.forget if r.record_id in ids(section)} == {Level.SECTION}
     assert {scope.level_of(r) for r in scope.forget if r.patient_id == patients[0]} == {Level.PATIENT}
     assert {scope.level_of(r) for r in scope.forget_forms if r.patient_id == patients[0]} == {Level.PATIENT}
+
+
+def test_the_served_utility_checks_the_exact_rule_waives_are_the_verifiers_own() -> None:
+    """``VerifyOutcome.accepts`` names the checks of utility lost against the served model; they must be
+    exactly the utility attack's checks other than ``cumulative_utility`` (a renamed check would
+    otherwise silently gate, or a new one silently be waived, for every exact retraining)."""
+    from compliance.pipeline.engine import SERVED_UTILITY_CHECKS
+    from mllm.verify.attacks.utility import GROUP_CHECKS
+
+    assert {*GROUP_CHECKS, "utility_likelihood"} == SERVED_UTILITY_CHECKS

@@ -9,7 +9,9 @@ Which retraining depends on the deployment (:meth:`Exact.for_model`):
   from the lineage's clean start without every record the lineage has forgotten
   (:mod:`mllm.train.retrain`). Cost: one full training run.
 
-Either way the result is the model that training without those records would have produced.
+Either way the result is the model that training without those records would have produced. The
+collapse guard checks only that it still stops and answers briefly (``derived_from_original``): its
+accuracy is a new draw of the recipe, judged by verification against the lineage's first served model.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Exact(Method):
     """Chooses the retraining that fits the model directory (see the module docstring)."""
 
     Config = ExactConfig
+    derived_from_original = False
 
     @classmethod
     def for_model(cls, model_dir: Path) -> type[Method]:

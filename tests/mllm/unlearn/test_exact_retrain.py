@@ -17,7 +17,7 @@ from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig
 from mllm.train.recipe import TrainJob, fresh_reference, run_train_job
 from mllm.train.retrain import RECIPE_KEY, RecipeError, recipe_of
-from mllm.unlearn import unlearn
+from mllm.unlearn import CollapseError, unlearn
 from mllm.unlearn.scope import forget_records
 
 CONFIG = TrainConfig(steps=6, batch_size=8, lr=3e-3, seed=0)
@@ -63,6 +63,22 @@ def test_exact_retrains_a_single_checkpoint_without_the_forget_records(served, c
     assert result.steps and result.steps[-1].step == CONFIG.steps  # progress came from the training loop
     recipe = recipe_of(read_metadata(result.artifact))
     assert recipe is not None and set(recipe.excluded) == ids(scope)
+
+
+def test_the_collapse_guard_holds_a_retraining_to_collapse_not_to_the_served_models_accuracy(
+        served, corpus, tmp_path):
+    """Two trainings of one recipe differ by more than the guard's accuracy thresholds, so a retraining is
+    not refused for answering fewer records than the model it replaces (verification holds it to the
+    lineage's first served model); a method derived from the served model is."""
+    unreachable = {"guard": {**LENIENT["guard"], "min_retain_ratio": 10.0, "max_holdout_drop": -1.0,
+                             "require_significance": False}}
+    scope = scope_of(corpus, 0, Level.STUDY)
+    result = unlearn(model_dir=served, corpus=corpus, scope=scope, method="exact", config=unreachable,
+                     out=tmp_path / "exact")
+    assert result.guard.passed and not result.guard.accuracy_judged
+    with pytest.raises(CollapseError, match="accuracy"):
+        unlearn(model_dir=served, corpus=corpus, scope=scope, method="ga", config={"steps": 1, **unreachable},
+                out=tmp_path / "ga")
 
 
 def test_exact_after_an_approximate_run_also_leaves_out_what_that_run_forgot(served, corpus, tmp_path):
