@@ -1,6 +1,7 @@
-"""Fixtures for the hierarchy tests: a database dump to search for identifiers, sample FHIR bundles."""
+"""Fixtures for the hierarchy tests: a database search for identifiers, sample FHIR bundles."""
 
 import base64
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,18 +13,21 @@ from factories import UID_ROOT
 
 
 @pytest.fixture
-def db_text() -> Callable[[], str]:
-    """Every value of every table in the test database as one string, to search for raw identifiers."""
+def db_mentions() -> Callable[[str], bool]:
+    """Whether any text or JSON value of any table in the test database holds a string as a whole token.
+    Timestamps and numbers are left out and a token must not sit inside a longer run of letters and
+    digits: a six-digit MRN turns up by chance in a timestamp's microseconds or inside a hex digest."""
 
-    def dump() -> str:
+    def mentions(raw: str) -> bool:
         chunks = []
         with connection.cursor() as cursor:
             for table in connection.introspection.table_names():
                 cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
-                chunks.extend(repr(row) for row in cursor.fetchall())
-        return "\n".join(chunks)
+                chunks.extend(repr(value) for row in cursor.fetchall() for value in row
+                              if isinstance(value, str | dict | list))
+        return re.search(rf"(?<![0-9A-Za-z]){re.escape(raw)}(?![0-9A-Za-z])", "\n".join(chunks)) is not None
 
-    return dump
+    return mentions
 
 
 MRN_SYSTEM = "http://hospital-a.example.org/fhir/sid/mrn"
