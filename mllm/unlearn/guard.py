@@ -10,12 +10,12 @@ fails when the drop is beyond its threshold *and* significant — the 95 % paire
 the per-record drop excludes 0 (:func:`mllm.verify.stats.paired_difference`, the verifier's own
 rule): the holdout slice has ~48 image-grounded records that a tiny model answers near chance, and a
 drop of 6 of them (0.125 > 0.1) refused candidates the verifier measured at no image-grounded drop
-(demo corpus seed 5). A retraining (``exact``) is held to the collapse checks only: it is a new
-draw of the training recipe, not derived from the served model, and two retrainings of one recipe
-read 0.64 and 0.36 on the same retain slice (sequential corpus, requests 10 and 12 of
-docs/benchmarks.md, "pipeline sequential"); verification judges its utility against the lineage's
-first served model. A failed guard raises :class:`CollapseError` — a broken model is never returned
-as a result.
+(demo corpus seed 5). A retraining (``exact``) is held to the collapse checks only: it is a new draw
+of the training recipe, not derived from the served model, and two retrainings of one recipe read
+0.64 and 0.36 on the same retain slice (sequential corpus, requests 10 and 12 of the 20-request
+pipeline run at 7985e56, docs/benchmarks.md in git history); verification judges its utility against
+the lineage's first served model. A failed guard raises :class:`CollapseError` — a broken model is
+never returned as a result.
 """
 
 from __future__ import annotations
