@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import re
 import string
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .schema import CLOZE_BLANK, FactKind, Level, Record, Section, Split, Task, node_path
 
@@ -84,22 +84,6 @@ def parse_choices(question: str) -> tuple[str, tuple[str, ...]] | None:
     ends = [mark.start() for mark in marks[1:]] + [len(question)]
     options = tuple(question[mark.end():end].strip() for mark, end in zip(marks, ends, strict=True))
     return question[:marks[0].start()].strip(), options
-
-
-def scoring_record(record: Record) -> Record | None:
-    """The record to score a fact's likelihood on: never a single letter.
-
-    Generation and cloze records are scored on their own answer. A classification record becomes
-    its option-text form: the multiple-choice stem asked as a question, answered by the fact's value
-    (the correct option's text). ``None`` when a classification question cannot be parsed into stem
-    and options.
-    """
-    if record.task is not Task.CLASSIFICATION:
-        return record
-    parsed = parse_choices(record.question)
-    if parsed is None:
-        return None
-    return replace(record, task=Task.GENERATION, question=parsed[0], answer=record.fact_value, options=())
 
 
 def draw_options(fact: Fact, rng: random.Random) -> tuple[str, ...]:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from mllm.data.schema import Record
+from mllm.data.qa import parse_choices
+from mllm.data.schema import Record, Task
 from mllm.evaluate.metrics import reproduces
 
 from .testbed import render
@@ -62,6 +63,22 @@ def is_eval_only(record: Record) -> bool:
 
 def form_of(record: Record) -> Form:
     return Form.HELD_OUT if is_eval_only(record) else Form.TRAINED
+
+
+def scoring_record(record: Record) -> Record | None:
+    """The record to score membership on: never a single letter.
+
+    Generation and cloze records are scored on their own answer. A classification record becomes
+    its option-text form: the multiple-choice stem asked as a question, answered by the fact's value
+    (the correct option's text).
+    ``None`` when a classification question cannot be parsed into stem and options.
+    """
+    if record.task is not Task.CLASSIFICATION:
+        return record
+    parsed = parse_choices(record.question)
+    if parsed is None:
+        return None
+    return replace(record, task=Task.GENERATION, question=parsed[0], answer=record.fact_value, options=())
 
 
 def succeeded(record: Record, prediction: str, rouge_l_success: float) -> bool:

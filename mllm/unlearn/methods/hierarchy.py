@@ -20,18 +20,8 @@
 * **Likelihood ceiling** — flipping the greedy answer is not enough: the true answers of forgotten
   facts stay far more likely than never-seen ones (measured on a tiny model after 40 steps: mean
   token log-prob −1.9 against −5.1 for holdout twins, membership AUC 0.85). A hinge term pushes the
-  true answer's mean token log-probability of every retargeted item — private and image-grounded,
-  in the form verification's membership attack scores it (:func:`answer_text`: multiple choice as
-  its option text) — down to the model's mean on never-trained holdout answers, and no further.
-  The ceiling follows the model as it trains (re-measured on a holdout batch every step, averaged
-  with momentum ``CEILING_MOMENTUM``): unlearning lowers never-seen answers too, and a ceiling fixed
-  before training left the forgotten ones above them. Demo corpus, tiny LLaVA, first patient, seeds
-  0-3 (2-core Intel Xeon, 2026-12-05): with the ceiling on private generation and cloze only and
-  fixed, membership AUC 0.669 / 0.666 / 0.647 / 0.690 against the 0.65 edge (1 of 4 runs passed
-  verification); with multiple choice 0.660 / 0.656 / 0.632 / 0.656; with image-grounded facts too
-  0.651 / 0.610 / 0.609 / 0.618 (the memorised answers of the forgotten images, −0.4 mean log-prob
-  against −4.7 for unseen images, had carried the AUC); following the model 0.614 / 0.569 / 0.601 /
-  0.561, every check passed on all four (over-forgetting AUC 0.31-0.36 against the 0.25 floor).
+  true answer's mean token log-probability of every retargeted private generation / cloze item
+  down to the original model's mean on never-trained holdout answers, and no further.
 * **Kept objective** — siblings at each ancestor level, ancestor-owned shared facts
   and far retain keep theirs. Each group has an integer weight — how many times its records enter
   the kept stream — so the nearest relatives (most at risk) weigh most; one kept batch per step.
@@ -51,23 +41,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 
-from mllm.data.qa import scoring_record
-from mllm.data.schema import Split
+from mllm.data.schema import Split, Task
 from mllm.train.encode import Batch
 
 from ..base import GradientMethod, MethodConfig
 from ..data import Item, Streams, available_depths, encode_items, items
 from ..losses import kl_to_reference, likelihood_excess, mean_content_logprob, nll
 from ..registry import register
-from ..scope import forget_records, kept_groups
+from ..scope import forget_records, is_private, kept_groups
 from ..targets import calibration_holdout, unseen_level_answers
-
-CEILING_MOMENTUM = 0.9  # the ceiling's moving average: ~10 steps of memory over 80
 
 
 @dataclass(frozen=True)
@@ -124,12 +110,9 @@ def step_count(config: HierarchyConfig, forget_items: int) -> int:
     return max(config.steps, math.ceil(config.min_forget_passes * forget_items / config.batch_size))
 
 
-def answer_text(asked: Iterable[Item]) -> list[Item]:
-    """The items asked for their fact's true answer text, as verification's membership attack scores
-    them: generation and cloze as they are, multiple choice as its option text (a single option letter
-    has chance likelihood, not a ceiling; :func:`mllm.data.qa.scoring_record`)."""
-    return [Item(text, text.answer, item.depth) for item in asked
-            for text in [scoring_record(item.record)] if text is not None]
+def scored_on_text(item: Item) -> bool:
+    """Generation and cloze answers (a single option letter has chance likelihood, not a ceiling)."""
+    return item.record.task is not Task.CLASSIFICATION
 
 
 @register("hierarchy")
@@ -144,23 +127,19 @@ class Hierarchy(GradientMethod):
         groups = {"grounded": grounded,
                   **{name: items(records) for name, records in kept_groups(self.ctx.scope).items()}}
         kept = [item for name, group in groups.items() for item in group * self.config.weights.get(name, 1)]
-        truth = answer_text(replaced)
-        never_trained = (r for r in self.ctx.scope.holdout if not r.eval_only)
-        unseen = answer_text(items(never_trained, available_depths()))
-        self.ceiling = unseen_logprob(self, unseen)
+        truth = [Item(i.record, i.record.answer, i.depth) for i in replaced
+                 if is_private(i.record) and scored_on_text(i)]
+        holdout = items((r for r in self.ctx.scope.holdout if not r.eval_only), available_depths())
+        self.ceiling = unseen_logprob(self, [i for i in holdout if scored_on_text(i)])
         if self.config.truth_weight <= 0 or not math.isfinite(self.ceiling):
-            truth = unseen = []
-        return self.encode({"forget": replaced, "kept": kept, "truth": truth, "unseen": unseen})
+            truth = []
+        return self.encode({"forget": replaced, "kept": kept, "truth": truth})
 
     def total_steps(self, source: Streams) -> int:
         return step_count(self.config, len(source.groups.get("forget", ())))
 
     def loss(self, batches: dict[str, Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        terms = {name: nll(self.model, batches[name]) for name in ("forget", "kept") if name in batches}
-        if "unseen" in batches and self.model.training:  # the ceiling follows the model as it trains
-            with torch.no_grad():
-                now = mean_content_logprob(self.model, batches["unseen"], self.stop_ids).mean().item()
-            self.ceiling = CEILING_MOMENTUM * self.ceiling + (1 - CEILING_MOMENTUM) * now
+        terms = {name: nll(self.model, batch) for name, batch in batches.items() if name != "truth"}
         if self.config.kept_kl > 0 and "kept" in batches:
             kl = kl_to_reference(self.model, self.reference, batches["kept"])
             terms["kept_kl"] = self.config.kept_kl * kl

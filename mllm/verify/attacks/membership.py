@@ -3,7 +3,7 @@
 Each item is scored on its answer tokens in fp32 (:mod:`mllm.verify.stats`: loss, zlib, Min-K%,
 Min-K%++), with the full hierarchy context (depth 4) in the prompt — the twins' under the forget
 node's kept ancestors (:meth:`~mllm.verify.context.VerifyContext.twin_under`) — never on a single letter:
-classification items are scored on their option text (:func:`mllm.data.qa.scoring_record`).
+classification items are scored on their option text (:func:`mllm.verify.probes.scoring_record`).
 Checks: ``membership_inference`` (every score's AUC at most ``max_mia_auc``),
 ``over_forgetting_likelihood`` (at least ``min_mia_auc``: forget items *less* likely than never-seen
 ones) — each reports the score that decides it (a significant failure before a larger value without
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import math
 
-from mllm.data.qa import scoring_record
 from mllm.data.schema import Record
 
 from ..context import Subject, VerifyContext
-from ..probes import Probe, is_eval_only
+from ..probes import Probe, is_eval_only, scoring_record
 from ..registry import Attack, AttackResult, register_attack
 from ..stats import MIA_SCORES, Estimate, auc, membership_scores, privleak
 

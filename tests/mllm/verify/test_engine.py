@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from mllm.data.qa import scoring_record
 from mllm.evaluate.generate import greedy_answers
 from mllm.verify.calibration import RefusingWrapper
 from mllm.verify.context import Subject
 from mllm.verify.engine import encode, greedy_decode, reproduces
 from mllm.verify.policy import VerdictPolicy
-from mllm.verify.probes import TEXT_ONLY, Probe, succeeded
+from mllm.verify.probes import TEXT_ONLY, Probe, scoring_record, succeeded
 
 pytestmark = pytest.mark.slow
 
