@@ -40,6 +40,18 @@ TARGET_SECONDS = 60
 UTILITY = ("retain_private", "retain_grounded", "retain_forms", "unseen_images")
 
 
+def request_queue(corpus: Any, count: int) -> tuple[list[tuple[str, str]], set[str]]:
+    """The first ``count`` (institution, patient) pairs the benchmark files requests for, institutions in
+    turn, and the patients kept out of the requests (the last trained patient of each institution)."""
+    patients: dict[str, list[str]] = {}
+    for record in corpus.select(trainable=True):
+        if record.patient_id and record.patient_id not in patients.setdefault(record.institution_id, []):
+            patients[record.institution_id].append(record.patient_id)
+    per_institution = [[(inst, pid) for pid in ids[:-1]] for inst, ids in sorted(patients.items())]
+    queue = [item for row in itertools.zip_longest(*per_institution) for item in row if item is not None]
+    return queue[:count], {ids[-1] for ids in patients.values()}
+
+
 def configure(home: Path) -> None:
     """Point Django at a fresh data directory with the embedded defaults, jobs released at once."""
     shutil.rmtree(home, ignore_errors=True)
@@ -162,14 +174,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                            corpus=ingested, corpus_root=corpus.root, actor=SYSTEM)
 
     trained = corpus.select(trainable=True)
-    patients: dict[str, list[str]] = {}
-    for record in trained:
-        if record.patient_id and record.patient_id not in patients.setdefault(record.institution_id, []):
-            patients[record.institution_id].append(record.patient_id)
-    kept = {ids[-1] for ids in patients.values()}
-    per_institution = [[(inst, pid) for pid in ids[:-1]] for inst, ids in sorted(patients.items())]
-    queue = [item for row in itertools.zip_longest(*per_institution) for item in row  # institutions in turn
-             if item is not None][:args.requests]
+    queue, kept = request_queue(corpus, args.requests)
     retain = [r for r in trained if r.owner_level is Level.INSTITUTION or r.patient_id in kept]
     holdout = [r for r in corpus.records if r.split is Split.HOLDOUT and not r.eval_only]
     groups = {"retain_private": [r for r in retain if r.fact_kind is FactKind.PRIVATE],
