@@ -78,8 +78,10 @@ def logprob_table(candidate: Path, corpus: Any, scope: Any) -> list[dict[str, An
 
 
 def run_rung(model: Path, corpus: Any, target: Any, gone: frozenset[str], rung: dict[str, Any], seed: int,
-             work: Path, logprobs: bool) -> dict[str, Any]:
-    """One rung: unlearn, verify; the verdict, its failed checks and (``logprobs``) the table."""
+             work: Path, logprobs: bool, baseline: dict[str, bool]) -> tuple[dict[str, Any], dict[str, bool]]:
+    """One rung: unlearn, verify against the lineage's utility ``baseline`` (empty: measured on
+    ``model``, as for a first served version); the verdict, its failed checks, (``logprobs``) the
+    table, and the baseline to carry along the chain."""
     from compliance.pipeline.engine import EngineError, MllmEngine, merged_scope
 
     engine, out = MllmEngine(), work / f"{target.request_id}-{rung['method']}-seed{seed}"
@@ -92,9 +94,10 @@ def run_rung(model: Path, corpus: Any, target: Any, gone: frozenset[str], rung: 
                                 progress=lambda _: None, should_cancel=lambda: False,
                                 checkpoint_dir=out.with_suffix(".checkpoints"))
     except EngineError as exc:
-        return {"verdict": "refused", "reason": str(exc), "seconds": round(time.perf_counter() - started, 1)}
+        return {"verdict": "refused", "reason": str(exc),
+                "seconds": round(time.perf_counter() - started, 1)}, baseline
     verified = engine.verify(original=model, candidate=result.artifact_dir, corpus_root=corpus.root,
-                             targets=[target], already_forgotten=gone, thresholds={}, baseline={},
+                             targets=[target], already_forgotten=gone, thresholds={}, baseline=baseline,
                              progress=lambda _: None)
     checks = {c["name"]: c for c in verified.checks}
     outcome = {"verdict": verified.verdict, "seconds": round(time.perf_counter() - started, 1),
@@ -104,7 +107,7 @@ def run_rung(model: Path, corpus: Any, target: Any, gone: frozenset[str], rung: 
     if logprobs:
         outcome["logprobs"] = logprob_table(result.artifact_dir, corpus,
                                             merged_scope(corpus, [target], gone))
-    return outcome
+    return outcome, verified.baseline
 
 
 def targets_for(corpus: Any, count: int) -> list[Any]:
@@ -162,17 +165,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.seeds:
         target = targets_for(corpus, 1)[0]
         for seed in args.seeds:
-            outcome = run_rung(model, corpus, target, frozenset(), ladder[args.rung], seed, work,
-                               args.logprobs)
+            outcome, _ = run_rung(model, corpus, target, frozenset(), ladder[args.rung], seed, work,
+                                  args.logprobs, {})
             runs.append({"request": 1, "rung": args.rung, "seed": seed, **outcome})
             print(describe(f"request 1 rung {args.rung} seed {seed}", outcome), flush=True)
     else:
         gone: frozenset[str] = frozenset()
+        baseline: dict[str, bool] = {}
         for index, target in enumerate(targets_for(corpus, args.requests), start=1):
             for rung_index, rung in enumerate(ladder):
                 if rung["method"] == "exact" and not args.exact:
                     continue
-                outcome = run_rung(model, corpus, target, gone, rung, rung_index, work, args.logprobs)
+                outcome, baseline = run_rung(model, corpus, target, gone, rung, rung_index, work,
+                                             args.logprobs, baseline)
                 runs.append({"request": index, "rung": rung_index, "seed": rung_index, **outcome})
                 print(describe(f"request {index} rung {rung_index} ({rung['method']})", outcome), flush=True)
                 if outcome["verdict"] == "pass":
