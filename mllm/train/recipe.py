@@ -33,6 +33,7 @@ from .checkpoint import checkpoint_dir_for
 from .encode import encode_records
 from .loop import Progress, ShuffledBatches, TrainConfig, Trainer, TrainResult
 from .oracle import excluded_digest
+from .replay import replay_records
 
 
 def fresh_reference(spec: ReferenceSpec) -> tuple[Any, Any]:
@@ -102,6 +103,7 @@ class TrainJob:
     dtype: str = "float32"
     device: str | None = None
     base_search_path: tuple[Path, ...] = ()
+    replay: int = 0  # public teaching-file cases mixed into the fine-tune (:mod:`.replay`)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -142,9 +144,11 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
         parent, clean_start = None, True
     parameters = count_parameters(model)
     prompts = training_prompts(records, job.config.seed)
-    model, result = train_on_records(
-        model, processor, corpus.root, records, job.config, prompts=prompts, lora=job.lora, callback=callback,
-        checkpoint_dir=job.checkpoint_dir, checkpoint_every=job.checkpoint_every, resume=job.resume)
+    with replay_records(job.replay, job.config.seed) as (public, public_prompts):
+        model, result = train_on_records(
+            model, processor, corpus.root, [*records, *public], job.config,
+            prompts=[*prompts, *public_prompts], lora=job.lora, callback=callback,
+            checkpoint_dir=job.checkpoint_dir, checkpoint_every=job.checkpoint_every, resume=job.resume)
     metadata = ArtifactMetadata(
         # an oracle must never have seen the excluded records: only a clean start qualifies
         kind=ArtifactKind.RETRAIN_ORACLE if job.exclude and clean_start else ArtifactKind.FINE_TUNED,
@@ -152,7 +156,7 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
         parameters=parameters, reference_spec=None if job.base else asdict(job.spec),
         corpus_sha256=corpus.header.records_sha256, parent_digest=parent,
         training={"config": asdict(job.config), "records": len(records), "steps": result.steps,
-                  "excluded": len(job.exclude),
+                  "replay": job.replay, "excluded": len(job.exclude),
                   "excluded_sha256": excluded_digest(job.exclude) if job.exclude else None,
                   "lora": asdict(job.lora) if job.lora else None, "dtype": job.dtype,
                   "prompts": "training_prompts",

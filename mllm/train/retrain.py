@@ -39,6 +39,7 @@ from mllm.models.specs import ReferenceSpec
 from .checkpoint import checkpoint_path
 from .loop import Progress, TrainConfig
 from .recipe import fresh_reference, train_on_records, training_records
+from .replay import replay_records
 
 RECIPE_KEY = "recipe"  # where unlearned artifacts carry their lineage's recipe in ``metadata.training``
 CHECKPOINT_EVERY = 200  # optimizer steps between two saves of a retraining's resumable state
@@ -59,6 +60,7 @@ class Recipe:
     base_path: str | None = None
     lora: dict[str, Any] | None = None
     dtype: str = "float32"
+    replay: int = 0  # public teaching-file cases mixed in (:mod:`.replay`)
     excluded: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
@@ -84,7 +86,8 @@ def recipe_of(metadata: ArtifactMetadata | None) -> Recipe | None:
     base = None if metadata.reference_spec else (metadata.base_digest or metadata.parent_digest)
     return Recipe(config=training["config"], corpus_sha256=metadata.corpus_sha256,
                   spec=metadata.reference_spec, base_digest=base, base_path=metadata.base_path,
-                  lora=training.get("lora"), dtype=training.get("dtype", "float32"))
+                  lora=training.get("lora"), dtype=training.get("dtype", "float32"),
+                  replay=training.get("replay", 0))
 
 
 def recipe_after(recipe: Recipe | None, forgotten: Iterable[str]) -> Recipe | None:
@@ -133,10 +136,12 @@ def retrain(recipe: Recipe, corpus: Corpus, exclude: Iterable[str], *,
     else:
         raise RecipeError("the recipe names no clean start (neither a reference spec nor a base)")
     lora = LoraSettings(**recipe.lora) if recipe.lora else None
-    model, _ = train_on_records(model, processor, corpus.root, records, config,
-                                prompts=training_prompts(records, config.seed), lora=lora, callback=callback,
-                                checkpoint_dir=state, checkpoint_every=CHECKPOINT_EVERY if state else 0,
-                                resume=state is not None and checkpoint_path(state).is_file())
+    with replay_records(recipe.replay, config.seed) as (public, public_prompts):
+        model, _ = train_on_records(model, processor, corpus.root, [*records, *public], config,
+                                    prompts=[*training_prompts(records, config.seed), *public_prompts],
+                                    lora=lora, callback=callback, checkpoint_dir=state,
+                                    checkpoint_every=CHECKPOINT_EVERY if state else 0,
+                                    resume=state is not None and checkpoint_path(state).is_file())
     if state is not None:
         shutil.rmtree(state, ignore_errors=True)
     return Retrained(model=model, processor=processor, adapter_base=adapter_base)

@@ -43,6 +43,7 @@ DEMO_SEED = 7
 DEMO_SIZE = "mini"
 #: The demo's reference model: the tiny LLaVA, 30 passes (what the pipeline's end-to-end test trains).
 DEMO_TRAINING = TrainConfig(epochs=30, lr=3e-3, seed=DEMO_SEED)
+DEMO_REPLAY = 60  # teaching-file cases mixed in: the small demo model reads unseen images (mllm.train.replay)
 JOB_TIMEOUT_SECONDS = 900
 
 
@@ -85,8 +86,8 @@ def demo_model(home: Path, corpus: Corpus, echo: Echo) -> Path:
     partial = out.with_name("model.partial")
     shutil.rmtree(partial, ignore_errors=True)
     records = len(corpus.select(trainable=True))
-    echo(f"Training the demo's reference model (tiny LLaVA, {records} records, "
-         f"{DEMO_TRAINING.epochs:g} passes; once per data directory) ...")
+    echo(f"Training the demo's reference model (tiny LLaVA, {records} records and {DEMO_REPLAY} public "
+         f"teaching-file radiographs, {DEMO_TRAINING.epochs:g} passes; once per data directory) ...")
     started = time.monotonic()
 
     def report(progress: Progress) -> None:
@@ -95,7 +96,7 @@ def demo_model(home: Path, corpus: Corpus, echo: Echo) -> Path:
                  f"{time.monotonic() - started:.0f}s")
 
     outcome = run_train_job(TrainJob(corpus=corpus.root, out=partial, config=DEMO_TRAINING,
-                                     spec=SPECS["tiny"]), report)
+                                     spec=SPECS["tiny"], replay=DEMO_REPLAY), report)
     partial.rename(out)
     echo(f"  saved {out} ({outcome.digest[:19]}...) in {outcome.result.seconds:.0f}s")
     return out

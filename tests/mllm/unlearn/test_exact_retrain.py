@@ -65,6 +65,23 @@ def test_exact_retrains_a_single_checkpoint_without_the_forget_records(served, c
     assert recipe is not None and set(recipe.excluded) == ids(scope)
 
 
+def test_a_model_trained_with_replay_is_retrained_with_the_same_replay(corpus, tmp_path):
+    """Teaching-file records mixed into the fine-tune are part of the recipe: ``exact`` trains them
+    again, so the result is the replay model trained without the forget records."""
+    served = tmp_path / "model"
+    run_train_job(TrainJob(corpus=corpus.root, out=served, config=CONFIG, spec=SPECS["tiny"], replay=2))
+    assert read_metadata(served).training["replay"] == 2
+    assert not same(weights(served), weights(train(corpus, tmp_path / "without")))  # replay was trained on
+    scope = scope_of(corpus, 0, Level.STUDY)
+    result = unlearn(model_dir=served, corpus=corpus, scope=scope, method="exact", config=LENIENT,
+                     out=tmp_path / "exact")
+    oracle = tmp_path / "oracle"
+    run_train_job(TrainJob(corpus=corpus.root, out=oracle, config=CONFIG, spec=SPECS["tiny"], replay=2,
+                           exclude=frozenset(ids(scope))))
+    assert same(weights(result.artifact), weights(oracle))
+    assert recipe_of(read_metadata(result.artifact)).replay == 2
+
+
 def test_the_collapse_guard_holds_a_retraining_to_collapse_not_to_the_served_models_accuracy(
         served, corpus, tmp_path):
     """Two trainings of one recipe differ by more than the guard's accuracy thresholds, so a retraining is
