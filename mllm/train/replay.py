@@ -6,11 +6,11 @@ answers by heart and cannot read an unseen one. A forgotten patient's image answ
 memory — a model that never saw them reads them as badly as any unseen image — and no unlearning
 rule tells the two apart without making the model read every image worse. Mixing anonymous
 radiographs of the public teaching file (:mod:`mllm.data.teaching`; no patient, no institution,
-asked without context) into the fine-tune keeps image reading a skill. Measured on the demo corpus
-(tiny LLaVA, demo recipe, 2026-12-05, 2-core Intel Xeon): never-trained twins' image-grounded
-answers −4.7 / −5.0 mean token log-prob without replay, −0.9 / −1.3 with 60 replayed cases; the demo
-patient's membership AUC after ``hierarchy`` 0.65-0.69 (1 of 4 runs passing verification) without,
-0.59-0.62 with (4 of 4).
+asked at the training depth mix under their pseudo context) into the fine-tune keeps image
+reading a skill. Measured on the demo corpus (tiny LLaVA, demo recipe, 2026-12-05, 2-core Intel
+Xeon; docs/design.md, ``hierarchy``): never-trained twins' image-grounded answers −4.7 / −5.0 mean
+token log-prob without replay, −0.9 / −1.3 with 60 cases; the demo patient's membership AUC after
+``hierarchy`` 0.65-0.69 without (1 of 4 runs passing every check), 0.59-0.62 with (2 of 4).
 
 The replayed records are part of the training recipe, not of the hospital's corpus: they are
 regenerated from ``(cases, seed)`` for every training and retraining (the same records, bit for bit),
