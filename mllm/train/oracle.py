@@ -4,10 +4,11 @@ A retrain oracle stands for "the model as if the forget set had never been seen"
 if it differs from the original model in the data alone: the same starting point (the pretrained
 base by digest, or the same fresh reference spec and reserved tokenizer corpus — never a tokenizer
 trained on the corpus, see :mod:`mllm.data.text`), the same corpus, the same recipe (optimizer
-config, LoRA settings, prompt rendering) and exactly the forget set excluded. :func:`check_oracle`
-compares two artifacts' metadata and raises :class:`OracleMismatch` naming the first field that
-differs; verification calls it before any oracle-based comparison. The original is the model the
-forget request was made against (an unlearned candidate's parent), not the candidate itself.
+config, LoRA settings, prompt rendering, teaching-file replay) and exactly the forget set excluded.
+:func:`check_oracle` compares two artifacts' metadata and raises :class:`OracleMismatch` naming the
+first field that differs; verification calls it before any oracle-based comparison. The original is
+the model the forget request was made against (an unlearned candidate's parent), not the candidate
+itself.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def _training(metadata: ArtifactMetadata) -> dict[str, Any]:
     return metadata.training or {}
 
 
+def _replay(metadata: ArtifactMetadata) -> tuple[int, int | None]:
+    """Teaching-file cases replayed in the fine-tune and the teaching file's version ((0, None): none)."""
+    cases = _training(metadata).get("replay") or 0
+    return (cases, _training(metadata).get("replay_version")) if cases else (0, None)
+
+
 def check_oracle(oracle: ArtifactMetadata, original: ArtifactMetadata, *,
                  forget_ids: Iterable[str] | None = None) -> None:
     """Raise :class:`OracleMismatch` unless ``oracle`` is a retrain oracle of ``original``'s run
@@ -56,6 +63,8 @@ def check_oracle(oracle: ArtifactMetadata, original: ArtifactMetadata, *,
     for key in RECIPE_KEYS:
         if _training(oracle).get(key) != _training(original).get(key):
             raise OracleMismatch(f"training.{key}", "differs: the two runs used different recipes")
+    if _replay(oracle) != _replay(original):
+        raise OracleMismatch("training.replay", "differs: the two runs replayed different teaching files")
     if forget_ids is not None:
         ids = set(forget_ids)
         if _training(oracle).get("excluded") != len(ids) or \

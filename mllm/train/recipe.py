@@ -21,6 +21,7 @@ from peft import PeftModel
 
 from mllm.data.prompts import training_prompts
 from mllm.data.schema import Corpus, Record, load_corpus
+from mllm.data.teaching import VERSION as TEACHING_VERSION
 from mllm.data.text import TOKENIZER_CORPUS_SEED, TOKENIZER_CORPUS_SIZE, vocabulary_texts
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, BaseRef, artifact_digest, save_artifact
 from mllm.models.loader import load_model
@@ -156,7 +157,8 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
         parameters=parameters, reference_spec=None if job.base else asdict(job.spec),
         corpus_sha256=corpus.header.records_sha256, parent_digest=parent,
         training={"config": asdict(job.config), "records": len(records), "steps": result.steps,
-                  "replay": job.replay, "excluded": len(job.exclude),
+                  "replay": job.replay, "replay_version": TEACHING_VERSION if job.replay else None,
+                  "excluded": len(job.exclude),
                   "excluded_sha256": excluded_digest(job.exclude) if job.exclude else None,
                   "lora": asdict(job.lora) if job.lora else None, "dtype": job.dtype,
                   "prompts": "training_prompts",

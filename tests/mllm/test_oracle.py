@@ -10,7 +10,7 @@ import pytest
 
 from mllm.data.schema import Corpus, Task, load_corpus, write_corpus
 from mllm.data.text import record_texts, vocabulary_texts
-from mllm.models.artifact import ArtifactKind, read_metadata
+from mllm.models.artifact import ArtifactKind, ArtifactMetadata, read_metadata
 from mllm.models.loader import load_model
 from mllm.models.specs import SPECS
 from mllm.models.tokenizer import train_tokenizer
@@ -67,6 +67,11 @@ def test_the_oracle_tokenizer_never_saw_a_forget_only_string(secret_corpus, runs
     assert any("warth" in token for token in leaky.get_vocab())
 
 
+def replay(metadata: ArtifactMetadata, version: int) -> ArtifactMetadata:
+    """``metadata`` as if its run had replayed 60 teaching-file cases of ``version``."""
+    return replace(metadata, training={**metadata.training, "replay": 60, "replay_version": version})
+
+
 def test_oracle_check_accepts_the_matching_oracle_and_refuses_the_rest(secret_corpus, runs) -> None:
     _, forget = secret_corpus
     full, oracle = read_metadata(runs["full"]), read_metadata(runs["oracle"])
@@ -83,6 +88,8 @@ def test_oracle_check_accepts_the_matching_oracle_and_refuses_the_rest(secret_co
         (full, full, forget, "kind"),
         (oracle, oracle, forget, "original"),
         (replace(oracle, training={**oracle.training, "prompts": None}), full, forget, "training.prompts"),
+        (oracle, replay(full, 3), forget, "training.replay"),
+        (replay(oracle, 2), replay(full, 3), forget, "training.replay"),
     ]
     for candidate, original, ids, field in cases:
         with pytest.raises(OracleMismatch) as caught:

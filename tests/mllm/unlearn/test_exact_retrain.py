@@ -10,8 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import mllm.train.retrain as retrain_module
 from mllm.data.schema import Corpus, Level
 from mllm.data.scope import NodeRef, resolve_scope
+from mllm.data.teaching import VERSION as TEACHING_VERSION
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, read_metadata, save_artifact
 from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig
@@ -65,9 +67,10 @@ def test_exact_retrains_a_single_checkpoint_without_the_forget_records(served, c
     assert recipe is not None and set(recipe.excluded) == ids(scope)
 
 
-def test_a_model_trained_with_replay_is_retrained_with_the_same_replay(corpus, tmp_path):
+def test_a_model_trained_with_replay_is_retrained_with_the_same_replay(corpus, tmp_path, monkeypatch):
     """Teaching-file records mixed into the fine-tune are part of the recipe: ``exact`` trains them
-    again, so the result is the replay model trained without the forget records."""
+    again, so the result is the replay model trained without the forget records, and refuses when this
+    Oblivio's teaching file is not the version the model replayed."""
     served = tmp_path / "model"
     run_train_job(TrainJob(corpus=corpus.root, out=served, config=CONFIG, spec=SPECS["tiny"], replay=2))
     assert read_metadata(served).training["replay"] == 2
@@ -80,6 +83,11 @@ def test_a_model_trained_with_replay_is_retrained_with_the_same_replay(corpus, t
                            exclude=frozenset(ids(scope))))
     assert same(weights(result.artifact), weights(oracle))
     assert recipe_of(read_metadata(result.artifact)).replay == 2
+    # a teaching file that now draws other records would make the retraining another model: refused
+    monkeypatch.setattr(retrain_module, "TEACHING_VERSION", TEACHING_VERSION + 1)
+    with pytest.raises(RecipeError, match="teaching-file replay version"):
+        unlearn(model_dir=served, corpus=corpus, scope=scope, method="exact", config=LENIENT,
+                out=tmp_path / "exact-again")
 
 
 def test_the_collapse_guard_holds_a_retraining_to_collapse_not_to_the_served_models_accuracy(
