@@ -299,6 +299,9 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
 @_BASE_SEARCH
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seeds weights, adapters and data order.")
+@click.option("--replay", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Public teaching-file cases (16 records each) mixed into the fine-tune: keeps a small "
+                   "model reading images it never saw. Part of the recipe: `exact` regenerates them.")
 @click.option("--retain-only-exclude", "exclude_files", multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="File of record ids (one per line) left out of training: trains the retrain oracle.")
@@ -309,7 +312,8 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
 def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lora_rank: int, lora_alpha: int,
           epochs: float | None, steps: int | None, lr: float, batch_size: int, grad_accum: int,
           gradient_checkpointing: bool, dtype: str, device: str, base_search: tuple[Path, ...], seed: int,
-          exclude_files: tuple[Path, ...], resume: bool, checkpoint_every: int, threads: int | None) -> None:
+          replay: int, exclude_files: tuple[Path, ...], resume: bool, checkpoint_every: int,
+          threads: int | None) -> None:
     """Fine-tune a model on a corpus's training records and save it as an artifact."""
     from mllm.data.schema import CorpusError
     from mllm.models.loader import ModelLoadError
@@ -326,7 +330,7 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
     job = TrainJob(corpus=corpus, out=out, config=config, base=base, spec=SPECS[size],
                    lora=LoraSettings(rank=lora_rank, alpha=lora_alpha) if lora else None,
                    exclude=_read_ids(exclude_files), checkpoint_every=checkpoint_every, resume=resume,
-                   dtype=dtype, device=_check_device(device), base_search_path=base_search)
+                   dtype=dtype, device=_check_device(device), base_search_path=base_search, replay=replay)
     bar = _StepBar("train")
     try:
         outcome = run_train_job(job, bar)

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from mllm.cli import evaluate, pretrain, train
+from mllm.data.teaching import VERSION as TEACHING_VERSION
 from mllm.models.artifact import ArtifactMetadata, artifact_digest, read_metadata, save_artifact
 
 FAST = ["--size", "tiny", "--steps", "6", "--batch-size", "8", "--threads", "2"]
@@ -35,6 +36,14 @@ def test_train_saves_an_artifact_with_provenance(corpus, tmp_path):
 
     again = run(train, ["--corpus", corpus.root, "--out", tmp_path / "m", *FAST])
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_train_with_replay_records_it_in_the_recipe(corpus, tmp_path):
+    result = run(train, ["--corpus", corpus.root, "--out", tmp_path / "m", *FAST, "--replay", 1])
+    assert result.exit_code == 0, result.output
+    training = read_metadata(tmp_path / "m").training
+    assert training["replay"] == 1 and training["replay_version"] == TEACHING_VERSION
+    assert training["records"] == len(corpus.select(trainable=True))  # the corpus's; replay is extra
 
 
 def test_same_seed_same_artifact_digest(corpus, tmp_path):
