@@ -23,14 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mllm.data.prompts import training_prompts
-from mllm.data.schema import Corpus, Record
+from mllm.data.schema import Corpus
 from mllm.data.teaching import VERSION as TEACHING_VERSION
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, BaseRef, never_saw_a_corpus
 from mllm.models.loader import find_full_artifact, load_model
@@ -98,15 +97,6 @@ def recipe_after(recipe: Recipe | None, forgotten: Iterable[str]) -> Recipe | No
     if recipe is None:
         return None
     return replace(recipe, excluded=tuple(sorted(set(recipe.excluded) | set(forgotten))))
-
-
-@contextmanager
-def replayed(recipe: Recipe | None) -> Iterator[list[Record]]:
-    """The public teaching-file records ``recipe`` mixed into its fine-tune, their images on disk while
-    the context is open (none without a recipe or replay)."""
-    cases, seed = (recipe.replay, TrainConfig(**recipe.config).seed) if recipe else (0, 0)
-    with replay_records(cases, seed) as (records, _):
-        yield records
 
 
 @dataclass

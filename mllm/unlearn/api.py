@@ -28,7 +28,7 @@ from mllm.models.artifact import (
     library_versions,
     read_metadata,
 )
-from mllm.train.retrain import RECIPE_KEY, recipe_after, recipe_of, replayed
+from mllm.train.retrain import RECIPE_KEY, recipe_after, recipe_of
 
 from .base import Context, Progress, ShouldCancel, StepLog
 from .guard import CollapseError, GuardPolicy, GuardResult, collapse_guard
@@ -100,12 +100,9 @@ def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
     seed_everything(seed)
     original, processor, base = cls.load(model_dir)
     base_digest = artifact_digest(model_dir)
-    lineage = recipe_of(read_metadata(model_dir))
-    with replayed(lineage) as public:
-        runner = cls(cfg, Context(model=original, processor=processor, corpus=corpus, scope=scope, seed=seed,
-                                  model_dir=model_dir, base=base, checkpoint_dir=checkpoint_dir,
-                                  replay=tuple(public)))
-        model = runner.run(progress=progress, should_cancel=should_cancel)
+    runner = cls(cfg, Context(model=original, processor=processor, corpus=corpus, scope=scope, seed=seed,
+                              model_dir=model_dir, base=base, checkpoint_dir=checkpoint_dir))
+    model = runner.run(progress=progress, should_cancel=should_cancel)
     guard = collapse_guard(model, runner.original(model), processor, corpus.root, scope,
                            policy=policy, seed=seed, accuracy=cls.derived_from_original)
     if not guard.passed:
@@ -113,7 +110,7 @@ def unlearn(*, model_dir: Path, corpus: Corpus, scope: ScopeGroups, method: str,
     provenance = {"method": method, "config": asdict(cfg), "guard_policy": asdict(policy), "seed": seed,
                   "versions": library_versions(), "hardware": hardware(), "base_digest": base_digest,
                   "corpus_sha256": corpus.header.records_sha256, "scope_sha256": scope_digest(scope)}
-    recipe = recipe_after(lineage, lineage_forgotten_ids(scope))
+    recipe = recipe_after(recipe_of(read_metadata(model_dir)), lineage_forgotten_ids(scope))
     metadata = ArtifactMetadata(
         kind=ArtifactKind.UNLEARNED, seed=seed, corpus_sha256=corpus.header.records_sha256,
         parent_digest=base_digest,

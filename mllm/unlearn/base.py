@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from peft import PeftModel
 
-from mllm.data.schema import Corpus, Record
+from mllm.data.schema import Corpus
 from mllm.models.artifact import ArtifactMetadata, BaseRef, never_saw_a_corpus, save_artifact
 from mllm.models.loader import load_model
 from mllm.models.lora import LoraSettings, add_lora, lora_for_training
@@ -91,7 +91,6 @@ class Context:
     model_dir: Path
     base: BaseRef | None = None  # the full artifact adapter artifacts written from this model reference
     checkpoint_dir: Path | None = None  # where a long method keeps resumable state (``exact``'s retraining)
-    replay: tuple[Record, ...] = ()  # the recipe's public teaching-file records (:mod:`mllm.train.replay`)
 
     @property
     def root(self) -> Path:

@@ -33,12 +33,6 @@
   -0.01 to 0.085); weight 3 kept more but let forgetting drift toward its thresholds (child
   leakage 0.18 / 0.2, relearning of the forget set 0.195 / 0.25). Training the kept records at
   every context depth instead of depth 0 did worse (sibling damage 0.17 > 0.15 on one world).
-* **Replayed public records** — a model whose recipe mixed public teaching-file radiographs into its
-  fine-tune (:mod:`mllm.train.replay`) gets them in the kept stream too (group ``replay``, at depth
-  0): they hold image reading as a skill while the forgotten images are pushed to a stranger's
-  reading. Demo patient, rung 0, seeds 0-3 (2-core AMD EPYC, 2026-12-05): membership AUC 0.590 /
-  0.586 / 0.571 / 0.572 and every check passed on 4 of 4, against 0.596 / 0.615 / 0.610 / 0.607 and
-  3 of 4 without (``child_leakage`` 0.217).
 * **Level rules** come from the scope: forgetting a study puts its sections in ``forget``
   (children); forgetting a section leaves its study's other sections in ``siblings[study]`` (kept);
   facts owned above the node but asked on its images are ``shared`` (kept).
@@ -69,7 +63,7 @@ class HierarchyConfig(MethodConfig):
     steps: int = 80
     lr: float = 3e-3
     # repeats in the kept stream per group: "grounded" (forget records that keep their true answer),
-    # "siblings.<ancestor level>", "shared", "retain", "replay"; groups not named count once
+    # "siblings.<ancestor level>", "shared", "retain"; groups not named count once
     weights: dict[str, int] = field(default_factory=lambda: {
         "grounded": 2, "siblings.section": 2, "siblings.study": 2, "siblings.patient": 2, "shared": 2})
     truth_weight: float = 1.0  # weight of the likelihood-ceiling term (0: off)
@@ -131,8 +125,7 @@ class Hierarchy(GradientMethod):
     def streams(self) -> Streams:
         replaced, grounded = forget_targets(self)
         groups = {"grounded": grounded,
-                  **{name: items(records) for name, records in kept_groups(self.ctx.scope).items()},
-                  "replay": items(self.ctx.replay)}
+                  **{name: items(records) for name, records in kept_groups(self.ctx.scope).items()}}
         kept = [item for name, group in groups.items() for item in group * self.config.weights.get(name, 1)]
         truth = [Item(i.record, i.record.answer, i.depth) for i in replaced
                  if is_private(i.record) and scored_on_text(i)]
