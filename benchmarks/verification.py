@@ -2,7 +2,7 @@
 calibration candidates (retrain oracle and the broken ones of ``mllm.verify.calibration``).
 
     .venv/bin/python benchmarks/verification.py [--size tiny|demo|medforget] [--seeds 0 1 ..]
-        [--targets patient study institution FINDINGS ..] [--model-size tiny]
+        [--targets patient study institution FINDINGS ..] [--model-size tiny] [--replay 60]
 
 Per seed: generate the corpus and train the original (all trainable records) from a fresh
 reference at the testbed's depth mix. Per target (``--targets``, default ``patient``: the first
@@ -102,7 +102,8 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> list[dict]:
     corpus = generate_corpus(size=args.size, seed=seed, out=work / "corpus")
     config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, seed=seed)
     started = time.perf_counter()
-    original = train_reference(corpus, corpus.select(trainable=True), SPECS[args.model_size], config)
+    original = train_reference(corpus, corpus.select(trainable=True), SPECS[args.model_size], config,
+                               replay=args.replay)
     train_seconds = time.perf_counter() - started
     original.model.save_pretrained(work / "original")
     original.processor.save_pretrained(work / "original")
@@ -137,6 +138,7 @@ def run_target(
             [r for r in corpus.select(trainable=True) if r.record_id not in forget_ids],
             SPECS[args.model_size],
             config,
+            replay=args.replay,
         )
         oracle.model.save_pretrained(target / "oracle")
         oracle.processor.save_pretrained(target / "oracle")
@@ -234,8 +236,9 @@ def margins(runs: list[dict]) -> dict[str, dict[str, float]]:
 
 def section_name(result: dict) -> str:
     """The docs section of a run: one per corpus size, and one per other choice of targets."""
-    targets = result["targets"]
-    return f"verification {result['size']}" + ("" if targets == ["patient"] else f" {' '.join(targets)}")
+    targets, replay = result["targets"], result.get("replay", 0)
+    return (f"verification {result['size']}" + ("" if targets == ["patient"] else f" {' '.join(targets)}")
+            + (f" replay {replay}" if replay else ""))
 
 
 def markdown(result: dict) -> str:
@@ -243,7 +246,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"<!-- BEGIN {section_name(result)} -->",
         f"## Verification ({result['size']} corpus, seeds {result['seeds']}, targets {result['targets']}, "
-        f"`{result['model_size']}` model)",
+        f"`{result['model_size']}` model"
+        + (f", {result['replay']} teaching-file cases replayed)" if result.get("replay") else ")"),
         "",
         f"Reproduce: `{result['command']}`  ",
         f"Machine: {result['machine']}; load average before "
@@ -316,6 +320,9 @@ def main() -> None:
     parser.add_argument("--model-size", choices=sorted(SPECS), default="tiny")
     parser.add_argument("--epochs", type=float, default=30)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--replay", type=int, default=0,
+                        help="public teaching-file cases mixed into the original's and the oracle's "
+                             "fine-tune (the demo recipe replays 60)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--hierarchy-only", action="store_true",
@@ -336,6 +343,7 @@ def main() -> None:
         "load_after": [round(x, 1) for x in os.getloadavg()],
         "seeds": args.seeds,
         "targets": args.targets,
+        "replay": args.replay,
         "runs": runs,
         "margins": margins(runs),
     }
