@@ -17,9 +17,12 @@ the same recipe, save it as a model directory, then
   of its failure mode fails (``EXPECTED_FAILURES``); the oracle must pass;
 * run the ``hierarchy`` method with its default configuration (the pipeline's first rung) on the
   original and verify it: a passing unlearner, which must pass too (``HIERARCHY``; when the collapse
-  guard refuses it, the row says so).
+  guard refuses it, the row says so);
+* climb the pipeline's approximate rungs (``mllm.unlearn.ladder``, ``exact`` left out) as a job does:
+  the next rung only when the previous one is refused or fails verification (``LADDER``: the verdict
+  of the last rung tried, and which rung that was). Rung *r* runs with seed *world seed + r*.
 
-``--hierarchy-only`` skips the oracle and the candidates and runs just the last step (to re-measure
+``--hierarchy-only`` skips the oracle and the candidates and runs just the last two steps (to re-measure
 the method after a change: the other candidates do not depend on it); it writes
 ``result-hierarchy.json`` and no docs section.
 
@@ -52,6 +55,7 @@ from mllm.models.loader import LoadedModel
 from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig
 from mllm.unlearn import CollapseError, unlearn
+from mllm.unlearn.ladder import DEFAULT_LADDER
 from mllm.verify import VerdictPolicy, VerificationReport, subject, verify
 from mllm.verify.calibration import (
     CANDIDATES,
@@ -66,7 +70,9 @@ from mllm.verify.context import Subject
 REPO = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 60
 HIERARCHY = "hierarchy (default config)"
-MUST_PASS = (PASSING, HIERARCHY)
+LADDER = "hierarchy (pipeline ladder)"
+APPROXIMATE_RUNGS = [rung for rung in DEFAULT_LADDER if rung["method"] != "exact"]
+MUST_PASS = (PASSING, HIERARCHY, LADDER)
 
 
 def patient_node(corpus: Corpus) -> NodeRef:
@@ -148,7 +154,7 @@ def run_target(
     reports = target / "reports"
     reports.mkdir(parents=True)
 
-    def row(report: VerificationReport, name: str) -> dict:
+    def row(report: VerificationReport, name: str, judged_as: str | None = None) -> dict:
         failed = [c.name for c in report.failed]
         print(f"seed {seed} {kind} {name}: {report.verdict} {failed}", flush=True)
         slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
@@ -156,7 +162,7 @@ def run_target(
         return {
             "passed": report.passed,
             "verdict": report.verdict,
-            "detected": detected(name, report),
+            "detected": detected(judged_as or name, report),
             "failed": failed,
             "checks": {
                 c.name: {
@@ -185,25 +191,24 @@ def run_target(
                 verify(original=reference, candidate=candidate, corpus=corpus, scope=scope, policy=policy),
                 name,
             )
-    try:
-        unlearn(
-            model_dir=work / "original",
-            corpus=corpus,
-            scope=scope,
-            method="hierarchy",
-            out=target / "hierarchy",
-            seed=seed,
-        )
-        rows[HIERARCHY] = row(
-            verify(
-                original=reference, candidate=target / "hierarchy", corpus=corpus, scope=scope, policy=policy
-            ),
-            HIERARCHY,
-        )
-    except CollapseError as exc:
-        print(f"seed {seed} {kind} {HIERARCHY}: refused by the collapse guard ({exc})", flush=True)
-        rows[HIERARCHY] = {"passed": False, "verdict": "fail", "detected": False,
-                           "failed": ["collapse guard"], "checks": {}}
+    tried = []
+    for index, rung in enumerate(APPROXIMATE_RUNGS):
+        name = f"{HIERARCHY} rung {index}"
+        try:
+            unlearn(model_dir=work / "original", corpus=corpus, scope=scope, method=rung["method"],
+                    config=rung["config"], out=target / f"rung{index}", seed=seed + index)
+            outcome = row(verify(original=reference, candidate=target / f"rung{index}", corpus=corpus,
+                                 scope=scope, policy=policy), name, judged_as=HIERARCHY)
+        except CollapseError as exc:
+            print(f"seed {seed} {kind} {name}: refused by the collapse guard ({exc})", flush=True)
+            outcome = {"passed": False, "verdict": "fail", "detected": False, "failed": ["collapse guard"],
+                       "checks": {}}
+        tried.append(f"rung {index}: " + ("pass" if outcome["passed"] else ", ".join(outcome["failed"])))
+        if index == 0:
+            rows[HIERARCHY] = outcome
+        if outcome["passed"]:
+            break
+    rows[LADDER] = {**outcome, "failed": [] if outcome["passed"] else tried, "rung": index, "tried": tried}
     return result
 
 
@@ -277,7 +282,7 @@ def markdown(result: dict) -> str:
         f"failed checks (seed {runs[0]['seed']}, {runs[0]['target']}) |",
         "|---|---|---|---|---|---|",
     ]
-    for name in (*CANDIDATES, HIERARCHY):
+    for name in (*CANDIDATES, HIERARCHY, LADDER):
         rows = [s["candidates"][name] for s in runs if name in s["candidates"]]  # applicable runs only
         verdicts = [row["verdict"] for row in rows]
         counts = "/".join(str(verdicts.count(v)) for v in ("pass", "inconclusive", "fail"))
@@ -285,7 +290,7 @@ def markdown(result: dict) -> str:
         hits = sum(row["detected"] for row in rows)
         expected = "pass" if name in MUST_PASS else "fail: " + ", ".join(sorted(EXPECTED_FAILURES[name][0]))
         first = runs[0]["candidates"].get(name)
-        shown = "n/a" if first is None else ", ".join(first["failed"]) or "-"
+        shown = "n/a" if first is None else "; ".join(first.get("tried", first["failed"])) or "-"
         lines.append(f"| {name} | {expected} | {counts} | {right}/{len(rows)} | {hits}/{len(rows)} | "
                      f"{shown} |")
     lines += ["", "By seed and target (wrong and inconclusive verdicts named):", "",

@@ -14,6 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from core.home import DJANGO_SECRET_KEY, ensure_secrets, oblivio_home, secret
+from mllm.unlearn.ladder import default_ladder
 
 HOME = oblivio_home()
 ensure_secrets()
@@ -301,9 +302,7 @@ if OBLIVIO_JOB_HEARTBEAT_SECONDS * 2 > OBLIVIO_JOB_LEASE_SECONDS:
 #: The escalation ladder: Oblivio's hierarchy-aware method, the same with twice the steps, then
 #: exact retraining (of the affected shards of a sharded model, else of the whole model from its clean
 #: start: mllm.unlearn.methods.exact), then a person.
-OBLIVIO_UNLEARN_LADDER = _env_json("OBLIVIO_UNLEARN_LADDER", [
-    {"method": "hierarchy", "config": {}}, {"method": "hierarchy", "config": {"steps": 160}},
-    {"method": "exact", "config": {}}])
+OBLIVIO_UNLEARN_LADDER = _env_json("OBLIVIO_UNLEARN_LADDER", default_ladder())
 OBLIVIO_VERDICT_THRESHOLDS = _env_json("OBLIVIO_VERDICT_THRESHOLDS", {})
 OBLIVIO_GUARD_STAYS_ON = _env_bool("OBLIVIO_GUARD_STAYS_ON", False)
 OBLIVIO_PUBLIC_URL = os.environ.get("OBLIVIO_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
