@@ -290,7 +290,10 @@ def markdown(result: dict) -> str:
         hits = sum(row["detected"] for row in rows)
         expected = "pass" if name in MUST_PASS else "fail: " + ", ".join(sorted(EXPECTED_FAILURES[name][0]))
         first = runs[0]["candidates"].get(name)
-        shown = "n/a" if first is None else "; ".join(first.get("tried", first["failed"])) or "-"
+        if first is None:
+            shown = "n/a"
+        else:
+            shown = ("; ".join(first["tried"]) if "tried" in first else ", ".join(first["failed"])) or "-"
         lines.append(f"| {name} | {expected} | {counts} | {right}/{len(rows)} | {hits}/{len(rows)} | "
                      f"{shown} |")
     lines += ["", "By seed and target (wrong and inconclusive verdicts named):", "",
