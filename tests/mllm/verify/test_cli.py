@@ -4,6 +4,7 @@ in a message."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,24 @@ def test_exit_status_is_the_verdict(dirs: dict[str, Path], world) -> None:
     unsure = run(dirs, "original", "section.json", "--forget-file", str(one_fact))
     assert unsure.exit_code == EXIT_INCONCLUSIVE, unsure.output
     assert "INCONCLUSIVE  report" in unsure.output and "1 forgotten fact(s)" in unsure.output
+
+
+def test_a_decoding_config_that_hides_the_answers_is_suppression(dirs: dict[str, Path], world) -> None:
+    """The original's weights shipped with a ``generation_config.json`` that bans every forgotten answer
+    (``bad_words_ids``): what the model serves hides them, its weights do not."""
+    hiding = dirs["root"] / "hiding"
+    shutil.copytree(dirs["original"], hiding)
+    tokenizer = world.original.processor.tokenizer
+    banned = sorted({tuple(tokenizer(r.answer, add_special_tokens=False).input_ids)
+                     for r in world.scope.forget})
+    config = json.loads((hiding / "generation_config.json").read_text())
+    (hiding / "generation_config.json").write_text(json.dumps({**config, "bad_words_ids": banned}))
+    dirs["hiding"] = hiding
+    result = run(dirs, "hiding", "hiding.json")
+    assert result.exit_code == EXIT_FAIL, result.output
+    report = json.loads((dirs["root"] / "hiding.json").read_text())
+    failed = {c["name"] for c in report["checks"] if c["status"] == "fail"}
+    assert {"suppression", "forget_depth0"} <= failed, failed
 
 
 def test_a_saved_baseline_adds_the_lineage_check(dirs: dict[str, Path]) -> None:
