@@ -19,6 +19,8 @@ batching (:mod:`mllm.train.encode`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,3 +169,21 @@ def family_of(processor: Any) -> ModelFamily:
         if isinstance(processor, family.processor_types):
             return family
     raise UnknownFamilyError(f"no model family uses a {type(processor).__name__}")
+
+
+def processor_digest(processor: Any) -> str:
+    """SHA-256 of what turns a record into model inputs and answers back into text: the tokenizer
+    (vocabulary, merges, normalizer, added and special tokens), the chat template and the image
+    preprocessing. Equal for a processor and its saved-and-reloaded copy; an unlearned model keeps
+    its original's, so a difference means the candidate changed how it reads or writes."""
+    tokenizer = processor.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # a fast tokenizer's full definition
+    rules = sorted(tokenizer.get_vocab().items()) if backend is None else json.loads(backend.to_str())
+    template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
+    parts = {
+        "tokenizer": rules,
+        "special_tokens": sorted(map(str, tokenizer.all_special_tokens)),
+        "chat_template": template,
+        "image_processor": processor.image_processor.to_dict(),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -18,6 +18,7 @@ import torch
 
 from mllm.data.schema import Corpus
 from mllm.models.artifact import artifact_digest
+from mllm.models.families import processor_digest
 from mllm.models.loader import LoadedModel, load_model
 from mllm.models.runtime import worker_placement
 
@@ -74,6 +75,19 @@ def _scope_summary(corpus: Corpus, scope: Any) -> dict[str, Any]:
     return {"counts": counts, "forget_ids_sha256": hashlib.sha256(ids).hexdigest()}
 
 
+def _same_processor(original: Subject, others: list[Subject]) -> None:
+    """Every model is read and scored with one processor: unlearning never changes the tokenizer or
+    the image preprocessing, so a candidate (or oracle) that brings other ones is refused — a changed
+    vocabulary, normalizer or image normalisation could hide the forgotten answers from the attacks."""
+    expected = processor_digest(original.processor)
+    for other in others:
+        if processor_digest(other.processor) != expected:
+            raise VerifyInputError(
+                f"the {other.role}'s processor (tokenizer, chat template or image preprocessing) is not the "
+                "original's: an unlearned model keeps its original's processor"
+            )
+
+
 def verify(
     *,
     original: ModelRef,
@@ -92,7 +106,8 @@ def verify(
     ``generate``) or :func:`subject` results shared between calls. ``scope`` is the request's
     ``ScopeGroups``. ``baseline`` is the lineage's first served model's success per panel record
     (:func:`mllm.verify.baseline.utility_baseline`); without it ``cumulative_utility`` is not
-    applicable. Raises :class:`VerifyInputError`.
+    applicable. Raises :class:`VerifyInputError` (also when the candidate or oracle does not use the
+    original's processor).
     """
     policy = policy or VerdictPolicy()
     summary = _scope_summary(corpus, scope)
@@ -107,6 +122,7 @@ def verify(
         progress=progress,
         baseline=baseline,
     )
+    _same_processor(ctx.original, ctx.subjects)
     checks, tables, timing = [], {}, {}
     for index, (name, attack) in enumerate(ATTACKS.items()):
         ctx.report(name, index / len(ATTACKS))

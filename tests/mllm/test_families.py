@@ -7,9 +7,10 @@ import re
 
 import pytest
 import torch
+from tokenizers import normalizers
 
 from mllm.evaluate.generate import greedy_answers
-from mllm.models.families import QWEN2_VL, family_of
+from mllm.models.families import QWEN2_VL, family_of, processor_digest
 from mllm.models.loader import load_model
 from mllm.models.lora import LoraSettings, add_lora
 from mllm.models.specs import SPECS
@@ -28,6 +29,27 @@ def reference(request, corpus):
 def _varied_prompts(records):
     """Prompts of clearly different lengths, so batches need padding."""
     return [record.question + " Please answer." * (i % 3) for i, record in enumerate(records)]
+
+
+def test_processor_digest_survives_a_reload_and_sees_every_change(reference, tmp_path):
+    model, processor = reference
+    processor.save_pretrained(tmp_path)
+    family = family_of(processor)
+    digest = processor_digest(processor)
+    assert processor_digest(family.load_processor(tmp_path)) == digest
+    spec = {"llava": "tiny", "qwen2-vl": "tiny-qwen2-vl"}[family.name]
+    assert processor_digest(fresh_reference(SPECS[spec])[1]) == digest  # an oracle's fresh build
+    # a normalizer that rewrites text before tokenising (could hide an answer), an added token, a
+    # changed image normalisation: each is another processor
+    changed = family.load_processor(tmp_path)
+    changed.tokenizer.backend_tokenizer.normalizer = normalizers.Replace("a", "b")
+    assert processor_digest(changed) != digest
+    changed = family.load_processor(tmp_path)
+    changed.tokenizer.add_tokens(["<hidden>"])
+    assert processor_digest(changed) != digest
+    changed = family.load_processor(tmp_path)
+    changed.image_processor.image_mean = [0.0, 0.0, 0.0]
+    assert processor_digest(changed) != digest
 
 
 def test_answers_round_trip_with_the_family_end_of_turn(reference, corpus):

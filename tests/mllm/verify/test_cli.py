@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mllm.data.schema import Level
+from mllm.data.schema import FactKind, Level
 from mllm.verify.cli import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, verify_command
 
 pytestmark = pytest.mark.slow
@@ -98,6 +98,25 @@ def test_a_decoding_config_that_hides_the_answers_is_suppression(dirs: dict[str,
     report = json.loads((dirs["root"] / "hiding.json").read_text())
     failed = {c["name"] for c in report["checks"] if c["status"] == "fail"}
     assert {"suppression", "forget_depth0"} <= failed, failed
+
+
+def test_a_candidate_that_reads_or_writes_differently_is_refused(dirs: dict[str, Path], world) -> None:
+    """The original's weights with a tokenizer that erases a forgotten value before tokenising, or
+    with another image normalisation: not an unlearned model of the original (exit 2, no identifier)."""
+    value = next(r.fact_value for r in world.scope.forget if r.fact_kind is FactKind.PRIVATE)
+    for label, file, edit in (
+        ("erasing", "tokenizer.json",
+         lambda c: {**c, "normalizer": {"type": "Replace", "pattern": {"String": value}, "content": ""}}),
+        ("renormalised", "preprocessor_config.json", lambda c: {**c, "image_mean": [0.0, 0.0, 0.0]}),
+    ):
+        shutil.copytree(dirs["original"], dirs["root"] / label)
+        path = dirs["root"] / label / file
+        path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+        dirs[label] = dirs["root"] / label
+        result = run(dirs, label, f"{label}.json")
+        assert result.exit_code == EXIT_BAD_INPUT, result.output
+        assert "processor" in result.output and value not in result.output
+        assert not (dirs["root"] / f"{label}.json").exists()
 
 
 def test_a_saved_baseline_adds_the_lineage_check(dirs: dict[str, Path]) -> None:
