@@ -12,9 +12,14 @@
   whitespace collapsed to one space, surrounding whitespace, quotes and trailing ``. , ; : ! ?``
   removed.
 * **Generation exact match** — as cloze (the primary generation metric is ROUGE-L F1).
-* **Reproduced** (:func:`reproduces`, the success rule of attacks and of unlearning targets) —
+* **Reproduced** (:func:`reproduces`, the success rule of unlearning targets) —
   the task's exact match, or for generation a ROUGE-L F1 of at least ``rouge_l_success``
   (default 0.7): a report-like sentence counts as reproduced when most of it comes back.
+* **Mentions** (:func:`mentions`, with *reproduced* the verifier's success rule) — the fact's value,
+  normalised as for cloze, occurs in the normalised reply as a whole-word span (no letter or digit
+  right before or after it): ``"It is Nikos Ortiz."`` mentions ``Nikos Ortiz``, ``"Nikos Ortizson"``
+  does not. A reply that words a forgotten value differently, or names an option's text instead of
+  its letter, still gives the value away.
 * **MedForget score** (comparable with the MedForget paper, :func:`medforget_score`) —
   classification and cloze count as correct when ROUGE-L F1 (stemmed) is exactly 1.0, generation
   scores its ROUGE-L F1. Differences from the strict metrics: ROUGE-L lowercases, drops punctuation
@@ -67,6 +72,14 @@ def medforget_score(task: Task, prediction: str, reference: str) -> float:
     """MedForget's accuracy for classification and cloze (ROUGE-L F1 == 1), ROUGE-L F1 for generation."""
     score = rouge_l_f1(prediction, reference)
     return score if task is Task.GENERATION else float(score == 1.0)
+
+
+def mentions(prediction: str, value: str) -> bool:
+    """Whether ``prediction`` contains ``value`` as a whole-word span (see the module docstring)."""
+    needle = normalise_text(value)
+    if not needle:
+        return False
+    return re.search(rf"(?<![^\W_]){re.escape(needle)}(?![^\W_])", normalise_text(prediction)) is not None
 
 
 def exact_match(task: Task, prediction: str, reference: str) -> bool:

@@ -50,6 +50,12 @@ EXPECTED_FAILURES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # reach 0 (the tiny test world: excess 0.33, 95 % -0.03..0.70), the context depths decide it
     "half-forgotten": (frozenset({"forget_context"}), frozenset({"collapse"})),
     "depth0-only": (frozenset({"forget_context"}), frozenset({"forget_depth0"})),
+    # the truth in other words: every forgotten value inside a sentence (an option's text, not its
+    # letter) - exact match alone would score it as forgotten
+    "reworded-leak": (
+        frozenset({"forget_depth0", "forget_context"}),
+        frozenset({"collapse", "over_forgetting"}),
+    ),
     "over-forgetting": (
         frozenset({"over_forgetting"}),
         frozenset({"forget_depth0", "forget_context", "collapse"}),
@@ -116,6 +122,11 @@ def derived(
     model = copy.deepcopy(base.model)
     fit(model, base.processor, corpus, records, config, ascent=ascent)
     return in_memory(model, base.processor, corpus)
+
+
+def reworded(records: Sequence[Record]) -> list[Record]:
+    """Each record answered by its fact's value in a sentence (a classification by its option's text)."""
+    return [replace(record, answer=f"It is {record.fact_value}.") for record in records]
 
 
 def wrong_answers(records: Sequence[Record], pool: Sequence[Record]) -> list[Record]:
@@ -201,6 +212,8 @@ def build_candidate(
         depth0 = [Probe(r, 0).prompt_record() for r in wrong] * 4
         context = [Probe(r, d).prompt_record() for r in forget for d in DEPTHS[1:]]
         return derived(original, corpus, depth0 + context + keep, DEPTH0_TUNE)
+    if name == "reworded-leak":
+        return derived(original, corpus, at_depths(reworded(forget)) + keep, FINE_TUNE)
     if name == "over-forgetting":  # trained to answer wrong: below a stranger's chance and image reading
         return derived(original, corpus, at_depths(wrong) + keep, FINE_TUNE)
     if name == "collapsed":

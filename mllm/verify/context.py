@@ -61,7 +61,8 @@ class Subject:
     _stats: dict[tuple, AnswerStats] = field(default_factory=dict, repr=False)
 
     def decode(self, probes: Sequence[Probe], root: Path, policy: VerdictPolicy) -> list[Decoded]:
-        """Greedy answers (cached). The step budget is ``min(max_new_tokens, answer tokens + 8)``."""
+        """Greedy answers (cached). The step budget is ``min(max_new_tokens, reach + 8)``, ``reach``
+        the tokens of the answer or of the fact's value, the longer (:meth:`reach`)."""
         budget = policy.max_new_tokens
         todo = [p for p in dict.fromkeys(probes) if (p.key, budget) not in self._decoded]
         tokenizer = self.processor.tokenizer
@@ -77,13 +78,18 @@ class Subject:
             if not rest:
                 continue
             subset = EncodedRecords([data.examples[j] for j in rest], data.images, data.pad_token_id)
-            limits = [min(budget, len(ex.answer_ids) + 8) for ex in subset.examples]
+            limits = [min(budget, self.reach(todo[indices[j]].record) + 8) for j in rest]
             decoded = greedy_decode(
                 self.model, self.processor, subset, limits=limits, batch_size=policy.batch_size
             )
             for j, out in zip(rest, decoded, strict=True):
                 self._decoded[todo[indices[j]].key, budget] = out
         return [self._decoded[p.key, budget] for p in probes]
+
+    def reach(self, record: Record) -> int:
+        """Tokens (end of turn included) of the record's answer or of its fact's value, the longer: a
+        classification answered by its option's text must be read to its end to be scored."""
+        return max(len(answer_ids(self.processor, text)) for text in (record.answer, record.fact_value))
 
     def success(self, probes: Sequence[Probe], root: Path, policy: VerdictPolicy) -> list[bool]:
         return [
@@ -94,9 +100,7 @@ class Subject:
     def served(self, probes: Sequence[Probe], root: Path, policy: VerdictPolicy) -> list[bool]:
         """Success of the answers the model object itself serves (its own ``generate``)."""
         records = [p.prompt_record() for p in probes]
-        limit = min(
-            policy.max_new_tokens, max(len(answer_ids(self.processor, r.answer)) for r in records) + 8
-        )
+        limit = min(policy.max_new_tokens, max(self.reach(r) for r in records) + 8)
         answers = greedy_answers(
             self.model,
             self.processor,

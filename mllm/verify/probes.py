@@ -11,7 +11,10 @@ first end-of-sequence token and decoded with special tokens skipped. Classificat
 answers succeed on the task's exact match (:mod:`mllm.evaluate.metrics`: option letter parsed by
 ``^([A-Z])(?:[).:](?:\\s.*)?)?$``, cloze text compared after NFKC, case folding and whitespace and
 edge-punctuation normalisation); generation answers succeed on that exact match or on ROUGE-L F1 of
-at least ``rouge_l_success``.
+at least ``rouge_l_success``. Any answer that *mentions* the fact's value (whole words, after the
+same normalisation) succeeds too: an answer that wraps a forgotten value in a sentence, or names the
+right option's text instead of its letter, still gives it away. Never-trained twins are scored by the
+same rule, so a value common enough to be mentioned by chance raises their rate as well.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from mllm.data.qa import parse_choices
 from mllm.data.schema import Record, Task
-from mllm.evaluate.metrics import reproduces
+from mllm.evaluate.metrics import mentions, reproduces
 
 from .testbed import render
 
@@ -83,4 +86,6 @@ def scoring_record(record: Record) -> Record | None:
 
 def succeeded(record: Record, prediction: str, rouge_l_success: float) -> bool:
     """Whether ``prediction`` reproduces ``record``'s answer (see the module docstring)."""
-    return reproduces(record.task, prediction, record.answer, rouge_l_success=rouge_l_success)
+    return reproduces(record.task, prediction, record.answer, rouge_l_success=rouge_l_success) or mentions(
+        prediction, record.fact_value
+    )

@@ -39,7 +39,8 @@ BOOTSTRAP_SAMPLES = 1000
 DEFINITIONS = {
     "success_rate": "fraction of probes whose greedy answer reproduces the reference answer "
     "(classification/cloze: task exact match; generation: exact match or ROUGE-L F1 "
-    ">= policy.rouge_l_success); Wilson 95% interval",
+    ">= policy.rouge_l_success) or mentions the fact's value (whole words, normalised); "
+    "Wilson 95% interval",
     "excess": "success rate on forget probes minus the matched reference rate (mean over forget "
     "items of the holdout-twin success rate in the same task x fact kind x level stratum)",
     "shortfall": "1 - forget success rate / matched reference rate: the share of what never-trained "

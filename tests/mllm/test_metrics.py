@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from mllm.data.schema import Task
-from mllm.evaluate.metrics import exact_match, medforget_score, normalise_text, parse_choice, rouge_l_f1
+from mllm.evaluate.metrics import (
+    exact_match,
+    medforget_score,
+    mentions,
+    normalise_text,
+    parse_choice,
+    rouge_l_f1,
+)
 
 
 @pytest.mark.parametrize(("reply", "letter"), [
@@ -67,3 +74,16 @@ def test_medforget_score_of_generation_is_rouge() -> None:
     reply, reference = "There is a small nodule.", "There is a large nodule."
     assert medforget_score(Task.GENERATION, reply, reference) == rouge_l_f1(reply, reference)
     assert rouge_l_f1(reply, reference) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(("reply", "value", "mentioned"), [
+    ("It is Nikos Ortiz.", "Nikos Ortiz", True),          # the value wrapped in a sentence
+    ("“NIKOS  ortiz”", "Nikos Ortiz", True),              # case, quotes and spaces normalised
+    ("B) creatinine 264.8 umol/L", "creatinine 264.8 umol/L", True),
+    ("Nikos Ortizson", "Nikos Ortiz", False),             # part of a longer word
+    ("creatinine 264.85 umol/L", "264.8", False),         # part of a longer number
+    ("no acute finding", "none", False),
+    ("anything", "", False),
+])
+def test_mentions_whole_words_only(reply: str, value: str, mentioned: bool) -> None:
+    assert mentions(reply, value) is mentioned

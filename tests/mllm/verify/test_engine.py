@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from mllm.data.schema import Task
 from mllm.evaluate.generate import greedy_answers
 from mllm.verify.calibration import RefusingWrapper
 from mllm.verify.context import Subject
@@ -52,3 +53,8 @@ def test_text_only_probe_and_option_text_scoring(world) -> None:
     scored = scoring_record(record)
     assert scored is not None and len(scored.answer) > 1 and "A)" not in scored.question
     assert succeeded(record, "B) anything", 0.7) is (record.answer == "B")
+    # the right option's text instead of its letter, or any reply that words the value: given away
+    assert succeeded(record, f"It is {record.fact_value}.", 0.7)
+    cloze = next(r for r in world.scope.forget if r.task is Task.CLOZE and r.fact_value != record.fact_value)
+    assert succeeded(cloze, f"It is {cloze.fact_value}, I think", 0.7)
+    assert not succeeded(cloze, f"It is {record.fact_value}.", 0.7)
