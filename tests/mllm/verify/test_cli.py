@@ -107,7 +107,8 @@ def test_a_candidate_that_reads_or_writes_differently_is_refused(dirs: dict[str,
     for label, file, edit in (
         ("erasing", "tokenizer.json",
          lambda c: {**c, "normalizer": {"type": "Replace", "pattern": {"String": value}, "content": ""}}),
-        ("renormalised", "preprocessor_config.json", lambda c: {**c, "image_mean": [0.0, 0.0, 0.0]}),
+        ("renormalised", "processor_config.json",
+         lambda c: {**c, "image_processor": {**c["image_processor"], "image_mean": [0.0, 0.0, 0.0]}}),
     ):
         shutil.copytree(dirs["original"], dirs["root"] / label)
         path = dirs["root"] / label / file
