@@ -122,7 +122,7 @@ def verify(
         progress=progress,
         baseline=baseline,
     )
-    _same_processor(ctx.original, ctx.subjects)
+    _same_processor(ctx.original, ctx.subjects())
     checks, tables, timing = [], {}, {}
     for index, (name, attack) in enumerate(ATTACKS.items()):
         ctx.report(name, index / len(ATTACKS))
