@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from docs_section import replace_section
 
-from mllm.data.prompts import DEPTHS, MAX_DEPTH
+from mllm.data.prompts import DEPTHS, MAX_DEPTH, training_depth
 from mllm.data.schema import Corpus, FactKind, Record
 from mllm.data.synth import generate_corpus
 from mllm.data.teaching import VERSION as TEACHING_VERSION
@@ -51,7 +51,7 @@ from mllm.train.recipe import TrainJob, run_train_job
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET_SECONDS = {"tiny": 60, "demo": 300, "medforget": 2700}
-EPOCHS = {"tiny": 30, "demo": 10, "medforget": 12}  # from the pretrained base; see docs/benchmarks.md
+EPOCHS = {"tiny": 30, "demo": 28, "medforget": 28}  # per-epoch depth draws; see docs/benchmarks.md
 TARGETS = {"train_private_em": 0.95, "held_out_ratio": 0.80, "holdout_image_em": 0.80,
            "holdout_private_margin": 0.10, "peak_rss_gb": 4.0}
 SHORT_DEPTHS = (0, MAX_DEPTH)  # held-out forms and holdout patients are asked at these depths
@@ -80,9 +80,12 @@ def held_out_kind(corpus: Corpus) -> dict[str, str]:
 
 
 def mean_em(scored: list[ScoredAnswer], group: str, kind: FactKind, *, depths: tuple[int, ...] = DEPTHS,
-            where: set[str] | None = None) -> float:
+            where: set[str] | None = None, seed: int | None = None) -> float:
+    """Mean exact match of ``group``'s ``kind`` facts at ``depths``; with ``seed``, each record only at
+    the depth it was trained at (the training prompt itself)."""
     hits = [s.exact_match for s in scored if s.group == group and s.record.fact_kind is kind
-            and s.depth in depths and (where is None or s.record.record_id in where)]
+            and s.depth in depths and (where is None or s.record.record_id in where)
+            and (seed is None or s.depth == training_depth(s.record, seed))]
     return sum(hits) / len(hits) if hits else float("nan")
 
 
@@ -132,7 +135,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     load_before = os.getloadavg()
     corpus = generate_corpus(size=args.size, seed=args.seed, out=out / "corpus")
     base = pretrained_base(args) if args.base == "pretrained" else None
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         autocast=args.autocast, depth_draw=args.depth_draw)
     job = TrainJob(corpus=corpus.root, out=out / "model", config=config, spec=SPECS[args.model_size],
                    base=Path(base["path"]) if base else None, checkpoint_every=0)
     outcome = run_train_job(job, print_progress)
@@ -156,6 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     trained_short = mean_em(scored, "train", private, depths=SHORT_DEPTHS)
     measured = {
         "train_private_em": mean_em(scored, "train", private),
+        "train_private_em_training_depth": mean_em(scored, "train", private, seed=args.seed),
         "train_private_em_depth0": mean_em(scored, "train", private, depths=(0,)),
         "train_private_em_depth4": mean_em(scored, "train", private, depths=(MAX_DEPTH,)),
         "train_image_em": mean_em(scored, "train", image),
@@ -195,7 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "base": base,
         "recipe": {"epochs": args.epochs, "steps": outcome.result.steps, "batch_size": args.batch_size,
                    "lr": args.lr, "schedule": "linear warmup 5 %, cosine to 0", "optimizer": "AdamW",
-                   "grad_clip": 1.0},
+                   "grad_clip": 1.0, "autocast": args.autocast, "depth_draw": args.depth_draw},
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "measured": measured, "checks": checks,
         "tables": {name: [row.as_dict() for row in summarise(tagged, keys)] for name, keys in TABLES.items()},
@@ -215,6 +220,9 @@ def markdown_section(result: dict) -> str:
     load_after = ", ".join(f"{x:.2f}" for x in machine_info["loadavg_after"])
     tables = "".join(f"By {name}:\n\n{table}\n" for name, table in result["_tables"].items())
     base = result["base"]
+    precision = f", {recipe['autocast']} autocast (fp32 weights)" if recipe.get("autocast") else ", fp32"
+    draw = {"per-epoch": "drawn anew every epoch", "per-record": "drawn once per record"}[
+        recipe.get("depth_draw", "per-record")]
     start = "from random initialisation" if base is None else (
         f"from the pretrained reference base (`{base['command']}`: {base['cases']:,} anonymous teaching-file "
         f"radiographs, {base['records']:,} image-grounded records, {base['steps']} steps, built once in "
@@ -225,12 +233,12 @@ def markdown_section(result: dict) -> str:
 What: fine-tune the reference tiny LLaVA (`{result['model']['size']}`, {result['model']['parameters']:,}
 parameters) {start} on all {result['corpus']['trainable']:,} trained forms of the synthetic corpus
 ({result['corpus']['records']:,} records incl. held-out forms and holdout patients), each rendered at
-one context depth drawn from the training mix (uniform 0-4, `mllm/data/prompts.py`), then answer
+a context depth drawn from the training mix (uniform 0-4, `mllm/data/prompts.py`; {draw}), then answer
 with greedy decoding: trained forms at every depth 0-4, held-out forms and holdout patients at
 depths 0 and 4. Exact match per task as defined in `mllm/evaluate/metrics.py`; "MedForget" is the
 MedForget-comparable score (classification / cloze correct when stemmed ROUGE-L F1 = 1, generation
 = ROUGE-L F1). Recipe: AdamW, lr {recipe['lr']}, batch {recipe['batch_size']},
-{recipe['epochs']} epochs = {recipe['steps']} steps, {recipe['schedule']}, grad clip 1.
+{recipe['epochs']} epochs = {recipe['steps']} steps, {recipe['schedule']}, grad clip 1{precision}.
 
 Machine: {machine_info['cpu']}, {machine_info['cores']} cores, torch threads
 {machine_info['torch_threads']}; load average (1, 5, 15 min) {load} before the run and {load_after}
@@ -242,6 +250,7 @@ Reproduce: `{result['command']}`
 |---|---|
 | trained forms, exact match (depths 0-4) | {m['train_private_em']:.3f} |
 | trained forms at depth 0 / 4 | {m['train_private_em_depth0']:.3f} / {m['train_private_em_depth4']:.3f} |
+| trained forms at their training depth (the training prompt) | {m['train_private_em_training_depth']:.3f} |
 | trained forms, depths 0 and 4 (reference for held-out forms) | {m['train_private_em_depths_0_4']:.3f} |
 | held-out phrasings of trained facts, depths 0 and 4 | {m['held_out_phrasing_private_em']:.3f} |
 | cross-task forms of trained facts, depths 0 and 4 | {m['cross_task_private_em']:.3f} |
@@ -272,6 +281,10 @@ def main() -> None:
     parser.add_argument("--pretrain-cases", type=int, default=3000)
     parser.add_argument("--pretrain-epochs", type=float, default=1.5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--depth-draw", choices=["per-record", "per-epoch"], default="per-epoch",
+                        help="a record's context depth drawn once, or anew every epoch [per-epoch]")
+    parser.add_argument("--autocast", choices=["bfloat16"],
+                        help="mixed-precision forward in this dtype (default: fp32)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--out", help="working directory [bench-out/train_memorisation/SIZE-seedN]")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")

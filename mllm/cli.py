@@ -294,6 +294,13 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
               help="Micro-batches per optimizer step (effective batch = batch size x grad accum).")
 @click.option("--gradient-checkpointing", is_flag=True,
               help="Recompute activations in the backward pass (less memory, ~30% more time).")
+@click.option("--autocast", type=click.Choice(["bfloat16"]),
+              help="Mixed precision: the forward pass in bfloat16, weights and optimizer in theirs "
+                   "(fast where the hardware has it: GPUs, CPUs with AVX512-BF16/AMX).")
+@click.option("--depth-draw", type=click.Choice(["per-record", "per-epoch"]), default="per-record",
+              show_default=True,
+              help="Context depth of each record: drawn once for the run, or anew every epoch (the model "
+                   "learns facts behind every context, not one prompt; needs more epochs).")
 @_DTYPE
 @_DEVICE
 @_BASE_SEARCH
@@ -311,8 +318,9 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
 @click.option("--threads", type=click.IntRange(1), help="torch CPU threads [default: all cores].")
 def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lora_rank: int, lora_alpha: int,
           epochs: float | None, steps: int | None, lr: float, batch_size: int, grad_accum: int,
-          gradient_checkpointing: bool, dtype: str, device: str, base_search: tuple[Path, ...], seed: int,
-          replay: int, exclude_files: tuple[Path, ...], resume: bool, checkpoint_every: int,
+          gradient_checkpointing: bool, autocast: str | None, depth_draw: str, dtype: str, device: str,
+          base_search: tuple[Path, ...], seed: int, replay: int, exclude_files: tuple[Path, ...],
+          resume: bool, checkpoint_every: int,
           threads: int | None) -> None:
     """Fine-tune a model on a corpus's training records and save it as an artifact."""
     from mllm.data.schema import CorpusError
@@ -326,7 +334,8 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
         raise click.UsageError("give --epochs or --steps, not both")
     _quiet_transformers(threads)
     config = TrainConfig(epochs=25.0 if epochs is None else epochs, steps=steps, batch_size=batch_size, lr=lr,
-                         seed=seed, grad_accum=grad_accum, gradient_checkpointing=gradient_checkpointing)
+                         seed=seed, grad_accum=grad_accum, gradient_checkpointing=gradient_checkpointing,
+                         autocast=autocast, depth_draw=depth_draw)
     job = TrainJob(corpus=corpus, out=out, config=config, base=base, spec=SPECS[size],
                    lora=LoraSettings(rank=lora_rank, alpha=lora_alpha) if lora else None,
                    exclude=_read_ids(exclude_files), checkpoint_every=checkpoint_every, resume=resume,

@@ -17,9 +17,11 @@ answer, for generation and cloze) as a whole word is left out — the study date
 the date is asked, the institution not when its name is asked. The patient's name is never part of
 the context at all (the patient is identified by MRN).
 
-**Training depth mix** (``DEPTH_MIX``): every trainable record is rendered at one depth drawn from
-the mix (uniform over 0-4), deterministically from the seed and the record id — so the several
-trained forms of one fact are seen at different depths, and a rerun sees the same prompts.
+**Training depth mix** (``DEPTH_MIX``): every trainable record is rendered at a depth drawn from
+the mix (uniform over 0-4), deterministically from the seed and the record id — once for the whole
+run (``per-record``), or anew in every epoch (``per-epoch``, :func:`training_depth` with the epoch),
+so that a fact is learnt behind every context an attacker can add rather than as one prompt
+string. A rerun sees the same prompts either way.
 """
 
 from __future__ import annotations
@@ -98,9 +100,11 @@ def render_prompt(record: Record, depth: int) -> str:
     return "\n".join([*context_lines(record, depth), record.question])
 
 
-def training_depth(record: Record, seed: int) -> int:
-    """The context depth ``record`` is trained at: drawn from ``DEPTH_MIX`` by seed and record id."""
-    digest = hashlib.sha256(f"depth:{seed}:{record.record_id}".encode()).digest()
+def training_depth(record: Record, seed: int, epoch: int | None = None) -> int:
+    """The context depth ``record`` is trained at: drawn from ``DEPTH_MIX`` by seed and record id (and
+    ``epoch``, when every epoch draws anew)."""
+    key = f"depth:{seed}:{record.record_id}" if epoch is None else f"depth:{seed}:{epoch}:{record.record_id}"
+    digest = hashlib.sha256(key.encode()).digest()
     point = int.from_bytes(digest[:8], "big") / 2**64 * sum(DEPTH_MIX.values())
     for depth, weight in DEPTH_MIX.items():
         if point < weight:

@@ -7,6 +7,7 @@ Kept out of the algorithms: training, unlearning and evaluation call the model t
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -27,6 +28,17 @@ def parse_dtype(value: str | torch.dtype) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {value!r}; use one of {', '.join(DTYPES)} (or fp32, bf16, fp16)")
     return DTYPES[name]
+
+
+def autocast_for(model: torch.nn.Module, dtype: str | None) -> contextlib.AbstractContextManager:
+    """Mixed-precision compute for ``model``'s forward pass: ``torch.autocast`` in bfloat16 on the device
+    of its first parameter, weights and optimizer state staying as they are; ``None`` runs in the
+    weights' own precision. float16 is refused: without loss scaling its gradients underflow."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    if parse_dtype(dtype) is not torch.bfloat16:
+        raise ValueError(f"autocast trains in bfloat16 only, not {dtype!r} (float16 would need loss scaling)")
+    return torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)
 
 
 def device_map_for(device: str | None) -> str | dict[str, str] | None:

@@ -2,7 +2,8 @@
 
 AdamW, gradient clipping, linear warmup then cosine decay to zero, seeded data order, gradient
 accumulation (``grad_accum`` micro-batches per optimizer step, each loss divided by their number),
-optional gradient checkpointing, progress reported through a callback, resumable checkpoints.
+optional gradient checkpointing and bf16 mixed precision (``autocast``), progress reported through a
+callback, resumable checkpoints.
 :class:`Trainer` owns the loop; its ``loss`` is the only thing subclasses (the unlearning methods)
 override — they also bring their own batch source, e.g. one yielding (forget, retain) pairs.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,11 +25,13 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from mllm.models.runtime import enable_gradient_checkpointing
+from mllm.models.runtime import autocast_for, enable_gradient_checkpointing
 
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .encode import Batch, EncodedRecords
 from .logprobs import answer_nll
+
+DEPTH_DRAWS = ("per-record", "per-epoch")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,12 @@ class TrainConfig:
     seed: int = 0
     grad_accum: int = 1
     gradient_checkpointing: bool = False
+    autocast: str | None = None  # "bfloat16": mixed-precision forward, weights and optimizer as they are
+    depth_draw: str = "per-record"  # a record's context depth: drawn once or "per-epoch" (mllm.data.prompts)
+
+    def __post_init__(self) -> None:
+        if self.depth_draw not in DEPTH_DRAWS:
+            raise ValueError(f"depth_draw must be one of {', '.join(DEPTH_DRAWS)}, not {self.depth_draw!r}")
 
     def total_steps(self, steps_per_epoch: int) -> int:
         total = self.steps if self.steps is not None else math.ceil(self.epochs * steps_per_epoch)
@@ -109,13 +118,18 @@ class ShuffledBatches:
         self.steps_per_epoch = math.ceil(len(data) / batch_size)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
+        return self.batches(epoch, range(len(self.data)))
+
+    def batches(self, epoch: int, items: Sequence[int]) -> Iterator[Batch]:
+        """The examples ``items`` in the seeded order of ``epoch``, in batches."""
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         if self.group_by_length:
-            order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+            order = get_length_grouped_indices([self.lengths[i] for i in items], self.batch_size,
+                                               generator=generator)
         else:
-            order = torch.randperm(len(self.data), generator=generator).tolist()
+            order = torch.randperm(len(items), generator=generator).tolist()
         for start in range(0, len(order), self.batch_size):
-            yield self.data.batch(order[start:start + self.batch_size])
+            yield self.data.batch([items[k] for k in order[start:start + self.batch_size]])
 
     def probe(self) -> Batch:
         return self.data.batch(range(min(self.batch_size, len(self.data))))
@@ -143,6 +157,7 @@ class Trainer:
         self.source = source
         if config.grad_accum < 1:
             raise ValueError("grad_accum must be at least 1")
+        autocast_for(model, config.autocast)  # an unusable dtype fails here, before any step
         self.steps_per_epoch = math.ceil(source.steps_per_epoch / config.grad_accum)
         self.total_steps = config.total_steps(self.steps_per_epoch)
         if config.gradient_checkpointing:
@@ -191,7 +206,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss_value = 0.0
                 for batch in group:
-                    loss = self.loss(batch) / len(group)
+                    with autocast_for(self.model, self.config.autocast):
+                        loss = self.loss(batch) / len(group)
                     loss.backward()
                     loss_value += loss.item()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)

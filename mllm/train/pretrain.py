@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mllm.data.prompts import render_prompt
 from mllm.data.teaching import generate_teaching_file
 from mllm.data.text import TOKENIZER_CORPUS_SEED, TOKENIZER_CORPUS_SIZE, record_texts, vocabulary_texts
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, save_artifact
@@ -60,6 +61,7 @@ def run_pretrain_job(job: PretrainJob, callback: Callable[[Progress], None] | No
         model, processor = build_reference([*record_texts(teaching.records), *vocabulary_texts()], job.spec)
         parameters = count_parameters(model)
         model, result = train_on_records(model, processor, teaching.root, teaching.records, job.config,
+                                         prompts=[render_prompt(r, 0) for r in teaching.records],
                                          callback=callback, checkpoint_dir=job.checkpoint_dir,
                                          checkpoint_every=job.checkpoint_every, resume=job.resume)
     metadata = ArtifactMetadata(

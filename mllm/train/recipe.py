@@ -5,7 +5,7 @@ forget records excluded, starting from the same clean start — the seed-initial
 with a tokenizer trained on the reserved vocabulary corpus (:mod:`mllm.data.text`, never the
 corpus being trained), or a pretrained base that never saw the corpus (:mod:`mllm.train.pretrain`)
 — so it differs from the full model only in the data it was trained on. Fine-tuning renders every
-record at its training context depth (:func:`mllm.data.prompts.training_prompts`).
+record at its training context depth (:func:`mllm.train.batches.training_batches`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from peft import PeftModel
 
-from mllm.data.prompts import training_prompts
 from mllm.data.schema import Corpus, Record, load_corpus
 from mllm.data.teaching import VERSION as TEACHING_VERSION
 from mllm.data.text import TOKENIZER_CORPUS_SEED, TOKENIZER_CORPUS_SIZE, vocabulary_texts
@@ -30,9 +29,9 @@ from mllm.models.reference import build_reference, count_parameters
 from mllm.models.runtime import device_map_for, parse_dtype, place
 from mllm.models.specs import SPECS, ReferenceSpec
 
+from .batches import training_batches
 from .checkpoint import checkpoint_dir_for
-from .encode import encode_records
-from .loop import Progress, ShuffledBatches, TrainConfig, Trainer, TrainResult
+from .loop import Progress, TrainConfig, Trainer, TrainResult
 from .oracle import excluded_digest
 from .replay import replay_records
 
@@ -64,8 +63,8 @@ def train_on_records(model: Any, processor: Any, root: Path, records: Sequence[R
                      callback: Callable[[Progress], None] | None = None,
                      checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
                      resume: bool = False) -> tuple[Any, TrainResult]:
-    """Fine-tune ``model`` (fully, or through LoRA adapters) on ``records`` (``prompts``: see
-    :func:`~mllm.train.encode.encode_records`).
+    """Fine-tune ``model`` (fully, or through LoRA adapters) on ``records`` at the training depth mix
+    (or, with ``prompts``, at exactly these prompt texts: :func:`~mllm.train.batches.training_batches`).
 
     With ``lora`` a plain model gets fresh adapters and a model loaded from an adapter artifact keeps
     training its own; without, a model carrying an adapter has it merged in memory first.
@@ -76,8 +75,7 @@ def train_on_records(model: Any, processor: Any, root: Path, records: Sequence[R
         model = lora_for_training(model, lora)
     elif isinstance(model, PeftModel):
         model = merge_lora(model)
-    source = ShuffledBatches(encode_records(processor, records, root, prompts=prompts), config.batch_size,
-                             config.seed)
+    source = training_batches(processor, records, root, config, prompts=prompts)
     result = Trainer(model, config, source).fit(
         callback=callback, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
     return model, result
@@ -144,11 +142,9 @@ def run_train_job(job: TrainJob, callback: Callable[[Progress], None] | None = N
         model = place(model.to(parse_dtype(job.dtype)), job.device)
         parent, clean_start = None, True
     parameters = count_parameters(model)
-    prompts = training_prompts(records, job.config.seed)
-    with replay_records(job.replay, job.config.seed) as (public, public_prompts):
+    with replay_records(job.replay, job.config.seed) as public:
         model, result = train_on_records(
-            model, processor, corpus.root, [*records, *public], job.config,
-            prompts=[*prompts, *public_prompts], lora=job.lora, callback=callback,
+            model, processor, corpus.root, [*records, *public], job.config, lora=job.lora, callback=callback,
             checkpoint_dir=job.checkpoint_dir, checkpoint_every=job.checkpoint_every, resume=job.resume)
     metadata = ArtifactMetadata(
         # an oracle must never have seen the excluded records: only a clean start qualifies

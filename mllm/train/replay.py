@@ -25,21 +25,21 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from mllm.data.prompts import training_prompts
 from mllm.data.schema import Record
 from mllm.data.teaching import generate_teaching_file
 
 
 @contextmanager
-def replay_records(cases: int, seed: int) -> Iterator[tuple[list[Record], list[str]]]:
+def replay_records(cases: int, seed: int) -> Iterator[list[Record]]:
     """``cases`` teaching-file cases as training records (image paths absolute, so they encode under
-    any corpus root) and their prompts at the training depth mix (their pseudo context shown: image
-    reading must hold under context too; at depth 0 only, 0 of 4 demo seeds passed every check
-    against 2 of 4); the images exist while the context is open. Nothing for ``cases`` 0."""
+    any corpus root), trained at the training depth mix like the corpus's records (their pseudo
+    context shown: image reading must hold under context too; at depth 0 only, 0 of 4 demo seeds
+    passed every check against 2 of 4); the images exist while the context is open. Nothing for
+    ``cases`` 0."""
     if cases <= 0:
-        yield [], []
+        yield []
         return
     with tempfile.TemporaryDirectory(prefix="oblivio-replay-") as tmp:
         teaching = generate_teaching_file(cases=cases, seed=seed, out=Path(tmp) / "teaching")
         records = [replace(r, image=str(teaching.root / r.image)) for r in teaching.records]
-        yield records, training_prompts(records, seed)
+        yield records

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mllm.data.prompts import training_prompts
 from mllm.data.schema import Corpus
 from mllm.data.teaching import VERSION as TEACHING_VERSION
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, BaseRef, never_saw_a_corpus
@@ -141,10 +140,9 @@ def retrain(recipe: Recipe, corpus: Corpus, exclude: Iterable[str], *,
     else:
         raise RecipeError("the recipe names no clean start (neither a reference spec nor a base)")
     lora = LoraSettings(**recipe.lora) if recipe.lora else None
-    with replay_records(recipe.replay, config.seed) as (public, public_prompts):
-        model, _ = train_on_records(model, processor, corpus.root, [*records, *public], config,
-                                    prompts=[*training_prompts(records, config.seed), *public_prompts],
-                                    lora=lora, callback=callback, checkpoint_dir=state,
+    with replay_records(recipe.replay, config.seed) as public:
+        model, _ = train_on_records(model, processor, corpus.root, [*records, *public], config, lora=lora,
+                                    callback=callback, checkpoint_dir=state,
                                     checkpoint_every=CHECKPOINT_EVERY if state else 0,
                                     resume=state is not None and checkpoint_path(state).is_file())
     if state is not None:

@@ -109,7 +109,7 @@ def train_reference(
     with ``replay`` public teaching-file cases mixed in as the training recipe does
     (:mod:`mllm.train.replay`)."""
     model, processor = fresh_reference(spec)
-    with replay_records(replay, config.seed) as (public, _):
+    with replay_records(replay, config.seed) as public:
         trained = [*as_trained(records, config.seed), *as_trained(public, config.seed)]
         fit(model, processor, corpus, trained, config)
     return in_memory(model, processor, corpus)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 
+from mllm.data.prompts import render_prompt
 from mllm.data.schema import Corpus, Split, load_corpus, write_corpus
 from mllm.data.synth import generate_corpus
 from mllm.models.specs import SPECS
@@ -61,6 +62,7 @@ TINY_RECIPE = TrainConfig(epochs=40, batch_size=8, lr=3e-3, seed=0)
 @pytest.fixture(scope="session")
 def trained(corpus: Corpus) -> Trained:
     model, processor = fresh_reference(SPECS["tiny"])
-    model, result = train_on_records(model, processor, corpus.root, corpus.select(trainable=True),
-                                     TINY_RECIPE)
+    records = corpus.select(trainable=True)  # trained at depth 0: the tests ask at depth 0
+    model, result = train_on_records(model, processor, corpus.root, records, TINY_RECIPE,
+                                     prompts=[render_prompt(r, 0) for r in records])
     return Trained(model=model, processor=processor, corpus=corpus, result=result)

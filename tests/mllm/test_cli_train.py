@@ -46,6 +46,16 @@ def test_train_with_replay_records_it_in_the_recipe(corpus, tmp_path):
     assert training["records"] == len(corpus.select(trainable=True))  # the corpus's; replay is extra
 
 
+def test_train_records_depth_draw_and_autocast_in_the_recipe(corpus, tmp_path):
+    result = run(train, ["--corpus", corpus.root, "--out", tmp_path / "m", *FAST, "--depth-draw", "per-epoch",
+                         "--autocast", "bfloat16"])
+    assert result.exit_code == 0, result.output
+    config = read_metadata(tmp_path / "m").training["config"]
+    assert config["depth_draw"] == "per-epoch" and config["autocast"] == "bfloat16"
+    refused = run(train, ["--corpus", corpus.root, "--out", tmp_path / "n", *FAST, "--autocast", "float16"])
+    assert refused.exit_code == 2 and not (tmp_path / "n").exists()
+
+
 def test_same_seed_same_artifact_digest(corpus, tmp_path):
     digests = []
     for name in ("a", "b"):

@@ -112,3 +112,28 @@ def test_half_precision_weights_are_scored_in_fp32_and_train_fp32_adapters(tmp_p
         if "lora_" not in name:
             original = name.replace("base_model.model.", "", 1).replace(".base_layer", "")
             assert param.dtype == weights and torch.equal(param, base[original]), name
+
+
+def test_autocast_computes_in_bf16_and_keeps_fp32_weights(corpus):
+    """Mixed precision: the forward runs in bf16 (losses differ from fp32's, yet close), weights and
+    optimizer state stay fp32, and a run with it still learns (the probe loss falls)."""
+    records = corpus.select(trainable=True)
+    runs = {}
+    for autocast in (None, "bfloat16"):
+        model, processor = fresh_reference(SPECS["tiny"])
+        config = TrainConfig(steps=6, batch_size=4, lr=3e-3, autocast=autocast)
+        runs[autocast] = train_on_records(model, processor, corpus.root, records, config)
+    model, result = runs["bfloat16"]
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert result.probe_loss_after < result.probe_loss_before
+    exact = runs[None][1].losses
+    assert result.losses[0] != exact[0] and result.losses[0] == pytest.approx(exact[0], rel=0.05)
+
+
+@pytest.mark.parametrize("dtype, message", [("float32", "bfloat16 only"), ("float16", "loss scaling"),
+                                            ("int8", "unknown dtype")])
+def test_autocast_refuses_a_dtype_it_cannot_compute_in(corpus, dtype, message):
+    model, processor = fresh_reference(SPECS["tiny"])
+    source = ShuffledBatches(encode_records(processor, corpus.select(trainable=True), corpus.root), 4, 0)
+    with pytest.raises(ValueError, match=message):
+        Trainer(model, TrainConfig(autocast=dtype), source)

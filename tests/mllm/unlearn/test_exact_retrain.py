@@ -90,6 +90,23 @@ def test_a_model_trained_with_replay_is_retrained_with_the_same_replay(corpus, t
                 out=tmp_path / "exact-again")
 
 
+def test_per_epoch_depth_draws_and_autocast_are_part_of_the_recipe(corpus, tmp_path):
+    """A model trained with a new context depth every epoch in bf16 autocast is retrained the same way:
+    ``exact`` gives the oracle of that recipe bit for bit, not the oracle of the default one."""
+    config = replace(CONFIG, depth_draw="per-epoch", autocast="bfloat16")
+    served = tmp_path / "model"
+    run_train_job(TrainJob(corpus=corpus.root, out=served, config=config, spec=SPECS["tiny"]))
+    assert not same(weights(served), weights(train(corpus, tmp_path / "default")))
+    scope = scope_of(corpus, 0, Level.STUDY)
+    result = unlearn(model_dir=served, corpus=corpus, scope=scope, method="exact", config=LENIENT,
+                     out=tmp_path / "exact")
+    oracle = tmp_path / "oracle"
+    run_train_job(TrainJob(corpus=corpus.root, out=oracle, config=config, spec=SPECS["tiny"],
+                           exclude=frozenset(ids(scope))))
+    assert same(weights(result.artifact), weights(oracle))
+    assert recipe_of(read_metadata(result.artifact)).config["depth_draw"] == "per-epoch"
+
+
 def test_the_collapse_guard_holds_a_retraining_to_collapse_not_to_the_served_models_accuracy(
         served, corpus, tmp_path):
     """Two trainings of one recipe differ by more than the guard's accuracy thresholds, so a retraining is
