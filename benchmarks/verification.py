@@ -106,7 +106,7 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> list[dict]:
     work = out / f"seed{seed}"
     shutil.rmtree(work, ignore_errors=True)
     corpus = generate_corpus(size=args.size, seed=seed, out=work / "corpus")
-    config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, seed=seed)
+    config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, seed=seed, depth_draw=args.depth_draw)
     started = time.perf_counter()
     original = train_reference(corpus, corpus.select(trainable=True), SPECS[args.model_size], config,
                                replay=args.replay)
@@ -242,8 +242,9 @@ def margins(runs: list[dict]) -> dict[str, dict[str, float]]:
 def section_name(result: dict) -> str:
     """The docs section of a run: one per corpus size, and one per other choice of targets."""
     targets, replay = result["targets"], result.get("replay", 0)
+    per_epoch = result.get("depth_draw") == "per-epoch"
     return (f"verification {result['size']}" + ("" if targets == ["patient"] else f" {' '.join(targets)}")
-            + (f" replay {replay}" if replay else ""))
+            + (f" replay {replay}" if replay else "") + (" per-epoch" if per_epoch else ""))
 
 
 def markdown(result: dict) -> str:
@@ -252,7 +253,8 @@ def markdown(result: dict) -> str:
         f"<!-- BEGIN {section_name(result)} -->",
         f"## Verification ({result['size']} corpus, seeds {result['seeds']}, targets {result['targets']}, "
         f"`{result['model_size']}` model"
-        + (f", {result['replay']} teaching-file cases replayed)" if result.get("replay") else ")"),
+        + (f", {result['replay']} teaching-file cases replayed" if result.get("replay") else "")
+        + (", context depths drawn anew every epoch)" if result.get("depth_draw") == "per-epoch" else ")"),
         "",
         f"Reproduce: `{result['command']}`  ",
         f"Machine: {result['machine']}; load average before "
@@ -331,6 +333,9 @@ def main() -> None:
     parser.add_argument("--replay", type=int, default=0,
                         help="public teaching-file cases mixed into the original's and the oracle's "
                              "fine-tune (the demo recipe replays 60)")
+    parser.add_argument("--depth-draw", choices=["per-record", "per-epoch"], default="per-record",
+                        help="the original's and the oracle's context depths: drawn once per record, or "
+                             "anew every epoch (mllm.train.batches)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--hierarchy-only", action="store_true",
@@ -352,6 +357,7 @@ def main() -> None:
         "seeds": args.seeds,
         "targets": args.targets,
         "replay": args.replay,
+        "depth_draw": args.depth_draw,
         "runs": runs,
         "margins": margins(runs),
     }

@@ -25,7 +25,7 @@ from mllm.models.specs import ReferenceSpec
 from mllm.train.encode import encode_records
 from mllm.train.logprobs import answer_nll
 from mllm.train.loop import ShuffledBatches, TrainConfig, Trainer
-from mllm.train.recipe import fresh_reference
+from mllm.train.recipe import fresh_reference, train_on_records
 from mllm.train.replay import replay_records
 
 from .probes import DEPTHS, Probe
@@ -105,13 +105,12 @@ def fit(
 def train_reference(
     corpus: Corpus, records: Sequence[Record], spec: ReferenceSpec, config: TrainConfig, *, replay: int = 0
 ) -> LoadedModel:
-    """A fresh reference model trained on ``records`` at the testbed's depth mix (original / oracle),
-    with ``replay`` public teaching-file cases mixed in as the training recipe does
-    (:mod:`mllm.train.replay`)."""
+    """A fresh reference model trained on ``records`` at the testbed's depth mix as ``config`` draws it
+    (original / oracle), with ``replay`` public teaching-file cases mixed in as the training recipe
+    does (:mod:`mllm.train.replay`)."""
     model, processor = fresh_reference(spec)
     with replay_records(replay, config.seed) as public:
-        trained = [*as_trained(records, config.seed), *as_trained(public, config.seed)]
-        fit(model, processor, corpus, trained, config)
+        model, _ = train_on_records(model, processor, corpus.root, [*records, *public], config)
     return in_memory(model, processor, corpus)
 
 
