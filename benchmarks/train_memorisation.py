@@ -1,6 +1,10 @@
 """Memorisation benchmark: generate a synthetic corpus, train the reference model, evaluate, report.
 
     .venv/bin/python benchmarks/train_memorisation.py --size demo|medforget [--seed N] [--base none]
+        [--depth-draw per-epoch|per-record] [--autocast bfloat16] [--epochs E]
+
+The recipe draws every record's context depth anew each epoch (``--depth-draw per-epoch``, 28 epochs);
+``--autocast bfloat16`` is how the demo run fits the 300 s budget on a CPU with AVX512-BF16.
 
 Fine-tunes through the same job as ``oblivio train --base`` (all trainable records) starting from
 the pretrained reference base of ``oblivio pretrain`` (built once into ``bench-out/pretrain/`` and
@@ -160,7 +164,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     trained_short = mean_em(scored, "train", private, depths=SHORT_DEPTHS)
     measured = {
         "train_private_em": mean_em(scored, "train", private),
-        "train_private_em_training_depth": mean_em(scored, "train", private, seed=args.seed),
+        "train_private_em_training_depth": mean_em(scored, "train", private, seed=args.seed)
+        if args.depth_draw == "per-record" else None,  # per-epoch: every depth is a training prompt
         "train_private_em_depth0": mean_em(scored, "train", private, depths=(0,)),
         "train_private_em_depth4": mean_em(scored, "train", private, depths=(MAX_DEPTH,)),
         "train_image_em": mean_em(scored, "train", image),
@@ -221,6 +226,8 @@ def markdown_section(result: dict) -> str:
     tables = "".join(f"By {name}:\n\n{table}\n" for name, table in result["_tables"].items())
     base = result["base"]
     precision = f", {recipe['autocast']} autocast (fp32 weights)" if recipe.get("autocast") else ", fp32"
+    own = m.get("train_private_em_training_depth")
+    own_prompt = "– (every depth is trained)" if own is None else f"{own:.3f}"
     draw = {"per-epoch": "drawn anew every epoch", "per-record": "drawn once per record"}[
         recipe.get("depth_draw", "per-record")]
     start = "from random initialisation" if base is None else (
@@ -250,7 +257,7 @@ Reproduce: `{result['command']}`
 |---|---|
 | trained forms, exact match (depths 0-4) | {m['train_private_em']:.3f} |
 | trained forms at depth 0 / 4 | {m['train_private_em_depth0']:.3f} / {m['train_private_em_depth4']:.3f} |
-| trained forms at their training depth (the training prompt) | {m['train_private_em_training_depth']:.3f} |
+| trained forms at their training depth (the training prompt) | {own_prompt} |
 | trained forms, depths 0 and 4 (reference for held-out forms) | {m['train_private_em_depths_0_4']:.3f} |
 | held-out phrasings of trained facts, depths 0 and 4 | {m['held_out_phrasing_private_em']:.3f} |
 | cross-task forms of trained facts, depths 0 and 4 | {m['cross_task_private_em']:.3f} |
