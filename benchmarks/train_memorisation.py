@@ -1,7 +1,8 @@
 """Memorisation benchmark: generate a synthetic corpus, train the reference model, evaluate, report.
 
     .venv/bin/python benchmarks/train_memorisation.py --size demo|medforget [--seed N] [--base none]
-        [--depth-draw per-epoch|per-record] [--autocast bfloat16] [--epochs E]
+        [--depth-draw per-epoch|per-record] [--option-order fixed|per-epoch] [--autocast bfloat16]
+        [--epochs E]
 
 The recipe draws every record's context depth anew each epoch (``--depth-draw per-epoch``, 28 epochs);
 ``--autocast bfloat16`` is how the demo run fits the 300 s budget on a CPU with AVX512-BF16.
@@ -140,7 +141,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     corpus = generate_corpus(size=args.size, seed=args.seed, out=out / "corpus")
     base = pretrained_base(args) if args.base == "pretrained" else None
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         autocast=args.autocast, depth_draw=args.depth_draw)
+                         weight_decay=args.weight_decay,
+                         autocast=args.autocast, depth_draw=args.depth_draw, option_order=args.option_order)
     job = TrainJob(corpus=corpus.root, out=out / "model", config=config, spec=SPECS[args.model_size],
                    base=Path(base["path"]) if base else None, checkpoint_every=0)
     outcome = run_train_job(job, print_progress)
@@ -204,8 +206,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "model": {"size": args.model_size, "parameters": outcome.parameters, "digest": outcome.digest},
         "base": base,
         "recipe": {"epochs": args.epochs, "steps": outcome.result.steps, "batch_size": args.batch_size,
-                   "lr": args.lr, "schedule": "linear warmup 5 %, cosine to 0", "optimizer": "AdamW",
-                   "grad_clip": 1.0, "autocast": args.autocast, "depth_draw": args.depth_draw},
+                   "lr": args.lr, "weight_decay": args.weight_decay,
+                   "schedule": "linear warmup 5 %, cosine to 0", "optimizer": "AdamW", "grad_clip": 1.0,
+                   "autocast": args.autocast, "depth_draw": args.depth_draw,
+                   "option_order": args.option_order},
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "measured": measured, "checks": checks,
         "tables": {name: [row.as_dict() for row in summarise(tagged, keys)] for name, keys in TABLES.items()},
@@ -215,7 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 TABLES = {"fact kind": ("group", "fact_kind"), "depth (private facts)": ("group", "fact_kind", "depth"),
-          "task form": ("group", "form"), "level": ("group", "level")}
+          "task form": ("group", "fact_kind", "form"), "level": ("group", "level")}
 
 
 def markdown_section(result: dict) -> str:
@@ -230,6 +234,8 @@ def markdown_section(result: dict) -> str:
     own_prompt = "– (every depth is trained)" if own is None else f"{own:.3f}"
     draw = {"per-epoch": "drawn anew every epoch", "per-record": "drawn once per record"}[
         recipe.get("depth_draw", "per-record")]
+    if recipe.get("option_order") == "per-epoch":
+        draw += "; multiple-choice options rotated anew every epoch"
     start = "from random initialisation" if base is None else (
         f"from the pretrained reference base (`{base['command']}`: {base['cases']:,} anonymous teaching-file "
         f"radiographs, {base['records']:,} image-grounded records, {base['steps']} steps, built once in "
@@ -244,7 +250,8 @@ a context depth drawn from the training mix (uniform 0-4, `mllm/data/prompts.py`
 with greedy decoding: trained forms at every depth 0-4, held-out forms and holdout patients at
 depths 0 and 4. Exact match per task as defined in `mllm/evaluate/metrics.py`; "MedForget" is the
 MedForget-comparable score (classification / cloze correct when stemmed ROUGE-L F1 = 1, generation
-= ROUGE-L F1). Recipe: AdamW, lr {recipe['lr']}, batch {recipe['batch_size']},
+= ROUGE-L F1). Recipe: AdamW, lr {recipe['lr']}, weight decay {recipe.get('weight_decay', 0.0)},
+batch {recipe['batch_size']},
 {recipe['epochs']} epochs = {recipe['steps']} steps, {recipe['schedule']}, grad clip 1{precision}.
 
 Machine: {machine_info['cpu']}, {machine_info['cores']} cores, torch threads
@@ -282,6 +289,7 @@ def main() -> None:
     parser.add_argument("--model-size", choices=sorted(SPECS), default="small")
     parser.add_argument("--epochs", type=float, help="passes over the training records [per size]")
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay [0]")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--base", choices=["pretrained", "none"], default="pretrained",
                         help="start from the pretrained reference base (built once, reused) or a fresh model")
@@ -290,6 +298,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--depth-draw", choices=["per-record", "per-epoch"], default="per-epoch",
                         help="a record's context depth drawn once, or anew every epoch [per-epoch]")
+    parser.add_argument("--option-order", choices=["fixed", "per-epoch"], default="fixed",
+                        help="multiple-choice options as in the corpus, or rotated anew every epoch [fixed]")
     parser.add_argument("--autocast", choices=["bfloat16"],
                         help="mixed-precision forward in this dtype (default: fp32)")
     parser.add_argument("--max-new-tokens", type=int, default=48)

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from mllm.models.artifact import ArtifactKind, ArtifactMetadata, read_metadata
+
+from .loop import TrainConfig
 
 RECIPE_KEYS = ("config", "lora", "prompts", "tokenizer_corpus")
 
@@ -38,6 +41,18 @@ def excluded_digest(record_ids: Iterable[str]) -> str:
 
 def _training(metadata: ArtifactMetadata) -> dict[str, Any]:
     return metadata.training or {}
+
+
+def _recipe(metadata: ArtifactMetadata, key: str) -> Any:
+    """The recipe part ``key``; a ``config`` with every setting spelt out, so an artifact written before
+    a setting existed (its default then the only behaviour) compares equal to one that states it."""
+    value = _training(metadata).get(key)
+    if key == "config" and isinstance(value, dict):
+        try:
+            return asdict(TrainConfig(**value))
+        except (TypeError, ValueError):  # a setting this version does not know: compared as written
+            return value
+    return value
 
 
 def _replay(metadata: ArtifactMetadata) -> tuple[int, int | None]:
@@ -61,7 +76,7 @@ def check_oracle(oracle: ArtifactMetadata, original: ArtifactMetadata, *,
     if oracle.corpus_sha256 != original.corpus_sha256:
         raise OracleMismatch("corpus_sha256", "differs: the two runs trained on different corpora")
     for key in RECIPE_KEYS:
-        if _training(oracle).get(key) != _training(original).get(key):
+        if _recipe(oracle, key) != _recipe(original, key):
             raise OracleMismatch(f"training.{key}", "differs: the two runs used different recipes")
     if _replay(oracle) != _replay(original):
         raise OracleMismatch("training.replay", "differs: the two runs replayed different teaching files")

@@ -95,3 +95,21 @@ def test_oracle_check_accepts_the_matching_oracle_and_refuses_the_rest(secret_co
         with pytest.raises(OracleMismatch) as caught:
             check_oracle(candidate, original, forget_ids=ids)
         assert caught.value.field == field
+
+
+def test_a_recipe_written_before_a_setting_existed_compares_as_its_default(secret_corpus, runs) -> None:
+    _, forget = secret_corpus
+    full, oracle = read_metadata(runs["full"]), read_metadata(runs["oracle"])
+
+    def config(metadata: ArtifactMetadata, **changes) -> ArtifactMetadata:
+        return replace(metadata, training={**metadata.training, "config": changes})
+
+    written = full.training["config"]
+    older = {k: v for k, v in written.items() if k not in ("autocast", "depth_draw", "option_order")}
+    check_oracle(oracle, config(full, **older), forget_ids=forget)
+    drawn = {**written, "depth_draw": "per-epoch", "option_order": "per-epoch"}
+    for candidate, original in ((config(oracle, **drawn), config(full, **older)),
+                                (oracle, config(full, **written, future_setting=1))):
+        with pytest.raises(OracleMismatch) as caught:
+            check_oracle(candidate, original, forget_ids=forget)
+        assert caught.value.field == "training.config"
