@@ -1,8 +1,7 @@
 """Memorisation benchmark: generate a synthetic corpus, train the reference model, evaluate, report.
 
     .venv/bin/python benchmarks/train_memorisation.py --size demo|medforget [--seed N] [--base none]
-        [--depth-draw per-epoch|per-record] [--option-order fixed|per-epoch] [--autocast bfloat16]
-        [--epochs E]
+        [--depth-draw per-epoch|per-record] [--autocast bfloat16] [--epochs E] [--weight-decay W]
 
 The recipe draws every record's context depth anew each epoch (``--depth-draw per-epoch``, 28 epochs);
 ``--autocast bfloat16`` is how the demo run fits the 300 s budget on a CPU with AVX512-BF16.
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     base = pretrained_base(args) if args.base == "pretrained" else None
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          weight_decay=args.weight_decay,
-                         autocast=args.autocast, depth_draw=args.depth_draw, option_order=args.option_order)
+                         autocast=args.autocast, depth_draw=args.depth_draw)
     job = TrainJob(corpus=corpus.root, out=out / "model", config=config, spec=SPECS[args.model_size],
                    base=Path(base["path"]) if base else None, checkpoint_every=0)
     outcome = run_train_job(job, print_progress)
@@ -208,8 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "recipe": {"epochs": args.epochs, "steps": outcome.result.steps, "batch_size": args.batch_size,
                    "lr": args.lr, "weight_decay": args.weight_decay,
                    "schedule": "linear warmup 5 %, cosine to 0", "optimizer": "AdamW", "grad_clip": 1.0,
-                   "autocast": args.autocast, "depth_draw": args.depth_draw,
-                   "option_order": args.option_order},
+                   "autocast": args.autocast, "depth_draw": args.depth_draw},
         "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "measured": measured, "checks": checks,
         "tables": {name: [row.as_dict() for row in summarise(tagged, keys)] for name, keys in TABLES.items()},
@@ -234,8 +232,6 @@ def markdown_section(result: dict) -> str:
     own_prompt = "– (every depth is trained)" if own is None else f"{own:.3f}"
     draw = {"per-epoch": "drawn anew every epoch", "per-record": "drawn once per record"}[
         recipe.get("depth_draw", "per-record")]
-    if recipe.get("option_order") == "per-epoch":
-        draw += "; multiple-choice options rotated anew every epoch"
     start = "from random initialisation" if base is None else (
         f"from the pretrained reference base (`{base['command']}`: {base['cases']:,} anonymous teaching-file "
         f"radiographs, {base['records']:,} image-grounded records, {base['steps']} steps, built once in "
@@ -298,8 +294,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--depth-draw", choices=["per-record", "per-epoch"], default="per-epoch",
                         help="a record's context depth drawn once, or anew every epoch [per-epoch]")
-    parser.add_argument("--option-order", choices=["fixed", "per-epoch"], default="fixed",
-                        help="multiple-choice options as in the corpus, or rotated anew every epoch [fixed]")
     parser.add_argument("--autocast", choices=["bfloat16"],
                         help="mixed-precision forward in this dtype (default: fp32)")
     parser.add_argument("--max-new-tokens", type=int, default=48)

@@ -301,10 +301,6 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
               show_default=True,
               help="Context depth of each record: drawn once for the run, or anew every epoch (the model "
                    "learns facts behind every context, not one prompt; needs more epochs).")
-@click.option("--option-order", type=click.Choice(["fixed", "per-epoch"]), default="fixed", show_default=True,
-              help="Multiple-choice options as in the corpus, or rotated anew every epoch (the model learns "
-                   "to find the option naming the fact, not a letter per question; needs --depth-draw "
-                   "per-epoch).")
 @_DTYPE
 @_DEVICE
 @_BASE_SEARCH
@@ -322,9 +318,10 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
 @click.option("--threads", type=click.IntRange(1), help="torch CPU threads [default: all cores].")
 def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lora_rank: int, lora_alpha: int,
           epochs: float | None, steps: int | None, lr: float, batch_size: int, grad_accum: int,
-          gradient_checkpointing: bool, autocast: str | None, depth_draw: str, option_order: str, dtype: str,
-          device: str, base_search: tuple[Path, ...], seed: int, replay: int, exclude_files: tuple[Path, ...],
-          resume: bool, checkpoint_every: int, threads: int | None) -> None:
+          gradient_checkpointing: bool, autocast: str | None, depth_draw: str, dtype: str, device: str,
+          base_search: tuple[Path, ...], seed: int, replay: int, exclude_files: tuple[Path, ...],
+          resume: bool, checkpoint_every: int,
+          threads: int | None) -> None:
     """Fine-tune a model on a corpus's training records and save it as an artifact."""
     from mllm.data.schema import CorpusError
     from mllm.models.loader import ModelLoadError
@@ -336,13 +333,9 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
     if epochs is not None and steps is not None:
         raise click.UsageError("give --epochs or --steps, not both")
     _quiet_transformers(threads)
-    try:
-        config = TrainConfig(epochs=25.0 if epochs is None else epochs, steps=steps, batch_size=batch_size,
-                             lr=lr, seed=seed, grad_accum=grad_accum,
-                             gradient_checkpointing=gradient_checkpointing, autocast=autocast,
-                             depth_draw=depth_draw, option_order=option_order)
-    except ValueError as error:  # options that do not go together
-        raise click.UsageError(str(error)) from error
+    config = TrainConfig(epochs=25.0 if epochs is None else epochs, steps=steps, batch_size=batch_size, lr=lr,
+                         seed=seed, grad_accum=grad_accum, gradient_checkpointing=gradient_checkpointing,
+                         autocast=autocast, depth_draw=depth_draw)
     job = TrainJob(corpus=corpus, out=out, config=config, base=base, spec=SPECS[size],
                    lora=LoraSettings(rank=lora_rank, alpha=lora_alpha) if lora else None,
                    exclude=_read_ids(exclude_files), checkpoint_every=checkpoint_every, resume=resume,

@@ -100,30 +100,17 @@ def render_prompt(record: Record, depth: int) -> str:
     return "\n".join([*context_lines(record, depth), record.question])
 
 
-def _uniform(purpose: str, record: Record, seed: int, epoch: int | None) -> float:
-    """A number in [0, 1) drawn by ``purpose``, seed, record id (and ``epoch``): a rerun draws the same."""
-    drawn = f"{seed}" if epoch is None else f"{seed}:{epoch}"
-    key = f"{purpose}:{drawn}:{record.record_id}"
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
-
-
 def training_depth(record: Record, seed: int, epoch: int | None = None) -> int:
     """The context depth ``record`` is trained at: drawn from ``DEPTH_MIX`` by seed and record id (and
     ``epoch``, when every epoch draws anew)."""
-    point = _uniform("depth", record, seed, epoch) * sum(DEPTH_MIX.values())
+    key = f"depth:{seed}:{record.record_id}" if epoch is None else f"depth:{seed}:{epoch}:{record.record_id}"
+    digest = hashlib.sha256(key.encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(DEPTH_MIX.values())
     for depth, weight in DEPTH_MIX.items():
         if point < weight:
             return depth
         point -= weight
     return MAX_DEPTH
-
-
-def training_option_shift(record: Record, seed: int, epoch: int) -> int:
-    """How far a multiple-choice record's options are rotated in ``epoch`` (uniform over the option
-    count; 0 for other tasks): see :func:`mllm.data.qa.rotate_options`."""
-    if record.task is not Task.CLASSIFICATION or len(record.options) < 2:
-        return 0
-    return int(_uniform("options", record, seed, epoch) * len(record.options))
 
 
 def training_prompts(records: Sequence[Record], seed: int) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import re
 import string
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .schema import CLOZE_BLANK, FactKind, Level, Record, Section, Split, Task, node_path
 
@@ -72,7 +72,7 @@ class Fact:
 
 def format_choices(stem: str, options: tuple[str, ...]) -> str:
     """``stem A) x B) y C) z D) w`` — the MedForget multiple-choice form."""
-    return stem + " " + " ".join(f"{string.ascii_uppercase[i]}) {option}" for i, option in enumerate(options))
+    return stem + " " + " ".join(f"{LETTERS[i]}) {option}" for i, option in enumerate(options))
 
 
 def parse_choices(question: str) -> tuple[str, tuple[str, ...]] | None:
@@ -84,26 +84,6 @@ def parse_choices(question: str) -> tuple[str, tuple[str, ...]] | None:
     ends = [mark.start() for mark in marks[1:]] + [len(question)]
     options = tuple(question[mark.end():end].strip() for mark, end in zip(marks, ends, strict=True))
     return question[:marks[0].start()].strip(), options
-
-
-def rotate_options(record: Record, shift: int) -> Record:
-    """``record`` with its multiple-choice options rotated ``shift`` places to the left (the answer's
-    letter follows its option); a record of another task, or whose question does not parse, unchanged.
-
-    Training shows a question's options in every order (``option_order="per-epoch"``), so a model
-    learns to find the option naming the fact instead of a letter per question."""
-    parsed = parse_choices(record.question) if record.task is Task.CLASSIFICATION else None
-    if parsed is None:
-        return record
-    stem, options = parsed
-    letter = string.ascii_uppercase.find(record.answer) if len(record.answer) == 1 else -1
-    shift %= len(options)
-    if shift == 0 or not 0 <= letter < len(options):
-        return record
-    correct = options[letter]
-    rotated = options[shift:] + options[:shift]
-    return replace(record, question=format_choices(stem, rotated), options=rotated,
-                   answer=string.ascii_uppercase[rotated.index(correct)])
 
 
 def draw_options(fact: Fact, rng: random.Random) -> tuple[str, ...]:

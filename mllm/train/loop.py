@@ -32,7 +32,6 @@ from .encode import Batch, EncodedRecords
 from .logprobs import answer_nll
 
 DEPTH_DRAWS = ("per-record", "per-epoch")
-OPTION_ORDERS = ("fixed", "per-epoch")
 
 
 @dataclass(frozen=True)
@@ -52,16 +51,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     autocast: str | None = None  # "bfloat16": mixed-precision forward, weights and optimizer as they are
     depth_draw: str = "per-record"  # a record's context depth: drawn once or "per-epoch" (mllm.data.prompts)
-    option_order: str = "fixed"  # multiple-choice options as in the corpus or rotated "per-epoch" (.batches)
 
     def __post_init__(self) -> None:
         if self.depth_draw not in DEPTH_DRAWS:
             raise ValueError(f"depth_draw must be one of {', '.join(DEPTH_DRAWS)}, not {self.depth_draw!r}")
-        if self.option_order not in OPTION_ORDERS:
-            raise ValueError(f"option_order must be one of {', '.join(OPTION_ORDERS)}, "
-                             f"not {self.option_order!r}")
-        if self.option_order == "per-epoch" and self.depth_draw != "per-epoch":
-            raise ValueError("option_order 'per-epoch' needs depth_draw 'per-epoch' (drawn every epoch)")
 
     def total_steps(self, steps_per_epoch: int) -> int:
         total = self.steps if self.steps is not None else math.ceil(self.epochs * steps_per_epoch)

@@ -63,7 +63,12 @@ def _bad_input(message: str) -> None:
     type=click.Path(path_type=Path),
     help="SCOPE.json of a node an earlier job removed from this model's lineage (repeatable).",
 )
-@click.option("--oracle", type=click.Path(path_type=Path), help="A retrain oracle (benchmarks).")
+@click.option(
+    "--oracle",
+    type=click.Path(path_type=Path),
+    help="The original's retrain oracle without the forget set (an Oblivio artifact whose metadata shows "
+    "it; benchmarks).",
+)
 @click.option(
     "--policy",
     "policy_file",

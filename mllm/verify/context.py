@@ -33,6 +33,7 @@ import numpy as np
 from mllm.data.prompts import CONTEXT_FIELDS, with_context_of
 from mllm.data.schema import Corpus, Level, Record
 from mllm.evaluate.generate import greedy_answers
+from mllm.models.artifact import ArtifactMetadata
 from mllm.train.encode import EncodedRecords, answer_ids
 
 from .engine import AnswerStats, Decoded, answer_stats, encode, encode_probes, greedy_decode, reproduces
@@ -57,6 +58,7 @@ class Subject:
     model: Any
     processor: Any
     digest: str | None
+    metadata: ArtifactMetadata | None = None  # Oblivio provenance, when read from an artifact
     _decoded: dict[tuple, Decoded] = field(default_factory=dict, repr=False)
     _stats: dict[tuple, AnswerStats] = field(default_factory=dict, repr=False)
 

@@ -21,6 +21,7 @@ from mllm.models.artifact import artifact_digest
 from mllm.models.families import processor_digest
 from mllm.models.loader import LoadedModel, load_model
 from mllm.models.runtime import worker_placement
+from mllm.train.oracle import OracleMismatch, check_oracle
 
 from . import attacks  # noqa: F401  (registers the built-in attacks)
 from .context import Subject, VerifyContext, scope_list
@@ -54,7 +55,8 @@ def subject(role: str, ref: ModelRef) -> Subject:
         return replace(ref, role=role)  # the caches are shared, not copied
     loaded = ref if isinstance(ref, LoadedModel) else load_model(ref, **worker_placement())
     digest = artifact_digest(loaded.path) if isinstance(ref, str | Path) else None
-    return Subject(role=role, model=loaded.model, processor=loaded.processor, digest=digest)
+    return Subject(role=role, model=loaded.model, processor=loaded.processor, digest=digest,
+                   metadata=loaded.metadata)
 
 
 def _scope_summary(corpus: Corpus, scope: Any) -> dict[str, Any]:
@@ -88,6 +90,24 @@ def _same_processor(original: Subject, others: list[Subject]) -> None:
             )
 
 
+def comparable_oracle(original: Subject, oracle: Subject, scope: Any) -> None:
+    """Refuse an ``oracle`` that is not a retrain oracle of ``original`` from the same clean start,
+    corpus and recipe with exactly the scope's forget set (and earlier forgotten records) left out,
+    read from both artifacts' metadata (:func:`mllm.train.oracle.check_oracle`): compared with any
+    other model, PrivLeak and the oracle tables would measure something else."""
+    if original.metadata is None or oracle.metadata is None:
+        raise VerifyInputError(
+            "the oracle and the original must be Oblivio artifacts: without their training metadata the "
+            "oracle cannot be shown to be a retrain of the original"
+        )
+    left_out = [*scope_list(scope.forget), *scope_list(getattr(scope, "earlier_forgotten", None))]
+    excluded = {record.record_id for record in left_out}
+    try:
+        check_oracle(oracle.metadata, original.metadata, forget_ids=excluded)
+    except OracleMismatch as error:
+        raise VerifyInputError(str(error)) from error
+
+
 def verify(
     *,
     original: ModelRef,
@@ -107,7 +127,7 @@ def verify(
     ``ScopeGroups``. ``baseline`` is the lineage's first served model's success per panel record
     (:func:`mllm.verify.baseline.utility_baseline`); without it ``cumulative_utility`` is not
     applicable. Raises :class:`VerifyInputError` (also when the candidate or oracle does not use the
-    original's processor).
+    original's processor, or the oracle is not the original's retrain oracle: :func:`comparable_oracle`).
     """
     policy = policy or VerdictPolicy()
     summary = _scope_summary(corpus, scope)
@@ -123,6 +143,8 @@ def verify(
         baseline=baseline,
     )
     _same_processor(ctx.original, ctx.subjects())
+    if ctx.oracle is not None:
+        comparable_oracle(ctx.original, ctx.oracle, scope)
     checks, tables, timing = [], {}, {}
     for index, (name, attack) in enumerate(ATTACKS.items()):
         ctx.report(name, index / len(ATTACKS))

@@ -46,18 +46,14 @@ def test_train_with_replay_records_it_in_the_recipe(corpus, tmp_path):
     assert training["records"] == len(corpus.select(trainable=True))  # the corpus's; replay is extra
 
 
-def test_train_records_depth_draw_option_order_and_autocast_in_the_recipe(corpus, tmp_path):
+def test_train_records_depth_draw_and_autocast_in_the_recipe(corpus, tmp_path):
     result = run(train, ["--corpus", corpus.root, "--out", tmp_path / "m", *FAST, "--depth-draw", "per-epoch",
-                         "--option-order", "per-epoch", "--autocast", "bfloat16"])
+                         "--autocast", "bfloat16"])
     assert result.exit_code == 0, result.output
     config = read_metadata(tmp_path / "m").training["config"]
     assert config["depth_draw"] == "per-epoch" and config["autocast"] == "bfloat16"
-    assert config["option_order"] == "per-epoch"
     refused = run(train, ["--corpus", corpus.root, "--out", tmp_path / "n", *FAST, "--autocast", "float16"])
     assert refused.exit_code == 2 and not (tmp_path / "n").exists()
-    alone = run(train, ["--corpus", corpus.root, "--out", tmp_path / "o", *FAST,
-                        "--option-order", "per-epoch"])
-    assert alone.exit_code == 2 and "needs depth_draw" in alone.output and not (tmp_path / "o").exists()
 
 
 def test_same_seed_same_artifact_digest(corpus, tmp_path):

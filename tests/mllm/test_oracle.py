@@ -105,11 +105,33 @@ def test_a_recipe_written_before_a_setting_existed_compares_as_its_default(secre
         return replace(metadata, training={**metadata.training, "config": changes})
 
     written = full.training["config"]
-    older = {k: v for k, v in written.items() if k not in ("autocast", "depth_draw", "option_order")}
+    older = {k: v for k, v in written.items() if k not in ("autocast", "depth_draw")}
     check_oracle(oracle, config(full, **older), forget_ids=forget)
-    drawn = {**written, "depth_draw": "per-epoch", "option_order": "per-epoch"}
+    drawn = {**written, "depth_draw": "per-epoch"}
     for candidate, original in ((config(oracle, **drawn), config(full, **older)),
                                 (oracle, config(full, **written, future_setting=1))):
         with pytest.raises(OracleMismatch) as caught:
             check_oracle(candidate, original, forget_ids=forget)
         assert caught.value.field == "training.config"
+
+
+def test_verification_refuses_an_oracle_that_is_not_the_originals_retrain(secret_corpus, runs) -> None:
+    from types import SimpleNamespace
+
+    from mllm.verify import subject
+    from mllm.verify.verifier import VerifyInputError, comparable_oracle
+
+    corpus, forget = secret_corpus
+    records = {r.record_id: r for r in corpus.records}
+    scope = SimpleNamespace(forget=[records[i] for i in forget])
+    original, oracle = subject("original", runs["full"]), subject("oracle", runs["oracle"])
+    comparable_oracle(original, oracle, scope)
+    refused = [
+        (original, subject("oracle", runs["other-recipe"]), scope, "training.config"),
+        (original, oracle, SimpleNamespace(forget=scope.forget[:-1]), "training.excluded_sha256"),
+        (original, original, scope, "kind"),
+        (original, replace(oracle, metadata=None), scope, "Oblivio artifacts"),
+    ]
+    for first, second, groups, reason in refused:
+        with pytest.raises(VerifyInputError, match=reason):
+            comparable_oracle(first, second, groups)

@@ -13,11 +13,9 @@ from mllm.data.prompts import (
     context_lines,
     render_prompt,
     training_depth,
-    training_option_shift,
     training_prompts,
     with_context_of,
 )
-from mllm.data.qa import parse_choices, rotate_options
 from mllm.data.schema import Corpus, Level, Task
 from mllm.data.synth import generate_corpus
 
@@ -100,31 +98,3 @@ def test_a_twin_borrows_the_donors_context_but_never_a_stand_in_for_its_answer(c
     asks_name = next(r for r in holdout if r.fact_key == "institution.name" and r.task is Task.GENERATION)
     shown = render_prompt(with_context_of(asks_name, donor, 2), MAX_DEPTH)
     assert "Institution:" not in shown and f"Patient MRN: {donor.patient_id}" in shown
-
-
-def test_option_rotation_moves_the_answer_letter_with_its_option(corpus: Corpus) -> None:
-    record = next(r for r in corpus.select(trainable=True) if r.task is Task.CLASSIFICATION)
-    stem, options = parse_choices(record.question)
-    correct = options["ABCD".index(record.answer)]
-    for shift in range(1, len(options)):
-        moved = rotate_options(record, shift)
-        assert parse_choices(moved.question) == (stem, options[shift:] + options[:shift])
-        assert moved.options == options[shift:] + options[:shift]
-        assert moved.options["ABCD".index(moved.answer)] == correct == moved.fact_value
-        assert moved.record_id == record.record_id
-    assert {rotate_options(record, s).answer for s in range(len(options))} == set("ABCD")
-    assert rotate_options(record, 0) == rotate_options(record, len(options)) == record
-    other = next(r for r in corpus.records if r.task is not Task.CLASSIFICATION)
-    assert rotate_options(other, 1) is other
-
-
-def test_option_shifts_are_drawn_per_epoch_for_multiple_choice_only(corpus: Corpus) -> None:
-    trainable = corpus.select(trainable=True)
-    choices = [r for r in trainable if r.task is Task.CLASSIFICATION]
-    shifts = Counter(training_option_shift(r, 0, epoch) for r in choices for epoch in range(4))
-    assert set(shifts) == set(range(4)) and max(shifts.values()) < 2 * min(shifts.values())
-    assert all(training_option_shift(r, 0, 1) == 0 for r in trainable if r.task is not Task.CLASSIFICATION)
-    def drawn(epoch: int) -> list[int]:
-        return [training_option_shift(r, 0, epoch) for r in choices]
-
-    assert drawn(2) == drawn(2) != drawn(3)

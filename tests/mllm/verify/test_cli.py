@@ -186,10 +186,13 @@ def test_bad_input_exits_2_without_identifiers(dirs: dict[str, Path], world) -> 
     cases.append(run(dirs, "oracle", "x8.json", "--baseline", str(foreign), "--save-baseline",
                      str(dirs["root"] / "x9.json")))
     cases.append(run(dirs, "oracle", "x10.json", "--save-baseline", str(dirs["root"] / "taken.json")))
+    # a model directory without Oblivio training metadata cannot be shown to be a retrain oracle
+    cases.append(run(dirs, "oracle", "x11.json", "--oracle", str(dirs["oracle"])))
     for result in cases:
         assert result.exit_code == EXIT_BAD_INPUT, result.output
         assert world.scope.forget[0].patient_id not in result.output
-    assert not any((dirs["root"] / f"x{i}.json").exists() for i in range(1, 11))
+    assert "retrain of the original" in cases[-1].output
+    assert not any((dirs["root"] / f"x{i}.json").exists() for i in range(1, 12))
     assert (dirs["root"] / "taken.json").read_text() == "{}"
 
 
