@@ -4,7 +4,8 @@
         [--depth-draw per-epoch|per-record] [--autocast bfloat16] [--epochs E] [--weight-decay W]
 
 The recipe draws every record's context depth anew each epoch (``--depth-draw per-epoch``, 28 epochs);
-``--autocast bfloat16`` is how the demo run fits the 300 s budget on a CPU with AVX512-BF16.
+``--autocast bfloat16`` is how the demo run fits the 300 s budget on the AMD EPYC it was measured on
+(no gain on an Intel Xeon with AMX: docs/benchmarks.md).
 
 Fine-tunes through the same job as ``oblivio train --base`` (all trainable records) starting from
 the pretrained reference base of ``oblivio pretrain`` (built once into ``bench-out/pretrain/`` and

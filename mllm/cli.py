@@ -296,7 +296,8 @@ def _echo_outcome(out: Path, outcome: Any) -> None:
               help="Recompute activations in the backward pass (less memory, ~30% more time).")
 @click.option("--autocast", type=click.Choice(["bfloat16"]),
               help="Mixed precision: the forward pass in bfloat16, weights and optimizer in theirs "
-                   "(fast where the hardware has it: GPUs, CPUs with AVX512-BF16/AMX).")
+                   "(faster on GPUs; on CPUs it depends: 1.6x on an AMD EPYC with AVX512-BF16, no gain on an "
+                   "Intel Xeon with AMX; see docs/benchmarks.md).")
 @click.option("--depth-draw", type=click.Choice(["per-record", "per-epoch"]), default="per-record",
               show_default=True,
               help="Context depth of each record: drawn once for the run, or anew every epoch (the model "
