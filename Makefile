@@ -28,8 +28,9 @@ test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Long measurements (not tests): writes bench-out/ and the sections of docs/benchmarks.md.
-# bf16 autocast fits the memorisation budget on CPUs with AVX512-BF16 (and GPUs); elsewhere bf16 is
-# emulated and slower than fp32: set MEMORISE_ARGS= to train in fp32 there.
+# bf16 autocast (the documented runs) fits the memorisation budget on the 2-core AMD EPYC (1.6x over
+# fp32); an Intel Xeon with AMX measured no gain, and CPUs without bf16 emulate it (slower): there,
+# MEMORISE_ARGS= trains in fp32 (docs/benchmarks.md).
 BENCH_SIZES ?= demo medforget
 MEMORISE_ARGS ?= --autocast bfloat16
 bench: venv bench-api
