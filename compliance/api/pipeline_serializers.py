@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
+from django.core.validators import RegexValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.choices import enum_choices
+
 from ..models import Deployment, JobState, ModelVersion, UnlearningJob, VerificationRecord
+from .serializers import Choice, Text
+
+#: Standard base64 with its padding (what ``b64decode(validate=True)`` reads), not empty.
+BASE64 = RegexValidator(r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$",
+                        "images must be base64", code="invalid_image")
 
 
 class UtilityBaselineOut(serializers.Serializer):
@@ -84,7 +91,7 @@ class JobOut(serializers.ModelSerializer):
 
 
 class JobFilterIn(serializers.Serializer):
-    state = serializers.ChoiceField(choices=[s.value for s in JobState], required=False)
+    state = Choice(enum_choices(JobState), required=False)
 
 
 class VerificationReportOut(serializers.ModelSerializer):
@@ -98,7 +105,7 @@ class VerificationReportOut(serializers.ModelSerializer):
 
 class RollbackIn(serializers.Serializer):
     version = serializers.UUIDField(help_text="A retired version of this deployment.")
-    reason = serializers.CharField(max_length=2000)
+    reason = Text(max_length=2000)
 
 
 class PublicKeyOut(serializers.Serializer):
@@ -132,18 +139,16 @@ class CertificateOut(serializers.Serializer):
 
 
 class ScreenIn(serializers.Serializer):
-    prompt = serializers.CharField(max_length=20000, allow_blank=True, trim_whitespace=False)
+    prompt = Text(max_length=20000, allow_blank=True, trim_whitespace=False)
     identifiers = serializers.ListField(
-        child=serializers.CharField(max_length=255), max_length=50, default=list,
+        child=Text(max_length=255), max_length=50, default=list,
         help_text="Identifiers the serving layer knows (e.g. from DICOM headers).")
-    images = serializers.ListField(child=serializers.CharField(max_length=4_000_000), max_length=8,
-                                   default=list, help_text="Images of the prompt, base64.")
+    images = serializers.ListField(
+        child=Text(max_length=4_000_000, trim_whitespace=False, validators=[BASE64]), max_length=8,
+        default=list, help_text="Images of the prompt, base64.")
 
     def validate_images(self, value: list[str]) -> list[bytes]:
-        try:
-            return [base64.b64decode(item, validate=True) for item in value]
-        except (ValueError, binascii.Error):
-            raise serializers.ValidationError("images must be base64", code="invalid_image") from None
+        return [base64.b64decode(item) for item in value]  # BASE64 checked each
 
 
 class ScreenOut(serializers.Serializer):

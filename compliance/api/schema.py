@@ -1,11 +1,18 @@
-"""OpenAPI pieces shared by the views: documented error responses and request examples."""
+"""OpenAPI pieces shared by the views: documented error responses, request examples, and the input
+rules the serializers enforce beyond field types, stated in the schema where OpenAPI 3.0 can say them
+(so a client generated from it, or a fuzzer, knows them before a 400 or 422 tells it)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.validators import RegexValidator
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 
+from ..legal import HIPAA_REGULATIONS, LEGAL_BASES
 from .errors import error_body
-from .serializers import ErrorSerializer
+from .serializers import DATETIME, BoundedDateTime, ErrorSerializer, Text
 
 _ERRORS = {
     400: ("Malformed input: bad JSON, missing or invalid fields.", "required",
@@ -75,3 +82,94 @@ EXTEND_EXAMPLES = [
     OpenApiExample("CCPA: 45 more days", request_only=True,
                    value={"days": 45, "notice_sent_at": "2026-02-10T12:00:00Z"}),
 ]
+
+
+# --- input rules in the schema ------------------------------------------------------------------
+
+def _character_class(characters: list[str]) -> str:
+    """A regex character class body naming ``characters`` as ``\\uXXXX`` ranges (ECMA and Python read it)."""
+    codes = sorted(map(ord, characters))
+    runs: list[list[int]] = []
+    for code in codes:
+        if runs and code == runs[-1][1] + 1:
+            runs[-1][1] = code
+        else:
+            runs.append([code, code])
+    return "".join(f"\\u{low:04x}" + (f"-\\u{high:04x}" if high > low else "") for low, high in runs)
+
+
+#: What DRF trims (``str.strip``: Python's whitespace, which is not ECMA's ``\s``) and NUL, refused.
+_TRIMMED = _character_class([chr(code) for code in range(0x10000) if chr(code).isspace()])
+#: Text without NUL; where blank is not allowed, with a character that survives trimming.
+#: One or more characters either way: drf-spectacular adds the empty string as a branch of its own
+#: where blank is allowed.
+ANY_TEXT = r"^[^\u0000]+$"
+NOT_BLANK = rf"^[^\u0000]*[^\u0000{_TRIMMED}][^\u0000]*$"
+
+
+class TextInSchema(OpenApiSerializerFieldExtension):
+    """``Text`` inputs: a string without NUL, not only whitespace unless blank is allowed (a field
+    with its own pattern keeps it)."""
+
+    target_class = Text
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if not any(isinstance(validator, RegexValidator) for validator in self.target.validators):
+            schema["pattern"] = ANY_TEXT if self.target.allow_blank else NOT_BLANK
+        return schema
+
+
+class DateTimeInSchema(OpenApiSerializerFieldExtension):
+    """``BoundedDateTime``: its pattern (RFC 3339 with an offset, years 2000-2099)."""
+
+    target_class = BoundedDateTime
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        return {**schema, "pattern": f"^{DATETIME.pattern}$"}
+
+
+def _subject_rule() -> list[dict[str, Any]]:
+    """``SubjectIn.validate``: exactly one of institution, mrn or study_uid; section only with study_uid."""
+    def alone(name: str, *excluded: str) -> dict[str, Any]:
+        return {"required": [name], "not": {"anyOf": [{"required": [other]} for other in excluded]}}
+
+    return [alone("institution", "mrn", "study_uid", "section"),
+            alone("mrn", "institution", "study_uid", "section"),
+            alone("study_uid", "institution", "mrn")]
+
+
+def _legal_ground_rule() -> list[dict[str, Any]]:
+    """``check_legal_ground``: each regulation admits its own legal bases, and only some regulations
+    record HIPAA-covered requests (one alternative per regulation, from the same tables)."""
+    no_hipaa = {"hipaa_covered": {"enum": [False]}}
+    return [{"properties": {"regulation": {"enum": [str(regulation)]},
+                            "legal_basis": {"enum": sorted(map(str, bases))},
+                            **({} if regulation in HIPAA_REGULATIONS else no_hipaa)}}
+            for regulation, bases in LEGAL_BASES.items()]
+
+
+def _extension_rule() -> list[dict[str, Any]]:
+    """``ExtendIn.validate``: exactly one of months or days."""
+    return [{"required": ["months"]}, {"required": ["days"]}]
+
+
+#: Component -> its cross-field rule. A body under such a rule must be sent ({} breaks it).
+_RULES = {"SubjectIn": _subject_rule, "ForgetRequestCreateIn": _legal_ground_rule,
+          "ExtendIn": _extension_rule}
+
+
+def input_rules(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """Postprocessing hook (after drf-spectacular's enum hook, which would name these inline enums):
+    the cross-field rules of :data:`_RULES` as ``oneOf`` alternatives, their bodies required."""
+    schemas = result["components"]["schemas"]
+    for name, rule in _RULES.items():
+        schemas[name]["oneOf"] = rule()
+    bodies = [operation["requestBody"] for operations in result["paths"].values()
+              for operation in operations.values() if "requestBody" in operation]
+    for body in bodies:
+        names = {media["schema"].get("$ref", "").rsplit("/", 1)[-1] for media in body["content"].values()}
+        if names & set(_RULES):
+            body["required"] = True
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from django.utils import timezone
@@ -14,6 +15,7 @@ from mllm.data.schema import Level
 from mllm.data.schema import Section as SectionName
 
 from ..deadlines import ExtensionUnit
+from ..forget_requests import CLOCK_SKEW
 from ..legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from ..lifecycle import Status
 from ..models import ForgetRequest
@@ -32,25 +34,36 @@ class Choice(serializers.ChoiceField):
         self.error_messages["invalid_choice"] = f"not an allowed value; use one of: {allowed}"
 
 
-#: Datetimes the API accepts: nothing before the oldest statute it tracks, nothing absurdly late.
-EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
-_RANGE = f"between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+class Text(serializers.CharField):
+    """A text input: a JSON string only (DRF's ``CharField`` also turns numbers into text), without
+    NUL characters (refused by DRF); the OpenAPI schema says both (:mod:`compliance.api.schema`)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+#: Datetimes the API accepts: RFC 3339 (the schema's ``format: date-time``; upper-case ``T`` and ``Z``)
+#: with its offset, in the years 2000-2099 as written: nothing before the oldest statute the API tracks,
+#: nothing absurdly late, no naive time or bare date left to a guessed time zone.
+DATETIME = re.compile(r"20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+                      r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])")
+_FORM = "an RFC 3339 date-time with its offset (e.g. 2026-01-31T09:30:00Z) in the years 2000-2099"
 
 
 class BoundedDateTime(serializers.DateTimeField):
-    """An ISO 8601 datetime with a time zone, between :data:`EARLIEST` and :data:`LATEST`."""
+    """A date-time matching :data:`DATETIME` (the OpenAPI schema carries the same pattern)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs["help_text"] = f"{kwargs.get('help_text', '')} ISO 8601, {_RANGE}.".strip()
+        kwargs["help_text"] = f"{kwargs.get('help_text', '')} Must be {_FORM}.".strip()
         super().__init__(**kwargs)
-        self.error_messages["out_of_range"] = f"must lie {_RANGE}"
+        self.error_messages["invalid"] = f"must be {_FORM}"
 
     def to_internal_value(self, value: Any) -> dt.datetime:
-        parsed = super().to_internal_value(value)
-        if not EARLIEST <= parsed < LATEST:
-            self.fail("out_of_range")
-        return parsed
+        if not isinstance(value, str) or not DATETIME.fullmatch(value):
+            self.fail("invalid")
+        return super().to_internal_value(value)  # also refuses a day the month does not have
 
 
 NOTE = {"max_length": 2000, "required": False, "allow_blank": True, "default": ""}
@@ -76,19 +89,19 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class MrnIn(serializers.Serializer):
-    system = serializers.CharField(max_length=255, help_text="Identifier system URI of the MRN.")
-    value = serializers.CharField(max_length=64)
+    system = Text(max_length=255, help_text="Identifier system URI of the MRN.")
+    value = Text(max_length=64)
 
 
 class SubjectIn(serializers.Serializer):
     """Exactly one of ``institution``, ``mrn`` or ``study_uid`` (plus ``section`` for a report section)."""
 
-    institution = serializers.CharField(max_length=64, required=False, help_text="Institution code.")
+    institution = Text(max_length=64, required=False, help_text="Institution code.")
     mrn = MrnIn(required=False, help_text="A patient: medical record number within its system.")
-    study_uid = serializers.CharField(max_length=128, required=False,
-                                      help_text="A study: DICOM StudyInstanceUID (bare or urn:oid:).")
+    study_uid = Text(max_length=128, required=False,
+                     help_text="A study: DICOM StudyInstanceUID (bare or urn:oid:).")
     section = Choice(enum_choices(SectionName), required=False,
-                                      help_text="A section of the study given by study_uid.")
+                     help_text="A section of the study given by study_uid.")
 
     def validate(self, attrs: dict[str, Any]) -> SubjectIdentifiers:
         given = [name for name in ("institution", "mrn", "study_uid") if name in attrs]
@@ -107,8 +120,8 @@ class SubjectIn(serializers.Serializer):
 
 class RequesterIn(serializers.Serializer):
     type = Choice(REQUESTER_TYPES)
-    reference = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
-                                      help_text="Your case number; stored only as a keyed hash.")
+    reference = Text(max_length=200, required=False, allow_blank=True, default="",
+                     help_text="Your case number; stored only as a keyed hash.")
 
 
 class ForgetRequestCreateIn(serializers.Serializer):
@@ -118,8 +131,9 @@ class ForgetRequestCreateIn(serializers.Serializer):
     hipaa_covered = serializers.BooleanField(default=False, help_text=(
         "HIPAA grants no erasure right: such requests use institution_policy or consent_withdrawal."))
     requester = RequesterIn()
-    received_at = BoundedDateTime(required=False,
-                                            help_text="When the request reached you (default: now).")
+    received_at = BoundedDateTime(required=False, help_text=(
+        f"When the request reached you (default: now); at most {CLOCK_SKEW.seconds // 60} minutes ahead of "
+        "the server's clock."))
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The keyword arguments of ``forget_request_create``."""
@@ -131,13 +145,12 @@ class ForgetRequestCreateIn(serializers.Serializer):
 
 
 class NoteIn(serializers.Serializer):
-    note = serializers.CharField(**NOTE)
+    note = Text(**NOTE)
 
 
 class RefuseIn(serializers.Serializer):
     reason = Choice(REFUSAL_REASONS)
-    text = serializers.RegexField(r"\S", max_length=2000, min_length=1,
-                                  help_text="Explanation given to the requester (not blank).")
+    text = Text(max_length=2000, min_length=1, help_text="Explanation given to the requester (not blank).")
     partial = serializers.BooleanField(default=False,
                                        help_text="Refuse part; the rest proceeds to unlearning.")
 
@@ -150,7 +163,7 @@ class ExtendIn(serializers.Serializer):
     days = serializers.IntegerField(min_value=1, max_value=365, required=False,
                                     help_text="CCPA (up to 45) and policy-based regulations.")
     notice_sent_at = BoundedDateTime(help_text="When the requester was told of the extension.")
-    note = serializers.CharField(**NOTE)
+    note = Text(**NOTE)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The keyword arguments of ``forget_request_extend`` (less the request and actor)."""
@@ -165,16 +178,16 @@ class ExtendIn(serializers.Serializer):
 
 class ForgetRequestFilterIn(serializers.Serializer):
     status = Choice(enum_choices(Status), required=False)
-    institution = serializers.CharField(max_length=64, required=False, help_text="Institution code.")
+    institution = Text(max_length=64, required=False, help_text="Institution code.")
     regulation = Choice(enum_choices(Regulation), required=False)
-    overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
+    overdue = serializers.BooleanField(required=False)  # absent: both; empty: refused
 
 
 class AuditEventFilterIn(serializers.Serializer):
     action = Choice(enum_choices(AuditAction), required=False)
-    object_type = serializers.CharField(max_length=64, required=False)
-    object_id = serializers.CharField(max_length=64, required=False)
-    subject_hash = serializers.CharField(max_length=64, required=False)
+    object_type = Text(max_length=64, required=False)
+    object_id = Text(max_length=64, required=False)
+    subject_hash = Text(max_length=64, required=False)
     since = BoundedDateTime(required=False)
     until = BoundedDateTime(required=False)
 

@@ -57,7 +57,8 @@ def _validated(serializer_class: type[serializers.Serializer], data: Any) -> Any
 
 
 class _Policy:
-    """Shared by every API view: role permissions, a throttle scope, bodies with a length."""
+    """Shared by every API view: role permissions, a throttle scope, bodies with a length, each query
+    parameter given once (``?limit=5&limit=500`` is ambiguous, as a JSON key given twice is)."""
 
     permission_classes = [HasRole]
     roles: Mapping[str, frozenset[Role]] = {}
@@ -67,6 +68,9 @@ class _Policy:
         if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
             raise LengthRequired()  # Django reads bodies by Content-Length: a chunked one would look empty
         super().initial(request, *args, **kwargs)
+        if any(len(values) > 1 for _name, values in request.query_params.lists()):
+            raise serializers.ValidationError("each query parameter may be given once",  # names not echoed
+                                              code="duplicate_parameter")
 
 
 class _ApiView(_Policy, APIView):

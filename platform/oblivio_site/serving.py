@@ -54,6 +54,8 @@ _CLIENT_ERRORS: list[tuple[type[Exception], int, str, str, str]] = [
      "a header is malformed (e.g. Content-Length)"),
     (http_errors.ParseException, 400, "Bad Request", "bad_request", "the request could not be parsed"),
 ]
+#: The answer to a body that stalls (the per-read timeout while it is buffered).
+_TIMEOUT = (408, "Request Timeout", "request_timeout", "the request body did not arrive in time")
 
 
 def _client_error(exc: BaseException) -> tuple[int, str, str, str] | None:
@@ -61,6 +63,23 @@ def _client_error(exc: BaseException) -> tuple[int, str, str, str] | None:
         if isinstance(exc, kind):
             return status, reason, code, message
     return None
+
+
+def document_server_errors(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: the answers this worker gives before any view runs
+    (malformed or oversized request heads, a stalled body), on every operation that does not
+    document the status already. Their bodies have the API's error shape."""
+    answers = [(status, reason, code, message) for _kind, status, reason, code, message in _CLIENT_ERRORS]
+    for status, reason, code, message in [*answers, _TIMEOUT]:
+        response = {"description": f"{reason} (answered by the server before the API).",
+                    "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Error"},
+                        "examples": {code: {"value": {"error": {"code": code, "message": message,
+                                                                 "field": None}}}}}}}
+        for operations in result["paths"].values():
+            for operation in operations.values():
+                operation["responses"].setdefault(str(status), response)
+    return result
 
 
 def error_response(status: int, reason: str, code: str, message: str) -> bytes:
@@ -133,8 +152,7 @@ class OblivioWorker(ThreadWorker):
         except TimeoutError:
             self.log.warning("request refused: 408 request_timeout (the body stalled)")
             with contextlib.suppress(OSError):
-                conn.sock.sendall(error_response(408, "Request Timeout", "request_timeout",
-                                                 "the request body did not arrive in time"))
+                conn.sock.sendall(error_response(*_TIMEOUT))
             return False  # the rest of the body may still come: close the connection
         return super().handle_request(req, conn)
 

@@ -244,6 +244,10 @@ SPECTACULAR_SETTINGS = {
         "RefusalReasonEnum": "compliance.api.serializers.REFUSAL_REASONS",
         "RequesterTypeEnum": "compliance.api.serializers.REQUESTER_TYPES",
     },
+    # After the enum hook: the input rules' inline enums stay inline.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "compliance.api.schema.input_rules",
+                             "oblivio_site.serving.document_server_errors"],
 }
 
 # --- Forget requests, webhooks -----------------------------------------------------------

@@ -148,6 +148,21 @@ def test_filters_are_validated(api) -> None:
     assert page.status_code == 200 and page.json()["count"] == 0
 
 
+def test_an_empty_filter_is_refused_not_read_as_absent(api) -> None:
+    """``overdue=`` used to list every request, as if the filter were not there."""
+    _error(api.get(f"{CREATE}?overdue="), 400, "invalid", "overdue")
+    _error(api.get(f"{CREATE}?institution="), 400, "blank", "institution")
+    assert api.get(f"{CREATE}?overdue=false").status_code == 200
+
+
+def test_a_query_parameter_given_twice_is_refused_without_naming_it(api) -> None:
+    """``?limit=5&limit=500`` is ambiguous (the last one used to win), as a JSON key given twice is."""
+    for query in ("limit=5&limit=500", "status=received&status=approved", "mrn0001=a&mrn0001=b"):
+        body = _error(api.get(f"{CREATE}?{query}"), 400, "duplicate_parameter")
+        assert not {"limit", "status", "mrn0001"} & set(json.dumps(body).replace('"', " ").split())
+    assert api.get(f"{CREATE}?limit=5&offset=0").status_code == 200
+
+
 # --- idempotent intake (sequential retries; concurrent ones: test_idempotency_concurrency) -------
 
 

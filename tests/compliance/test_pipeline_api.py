@@ -148,6 +148,7 @@ def test_the_serving_gateway_screens_prompts(served: Served, approve, make_perso
     assert screen(prompt="Findings?", identifiers=[mrn])["refused"] is True
     bad = gateway.post("/api/v1/inference/screen", {"prompt": "x", "images": ["%%"]},
                        content_type="application/json")
-    assert bad.status_code == 400 and bad.json()["error"]["field"] == "images"
+    assert bad.status_code == 400 and bad.json()["error"] | {"message": ""} == {
+        "code": "invalid_image", "field": "images.0", "message": ""}
     assert make_key("H1").client().post("/api/v1/inference/screen", {"prompt": mrn},
                                         content_type="application/json").status_code == 403
