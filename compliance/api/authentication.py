@@ -17,13 +17,16 @@ from ..accounts import apikey_authenticate
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """``Authorization: Bearer <API key>``; anything else is left to the next authenticator."""
+    """``Authorization: Bearer <API key>``. A request without that header is left to the session; one
+    with any other ``Authorization`` is refused, session or not: credentials that do not authenticate
+    never pass because a cookie came with them."""
 
     def authenticate(self, request: Request) -> tuple[Principal, None] | None:
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() != b"bearer":
+        header = get_authorization_header(request)
+        if not header:
             return None
-        if len(parts) != 2:
+        parts = header.split()
+        if len(parts) != 2 or parts[0].lower() != b"bearer":
             raise exceptions.AuthenticationFailed("the Authorization header must be 'Bearer <API key>'")
         try:
             token = parts[1].decode("ascii")

@@ -108,6 +108,15 @@ def test_a_revoked_key_is_refused(key_a, tree) -> None:
     assert response.status_code == 401 and response.json()["error"]["code"] == "authentication_failed"
 
 
+@pytest.mark.parametrize("authorization", ["Basic b2ZmaWNlcjpwdw==", "Token abc", "Bearer", "garbage",
+                                           "Bearer obl_nope_nope"])
+def test_credentials_that_do_not_authenticate_are_refused_beside_a_session(officer, authorization) -> None:
+    client = officer.client()
+    assert client.get("/api/v1/institutions").status_code == 200
+    response = client.get("/api/v1/institutions", HTTP_AUTHORIZATION=authorization)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "authentication_failed"
+
+
 def test_session_writes_need_the_csrf_token(officer, make_request) -> None:
     request = make_request()
     client = officer.client(enforce_csrf_checks=True)
