@@ -22,10 +22,9 @@ class ApiKeyAuthentication(BaseAuthentication):
     never pass because a cookie came with them."""
 
     def authenticate(self, request: Request) -> tuple[Principal, None] | None:
-        header = get_authorization_header(request)
-        if not header:
+        if "HTTP_AUTHORIZATION" not in request.META:  # present but empty is refused too
             return None
-        parts = header.split()
+        parts = get_authorization_header(request).split()
         if len(parts) != 2 or parts[0].lower() != b"bearer":
             raise exceptions.AuthenticationFailed("the Authorization header must be 'Bearer <API key>'")
         try:

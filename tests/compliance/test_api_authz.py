@@ -109,7 +109,7 @@ def test_a_revoked_key_is_refused(key_a, tree) -> None:
 
 
 @pytest.mark.parametrize("authorization", ["Basic b2ZmaWNlcjpwdw==", "Token abc", "Bearer", "garbage",
-                                           "Bearer obl_nope_nope"])
+                                           "Bearer obl_nope_nope", ""])
 def test_credentials_that_do_not_authenticate_are_refused_beside_a_session(officer, authorization) -> None:
     client = officer.client()
     assert client.get("/api/v1/institutions").status_code == 200
