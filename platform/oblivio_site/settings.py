@@ -141,7 +141,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True  # serve app static files without a collectstatic step
 
 # --- Celery: filesystem broker under OBLIVIO_HOME unless CELERY_BROKER_URL says otherwise -------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://localhost/"  # a host, or kombu warns
 _BROKER_IS_FILESYSTEM = CELERY_BROKER_URL.startswith("filesystem://")
 if _BROKER_IS_FILESYSTEM:
     _broker_dir = HOME / "broker"
