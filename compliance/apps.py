@@ -6,4 +6,5 @@ class ComplianceConfig(AppConfig):
     verbose_name = "Compliance"
 
     def ready(self) -> None:
+        from . import audit_state  # noqa: F401  (registers the audit chain's state checks)
         from .pipeline import hooks  # noqa: F401  (registers the lifecycle hooks)

@@ -2,7 +2,10 @@
 
 ``audit_append`` is the only way an event is written; every state-changing service calls it in the
 same transaction as the change it records. Verification is the pure :mod:`core.chain`, so the same
-code checks the live database and an exported file offline.
+code checks the live database and an exported file offline; on the live database it also runs the
+**state checks** the apps register (:func:`register_state_check`): the rows a service changes together
+with an event must still say what the events say, so a database superuser who rewrites a row (an
+approval, a deadline, the served model) without writing the event is caught too.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import csv
 import enum
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,6 +77,18 @@ class AuditAction(enum.StrEnum):
     PIPELINE_POLICY_SET = "pipeline_policy.set"
     GUARD_ACTIVATED = "inference_guard.activated"
     GUARD_DEACTIVATED = "inference_guard.deactivated"
+
+
+#: A check that stored state agrees with the chain: returns a problem (ids and keyed hashes only) or "".
+StateCheck = Callable[[], str]
+_STATE_CHECKS: list[StateCheck] = []
+
+
+def register_state_check(check: StateCheck) -> StateCheck:
+    """Register a state check (used as a decorator by the app that owns the state; core cannot import
+    the apps). :func:`audit_verify` runs every registered check once the chain itself verifies."""
+    _STATE_CHECKS.append(check)
+    return check
 
 
 def _timestamp(moment: datetime) -> str:
@@ -179,7 +194,8 @@ def checkpoint_max_age() -> timedelta:
 
 def audit_verify() -> VerifyResult:
     """Verify the chain stored in the database: links, signatures and head, then the witness
-    outside the database, then that the newest checkpoint is as recent as the schedule makes it."""
+    outside the database, then that the newest checkpoint is as recent as the schedule makes it, then
+    that the rows the events describe still say what the events say (the registered state checks)."""
     keys = signing.public_keys()
     checkpoints = _checkpoint_dicts()
     result = verify_chain(_event_dicts(), checkpoints, public_keys=keys, head=_head_dict())
@@ -195,6 +211,8 @@ def audit_verify() -> VerifyResult:
         problem = staleness_problem(
             newest_checkpoint_at=AuditCheckpoint.objects.aggregate(newest=Max("signed_at"))["newest"],
             first_event_at=first_event, now=timezone.now(), max_age=checkpoint_max_age())
+    for check in _STATE_CHECKS:
+        problem = problem or check()
     if problem:
         return replace(result, ok=False, problem=problem)
     return result

@@ -37,7 +37,8 @@ def audit_verify_command(export_file: Path | None, public_key_files: tuple[Path,
     """Check every hash link, signed checkpoint and the witness; exit 1 and name the first bad event.
 
     On the database this also fails when the newest checkpoint is older than the checkpoint
-    schedule allows (OBLIVIO_AUDIT_CHECKPOINT_SECONDS + OBLIVIO_AUDIT_CHECKPOINT_GRACE_SECONDS)."""
+    schedule allows (OBLIVIO_AUDIT_CHECKPOINT_SECONDS + OBLIVIO_AUDIT_CHECKPOINT_GRACE_SECONDS), and
+    when a forget request or a deployment's served model differs from what its events record."""
     if export_file is None:
         setup_django()
         from .audit import audit_verify
@@ -53,7 +54,8 @@ def audit_verify_command(export_file: Path | None, public_key_files: tuple[Path,
     elif result.ok:
         click.echo(f"ok: {result.events_checked} events, {result.checkpoints_checked} signed checkpoints")
     else:
-        click.echo(f"TAMPERED: {result.problem} (first bad event #{result.first_bad_seq})")
+        where = f" (first bad event #{result.first_bad_seq})" if result.first_bad_seq is not None else ""
+        click.echo(f"TAMPERED: {result.problem}{where}")
     if not result.ok:
         sys.exit(1)
 

@@ -27,6 +27,7 @@ from core.principals import SYSTEM, Principal
 from hierarchy.scope import scope_resolve
 
 from ..attestation import json_digest
+from ..audit_state import recorded_status
 from ..errors import Conflict, NotFound
 from ..forget_requests import forget_request_advance
 from ..lifecycle import Status
@@ -137,6 +138,10 @@ def _plan_one(request_id: uuid.UUID, *, statuses: tuple[Status, ...] = _PLANNABL
         request = ForgetRequest.objects.select_for_update().filter(pk=request_id,
                                                                    status__in=statuses).first()
         if request is None:
+            return None
+        if recorded_status(request.pk) != request.status:  # set in the database, not by a decision
+            logger.error("forget request %s not planned: its status is not the one its audit events "
+                         "record (`oblivio audit verify`)", request.pk)
             return None
         deployments = Deployment.objects.select_for_update(no_key=True).filter(served__isnull=False) \
             .order_by("name")

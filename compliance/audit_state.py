@@ -1,0 +1,116 @@
+"""The audit chain's state checks (:func:`core.audit.register_state_check`) for compliance data.
+
+A service changes a row and appends the event that records the change in one transaction, so the
+row must always say what the events say. A database superuser can rewrite the row without the event
+(the chain itself would show an edited or deleted event); these checks replay the events and compare:
+
+- **forget requests** — status (``received`` at creation, then each status change's ``to``),
+  deadline (at creation, then each extension's), who decided an approval or refusal and the refusal
+  reason, and the intake fields (level, subject hash, regulation, legal basis, HIPAA coverage,
+  requester type); a request without a creation event, or a recorded request without its row;
+- **deployments** — the model version served is the one the newest promotion or rollback of that
+  deployment names, with the artifact digest it names.
+
+Problems name request and version ids and the fields that differ, never stored values (a row an
+attacker wrote may hold anything). :func:`recorded_status` lets the pipeline refuse to act on a
+status the chain does not hold.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from core.audit import AuditAction, register_state_check
+from core.models import AuditEvent
+
+from .forget_requests import OBJECT_TYPE as REQUEST
+from .lifecycle import Status
+from .models import Deployment, ForgetRequest
+from .pipeline.registry import OBJECT_TYPE as VERSION
+
+#: Intake fields as the creation event records them (the event's own ``subject_hash`` besides).
+_INTAKE = ("level", "regulation", "legal_basis", "hipaa_covered", "requester_type")
+_DECISIONS = {Status.APPROVED, Status.REFUSED, Status.PARTIALLY_REFUSED}
+_STATUS_EVENTS = (AuditAction.FORGET_REQUEST_CREATED, AuditAction.FORGET_REQUEST_STATUS_CHANGED)
+_SERVING_EVENTS = (AuditAction.MODEL_VERSION_PROMOTED, AuditAction.MODEL_VERSION_ROLLED_BACK)
+
+
+def _status_after(action: str, data: dict[str, Any]) -> str:
+    return str(Status.RECEIVED) if action == AuditAction.FORGET_REQUEST_CREATED else str(data.get("to"))
+
+
+def _recorded_requests() -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """Each request's fields as its events build them, and the ids whose events lack a creation."""
+    recorded: dict[str, dict[str, Any]] = {}
+    headless: set[str] = set()
+    events = AuditEvent.objects.filter(object_type=REQUEST).order_by("seq") \
+        .values_list("object_id", "action", "actor", "subject_hash", "data")
+    for request_id, action, actor, subject_hash, data in events.iterator(chunk_size=2000):
+        if action == AuditAction.FORGET_REQUEST_CREATED:
+            recorded[request_id] = {"status": _status_after(action, data), "subject_hash": subject_hash,
+                                    "deadline": data.get("deadline"), "decided_by": "", "reason_code": "",
+                                    **{name: data[name] for name in _INTAKE if name in data}}
+        elif request_id not in recorded:
+            headless.add(request_id)
+        elif action == AuditAction.FORGET_REQUEST_STATUS_CHANGED:
+            state = recorded[request_id]
+            state["status"] = _status_after(action, data)
+            if state["status"] in _DECISIONS:
+                state["decided_by"], state["reason_code"] = actor, data.get("reason_code", "")
+        elif action == AuditAction.FORGET_REQUEST_DEADLINE_EXTENDED:
+            recorded[request_id]["deadline"] = data.get("deadline")
+    return recorded, headless
+
+
+def _stored(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "status": str(row["status"]), "deadline": row["deadline"].isoformat()}
+
+
+@register_state_check
+def forget_requests_match_chain() -> str:
+    """The first forget request whose row differs from its events ("" when none does)."""
+    recorded, headless = _recorded_requests()
+    fields = ("status", "subject_hash", "deadline", "decided_by", "reason_code", *_INTAKE)
+    for row in ForgetRequest.objects.order_by("received_at", "pk").values("pk", *fields).iterator(2000):
+        request_id = str(row.pop("pk"))
+        events = recorded.pop(request_id, None)
+        if events is None:
+            return f"forget request {request_id} has no creation event in the audit chain"
+        stored = _stored(row)
+        differ = [name for name in fields if events.get(name) is not None and events[name] != stored[name]]
+        if differ:
+            return (f"forget request {request_id}: {', '.join(differ)} differ from what its audit "
+                    "events record (the row was changed outside the services)")
+    if headless:
+        return f"forget request {min(headless)}: audit events without a creation event"
+    if recorded:
+        return f"forget request {min(recorded)} is recorded in the audit chain but its row is gone"
+    return ""
+
+
+@register_state_check
+def deployments_match_chain() -> str:
+    """The first deployment that serves another version than its newest promotion or rollback names."""
+    recorded: dict[str, tuple[str, str]] = {}
+    events = AuditEvent.objects.filter(object_type=VERSION, action__in=_SERVING_EVENTS).order_by("seq") \
+        .values_list("object_id", "data")
+    for version_id, data in events.iterator(chunk_size=2000):
+        recorded[str(data.get("deployment"))] = (version_id, str(data.get("artifact_digest")))
+    for pk, name, served_id, digest in Deployment.objects.order_by("pk").values_list(
+            "pk", "name", "served_id", "served__artifact_digest"):
+        stored = (str(served_id), digest) if served_id is not None else None
+        if stored != recorded.pop(name, None):
+            return (f"deployment #{pk} serves another model version than its audit events record "
+                    "(the served pointer or the version's digest was changed outside the services)")
+    if recorded:
+        return "a deployment recorded in the audit chain as serving a model is gone or renamed"
+    return ""
+
+
+def recorded_status(request_id: uuid.UUID) -> str | None:
+    """The status a request's newest status event gives it; ``None`` without events."""
+    newest = AuditEvent.objects.filter(object_type=REQUEST, object_id=str(request_id),
+                                       action__in=_STATUS_EVENTS).order_by("-seq") \
+        .values_list("action", "data").first()
+    return _status_after(*newest) if newest else None

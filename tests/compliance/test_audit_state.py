@@ -1,0 +1,123 @@
+"""A database superuser who rewrites compliance rows without their audit events is caught: by
+``oblivio audit verify`` (the chain's state checks) and by the pipeline, which does not act on a status
+the chain does not hold."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from django.db.models import F
+from django.utils import timezone
+from pipeline_support import *  # noqa: F403
+from pipeline_support import Served, write_model
+
+from compliance.deadlines import ExtensionUnit
+from compliance.forget_requests import (
+    forget_request_approve,
+    forget_request_create,
+    forget_request_extend,
+    forget_request_refuse,
+    forget_request_review,
+)
+from compliance.legal import LegalBasis, RefusalReason, Regulation, RequesterType
+from compliance.lifecycle import Status
+from compliance.models import Deployment, ForgetRequest
+from compliance.pipeline.jobs import jobs_plan
+from compliance.pipeline.registry import model_version_register
+from compliance.subjects import SubjectIdentifiers
+from core.audit import audit_verify
+from core.cli import audit as audit_cli
+from core.principals import SYSTEM
+
+MALLORY = "user:mallory-approved-this"
+
+
+@pytest.fixture
+def on_file(make_request: Callable[..., ForgetRequest], officer: Any) -> dict[str, ForgetRequest]:
+    """Requests in the states a hospital's file holds, each made by the services."""
+    received, approved, refused, extended = (make_request() for _ in range(4))
+    for request in (approved, refused):
+        forget_request_review(request_id=request.pk, actor=officer.principal)
+    forget_request_approve(request_id=approved.pk, actor=officer.principal, note="scope confirmed")
+    forget_request_refuse(request_id=refused.pk, actor=officer.principal, reason=RefusalReason.OTHER,
+                          text="a legal hold applies")
+    forget_request_extend(request_id=extended.pk, actor=officer.principal, length=2,
+                          unit=ExtensionUnit.MONTHS, notice_sent_at=timezone.now(), note="complex case")
+    return {name: ForgetRequest.objects.get(pk=request.pk) for name, request in
+            (("received", received), ("approved", approved), ("refused", refused), ("extended", extended))}
+
+
+def test_rows_the_services_wrote_agree_with_the_chain(on_file: dict[str, ForgetRequest]) -> None:
+    assert audit_verify().ok
+
+
+REWRITES: dict[str, tuple[str, Callable[[], dict[str, Any]], str]] = {
+    "an approval without a decision": ("received", lambda: {"status": Status.APPROVED}, "status"),
+    "a refusal turned into an approval": ("refused", lambda: {"status": Status.APPROVED}, "status"),
+    "a later deadline": ("received", lambda: {"deadline": F("deadline") + timedelta(days=60)}, "deadline"),
+    "an extension undone": ("extended", lambda: {"deadline": F("base_deadline")}, "deadline"),
+    "another approver (four-eyes faked)": ("approved", lambda: {"decided_by": MALLORY}, "decided_by"),
+    "another refusal reason": ("refused", lambda: {"reason_code": "manifestly_unfounded"}, "reason_code"),
+    "another subject": ("received", lambda: {"subject_hash": "0" * 64}, "subject_hash"),
+    "another legal basis": ("received", lambda: {"legal_basis": "gdpr_17_1_a"}, "legal_basis"),
+}
+
+
+@pytest.mark.parametrize("name", REWRITES)
+def test_a_rewritten_request_row_is_named(on_file: dict[str, ForgetRequest], name: str) -> None:
+    which, change, field = REWRITES[name]
+    request = on_file[which]
+    ForgetRequest.objects.filter(pk=request.pk).update(**change())
+    result = audit_verify()
+    assert not result.ok and result.first_bad_seq is None  # the chain itself is intact
+    assert str(request.pk) in result.problem and field in result.problem
+    assert MALLORY not in result.problem  # stored values are not echoed
+
+
+def test_a_deleted_or_inserted_request_row_is_named(on_file: dict[str, ForgetRequest]) -> None:
+    gone = on_file["received"]
+    ForgetRequest.objects.filter(pk=gone.pk).delete()
+    assert "row is gone" in audit_verify().problem
+
+    forged = on_file["approved"]
+    forged.pk = uuid.uuid4()
+    forged.save(force_insert=True)
+    result = audit_verify()
+    assert not result.ok and str(forged.pk) in result.problem and "no creation event" in result.problem
+
+
+def test_cli_names_the_rewritten_request(on_file: dict[str, ForgetRequest]) -> None:
+    ForgetRequest.objects.filter(pk=on_file["received"].pk).update(status=Status.APPROVED)
+    result = CliRunner().invoke(audit_cli, ["verify"])
+    assert result.exit_code == 1
+    assert f"TAMPERED: forget request {on_file['received'].pk}: status differ" in result.output
+    assert "#None" not in result.output
+
+
+def test_a_status_set_in_the_database_is_not_planned(served: Served, approve) -> None:
+    approved = approve()
+    rewritten = forget_request_create(
+        actor=SYSTEM, subject=SubjectIdentifiers(mrn_system=served.institution.mrn_system,
+                                                 mrn_value=served.mrns[1]),
+        regulation=Regulation.GDPR, legal_basis=LegalBasis.GDPR_17_1_B,
+        requester_type=RequesterType.DATA_SUBJECT)
+    ForgetRequest.objects.filter(pk=rewritten.pk).update(status=Status.APPROVED)
+    jobs = jobs_plan()
+    assert [set(job.targets) for job in jobs] == [{str(approved.pk)}]
+    assert ForgetRequest.objects.get(pk=rewritten.pk).status == Status.APPROVED  # left for a person
+    assert str(rewritten.pk) in audit_verify().problem
+
+
+def test_a_served_pointer_moved_in_the_database_is_named(served: Served, tmp_path) -> None:
+    assert audit_verify().ok
+    other = model_version_register(deployment="default", artifact_dir=write_model(tmp_path / "other", "b"),
+                                   corpus=served.corpus, corpus_root=served.corpus_dir, actor=SYSTEM,
+                                   serve=False)
+    Deployment.objects.filter(name="default").update(served=other)
+    result = audit_verify()
+    assert not result.ok and "serves another model version" in result.problem
