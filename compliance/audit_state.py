@@ -4,7 +4,8 @@ A service changes a row and appends the event that records the change in one tra
 row must always say what the events say. A database superuser can rewrite the row without the event
 (the chain itself would show an edited or deleted event); these checks replay the events and compare:
 
-- **forget requests** — status (``received`` at creation, then each status change's ``to``),
+- **forget requests** — status (``received`` at creation, then each status change's ``to``, which
+  must start from the status before it),
   deadline (at creation, then each extension's), who decided an approval or refusal and the refusal
   reason, and the intake fields (level, subject hash, regulation, legal basis, HIPAA coverage,
   requester type); a request without a creation event, or a recorded request without its row;
@@ -55,6 +56,8 @@ def _recorded_requests() -> tuple[dict[str, dict[str, Any]], set[str]]:
             headless.add(request_id)
         elif action == AuditAction.FORGET_REQUEST_STATUS_CHANGED:
             state = recorded[request_id]
+            if data.get("from") != state["status"]:  # a change made on top of a rewritten status
+                state["rewritten_before"] = True
             state["status"] = _status_after(action, data)
             if state["status"] in _DECISIONS:
                 state["decided_by"], state["reason_code"] = actor, data.get("reason_code", "")
@@ -77,6 +80,9 @@ def forget_requests_match_chain() -> str:
         events = recorded.pop(request_id, None)
         if events is None:
             return f"forget request {request_id} has no creation event in the audit chain"
+        if events.get("rewritten_before"):
+            return (f"forget request {request_id}: a status change started from a status its audit events "
+                    "never gave it (the row was changed outside the services before)")
         stored = _stored(row)
         differ = [name for name in fields if events.get(name) is not None and events[name] != stored[name]]
         if differ:

@@ -79,6 +79,14 @@ def test_a_rewritten_request_row_is_named(on_file: dict[str, ForgetRequest], nam
     assert MALLORY not in result.problem  # stored values are not echoed
 
 
+def test_a_decision_made_on_top_of_a_rewritten_status_stays_visible(on_file, second_officer) -> None:
+    request = on_file["received"]  # never reviewed: the superuser skips the review step
+    ForgetRequest.objects.filter(pk=request.pk).update(status=Status.IN_REVIEW)
+    forget_request_approve(request_id=request.pk, actor=second_officer.principal)  # the row agrees again
+    result = audit_verify()
+    assert not result.ok and str(request.pk) in result.problem and "started from" in result.problem
+
+
 def test_a_deleted_or_inserted_request_row_is_named(on_file: dict[str, ForgetRequest]) -> None:
     gone = on_file["received"]
     ForgetRequest.objects.filter(pk=gone.pk).delete()
