@@ -29,6 +29,8 @@ from .errors import Conflict, Forbidden, Invalid, NotFound, lock_or_not_found
 from .models import ApiKey
 
 TOKEN_SCHEME = "obl"
+#: ``object_type`` of the audit events of API keys and of people.
+API_KEY, USER = "api_key", "user"
 #: ``last_used_at`` is refreshed at most this often (one write per key per minute, not per request).
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -54,7 +56,7 @@ def apikey_create(*, name: str, institution_codes: list[str], actor: Principal) 
                 key = ApiKey.objects.create(prefix=prefix, digest=_digest(token), name=name.strip(),
                                             created_by=actor.name)
                 key.institutions.set(institutions)
-                audit_append(actor=actor, action=AuditAction.API_KEY_CREATED, object_type="api_key",
+                audit_append(actor=actor, action=AuditAction.API_KEY_CREATED, object_type=API_KEY,
                              object_id=prefix, data={"name": key.name,
                                                      "institutions": sorted(i.code for i in institutions)})
             return key, token
@@ -72,7 +74,7 @@ def apikey_revoke(*, prefix: str, actor: Principal) -> ApiKey:
             raise Conflict("this API key is already revoked", field="prefix", code="already_revoked")
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        audit_append(actor=actor, action=AuditAction.API_KEY_REVOKED, object_type="api_key",
+        audit_append(actor=actor, action=AuditAction.API_KEY_REVOKED, object_type=API_KEY,
                      object_id=prefix)
     return key
 
@@ -122,7 +124,7 @@ def user_create(*, username: str, email: str, password: str, roles: list[Role],
         user.set_password(password)
         user.save()
         user.groups.set([Group.objects.get_or_create(name=str(role))[0] for role in roles])
-        audit_append(actor=actor, action=AuditAction.USER_CREATED, object_type="user",
+        audit_append(actor=actor, action=AuditAction.USER_CREATED, object_type=USER,
                      object_id=str(user.pk), data={"roles": sorted(str(role) for role in roles)})
     return user
 
@@ -150,7 +152,7 @@ def role_grant(*, username: str, role: Role, actor: Principal) -> bool:
         if user.groups.filter(pk=group.pk).exists():
             return False
         user.groups.add(group)
-        audit_append(actor=actor, action=AuditAction.ROLE_GRANTED, object_type="user",
+        audit_append(actor=actor, action=AuditAction.ROLE_GRANTED, object_type=USER,
                      object_id=str(user.pk), data={"role": str(role)})
     return True
 
@@ -164,6 +166,6 @@ def role_revoke(*, username: str, role: Role, actor: Principal) -> bool:
         if group is None or not user.groups.filter(pk=group.pk).exists():
             return False
         user.groups.remove(group)
-        audit_append(actor=actor, action=AuditAction.ROLE_REVOKED, object_type="user",
+        audit_append(actor=actor, action=AuditAction.ROLE_REVOKED, object_type=USER,
                      object_id=str(user.pk), data={"role": str(role)})
     return True

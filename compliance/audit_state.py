@@ -10,7 +10,11 @@ row must always say what the events say. A database superuser can rewrite the ro
   reason, and the intake fields (level, subject hash, regulation, legal basis, HIPAA coverage,
   requester type); a request without a creation event, or a recorded request without its row;
 - **deployments** — the model version served is the one the newest promotion or rollback of that
-  deployment names, with the artifact digest it names.
+  deployment names, with the artifact digest it names;
+- **access** — each API key has its creation event, the institutions it named and no revocation
+  undone; nobody holds a role their creation and role events do not give them (a role put into the
+  group table directly is a role nobody granted; a role taken away directly only lowers privilege
+  and is not flagged).
 
 Problems name request and version ids and the fields that differ, never stored values (a row an
 attacker wrote may hold anything). :func:`recorded_status` lets the pipeline refuse to act on a
@@ -22,12 +26,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.contrib.auth import get_user_model
+
 from core.audit import AuditAction, register_state_check
 from core.models import AuditEvent
+from core.principals import HUMAN_ROLES
 
+from .accounts import API_KEY, USER
 from .forget_requests import OBJECT_TYPE as REQUEST
 from .lifecycle import Status
-from .models import Deployment, ForgetRequest
+from .models import ApiKey, Deployment, ForgetRequest
 from .pipeline.registry import OBJECT_TYPE as VERSION
 
 #: Intake fields as the creation event records them (the event's own ``subject_hash`` besides).
@@ -111,6 +119,57 @@ def deployments_match_chain() -> str:
                     "(the served pointer or the version's digest was changed outside the services)")
     if recorded:
         return "a deployment recorded in the audit chain as serving a model is gone or renamed"
+    return ""
+
+
+@register_state_check
+def api_keys_match_chain() -> str:
+    """The first API key that was not created, scoped or revoked as its events record."""
+    recorded: dict[str, dict[str, Any]] = {}
+    events = AuditEvent.objects.filter(object_type=API_KEY).order_by("seq") \
+        .values_list("object_id", "action", "data")
+    for prefix, action, data in events.iterator(chunk_size=2000):
+        if action == AuditAction.API_KEY_CREATED:
+            recorded[prefix] = {"institutions": sorted(data.get("institutions", [])), "revoked": False}
+        elif action == AuditAction.API_KEY_REVOKED and prefix in recorded:
+            recorded[prefix]["revoked"] = True
+    stored: dict[int, dict[str, Any]] = {}
+    for pk, prefix, revoked_at, code in ApiKey.objects.order_by("pk", "institutions__code").values_list(
+            "pk", "prefix", "revoked_at", "institutions__code"):
+        key = stored.setdefault(pk, {"prefix": prefix, "institutions": [], "revoked": revoked_at is not None})
+        if code is not None:
+            key["institutions"].append(code)
+    for pk, key in stored.items():
+        events = recorded.get(key.pop("prefix"))
+        if events is None:
+            return f"API key #{pk} has no creation event in the audit chain"
+        differ = [name for name in ("institutions", "revoked") if key[name] != events[name]]
+        if differ:
+            return (f"API key #{pk}: {', '.join(differ)} differ from what its audit events record "
+                    "(changed outside the services)")
+    return ""
+
+
+@register_state_check
+def roles_match_chain() -> str:
+    """The first person holding a role that their creation and role events do not give them."""
+    recorded: dict[str, set[str]] = {}
+    events = AuditEvent.objects.filter(object_type=USER).order_by("seq") \
+        .values_list("object_id", "action", "data")
+    for user_id, action, data in events.iterator(chunk_size=2000):
+        if action == AuditAction.USER_CREATED:
+            recorded[user_id] = set(data.get("roles", []))
+        elif action == AuditAction.ROLE_GRANTED:
+            recorded.setdefault(user_id, set()).add(str(data.get("role")))
+        elif action == AuditAction.ROLE_REVOKED:
+            recorded.setdefault(user_id, set()).discard(str(data.get("role")))
+    stored: dict[str, set[str]] = {}
+    for user_id, group in get_user_model().objects.filter(groups__name__in=[str(r) for r in HUMAN_ROLES]) \
+            .order_by("pk").values_list("pk", "groups__name"):
+        stored.setdefault(str(user_id), set()).add(group)
+    for user_id, roles in stored.items():
+        if roles - recorded.get(user_id, set()):
+            return f"user #{user_id} holds a role no audit event granted (changed outside the services)"
     return ""
 
 

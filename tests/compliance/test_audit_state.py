@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db.models import F
 from django.utils import timezone
 from pipeline_support import *  # noqa: F403
 from pipeline_support import Served, write_model
 
+from compliance.accounts import apikey_revoke, role_grant, role_revoke
 from compliance.deadlines import ExtensionUnit
 from compliance.forget_requests import (
     forget_request_approve,
@@ -26,13 +29,14 @@ from compliance.forget_requests import (
 )
 from compliance.legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from compliance.lifecycle import Status
-from compliance.models import Deployment, ForgetRequest
+from compliance.models import ApiKey, Deployment, ForgetRequest
 from compliance.pipeline.jobs import jobs_plan
 from compliance.pipeline.registry import model_version_register
 from compliance.subjects import SubjectIdentifiers
 from core.audit import audit_verify
 from core.cli import audit as audit_cli
-from core.principals import SYSTEM
+from core.principals import SYSTEM, Role
+from hierarchy.models import Institution
 
 MALLORY = "user:mallory-approved-this"
 
@@ -129,3 +133,45 @@ def test_a_served_pointer_moved_in_the_database_is_named(served: Served, tmp_pat
     Deployment.objects.filter(name="default").update(served=other)
     result = audit_verify()
     assert not result.ok and "serves another model version" in result.problem
+
+
+@pytest.fixture
+def access(tree, make_key, make_person, officer) -> dict[str, Any]:
+    """An API key revoked and one live, people whose roles were granted and revoked by the services."""
+    live, revoked = make_key(tree.institutions[0].code), make_key(tree.institutions[0].code)
+    apikey_revoke(prefix=revoked.principal.name.removeprefix("api-key:"), actor=SYSTEM)
+    auditor = make_person(Role.AUDITOR)
+    role_grant(username=auditor.username, role=Role.ML_ENGINEER, actor=SYSTEM)
+    role_revoke(username=auditor.username, role=Role.ML_ENGINEER, actor=SYSTEM)
+    return {"live": live, "revoked": revoked, "auditor": auditor, "other_code": tree.institutions[1].code}
+
+
+def _key(key: Any) -> ApiKey:
+    return ApiKey.objects.get(pk=key.principal.api_key_id)
+
+
+def test_access_the_services_granted_agrees_with_the_chain(access: dict[str, Any]) -> None:
+    assert audit_verify().ok
+
+
+def test_a_revocation_undone_in_the_database_is_named(access: dict[str, Any]) -> None:
+    ApiKey.objects.filter(pk=_key(access["revoked"]).pk).update(revoked_at=None)
+    result = audit_verify()
+    assert not result.ok and f"API key #{_key(access['revoked']).pk}: revoked" in result.problem
+
+
+def test_a_key_scope_widened_in_the_database_is_named(access: dict[str, Any]) -> None:
+    _key(access["live"]).institutions.add(Institution.objects.get(code=access["other_code"]))
+    assert "institutions differ" in audit_verify().problem
+
+
+def test_a_key_inserted_in_the_database_is_named(access: dict[str, Any]) -> None:
+    forged = ApiKey.objects.create(name="backdoor", prefix="deadbeef", digest="0" * 64, created_by="x")
+    assert f"API key #{forged.pk} has no creation event" in audit_verify().problem
+
+
+def test_a_role_put_into_the_group_table_is_named(access: dict[str, Any]) -> None:
+    user = get_user_model().objects.get(username=access["auditor"].username)
+    user.groups.add(Group.objects.get(name=str(Role.COMPLIANCE_OFFICER)))
+    result = audit_verify()
+    assert not result.ok and f"user #{user.pk} holds a role no audit event granted" in result.problem
