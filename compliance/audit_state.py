@@ -7,8 +7,9 @@ row must always say what the events say. A database superuser can rewrite the ro
 - **forget requests** — status (``received`` at creation, then each status change's ``to``, which
   must start from the status before it),
   deadline (at creation, then each extension's), who decided an approval or refusal and the refusal
-  reason, and the intake fields (level, subject hash, regulation, legal basis, HIPAA coverage,
-  requester type); a request without a creation event, or a recorded request without its row;
+  reason, the intake fields (level, subject hash, regulation, legal basis, HIPAA coverage,
+  requester type) and the inference guard (on or off, how many identifiers and images it matches);
+  a request without a creation event, or a recorded request without its row;
 - **deployments** — the model version served is the one the newest promotion or rollback of that
   deployment names, with the artifact digest it names;
 - **access** — each API key has its creation event, the institutions it named and no revocation
@@ -42,6 +43,7 @@ from .pipeline.registry import OBJECT_TYPE as VERSION
 _INTAKE = ("level", "regulation", "legal_basis", "hipaa_covered", "requester_type")
 _DECISIONS = {Status.APPROVED, Status.REFUSED, Status.PARTIALLY_REFUSED}
 _STATUS_EVENTS = (AuditAction.FORGET_REQUEST_CREATED, AuditAction.FORGET_REQUEST_STATUS_CHANGED)
+_GUARD_EVENTS = (AuditAction.GUARD_ACTIVATED, AuditAction.GUARD_DEACTIVATED)
 _SERVING_EVENTS = (AuditAction.MODEL_VERSION_PROMOTED, AuditAction.MODEL_VERSION_ROLLED_BACK)
 
 
@@ -71,11 +73,21 @@ def _recorded_requests() -> tuple[dict[str, dict[str, Any]], set[str]]:
                 state["decided_by"], state["reason_code"] = actor, data.get("reason_code", "")
         elif action == AuditAction.FORGET_REQUEST_DEADLINE_EXTENDED:
             recorded[request_id]["deadline"] = data.get("deadline")
+        elif action in _GUARD_EVENTS:
+            state = recorded[request_id]
+            activated = action == AuditAction.GUARD_ACTIVATED
+            counts = (data.get("identifiers"), data.get("images")) if activated else state["guard"][1:]
+            state["guard"] = (activated, *counts)
     return recorded, headless
 
 
+_GUARD = ("guard_rule__active", "guard_rule__identifier_hashes", "guard_rule__image_digests")
+
+
 def _stored(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "status": str(row["status"]), "deadline": row["deadline"].isoformat()}
+    active, identifiers, images = (row.pop(name) for name in _GUARD)
+    guard = None if active is None else (active, len(identifiers), len(images))
+    return {**row, "status": str(row["status"]), "deadline": row["deadline"].isoformat(), "guard": guard}
 
 
 @register_state_check
@@ -83,7 +95,8 @@ def forget_requests_match_chain() -> str:
     """The first forget request whose row differs from its events ("" when none does)."""
     recorded, headless = _recorded_requests()
     fields = ("status", "subject_hash", "deadline", "decided_by", "reason_code", *_INTAKE)
-    for row in ForgetRequest.objects.order_by("received_at", "pk").values("pk", *fields).iterator(2000):
+    rows = ForgetRequest.objects.order_by("received_at", "pk").values("pk", *fields, *_GUARD)
+    for row in rows.iterator(2000):
         request_id = str(row.pop("pk"))
         events = recorded.pop(request_id, None)
         if events is None:
@@ -92,7 +105,8 @@ def forget_requests_match_chain() -> str:
             return (f"forget request {request_id}: a status change started from a status its audit events "
                     "never gave it (the row was changed outside the services before)")
         stored = _stored(row)
-        differ = [name for name in fields if events.get(name) is not None and events[name] != stored[name]]
+        differ = [name for name in (*fields, "guard")
+                  if events.get(name) is not None and events[name] != stored[name]]
         if differ:
             return (f"forget request {request_id}: {', '.join(differ)} differ from what its audit "
                     "events record (the row was changed outside the services)")

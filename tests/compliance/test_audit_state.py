@@ -29,7 +29,7 @@ from compliance.forget_requests import (
 )
 from compliance.legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from compliance.lifecycle import Status
-from compliance.models import ApiKey, Deployment, ForgetRequest
+from compliance.models import ApiKey, Deployment, ForgetRequest, GuardRule
 from compliance.pipeline.jobs import jobs_plan
 from compliance.pipeline.registry import model_version_register
 from compliance.subjects import SubjectIdentifiers
@@ -175,3 +175,12 @@ def test_a_role_put_into_the_group_table_is_named(access: dict[str, Any]) -> Non
     user.groups.add(Group.objects.get(name=str(Role.COMPLIANCE_OFFICER)))
     result = audit_verify()
     assert not result.ok and f"user #{user.pk} holds a role no audit event granted" in result.problem
+
+
+@pytest.mark.parametrize("change", [{"active": False}, {"identifier_hashes": [], "image_digests": []}])
+def test_a_guard_switched_off_in_the_database_is_named(served: Served, approve, change) -> None:
+    request = approve()
+    assert audit_verify().ok
+    GuardRule.objects.filter(request=request).update(**change)
+    result = audit_verify()
+    assert not result.ok and str(request.pk) in result.problem and "guard" in result.problem
