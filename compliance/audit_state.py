@@ -117,21 +117,32 @@ def forget_requests_match_chain() -> str:
     return ""
 
 
+def _recorded_serving(name: str) -> tuple[str, str] | None:
+    """(version id, artifact digest) that the newest promotion or rollback of deployment ``name`` names."""
+    events = AuditEvent.objects.filter(object_type=VERSION, action__in=_SERVING_EVENTS, data__deployment=name)
+    newest = events.order_by("-seq").values_list("object_id", "data").first()
+    return (newest[0], str(newest[1].get("artifact_digest"))) if newest else None
+
+
+def serves_as_recorded(deployment: Deployment) -> bool:
+    """Whether ``deployment`` serves the version (and digest) its newest promotion or rollback names."""
+    served = deployment.served
+    stored = (str(served.pk), served.artifact_digest) if served else None
+    return _recorded_serving(deployment.name) == stored
+
+
 @register_state_check
 def deployments_match_chain() -> str:
     """The first deployment that serves another version than its newest promotion or rollback names."""
-    recorded: dict[str, tuple[str, str]] = {}
-    events = AuditEvent.objects.filter(object_type=VERSION, action__in=_SERVING_EVENTS).order_by("seq") \
-        .values_list("object_id", "data")
-    for version_id, data in events.iterator(chunk_size=2000):
-        recorded[str(data.get("deployment"))] = (version_id, str(data.get("artifact_digest")))
-    for pk, name, served_id, digest in Deployment.objects.order_by("pk").values_list(
-            "pk", "name", "served_id", "served__artifact_digest"):
-        stored = (str(served_id), digest) if served_id is not None else None
-        if stored != recorded.pop(name, None):
-            return (f"deployment #{pk} serves another model version than its audit events record "
+    names = set()
+    for deployment in Deployment.objects.select_related("served").order_by("pk"):
+        names.add(deployment.name)
+        if not serves_as_recorded(deployment):
+            return (f"deployment #{deployment.pk} serves another model version than its audit events record "
                     "(the served pointer or the version's digest was changed outside the services)")
-    if recorded:
+    recorded = AuditEvent.objects.filter(object_type=VERSION, action__in=_SERVING_EVENTS) \
+        .values_list("data__deployment", flat=True).distinct()
+    if set(recorded) - names:
         return "a deployment recorded in the audit chain as serving a model is gone or renamed"
     return ""
 

@@ -27,7 +27,7 @@ from core.principals import SYSTEM, Principal
 from hierarchy.scope import scope_resolve
 
 from ..attestation import json_digest
-from ..audit_state import recorded_status
+from ..audit_state import recorded_status, serves_as_recorded
 from ..errors import Conflict, NotFound
 from ..forget_requests import forget_request_advance
 from ..lifecycle import Status
@@ -145,6 +145,10 @@ def _plan_one(request_id: uuid.UUID, *, statuses: tuple[Status, ...] = _PLANNABL
             return None
         deployments = Deployment.objects.select_for_update(no_key=True).filter(served__isnull=False) \
             .order_by("name")
+        if not all(map(serves_as_recorded, deployments)):  # a served pointer moved in the database
+            logger.error("forget request %s not planned: a deployment serves another model than its "
+                         "audit events record (`oblivio audit verify`)", request.pk)
+            return None
         for deployment in deployments:
             target = _target(request, deployment)
             if target is None:

@@ -184,3 +184,13 @@ def test_a_guard_switched_off_in_the_database_is_named(served: Served, approve, 
     GuardRule.objects.filter(request=request).update(**change)
     result = audit_verify()
     assert not result.ok and str(request.pk) in result.problem and "guard" in result.problem
+
+
+def test_nothing_is_planned_on_a_moved_served_pointer(served: Served, approve, tmp_path) -> None:
+    request = approve()
+    other = model_version_register(deployment="default", artifact_dir=write_model(tmp_path / "other", "b"),
+                                   corpus=served.corpus, corpus_root=served.corpus_dir, actor=SYSTEM,
+                                   serve=False)
+    Deployment.objects.filter(name="default").update(served=other)
+    assert jobs_plan() == []
+    assert ForgetRequest.objects.get(pk=request.pk).status == Status.APPROVED  # not certified "not trained"
