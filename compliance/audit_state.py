@@ -12,6 +12,8 @@ row must always say what the events say. A database superuser can rewrite the ro
   a request without a creation event, or a recorded request without its row;
 - **deployments** — the model version served is the one the newest promotion or rollback of that
   deployment names, with the artifact digest it names;
+- **webhook endpoints** — each has its creation event, the institution, events and URL (by digest) it
+  named, and no disabling undone (a receiver added in the database would be sent every notification);
 - **access** — each API key has its creation event, the institutions it named and no revocation
   undone; nobody holds a role their creation and role events do not give them (a role put into the
   group table directly is a role nobody granted; a role taken away directly only lowers privilege
@@ -36,8 +38,9 @@ from core.principals import HUMAN_ROLES
 from .accounts import API_KEY, USER
 from .forget_requests import OBJECT_TYPE as REQUEST
 from .lifecycle import Status
-from .models import ApiKey, Deployment, ForgetRequest
+from .models import ApiKey, Deployment, ForgetRequest, WebhookEndpoint
 from .pipeline.registry import OBJECT_TYPE as VERSION
+from .webhooks import ENDPOINT, url_digest
 
 #: Intake fields as the creation event records them (the event's own ``subject_hash`` besides).
 _INTAKE = ("level", "regulation", "legal_basis", "hipaa_covered", "requester_type")
@@ -144,6 +147,31 @@ def deployments_match_chain() -> str:
         .values_list("data__deployment", flat=True).distinct()
     if set(recorded) - names:
         return "a deployment recorded in the audit chain as serving a model is gone or renamed"
+    return ""
+
+
+@register_state_check
+def webhook_endpoints_match_chain() -> str:
+    """The first webhook endpoint that was not created or disabled as its events record."""
+    recorded: dict[str, dict[str, Any]] = {}
+    events = AuditEvent.objects.filter(object_type=ENDPOINT).order_by("seq") \
+        .values_list("object_id", "action", "data")
+    for endpoint_id, action, data in events.iterator(chunk_size=2000):
+        if action == AuditAction.WEBHOOK_ENDPOINT_CREATED:
+            recorded[endpoint_id] = {"institution": data.get("institution"), "events": data.get("events"),
+                                     "url": data.get("url_sha256"), "active": True}
+        elif action == AuditAction.WEBHOOK_ENDPOINT_DISABLED and endpoint_id in recorded:
+            recorded[endpoint_id]["active"] = False
+    for pk, institution, kinds, url, active in WebhookEndpoint.objects.order_by("pk").values_list(
+            "pk", "institution__code", "events", "url", "is_active"):
+        events = recorded.get(str(pk))
+        if events is None:
+            return f"webhook endpoint #{pk} has no creation event in the audit chain"
+        stored = {"institution": institution, "events": kinds, "url": url_digest(url), "active": active}
+        differ = [name for name in stored if events[name] is not None and events[name] != stored[name]]
+        if differ:
+            return (f"webhook endpoint #{pk}: {', '.join(differ)} differ from what its audit events record "
+                    "(changed outside the services)")
     return ""
 
 

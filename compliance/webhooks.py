@@ -89,6 +89,15 @@ def webhook_secret(endpoint: WebhookEndpoint) -> str:
     return _fernet().decrypt(endpoint.sealed_secret.encode()).decode()
 
 
+#: ``object_type`` of the audit events of webhook endpoints.
+ENDPOINT = "webhook_endpoint"
+
+
+def url_digest(url: str) -> str:
+    """SHA-256 of an endpoint's URL: what the audit chain records (a URL may carry a receiver's token)."""
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
 def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str],
                             actor: Principal) -> WebhookEndpoint:
     """Register a receiver for one institution (all events when ``events`` is empty).
@@ -120,8 +129,9 @@ def webhook_endpoint_create(*, institution_code: str, url: str, events: list[str
     with transaction.atomic():
         endpoint.save()
         audit_append(actor=actor, action=AuditAction.WEBHOOK_ENDPOINT_CREATED,
-                     object_type="webhook_endpoint", object_id=str(endpoint.pk),
-                     data={"institution": institution.code, "events": endpoint.events})
+                     object_type=ENDPOINT, object_id=str(endpoint.pk),
+                     data={"institution": institution.code, "events": endpoint.events,
+                           "url_sha256": url_digest(url)})
     return endpoint
 
 
@@ -137,7 +147,7 @@ def webhook_endpoint_disable(*, endpoint_id: int, actor: Principal) -> WebhookEn
         endpoint.is_active = False
         endpoint.save(update_fields=["is_active"])
         audit_append(actor=actor, action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
-                     object_type="webhook_endpoint", object_id=str(endpoint.pk))
+                     object_type=ENDPOINT, object_id=str(endpoint.pk))
     return endpoint
 
 
@@ -152,7 +162,7 @@ def webhook_endpoint_rotate_secret(*, endpoint_id: int, actor: Principal) -> str
         endpoint.sealed_secret = seal_secret(new_secret)
         endpoint.save(update_fields=["sealed_secret"])
         audit_append(actor=actor, action=AuditAction.WEBHOOK_SECRET_ROTATED,
-                     object_type="webhook_endpoint", object_id=str(endpoint.pk))
+                     object_type=ENDPOINT, object_id=str(endpoint.pk))
     return new_secret
 
 

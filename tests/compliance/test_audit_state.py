@@ -29,10 +29,11 @@ from compliance.forget_requests import (
 )
 from compliance.legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from compliance.lifecycle import Status
-from compliance.models import ApiKey, Deployment, ForgetRequest, GuardRule
+from compliance.models import ApiKey, Deployment, ForgetRequest, GuardRule, WebhookEndpoint
 from compliance.pipeline.jobs import jobs_plan
 from compliance.pipeline.registry import model_version_register
 from compliance.subjects import SubjectIdentifiers
+from compliance.webhooks import webhook_endpoint_create, webhook_endpoint_disable
 from core.audit import audit_verify
 from core.cli import audit as audit_cli
 from core.principals import SYSTEM, Role
@@ -194,3 +195,32 @@ def test_nothing_is_planned_on_a_moved_served_pointer(served: Served, approve, t
     Deployment.objects.filter(name="default").update(served=other)
     assert jobs_plan() == []
     assert ForgetRequest.objects.get(pk=request.pk).status == Status.APPROVED  # not certified "not trained"
+
+
+@pytest.fixture
+def endpoints(tree, receiver) -> dict[str, WebhookEndpoint]:
+    """A live webhook endpoint and a disabled one, both made by the services."""
+    code = tree.institutions[0].code
+    live = webhook_endpoint_create(institution_code=code, url=receiver.url, events=[], actor=SYSTEM)
+    gone = webhook_endpoint_create(institution_code=code, url=receiver.url, events=[], actor=SYSTEM)
+    webhook_endpoint_disable(endpoint_id=gone.pk, actor=SYSTEM)
+    assert audit_verify().ok
+    return {"live": live, "disabled": gone}
+
+
+@pytest.mark.parametrize("which, change, field", [
+    ("live", {"url": "https://attacker.example/collect"}, "url"),
+    ("live", {"events": ["request.created"]}, "events"),
+    ("disabled", {"is_active": True}, "active"),
+])
+def test_a_webhook_endpoint_rewritten_in_the_database_is_named(endpoints, which, change, field) -> None:
+    WebhookEndpoint.objects.filter(pk=endpoints[which].pk).update(**change)
+    result = audit_verify()
+    assert not result.ok and f"webhook endpoint #{endpoints[which].pk}: {field}" in result.problem
+    assert "attacker" not in result.problem
+
+
+def test_a_webhook_endpoint_inserted_in_the_database_is_named(endpoints) -> None:
+    forged = WebhookEndpoint.objects.create(institution=endpoints["live"].institution, sealed_secret="x",
+                                            url="https://attacker.example/collect")
+    assert f"webhook endpoint #{forged.pk} has no creation event" in audit_verify().problem
