@@ -184,8 +184,11 @@ OBLIVIO_AUDIT_CHECKPOINT_GRACE_SECONDS = float(os.environ.get("OBLIVIO_AUDIT_CHE
 OBLIVIO_AUDIT_WITNESS_FILE = os.environ.get("OBLIVIO_AUDIT_WITNESS_FILE") or str(
     HOME / "witness" / "audit-checkpoints.jsonl")
 OBLIVIO_AUDIT_WITNESS_URL = os.environ.get("OBLIVIO_AUDIT_WITNESS_URL", "")
+#: How often the beat scheduler verifies the whole chain and the state it describes (a full read).
+OBLIVIO_AUDIT_VERIFY_SECONDS = float(os.environ.get("OBLIVIO_AUDIT_VERIFY_SECONDS", "3600"))
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "core.audit_checkpoint", "schedule": OBLIVIO_AUDIT_CHECKPOINT_SECONDS},
+    "audit-verify": {"task": "core.audit_verify", "schedule": OBLIVIO_AUDIT_VERIFY_SECONDS},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HOME / "celerybeat-schedule")
 

@@ -37,6 +37,7 @@ from compliance.webhooks import webhook_endpoint_create, webhook_endpoint_disabl
 from core.audit import audit_verify
 from core.cli import audit as audit_cli
 from core.principals import SYSTEM, Role
+from core.tasks import audit_verify_task
 from hierarchy.models import Institution
 
 MALLORY = "user:mallory-approved-this"
@@ -224,3 +225,11 @@ def test_a_webhook_endpoint_inserted_in_the_database_is_named(endpoints) -> None
     forged = WebhookEndpoint.objects.create(institution=endpoints["live"].institution, sealed_secret="x",
                                             url="https://attacker.example/collect")
     assert f"webhook endpoint #{forged.pk} has no creation event" in audit_verify().problem
+
+
+def test_the_scheduled_verification_logs_tampering(on_file: dict[str, ForgetRequest], caplog) -> None:
+    assert audit_verify_task() is True and not caplog.records
+    ForgetRequest.objects.filter(pk=on_file["refused"].pk).update(status=Status.APPROVED)
+    assert audit_verify_task() is False
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert str(on_file["refused"].pk) in record.getMessage() and "status" in record.getMessage()
