@@ -5,11 +5,11 @@ row must always say what the events say. A database superuser can rewrite the ro
 (the chain itself would show an edited or deleted event); these checks replay the events and compare:
 
 - **forget requests** — status (``received`` at creation, then each status change's ``to``, which
-  must start from the status before it),
-  deadline (at creation, then each extension's), who decided an approval or refusal and the refusal
-  reason, the intake fields (level, subject hash, regulation, legal basis, HIPAA coverage,
-  requester type) and the inference guard (on or off, how many identifiers and images it matches);
-  a request without a creation event, or a recorded request without its row;
+  must start from the status before it), deadline (at creation, then each extension's), who decided
+  an approval or refusal and the refusal reason, the intake fields (level, subject hash, regulation,
+  legal basis, HIPAA coverage, requester type) and the inference guard (on or off, how many
+  identifiers and images it matches); a request without a creation event, or a recorded request
+  without its row;
 - **deployments** — the model version served is the one the newest promotion or rollback of that
   deployment names, with the artifact digest it names;
 - **webhook endpoints** — each has its creation event, the institution, events and URL (by digest) it
@@ -27,6 +27,7 @@ status the chain does not hold.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -48,6 +49,22 @@ _DECISIONS = {Status.APPROVED, Status.REFUSED, Status.PARTIALLY_REFUSED}
 _STATUS_EVENTS = (AuditAction.FORGET_REQUEST_CREATED, AuditAction.FORGET_REQUEST_STATUS_CHANGED)
 _GUARD_EVENTS = (AuditAction.GUARD_ACTIVATED, AuditAction.GUARD_DEACTIVATED)
 _SERVING_EVENTS = (AuditAction.MODEL_VERSION_PROMOTED, AuditAction.MODEL_VERSION_ROLLED_BACK)
+
+
+def _events(object_type: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(object_id, action, data)`` of one object type's events, in chain order."""
+    events = AuditEvent.objects.filter(object_type=object_type).order_by("seq")
+    yield from events.values_list("object_id", "action", "data").iterator(chunk_size=2000)
+
+
+def _difference(what: str, recorded: dict[str, Any] | None, stored: dict[str, Any]) -> str:
+    """The problem of a row (``what`` names it by id) against what its events record; "" if none.
+    Fields the events do not record (``None``: written by an older version) are not compared."""
+    if recorded is None:
+        return f"{what} has no creation event in the audit chain"
+    differ = [name for name in stored if recorded.get(name) is not None and recorded[name] != stored[name]]
+    return (f"{what}: {', '.join(differ)} differ from what its audit events record (changed outside the "
+            "services)") if differ else ""
 
 
 def _status_after(action: str, data: dict[str, Any]) -> str:
@@ -88,6 +105,7 @@ _GUARD = ("guard_rule__active", "guard_rule__identifier_hashes", "guard_rule__im
 
 
 def _stored(row: dict[str, Any]) -> dict[str, Any]:
+    """A request row in the form :func:`_recorded_requests` builds."""
     active, identifiers, images = (row.pop(name) for name in _GUARD)
     guard = None if active is None else (active, len(identifiers), len(images))
     return {**row, "status": str(row["status"]), "deadline": row["deadline"].isoformat(), "guard": guard}
@@ -102,17 +120,12 @@ def forget_requests_match_chain() -> str:
     for row in rows.iterator(2000):
         request_id = str(row.pop("pk"))
         events = recorded.pop(request_id, None)
-        if events is None:
-            return f"forget request {request_id} has no creation event in the audit chain"
-        if events.get("rewritten_before"):
+        if events and events.pop("rewritten_before", False):
             return (f"forget request {request_id}: a status change started from a status its audit events "
                     "never gave it (the row was changed outside the services before)")
-        stored = _stored(row)
-        differ = [name for name in (*fields, "guard")
-                  if events.get(name) is not None and events[name] != stored[name]]
-        if differ:
-            return (f"forget request {request_id}: {', '.join(differ)} differ from what its audit "
-                    "events record (the row was changed outside the services)")
+        problem = _difference(f"forget request {request_id}", events, _stored(row))
+        if problem:
+            return problem
     if headless:
         return f"forget request {min(headless)}: audit events without a creation event"
     if recorded:
@@ -154,9 +167,7 @@ def deployments_match_chain() -> str:
 def webhook_endpoints_match_chain() -> str:
     """The first webhook endpoint that was not created or disabled as its events record."""
     recorded: dict[str, dict[str, Any]] = {}
-    events = AuditEvent.objects.filter(object_type=ENDPOINT).order_by("seq") \
-        .values_list("object_id", "action", "data")
-    for endpoint_id, action, data in events.iterator(chunk_size=2000):
+    for endpoint_id, action, data in _events(ENDPOINT):
         if action == AuditAction.WEBHOOK_ENDPOINT_CREATED:
             recorded[endpoint_id] = {"institution": data.get("institution"), "events": data.get("events"),
                                      "url": data.get("url_sha256"), "active": True}
@@ -164,14 +175,10 @@ def webhook_endpoints_match_chain() -> str:
             recorded[endpoint_id]["active"] = False
     for pk, institution, kinds, url, active in WebhookEndpoint.objects.order_by("pk").values_list(
             "pk", "institution__code", "events", "url", "is_active"):
-        events = recorded.get(str(pk))
-        if events is None:
-            return f"webhook endpoint #{pk} has no creation event in the audit chain"
         stored = {"institution": institution, "events": kinds, "url": url_digest(url), "active": active}
-        differ = [name for name in stored if events[name] is not None and events[name] != stored[name]]
-        if differ:
-            return (f"webhook endpoint #{pk}: {', '.join(differ)} differ from what its audit events record "
-                    "(changed outside the services)")
+        problem = _difference(f"webhook endpoint #{pk}", recorded.get(str(pk)), stored)
+        if problem:
+            return problem
     return ""
 
 
@@ -179,9 +186,7 @@ def webhook_endpoints_match_chain() -> str:
 def api_keys_match_chain() -> str:
     """The first API key that was not created, scoped or revoked as its events record."""
     recorded: dict[str, dict[str, Any]] = {}
-    events = AuditEvent.objects.filter(object_type=API_KEY).order_by("seq") \
-        .values_list("object_id", "action", "data")
-    for prefix, action, data in events.iterator(chunk_size=2000):
+    for prefix, action, data in _events(API_KEY):
         if action == AuditAction.API_KEY_CREATED:
             recorded[prefix] = {"institutions": sorted(data.get("institutions", [])), "revoked": False}
         elif action == AuditAction.API_KEY_REVOKED and prefix in recorded:
@@ -193,13 +198,9 @@ def api_keys_match_chain() -> str:
         if code is not None:
             key["institutions"].append(code)
     for pk, key in stored.items():
-        events = recorded.get(key.pop("prefix"))
-        if events is None:
-            return f"API key #{pk} has no creation event in the audit chain"
-        differ = [name for name in ("institutions", "revoked") if key[name] != events[name]]
-        if differ:
-            return (f"API key #{pk}: {', '.join(differ)} differ from what its audit events record "
-                    "(changed outside the services)")
+        problem = _difference(f"API key #{pk}", recorded.get(key.pop("prefix")), key)
+        if problem:
+            return problem
     return ""
 
 
@@ -207,9 +208,7 @@ def api_keys_match_chain() -> str:
 def roles_match_chain() -> str:
     """The first person holding a role that their creation and role events do not give them."""
     recorded: dict[str, set[str]] = {}
-    events = AuditEvent.objects.filter(object_type=USER).order_by("seq") \
-        .values_list("object_id", "action", "data")
-    for user_id, action, data in events.iterator(chunk_size=2000):
+    for user_id, action, data in _events(USER):
         if action == AuditAction.USER_CREATED:
             recorded[user_id] = set(data.get("roles", []))
         elif action == AuditAction.ROLE_GRANTED:
