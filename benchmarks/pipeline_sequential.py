@@ -1,6 +1,7 @@
 """Sequential requests through the pipeline: the utility curve of issue "Unlearning pipeline".
 
     .venv/bin/python benchmarks/pipeline_sequential.py [--size demo] [--requests N] [--seed 7]
+        [--depth-draw per-record|per-epoch]
 
 On a fresh data directory with the embedded defaults (SQLite; what ``make demo`` runs): synthesise the
 corpus, train the demo's reference model on it (the tiny LLaVA, ``DEMO_TRAINING``), serve it, then
@@ -16,13 +17,17 @@ request the *served* model is scored, teacher-forced exact match at context dept
 * the private facts of every patient forgotten so far, beside the never-trained holdout patients'
   (a forgotten patient should look like one the model never saw).
 
-Writes ``bench-out/pipeline_sequential/<size>-seed<N>/result.json`` and the ``pipeline sequential
-<size>`` section of ``docs/benchmarks.md``.
+With ``--depth-draw per-epoch`` the reference model sees every record at a new context depth each
+epoch (``TrainConfig.depth_draw``; the demo recipe draws once per record).
+
+Writes ``bench-out/pipeline_sequential/<size>[-per-epoch]-seed<N>/result.json`` and the ``pipeline
+sequential <size>[ per-epoch]`` section of ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -146,7 +151,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     from django.conf import settings
-    from oblivio_site.walkthrough import demo_model
+    from oblivio_site.walkthrough import DEMO_TRAINING, demo_model
 
     from compliance.accounts import user_create
     from compliance.forget_requests import (
@@ -168,7 +173,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     corpus = generate_corpus(size=args.size, seed=args.seed, out=home / "demo" / "corpus")
     ingested = corpus_ingest(corpus_dir=corpus.root, actor=SYSTEM).corpus
     started = time.perf_counter()
-    model_dir = demo_model(home, corpus, echo=print)
+    model_dir = demo_model(home, corpus, echo=print,
+                           config=dataclasses.replace(DEMO_TRAINING, depth_draw=args.depth_draw))
     train_seconds = time.perf_counter() - started
     model_version_register(deployment=settings.OBLIVIO_MODEL_DEPLOYMENT, artifact_dir=model_dir,
                            corpus=ingested, corpus_root=corpus.root, actor=SYSTEM)
@@ -222,8 +228,10 @@ def markdown(result: dict[str, Any]) -> str:
     last = steps[-1] if steps else None
     certified = sum(s["status"] == "certified" for s in steps)
     lines = [
-        f"<!-- BEGIN pipeline sequential {result['size']} -->",
-        f"## Unlearning pipeline — {len(steps)} sequential patient requests (`{result['size']}` corpus)",
+        f"<!-- BEGIN pipeline sequential {result['label']} -->",
+        f"## Unlearning pipeline — {len(steps)} sequential patient requests (`{result['size']}` corpus"
+        + (", reference model with context depths drawn anew every epoch)"
+           if result["depth_draw"] == "per-epoch" else ")"),
         "",
         f"Reproduce: `{result['command']}`  ",
         f"Machine: {result['machine']}; load average before {result['load_before']}, after "
@@ -274,7 +282,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"- Approval → settled (certified or escalated): median {times[len(times) // 2]:.0f} s, max "
             f"{times[-1]:.0f} s (target <= {TARGET_SECONDS} s to certified).",
         ]
-    lines.append(f"<!-- END pipeline sequential {result['size']} -->")
+    lines.append(f"<!-- END pipeline sequential {result['label']} -->")
     return "\n".join(lines) + "\n"
 
 
@@ -284,12 +292,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--requests", type=int, default=50, help="at most this many (fewer when the corpus "
                         "holds fewer patients)")
+    parser.add_argument("--depth-draw", choices=["per-record", "per-epoch"], default="per-record",
+                        help="context depths of the reference model's training: the demo recipe's "
+                             "(per-record) or drawn anew every epoch (its own docs section)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
-    work = REPO / "bench-out" / "pipeline_sequential" / f"{args.size}-seed{args.seed}"
+    label = args.size + ("" if args.depth_draw == "per-record" else f" {args.depth_draw}")
+    work = REPO / "bench-out" / "pipeline_sequential" / f"{label.replace(' ', '-')}-seed{args.seed}"
     load_before = os.getloadavg()
-    result = {"size": args.size, "command": " ".join(["python", *sys.argv]),
+    result = {"size": args.size, "label": label, "depth_draw": args.depth_draw,
+              "command": " ".join(["python", *sys.argv]),
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                          f"{args.threads} torch threads",
               "load_before": [round(x, 1) for x in load_before], **run(args, work),
@@ -301,7 +314,7 @@ def main() -> None:
         sys.path.insert(0, str(Path(__file__).parent))
         from docs_section import replace_section
 
-        replace_section(f"pipeline sequential {args.size}", section)
+        replace_section(f"pipeline sequential {label}", section)
 
 
 if __name__ == "__main__":

@@ -78,8 +78,9 @@ def demo_corpus(home: Path, echo: Echo) -> Corpus:
     return generate_corpus(size=DEMO_SIZE, seed=DEMO_SEED, out=root)
 
 
-def demo_model(home: Path, corpus: Corpus, echo: Echo) -> Path:
-    """The demo's reference model, trained on ``corpus`` once per data directory (then reused)."""
+def demo_model(home: Path, corpus: Corpus, echo: Echo, config: TrainConfig = DEMO_TRAINING) -> Path:
+    """The demo's reference model, trained on ``corpus`` once per data directory (then reused);
+    benchmarks may pass another ``config`` (e.g. another context-depth draw)."""
     out = home / "demo" / "model"
     if (out / "config.json").is_file():
         return out
@@ -87,7 +88,7 @@ def demo_model(home: Path, corpus: Corpus, echo: Echo) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     records = len(corpus.select(trainable=True))
     echo(f"Training the demo's reference model (tiny LLaVA, {records} records and {DEMO_REPLAY} public "
-         f"teaching-file radiographs, {DEMO_TRAINING.epochs:g} passes; once per data directory) ...")
+         f"teaching-file radiographs, {config.epochs:g} passes; once per data directory) ...")
     started = time.monotonic()
 
     def report(progress: Progress) -> None:
@@ -95,7 +96,7 @@ def demo_model(home: Path, corpus: Corpus, echo: Echo) -> Path:
             echo(f"  step {progress.step}/{progress.total_steps}  loss {progress.loss:.3f}  "
                  f"{time.monotonic() - started:.0f}s")
 
-    outcome = run_train_job(TrainJob(corpus=corpus.root, out=partial, config=DEMO_TRAINING,
+    outcome = run_train_job(TrainJob(corpus=corpus.root, out=partial, config=config,
                                      spec=SPECS["tiny"], replay=DEMO_REPLAY), report)
     partial.rename(out)
     echo(f"  saved {out} ({outcome.digest[:19]}...) in {outcome.result.seconds:.0f}s")
