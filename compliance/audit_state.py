@@ -63,7 +63,7 @@ def _difference(what: str, recorded: dict[str, Any] | None, stored: dict[str, An
     if recorded is None:
         return f"{what} has no creation event in the audit chain"
     differ = [name for name in stored if recorded.get(name) is not None and recorded[name] != stored[name]]
-    return (f"{what}: {', '.join(differ)} differ from what its audit events record (changed outside the "
+    return (f"{what}: {', '.join(differ)} not as its audit events record (changed outside the "
             "services)") if differ else ""
 
 
