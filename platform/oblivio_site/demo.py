@@ -76,10 +76,12 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> N
     corpus = prepare_demo(home=home, echo=echo)
 
     base_url = f"http://127.0.0.1:{port}"
+    env = demo_env(base_url)
     with ExitStack() as stack:
         procs = [
-            _start(stack, worker_argv(name="demo-worker", concurrency=2, beat=True), logs / "worker.log"),
-            _start(stack, server_argv(port=port), logs / "web.log"),
+            _start(stack, worker_argv(name="demo-worker", concurrency=2, beat=True), logs / "worker.log",
+                   env),
+            _start(stack, server_argv(port=port), logs / "web.log", env),
         ]
         echo("Starting worker and web server ...")
         health = wait_healthy(base_url, timeout=120, procs=procs)
@@ -102,9 +104,13 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> N
                 raise DemoError(f"a child process stopped; see the logs in {logs}")
 
 
-def _start(stack: ExitStack, argv: list[str], log_path: Path) -> subprocess.Popen:
-    # one request: no batching window to wait for (unless the environment chooses one)
-    env = {"OBLIVIO_JOB_BATCH_WINDOW_SECONDS": "0", **child_env()}
+def demo_env(base_url: str) -> dict[str, str]:
+    """The children's environment: no batching window to wait for (one request) and certificates
+    linking to this server, unless the environment chooses otherwise."""
+    return {"OBLIVIO_JOB_BATCH_WINDOW_SECONDS": "0", "OBLIVIO_PUBLIC_URL": base_url, **child_env()}
+
+
+def _start(stack: ExitStack, argv: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     pump = LogPump(proc.stdout, log_path, max_bytes=settings.OBLIVIO_LOG_MAX_BYTES,
                    backups=settings.OBLIVIO_LOG_BACKUPS)

@@ -43,3 +43,12 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     identifiers = {value for record in corpus.records for value in (record.patient_id, record.study_id)}
     assert not [value for value in identifiers if value in web or value in worker]
     # What a second run depends on (model reused, the next patient chosen) is in test_walkthrough.py.
+
+
+def test_the_demos_certificates_link_to_the_port_it_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oblivio_site.demo import demo_env
+
+    monkeypatch.delenv("OBLIVIO_PUBLIC_URL", raising=False)
+    assert demo_env("http://127.0.0.1:8123")["OBLIVIO_PUBLIC_URL"] == "http://127.0.0.1:8123"
+    monkeypatch.setenv("OBLIVIO_PUBLIC_URL", "https://oblivio.example.org")  # a deployment's choice wins
+    assert demo_env("http://127.0.0.1:8123")["OBLIVIO_PUBLIC_URL"] == "https://oblivio.example.org"
