@@ -14,6 +14,12 @@ row must always say what the events say. A database superuser can rewrite the ro
   deployment names, with the artifact digest it names;
 - **webhook endpoints** — each has its creation event, the institution, events and URL (by digest) it
   named, and no disabling undone (a receiver added in the database would be sent every notification);
+- **pipeline policies** — an institution's method ladder, verdict thresholds and guard setting are the
+  ones its newest policy event set (a threshold loosened in the database would let a fake unlearning
+  pass), and a recorded policy has its row;
+- **jobs** — the policy a job copied when it was planned is the one its planning event names by
+  digest; each verification report and its pass/fail are the ones its event records (a failed
+  verdict flipped in the database would be promoted and certified);
 - **access** — each API key has its creation event, the institutions it named and no revocation
   undone; nobody holds a role their creation and role events do not give them (a role put into the
   group table directly is a role nobody granted; a role taken away directly only lowers privilege
@@ -37,9 +43,19 @@ from core.models import AuditEvent
 from core.principals import HUMAN_ROLES
 
 from .accounts import API_KEY, USER
+from .attestation import json_digest
 from .forget_requests import OBJECT_TYPE as REQUEST
 from .lifecycle import Status
-from .models import ApiKey, Deployment, ForgetRequest, WebhookEndpoint
+from .models import (
+    ApiKey,
+    Deployment,
+    ForgetRequest,
+    PipelinePolicy,
+    UnlearningJob,
+    VerificationRecord,
+    WebhookEndpoint,
+)
+from .pipeline import JOB_OBJECT_TYPE as JOB
 from .pipeline.registry import OBJECT_TYPE as VERSION
 from .webhooks import ENDPOINT, url_digest
 
@@ -160,6 +176,97 @@ def deployments_match_chain() -> str:
         .values_list("data__deployment", flat=True).distinct()
     if set(recorded) - names:
         return "a deployment recorded in the audit chain as serving a model is gone or renamed"
+    return ""
+
+
+def _recorded_policies() -> dict[str, dict[str, Any]]:
+    """Each institution's policy (by code) as its newest policy event set it."""
+    events = AuditEvent.objects.filter(action=AuditAction.PIPELINE_POLICY_SET).order_by("seq")
+    return dict(events.values_list("object_id", "data").iterator(chunk_size=2000))
+
+
+def _stored_policy(row: PipelinePolicy) -> dict[str, Any]:
+    return {"ladder": row.ladder, "thresholds": row.thresholds, "guard_stays_on": row.guard_stays_on}
+
+
+def policy_as_recorded(institution_code: str) -> bool:
+    """Whether the institution's policy row (or its absence) is what its newest policy event set."""
+    newest = AuditEvent.objects.filter(action=AuditAction.PIPELINE_POLICY_SET, object_id=institution_code) \
+        .order_by("-seq").values_list("data", flat=True).first()
+    row = PipelinePolicy.objects.filter(institution__code=institution_code).first()
+    return newest == (_stored_policy(row) if row else None)
+
+
+@register_state_check
+def pipeline_policies_match_chain() -> str:
+    """The first institution whose pipeline policy differs from its newest policy event."""
+    recorded = _recorded_policies()
+    for row in PipelinePolicy.objects.select_related("institution").order_by("pk"):
+        code = row.institution.code
+        problem = _difference(f"pipeline policy #{row.pk}", recorded.pop(code, None), _stored_policy(row))
+        if problem:
+            return problem
+    if recorded:
+        return "a pipeline policy recorded in the audit chain is gone (its institution runs on the defaults)"
+    return ""
+
+
+def _recorded_verifications(job_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """Each verification record (by id; of one job, or of all) as its event records it: report digest
+    and pass/fail."""
+    events = AuditEvent.objects.filter(object_type=JOB, action=AuditAction.VERIFICATION_RECORDED)
+    if job_id is not None:
+        events = events.filter(object_id=job_id)
+    return {str(data.get("report_id")): {"digest": data.get("report_digest"), "passed": data.get("passed")}
+            for data in events.values_list("data", flat=True).iterator(chunk_size=2000)}
+
+
+def _verification_problem(record: VerificationRecord, recorded: dict[str, Any] | None) -> str:
+    what = f"verification record #{record.pk}"
+    if recorded is not None and json_digest(record.report) != record.digest:
+        return f"{what}: report not as its digest records (changed outside the services)"
+    return _difference(what, recorded, {"digest": record.digest, "passed": record.passed})
+
+
+def _job_policy_problem(job: UnlearningJob, recorded_digest: str | None) -> str:
+    if recorded_digest is not None and recorded_digest != json_digest(job.policy):
+        return f"job {job.pk}: policy not as its planning event records (changed outside the services)"
+    return ""
+
+
+def _recorded_job_policy(job_id: str) -> str | None:
+    """The policy digest the newest planning event of the job names (``None``: none names one)."""
+    return AuditEvent.objects.filter(object_type=JOB, object_id=job_id, action=AuditAction.JOB_PLANNED,
+                                     data__has_key="policy_sha256") \
+        .order_by("-seq").values_list("data__policy_sha256", flat=True).first()
+
+
+def job_as_recorded(job: UnlearningJob) -> str:
+    """What in ``job`` differs from its audit events: its policy, or its candidate's verification record
+    ("" when nothing does). The pipeline checks this before each step."""
+    problem = _job_policy_problem(job, _recorded_job_policy(str(job.pk)))
+    if problem or job.candidate_id is None:
+        return problem
+    record = VerificationRecord.objects.filter(job=job, candidate_id=job.candidate_id).first()
+    if record is None:
+        return ""
+    return _verification_problem(record, _recorded_verifications(str(job.pk)).get(str(record.pk)))
+
+
+@register_state_check
+def jobs_match_chain() -> str:
+    """The first job whose policy, or verification record whose report or verdict, differs from its events."""
+    policies = {job_id: data["policy_sha256"] for job_id, action, data in _events(JOB)
+                if action == AuditAction.JOB_PLANNED and "policy_sha256" in data}
+    for job in UnlearningJob.objects.order_by("created_at", "pk").only("pk", "policy"):
+        problem = _job_policy_problem(job, policies.get(str(job.pk)))
+        if problem:
+            return problem
+    recorded = _recorded_verifications()
+    for record in VerificationRecord.objects.order_by("pk").only("pk", "report", "digest", "passed"):
+        problem = _verification_problem(record, recorded.get(str(record.pk)))
+        if problem:
+            return problem
     return ""
 
 

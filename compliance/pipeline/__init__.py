@@ -6,3 +6,6 @@ from core.principals import Principal, PrincipalKind
 PIPELINE = Principal(name="system:pipeline", roles=frozenset(), institution_ids=None,
                      kind=PrincipalKind.SYSTEM)
 GUARD = Principal(name="system:guard", roles=frozenset(), institution_ids=None, kind=PrincipalKind.SYSTEM)
+
+#: The audit chain's object type of unlearning jobs.
+JOB_OBJECT_TYPE = "unlearning_job"

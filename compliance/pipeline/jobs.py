@@ -27,7 +27,7 @@ from core.principals import SYSTEM, Principal
 from hierarchy.scope import scope_resolve
 
 from ..attestation import json_digest
-from ..audit_state import recorded_status, serves_as_recorded
+from ..audit_state import policy_as_recorded, recorded_status, serves_as_recorded
 from ..errors import Conflict, NotFound
 from ..forget_requests import forget_request_advance
 from ..lifecycle import Status
@@ -41,13 +41,12 @@ from ..models import (
     ModelVersion,
     UnlearningJob,
 )
-from . import PIPELINE
+from . import JOB_OBJECT_TYPE, PIPELINE
 from .certify import certificate_issue, certificate_issue_not_trained
 from .policy import policy_for
 from .registry import registry_purge_deleted
 
 logger = logging.getLogger(__name__)
-OBJECT_TYPE = "unlearning_job"
 #: Request statuses a job carries a request through.
 IN_JOB = (Status.SCHEDULED, Status.UNLEARNING, Status.VERIFYING, Status.FAILED)
 _PLANNABLE = (Status.APPROVED, Status.PARTIALLY_REFUSED)
@@ -58,7 +57,7 @@ class LeaseLost(Exception):
 
 
 def job_audit(job: UnlearningJob, action: AuditAction, actor: Principal = PIPELINE, **data: Any) -> None:
-    audit_append(actor=actor, action=action, object_type=OBJECT_TYPE, object_id=str(job.pk),
+    audit_append(actor=actor, action=action, object_type=JOB_OBJECT_TYPE, object_id=str(job.pk),
                  data={"state": job.state, "step": job.step, "rung": job.rung, **data})
 
 
@@ -132,6 +131,19 @@ def _open_job(deployment: Deployment, request: ForgetRequest) -> UnlearningJob:
         scope_digest="")
 
 
+def _rewritten(request: ForgetRequest, deployments: Any) -> str:
+    """What planning ``request`` would act on that differs from its audit events, i.e. was set in the
+    database rather than by the services ("" when nothing): the request's status, a deployment's served
+    model, the institution's pipeline policy. Such a request waits for a person."""
+    if recorded_status(request.pk) != request.status:
+        return "its status is not the one its audit events record"
+    if not all(map(serves_as_recorded, deployments)):
+        return "a deployment serves another model than its audit events record"
+    if not policy_as_recorded(request.institution.code):
+        return "its institution's pipeline policy is not the one its audit events record"
+    return ""
+
+
 def _plan_one(request_id: uuid.UUID, *, statuses: tuple[Status, ...] = _PLANNABLE,
               actor: Principal = SYSTEM, **data: Any) -> UnlearningJob | None:
     with transaction.atomic():
@@ -139,15 +151,11 @@ def _plan_one(request_id: uuid.UUID, *, statuses: tuple[Status, ...] = _PLANNABL
                                                                    status__in=statuses).first()
         if request is None:
             return None
-        if recorded_status(request.pk) != request.status:  # set in the database, not by a decision
-            logger.error("forget request %s not planned: its status is not the one its audit events "
-                         "record (`oblivio audit verify`)", request.pk)
-            return None
         deployments = Deployment.objects.select_for_update(no_key=True).filter(served__isnull=False) \
             .order_by("name")
-        if not all(map(serves_as_recorded, deployments)):  # a served pointer moved in the database
-            logger.error("forget request %s not planned: a deployment serves another model than its "
-                         "audit events record (`oblivio audit verify`)", request.pk)
+        refused = _rewritten(request, deployments)
+        if refused:
+            logger.error("forget request %s not planned: %s (`oblivio audit verify`)", request.pk, refused)
             return None
         for deployment in deployments:
             target = _target(request, deployment)
@@ -164,7 +172,8 @@ def _plan_one(request_id: uuid.UUID, *, statuses: tuple[Status, ...] = _PLANNABL
                                    data={"job_id": str(job.pk), "deployment": deployment.name,
                                          "forget_count": len(target["forget"]), **data})
             job_audit(job, AuditAction.JOB_PLANNED, request_id=str(request.pk),
-                      deployment=deployment.name, base_digest=deployment.served.artifact_digest)
+                      deployment=deployment.name, base_digest=deployment.served.artifact_digest,
+                      policy_sha256=json_digest(job.policy))
             return job  # one served model per request for now: the first deployment that holds it
         for deployment in deployments:  # nothing left to unlearn: certified already by earlier jobs?
             covered = _covering_certificates(request, deployment)

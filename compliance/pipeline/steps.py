@@ -25,6 +25,7 @@ from core.audit import AuditAction
 from core.home import oblivio_home
 
 from ..attestation import json_digest
+from ..audit_state import job_as_recorded
 from ..forget_requests import forget_request_advance
 from ..lifecycle import Status
 from ..models import JobState, JobStep, UnlearningJob, VerificationRecord
@@ -265,6 +266,14 @@ def _certify(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
 _STEPS = {JobStep.UNLEARN: _unlearn, JobStep.VERIFY: _verify, JobStep.CERTIFY: _certify}
 
 
+def _stop(job: UnlearningJob, step: str, error: str, *, reason: str, **audit: Any) -> None:
+    """Fail the job and hand its requests to a person (inside the locked transaction)."""
+    job_finish(job, JobState.FAILED, step=step, error=error)
+    requests_advance(job, Status.FAILED, reason=reason)
+    requests_advance(job, Status.ESCALATED, reason=reason)
+    job_audit(job, AuditAction.JOB_FAILED, error=error, **audit)
+
+
 def job_run_step(job_id: str, step: str) -> str:
     """Run ``step`` of the job if this worker can claim it; returns what happened (for the task log)."""
     owner = _owner()
@@ -277,10 +286,14 @@ def job_run_step(job_id: str, step: str) -> str:
             if locked.cancel_requested:
                 job_cancelled(locked)
             else:  # the step kills its worker every time: a person must look at it
-                job_finish(locked, JobState.FAILED, step=step, error="the step was claimed too often")
-                requests_advance(locked, Status.FAILED, reason="worker_crashes")
-                requests_advance(locked, Status.ESCALATED, reason="worker_crashes")
-                job_audit(locked, AuditAction.JOB_FAILED, claims=locked.attempts)
+                _stop(locked, step, "the step was claimed too often", reason="worker_crashes",
+                      claims=locked.attempts)
+        return "stopped"
+    rewritten = job_as_recorded(job)
+    if rewritten:  # its policy or verdict was set in the database: act on neither
+        logger.error("job %s stopped: %s (`oblivio audit verify`)", job.pk, rewritten)
+        with transaction.atomic():
+            _stop(job_locked(job.pk, owner=owner), step, rewritten, reason="rewritten_outside_services")
         return "stopped"
     try:
         with Heartbeat(job.pk, owner) as beat:

@@ -16,7 +16,7 @@ from django.contrib.auth.models import Group
 from django.db.models import F
 from django.utils import timezone
 from pipeline_support import *  # noqa: F403
-from pipeline_support import Served, write_model
+from pipeline_support import Served, plan_one, write_model
 
 from compliance.accounts import apikey_revoke, role_grant, role_revoke
 from compliance.deadlines import ExtensionUnit
@@ -29,9 +29,23 @@ from compliance.forget_requests import (
 )
 from compliance.legal import LegalBasis, RefusalReason, Regulation, RequesterType
 from compliance.lifecycle import Status
-from compliance.models import ApiKey, Deployment, ForgetRequest, GuardRule, WebhookEndpoint
+from compliance.models import (
+    ApiKey,
+    Certificate,
+    Deployment,
+    ForgetRequest,
+    GuardRule,
+    JobState,
+    JobStep,
+    PipelinePolicy,
+    UnlearningJob,
+    VerificationRecord,
+    WebhookEndpoint,
+)
 from compliance.pipeline.jobs import jobs_plan
+from compliance.pipeline.policy import policy_set
 from compliance.pipeline.registry import model_version_register
+from compliance.pipeline.steps import job_run_step
 from compliance.subjects import SubjectIdentifiers
 from compliance.webhooks import webhook_endpoint_create, webhook_endpoint_disable
 from core.audit import audit_verify
@@ -233,3 +247,82 @@ def test_the_scheduled_verification_logs_tampering(on_file: dict[str, ForgetRequ
     assert audit_verify_task() is False
     (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
     assert str(on_file["refused"].pk) in record.getMessage() and "status" in record.getMessage()
+
+
+# --- the pipeline's own rows: an institution's policy, a job's policy, a verdict ------------------
+
+LOOSE = {"max_mia_auc": 1.0, "max_forget_excess": 1.0}
+
+
+@pytest.fixture
+def strict_policy(served: Served) -> PipelinePolicy:
+    """The institution chose its ladder and thresholds through the service."""
+    policy_set(institution=served.institution, ladder=[{"method": "hierarchy"}], thresholds={},
+               guard_stays_on=False, actor=SYSTEM)
+    assert audit_verify().ok
+    return PipelinePolicy.objects.get(institution=served.institution)
+
+
+def test_a_policy_loosened_in_the_database_is_named_and_not_planned(strict_policy, approve) -> None:
+    PipelinePolicy.objects.filter(pk=strict_policy.pk).update(thresholds=LOOSE)
+    result = audit_verify()
+    assert not result.ok and f"pipeline policy #{strict_policy.pk}: thresholds not as" in result.problem
+    request = approve()
+    assert jobs_plan() == []
+    assert ForgetRequest.objects.get(pk=request.pk).status == Status.APPROVED  # left for a person
+
+
+def test_a_policy_deleted_in_the_database_is_named_and_not_planned(strict_policy, approve) -> None:
+    """Deleting the row puts the institution back on the deployment's defaults, which it did not choose."""
+    PipelinePolicy.objects.filter(pk=strict_policy.pk).delete()
+    assert "pipeline policy recorded in the audit chain is gone" in audit_verify().problem
+    approve()
+    assert jobs_plan() == []
+
+
+def _run(job: UnlearningJob, *steps: JobStep) -> UnlearningJob:
+    for step in steps:
+        job.refresh_from_db()
+        assert job.step == step and job_run_step(str(job.pk), job.step) == "done"
+    job.refresh_from_db()
+    return job
+
+
+def test_a_job_policy_loosened_after_planning_stops_the_job(strict_policy, approve) -> None:
+    request = approve()
+    job = plan_one()
+    UnlearningJob.objects.filter(pk=job.pk).update(policy={"ladder": [{"method": "hierarchy", "config": {}}],
+                                                           "thresholds": LOOSE, "guard_stays_on": False})
+    assert f"job {job.pk}: policy not as its planning event records" in audit_verify().problem
+    assert job_run_step(str(job.pk), JobStep.UNLEARN) == "stopped"
+    job.refresh_from_db()
+    request.refresh_from_db()
+    assert job.state == JobState.FAILED and "policy" in job.failure["error"]
+    assert request.status == Status.ESCALATED and job.candidate is None
+
+
+def test_a_verification_report_edited_before_certification_is_not_promoted(served: Served, approve) -> None:
+    request = approve()
+    job = _run(plan_one(), JobStep.UNLEARN, JobStep.VERIFY)
+    assert job.step == JobStep.CERTIFY and audit_verify().ok
+    record = VerificationRecord.objects.get(job=job)
+    VerificationRecord.objects.filter(pk=record.pk).update(report={**record.report, "checks": []})
+    assert f"verification record #{record.pk}: report not as its digest records" in audit_verify().problem
+    assert job_run_step(str(job.pk), JobStep.CERTIFY) == "stopped"
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED and not Certificate.objects.exists()
+    assert Deployment.objects.get(name="default").served_id == served.version.pk  # nothing promoted
+    assert ForgetRequest.objects.get(pk=request.pk).status == Status.ESCALATED
+
+
+def test_a_failed_verdict_flipped_in_the_database_is_named(served: Served, approve) -> None:
+    policy_set(institution=served.institution, ladder=[{"method": "hierarchy"}], thresholds={"strength": 2},
+               guard_stays_on=False, actor=SYSTEM)
+    approve()
+    job = _run(plan_one(), JobStep.UNLEARN, JobStep.VERIFY)
+    assert job.state == JobState.ESCALATED and audit_verify().ok
+    record = VerificationRecord.objects.get(job=job)
+    assert record.passed is False
+    VerificationRecord.objects.filter(pk=record.pk).update(passed=True)
+    result = audit_verify()
+    assert not result.ok and f"verification record #{record.pk}: passed not as" in result.problem
