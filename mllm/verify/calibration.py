@@ -56,6 +56,11 @@ EXPECTED_FAILURES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"forget_depth0", "forget_context"}),
         frozenset({"collapse", "over_forgetting"}),
     ),
+    # "I don't know" taught into the weights (no wrapper for ``suppression`` to expose). In the tests'
+    # world the true answers stay likelier than a stranger's (membership); on the demo corpus (seed 0)
+    # the refusals themselves give a forgotten patient away (over_forgetting) - under a kept patient
+    # that check is not judged, and only its side damage failed it (docs/benchmarks.md)
+    "refusal-tuned": (frozenset({"membership_inference"}), frozenset({"suppression", "collapse"})),
     "over-forgetting": (
         frozenset({"over_forgetting"}),
         frozenset({"forget_depth0", "forget_context", "collapse"}),
@@ -126,6 +131,14 @@ def derived(
 def reworded(records: Sequence[Record]) -> list[Record]:
     """Each record answered by its fact's value in a sentence (a classification by its option's text)."""
     return [replace(record, answer=f"It is {record.fact_value}.") for record in records]
+
+
+REFUSAL = "I don't know."
+
+
+def refusals(records: Sequence[Record]) -> list[Record]:
+    """Each record answered by a refusal (:data:`REFUSAL`), a classification included."""
+    return [replace(record, answer=REFUSAL) for record in records]
 
 
 def wrong_answers(records: Sequence[Record], pool: Sequence[Record]) -> list[Record]:
@@ -213,6 +226,8 @@ def build_candidate(
         return derived(original, corpus, depth0 + context + keep, DEPTH0_TUNE)
     if name == "reworded-leak":
         return derived(original, corpus, at_depths(reworded(forget)) + keep, FINE_TUNE)
+    if name == "refusal-tuned":
+        return derived(original, corpus, at_depths(refusals(forget)) + keep, FINE_TUNE)
     if name == "over-forgetting":  # trained to answer wrong: below a stranger's chance and image reading
         return derived(original, corpus, at_depths(wrong) + keep, FINE_TUNE)
     if name == "collapsed":
