@@ -25,6 +25,7 @@ from hierarchy.models import Institution, Study
 from hierarchy.scope import scope_resolve
 from mllm.data.schema import load_corpus
 
+from ..forget_requests import OBJECT_TYPE as REQUEST
 from ..models import Deployment, ForgetRequest, GuardRule
 from . import GUARD
 from .policy import policy_for
@@ -72,7 +73,7 @@ def guard_activate(request: ForgetRequest) -> GuardRule:
                                    "image_digests": _image_digests(request), "active": True,
                                    "activated_at": timezone.now(), "deactivated_at": None,
                                    "stays_on": policy_for(request.institution).guard_stays_on})
-    audit_append(actor=GUARD, action=AuditAction.GUARD_ACTIVATED, object_type="forget_request",
+    audit_append(actor=GUARD, action=AuditAction.GUARD_ACTIVATED, object_type=REQUEST,
                  object_id=str(request.pk), subject_hash=request.subject_hash,
                  data={"identifiers": len(rule.identifier_hashes), "images": len(rule.image_digests),
                        "kind": "suppression"})
@@ -86,7 +87,7 @@ def guard_release(request: ForgetRequest) -> None:
         return
     rule.active, rule.deactivated_at = False, timezone.now()
     rule.save(update_fields=["active", "deactivated_at"])
-    audit_append(actor=GUARD, action=AuditAction.GUARD_DEACTIVATED, object_type="forget_request",
+    audit_append(actor=GUARD, action=AuditAction.GUARD_DEACTIVATED, object_type=REQUEST,
                  object_id=str(request.pk), subject_hash=request.subject_hash,
                  data={"refusals": rule.refusals, "reason": request.status})
 
