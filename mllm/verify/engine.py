@@ -12,6 +12,11 @@ then is reported as unfinished (endless output).
 answer positions only (logits are computed there only; the closing end of turn excluded) the
 log-probability of each answer token and the mean / standard deviation of the log-probability under
 the model's next-token distribution (what Min-K%++ standardises with).
+
+Broken weights (NaN or infinite values, e.g. an fp16 overflow during unlearning) give non-finite
+logits. :func:`finite_logits` reads such a position as the uniform distribution — the model knows
+nothing there — so the verifier still writes a report, which the collapse and utility checks fail,
+instead of crashing on the first statistic.
 """
 
 from __future__ import annotations
@@ -113,7 +118,7 @@ def greedy_decode(
         open_rows = {i for i in range(len(indices)) if budget[i] > 0}
         endless: set[int] = set()
         while open_rows:
-            chosen = output.logits[:, -1].argmax(dim=-1)
+            chosen = finite_logits(output.logits[:, -1]).argmax(dim=-1)
             for i in sorted(open_rows):
                 token = int(chosen[i])
                 if token in stops:
@@ -143,6 +148,13 @@ def greedy_decode(
     return results
 
 
+def finite_logits(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` with every position holding a non-finite value replaced by zeros (the uniform
+    distribution; see the module docstring)."""
+    broken = ~torch.isfinite(logits).all(dim=-1, keepdim=True)
+    return logits.masked_fill(broken, 0.0) if bool(broken.any()) else logits
+
+
 def _rows(data: EncodedRecords, batch_size: int) -> Iterator[tuple[Batch, list[int]]]:
     """Answer batches and, per row, its number of answer positions (end of turn included)."""
     for start in range(0, len(data), batch_size):
@@ -161,7 +173,7 @@ def reproduces(model: Any, data: EncodedRecords, *, batch_size: int = 32) -> lis
     out: list[bool] = []
     for batch, counts in _rows(data, batch_size):
         logits, targets = answer_position_logits(model, batch)
-        hits = (logits.argmax(dim=-1) == targets).cpu()
+        hits = (finite_logits(logits).argmax(dim=-1) == targets).cpu()
         out.extend(bool(part.all()) for part in hits.split(counts))
     return out
 
@@ -173,7 +185,7 @@ def answer_stats(model: Any, data: EncodedRecords, *, batch_size: int = 32) -> l
     out: list[AnswerStats] = []
     for batch, counts in _rows(data, batch_size):
         logits, targets = answer_position_logits(model, batch)
-        logp = torch.log_softmax(logits, dim=-1)
+        logp = torch.log_softmax(finite_logits(logits), dim=-1)
         token = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         mu = (logp.exp() * logp).sum(-1)
         sigma = ((logp.exp() * logp.square()).sum(-1) - mu.square()).clamp(min=0).sqrt()

@@ -155,3 +155,21 @@ def test_a_one_fact_scope_leaves_even_the_no_op_inconclusive(world) -> None:
     report = verify(original=world.original, candidate=world.original, corpus=world.corpus, scope=section)
     assert report.verdict == "inconclusive", [(c.name, c.status) for c in report.checks]
     assert report.inconclusive and not report.failed
+
+
+def test_a_candidate_with_broken_weights_is_reported_as_collapsed(world) -> None:
+    """NaN weights (an fp16 overflow during unlearning, say) give a failing report, not a crash."""
+    import copy
+
+    import torch
+
+    from mllm.verify import verify
+    from mllm.verify.calibration import in_memory
+
+    model = copy.deepcopy(world.original.model)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(float("nan"))
+    candidate = in_memory(model, world.original.processor, world.corpus)
+    report = verify(original=world.original, candidate=candidate, corpus=world.corpus, scope=world.scope)
+    assert not report.passed and {"collapse", "far_retain"} <= {c.name for c in report.failed}
