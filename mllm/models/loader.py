@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from .artifact import ADAPTER_CONFIG, ArtifactMetadata, BaseRef, artifact_digest, read_metadata
 from .families import ModelFamily, UnknownFamilyError, family_for_model_type
@@ -114,6 +115,11 @@ def resolve_base(root: Path, metadata: ArtifactMetadata,
                               what=f"the base model of adapter artifact '{root}'")
 
 
+#: What reading a model's weights raises when the files are missing, truncated, corrupt or of another
+#: shape than the config says (transformers reports mismatched sizes as a ``RuntimeError``).
+_UNREADABLE_WEIGHTS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
+
+
 def _model_type(root: Path) -> str:
     try:
         return str(json.loads((root / "config.json").read_text(encoding="utf-8"))["model_type"])
@@ -132,7 +138,7 @@ def _load_full(root: Path, dtype: torch.dtype, device_map: str | dict[str, Any] 
     try:
         model = AutoModelForImageTextToText.from_pretrained(root, local_files_only=True, dtype=dtype,
                                                             device_map=device_map)
-    except (OSError, ValueError, KeyError) as exc:
+    except _UNREADABLE_WEIGHTS as exc:
         raise ModelLoadError(f"cannot load an image-text model from '{root}': {exc}") from exc
     try:
         processor = family.load_processor(root)
@@ -161,7 +167,7 @@ def load_model(path: Path | str, *, dtype: str | torch.dtype = torch.float32,
     model, processor, family = _load_full(base.path, dtype, device_map)
     try:
         adapted = load_adapter(model, root)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except _UNREADABLE_WEIGHTS as exc:
         raise ModelLoadError(f"the adapter in '{root}' does not fit its base: {exc}") from exc
     return LoadedModel(model=adapted.eval(), processor=processor, path=root, metadata=metadata, family=family,
                        base=base)

@@ -42,6 +42,23 @@ def test_refuses_a_directory_without_processor(tmp_path, corpus):
         load_model(tmp_path / "bare")
 
 
+@pytest.mark.parametrize("damage", ["corrupt weights", "config of another shape"])
+def test_refuses_weights_it_cannot_read_with_a_load_error(tmp_path, corpus, damage):
+    """A truncated or foreign weights file is bad input (``oblivio verify`` exit 2), not a crash."""
+    import json
+
+    model, processor = fresh_reference(SPECS["tiny"])
+    save_artifact(model, processor, tmp_path / "m", ArtifactMetadata(kind="reference"))
+    if damage == "corrupt weights":
+        (tmp_path / "m" / "model.safetensors").write_bytes(b"\xff" * 1000)
+    else:
+        config = json.loads((tmp_path / "m" / "config.json").read_text())
+        config["text_config"]["intermediate_size"] += 8
+        (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="cannot load an image-text model"):
+        load_model(tmp_path / "m")
+
+
 def test_loads_a_local_llava_directory(tmp_path, corpus):
     model, processor = fresh_reference(SPECS["tiny"])
     save_artifact(model, processor, tmp_path / "m", ArtifactMetadata(kind="reference"))
