@@ -58,6 +58,10 @@ Progress = Callable[[StepLog], None]
 ShouldCancel = Callable[[], bool]
 
 
+#: The largest learning rate a method accepts (no unlearning recipe comes near it).
+MAX_LR = 1.0
+
+
 @dataclass(frozen=True)
 class MethodConfig:
     """Shared knobs. Defaults chosen on validation scopes (see docs/design.md, "Unlearning")."""
@@ -73,10 +77,16 @@ class MethodConfig:
     retain_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.lora_rank < 1:
-            raise ValueError("steps, batch_size and lora_rank must be at least 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError("lr must be a positive number")
+        if self.steps < 1 or self.batch_size < 1 or self.lora_rank < 1 or self.lora_alpha < 1:
+            raise ValueError("steps, batch_size, lora_rank and lora_alpha must be at least 1")
+        if self.warmup_steps < 0:
+            raise ValueError("warmup_steps must not be negative")
+        if not 0 < self.lr <= MAX_LR:  # NaN fails too; above it AdamW's update overflows fp32 weights
+            raise ValueError(f"lr must be a number in (0, {MAX_LR}]")
+        if not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
+            raise ValueError("grad_clip must be a positive number")
+        if not (self.retain_weight >= 0 and math.isfinite(self.retain_weight)):
+            raise ValueError("retain_weight must be a number >= 0")
 
 
 @dataclass

@@ -45,9 +45,20 @@ def test_config_errors_name_the_field():
         parse_config("ga", {"lr_typo": 1.0})
     with pytest.raises(ConfigError, match="'steps' must be of type int"):
         parse_config("hierarchy", {"steps": "10"})
-    with pytest.raises(ConfigError, match="lr must be a positive"):
-        parse_config("npo", {"lr": -1.0})
     assert parse_config("npo", {"beta": 1}).beta == 1.0
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("lr", -1.0, r"lr must be a number in \(0, 1.0\]"),
+    ("lr", 1e300, r"lr must be a number in \(0, 1.0\]"),  # finite, but AdamW overflowed on it
+    ("grad_clip", 0.0, "grad_clip must be a positive number"),
+    ("retain_weight", -0.5, "retain_weight must be a number >= 0"),
+    ("warmup_steps", -1, "warmup_steps must not be negative"),
+    ("lora_alpha", 0, "lora_alpha must be at least 1"),
+])
+def test_settings_no_run_can_use_are_config_errors(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config("graddiff", {field: value})
 
 
 def test_ascent_terms_leave_the_stop_tokens_out(trained):
