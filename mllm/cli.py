@@ -10,7 +10,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -29,6 +29,9 @@ from mllm.data.schema import (
 )
 from mllm.data.synth import SIZES
 from mllm.models.specs import SPECS
+
+if TYPE_CHECKING:
+    from mllm.train.loop import TrainConfig
 
 COMMANDS: list[click.Command] = []
 
@@ -328,15 +331,15 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
     from mllm.models.loader import ModelLoadError
     from mllm.models.lora import LoraSettings
     from mllm.train.checkpoint import CheckpointMismatchError
-    from mllm.train.loop import TrainConfig
     from mllm.train.recipe import TrainJob, TrainJobError, run_train_job
 
     if epochs is not None and steps is not None:
         raise click.UsageError("give --epochs or --steps, not both")
     _quiet_transformers(threads)
-    config = TrainConfig(epochs=25.0 if epochs is None else epochs, steps=steps, batch_size=batch_size, lr=lr,
-                         seed=seed, grad_accum=grad_accum, gradient_checkpointing=gradient_checkpointing,
-                         autocast=autocast, depth_draw=depth_draw)
+    config = _train_config(epochs=25.0 if epochs is None else epochs, steps=steps, batch_size=batch_size,
+                           lr=lr, seed=seed, grad_accum=grad_accum,
+                           gradient_checkpointing=gradient_checkpointing, autocast=autocast,
+                           depth_draw=depth_draw)
     job = TrainJob(corpus=corpus, out=out, config=config, base=base, spec=SPECS[size],
                    lora=LoraSettings(rank=lora_rank, alpha=lora_alpha) if lora else None,
                    exclude=_read_ids(exclude_files), checkpoint_every=checkpoint_every, resume=resume,
@@ -349,6 +352,16 @@ def train(corpus: Path, out: Path, base: Path | None, size: str, lora: bool, lor
     finally:
         bar.close()
     _echo_outcome(out, outcome)
+
+
+def _train_config(**fields: Any) -> TrainConfig:
+    """The recipe, or a usage error naming the setting no run can use (NaN or infinite included)."""
+    from mllm.train.loop import TrainConfig
+
+    try:
+        return TrainConfig(**fields)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.command("pretrain")
@@ -374,11 +387,10 @@ def pretrain(out: Path, size: str, cases: int, epochs: float, lr: float, batch_s
     never seen, and it never saw a patient, so a run with records excluded is a retrain oracle.
     """
     from mllm.train.checkpoint import CheckpointMismatchError
-    from mllm.train.loop import TrainConfig
     from mllm.train.pretrain import PretrainJob, run_pretrain_job
 
     _quiet_transformers(threads)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    config = _train_config(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     job = PretrainJob(out=out, spec=SPECS[size], cases=cases, config=config,
                       checkpoint_every=checkpoint_every, resume=resume)
     bar = _StepBar("pretrain")

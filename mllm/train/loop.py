@@ -32,6 +32,8 @@ from .encode import Batch, EncodedRecords
 from .logprobs import answer_nll
 
 DEPTH_DRAWS = ("per-record", "per-epoch")
+#: The largest learning rate a training or unlearning run accepts (no recipe comes near it).
+MAX_LR = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.depth_draw not in DEPTH_DRAWS:
             raise ValueError(f"depth_draw must be one of {', '.join(DEPTH_DRAWS)}, not {self.depth_draw!r}")
+        # comparisons written so that NaN fails them too
+        if not 0 < self.epochs < math.inf:
+            raise ValueError("epochs must be a finite number above 0")
+        if (self.steps is not None and self.steps < 1) or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("steps, batch_size and grad_accum must be at least 1")
+        if not 0 <= self.lr <= MAX_LR:  # above it AdamW's update overflows fp32 weights (or makes them NaN)
+            raise ValueError(f"lr must be a number in [0, {MAX_LR}]")  # 0 is left to the no-op guard
+        if not 0 <= self.warmup_ratio <= 1:
+            raise ValueError("warmup_ratio must be a number in [0, 1]")
+        if not (0 <= self.weight_decay < math.inf and 0 < self.grad_clip < math.inf):
+            raise ValueError("weight_decay must be a finite number >= 0 and grad_clip one above 0")
 
     def total_steps(self, steps_per_epoch: int) -> int:
         total = self.steps if self.steps is not None else math.ceil(self.epochs * steps_per_epoch)

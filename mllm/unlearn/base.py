@@ -25,6 +25,7 @@ from mllm.models.loader import load_model
 from mllm.models.lora import LoraSettings, add_lora, lora_for_training
 from mllm.models.runtime import worker_placement
 from mllm.train.encode import Batch
+from mllm.train.loop import MAX_LR
 
 from .data import Streams, encode_items, items, stop_token_ids
 from .guard import WithoutAdapter
@@ -56,10 +57,6 @@ class StepLog:
 
 Progress = Callable[[StepLog], None]
 ShouldCancel = Callable[[], bool]
-
-
-#: The largest learning rate a method accepts (no unlearning recipe comes near it).
-MAX_LR = 1.0
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,20 @@ def test_train_refuses_bad_input(corpus, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize(("command", "extra", "message"), [
+    (train, ["--steps", "1", "--lr", "inf"], "lr must be a number in [0, 1.0]"),  # saved a NaN model
+    (train, ["--steps", "1", "--lr", "nan"], "lr must be a number in [0, 1.0]"),
+    (train, ["--steps", "1", "--lr", "1e300"], "lr must be a number in [0, 1.0]"),  # AdamW overflowed
+    (train, ["--epochs", "inf"], "epochs must be a finite number above 0"),
+    (pretrain, ["--lr", "nan"], "lr must be a number in [0, 1.0]"),
+])
+def test_training_settings_no_run_can_use_are_usage_errors(corpus, tmp_path, command, extra, message):
+    base = ["--corpus", corpus.root, "--size", "tiny"] if command is train else ["--size", "tiny"]
+    result = run(command, [*base, "--out", tmp_path / "m", *extra])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "m").exists()
+
+
 def test_eval_prints_tables_and_json(corpus, trained_dir, tmp_path):
     result = run(evaluate, ["--model", trained_dir, "--corpus", corpus.root, "--by", "group,fact_kind",
                             "--max-new-tokens", "16"])
