@@ -295,7 +295,10 @@ def import_medforget(src: Path, out: Path, *, name: str = "medforget-import") ->
             path = directory / file_name
             if not path.is_file():
                 raise CorpusError(path, "not found")
-            frame = pd.read_parquet(path)
+            try:
+                frame = pd.read_parquet(path)
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                raise CorpusError(path, f"not a readable parquet file ({type(exc).__name__})") from None
             for column in COLUMNS:
                 if column not in frame.columns:
                     raise CorpusError(path, "missing column", field_name=column)

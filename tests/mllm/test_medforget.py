@@ -136,6 +136,10 @@ def test_import_rejects_a_directory_that_is_not_medforget(tmp_path: Path) -> Non
     (tmp_path / "patient_level").mkdir()
     with pytest.raises(CorpusError, match="not found"):
         import_medforget(tmp_path, tmp_path / "out2")
+    for name in (FORGET_FILE, RETAIN_FILE):  # a truncated download: a CorpusError, not pyarrow's traceback
+        (tmp_path / "patient_level" / name).write_bytes(b"PAR1 truncated")
+    with pytest.raises(CorpusError, match="not a readable parquet file"):
+        import_medforget(tmp_path, tmp_path / "out3")
 
 
 def test_infer_task_follows_medforget() -> None:
