@@ -27,13 +27,12 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from mllm.models.runtime import autocast_for, enable_gradient_checkpointing
 
+from . import MAX_LR
 from .checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from .encode import Batch, EncodedRecords
 from .logprobs import answer_nll
 
 DEPTH_DRAWS = ("per-record", "per-epoch")
-#: The largest learning rate a training or unlearning run accepts (no recipe comes near it).
-MAX_LR = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class TrainConfig:
             raise ValueError("epochs must be a finite number above 0")
         if (self.steps is not None and self.steps < 1) or self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("steps, batch_size and grad_accum must be at least 1")
-        if not 0 <= self.lr <= MAX_LR:  # above it AdamW's update overflows fp32 weights (or makes them NaN)
+        if not 0 <= self.lr <= MAX_LR:
             raise ValueError(f"lr must be a number in [0, {MAX_LR}]")  # 0 is left to the no-op guard
         if not 0 <= self.warmup_ratio <= 1:
             raise ValueError("warmup_ratio must be a number in [0, 1]")

@@ -24,8 +24,8 @@ from mllm.models.artifact import ArtifactMetadata, BaseRef, never_saw_a_corpus, 
 from mllm.models.loader import load_model
 from mllm.models.lora import LoraSettings, add_lora, lora_for_training
 from mllm.models.runtime import worker_placement
+from mllm.train import MAX_LR
 from mllm.train.encode import Batch
-from mllm.train.loop import MAX_LR
 
 from .data import Streams, encode_items, items, stop_token_ids
 from .guard import WithoutAdapter
@@ -78,7 +78,7 @@ class MethodConfig:
             raise ValueError("steps, batch_size, lora_rank and lora_alpha must be at least 1")
         if self.warmup_steps < 0:
             raise ValueError("warmup_steps must not be negative")
-        if not 0 < self.lr <= MAX_LR:  # NaN fails too; above it AdamW's update overflows fp32 weights
+        if not 0 < self.lr <= MAX_LR:  # NaN fails too
             raise ValueError(f"lr must be a number in (0, {MAX_LR}]")
         if not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
             raise ValueError("grad_clip must be a positive number")

@@ -71,6 +71,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from mllm.train import MAX_LR
+
 from .jsonfile import read_json_file
 
 
@@ -123,8 +125,11 @@ class VerdictPolicy:
                 raise PolicyError(f"policy field '{f.name}' must be a finite number")
         if not 0 < self.relearn_fraction < 1:
             raise PolicyError("policy field 'relearn_fraction' must be between 0 and 1")
-        if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise PolicyError("policy fields 'batch_size' and 'max_new_tokens' must be at least 1")
+        if min(self.batch_size, self.max_new_tokens, self.relearn_steps, self.relearn_batch_size) < 1:
+            raise PolicyError("policy fields 'batch_size', 'max_new_tokens', 'relearn_steps' and "
+                              "'relearn_batch_size' must be at least 1")
+        if not 0 < self.relearn_lr <= MAX_LR:
+            raise PolicyError(f"policy field 'relearn_lr' must be a number in (0, {MAX_LR}]")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

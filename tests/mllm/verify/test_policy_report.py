@@ -28,6 +28,8 @@ def test_policy_file_overrides_a_subset_and_refuses_the_rest(tmp_path: Path) -> 
         {"relearn_steps": 2.5},
         {"require_significance": 1},
         {"max_mia_auc": float("inf")},
+        {"relearn_lr": 1e300},  # finite, but the relearning attack's AdamW overflowed: a traceback
+        {"relearn_steps": 0},
         [1, 2],
     ):
         path.write_text(json.dumps(bad))
