@@ -8,6 +8,9 @@ under ``language_model`` — the module path in LLaVA, Qwen2-VL and Qwen2.5-VL c
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +31,24 @@ class LoraSettings:
     target_modules: str = LANGUAGE_MODEL_LINEAR
 
 
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """Wrapping a model, peft reads transformers' deprecated ``is_gradient_checkpointing`` alias: a
+    FutureWarning on every run that no user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        yield
+
+
 def add_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
     """Wrap a plain ``model`` with fresh adapters; only adapter weights stay trainable."""
     if isinstance(model, PeftModel):
         raise TypeError("the model already carries an adapter; use lora_for_training() to keep training it")
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=settings.target_modules, bias="none")
-    return get_peft_model(model, config)
+    with _quiet_peft():
+        return get_peft_model(model, config)
 
 
 def lora_for_training(model: Any, settings: LoraSettings) -> PeftModel:
@@ -55,7 +69,8 @@ def save_adapter(model: PeftModel, out: Path | str) -> None:
 
 def load_adapter(model: PreTrainedModel, path: Path | str, *, trainable: bool = False) -> PeftModel:
     """Apply a saved adapter to its base ``model``."""
-    return PeftModel.from_pretrained(model, path, is_trainable=trainable, local_files_only=True)
+    with _quiet_peft():
+        return PeftModel.from_pretrained(model, path, is_trainable=trainable, local_files_only=True)
 
 
 def merge_lora(model: PeftModel) -> PreTrainedModel:

@@ -122,3 +122,17 @@ def test_adapter_artifacts_need_a_full_base(setup):
         save_artifact(peft_model.get_base_model(), processor, root / "c", ArtifactMetadata(kind="x"),
                       base=base)
     assert not (root / "c").exists()
+
+
+def test_wrapping_a_model_in_adapters_prints_no_deprecation_warning(tmp_path) -> None:
+    """peft reads a deprecated transformers alias on every wrap; users saw its FutureWarning on every run."""
+    import warnings
+
+    from mllm.models.lora import load_adapter, save_adapter
+    from mllm.train.recipe import fresh_reference
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        wrapped = add_lora(fresh_reference(SPECS["tiny"])[0], LoraSettings(rank=2, alpha=2))
+        save_adapter(wrapped, tmp_path / "a")
+        load_adapter(fresh_reference(SPECS["tiny"])[0], tmp_path / "a")
