@@ -59,7 +59,7 @@ EXPECTED_FAILURES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # "I don't know" taught into the weights (no wrapper for ``suppression`` to expose). In the tests'
     # world the true answers stay likelier than a stranger's (membership); on the demo corpus (seed 0)
     # the refusals themselves give a forgotten patient away (over_forgetting) - under a kept patient
-    # that check is not judged, and only its side damage failed it (docs/benchmarks.md)
+    # that check is not judged and a clean refusal tuning passes (demo seed 1; docs/benchmarks.md)
     "refusal-tuned": (frozenset({"membership_inference"}), frozenset({"suppression", "collapse"})),
     "over-forgetting": (
         frozenset({"over_forgetting"}),
