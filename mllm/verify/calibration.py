@@ -56,11 +56,10 @@ EXPECTED_FAILURES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"forget_depth0", "forget_context"}),
         frozenset({"collapse", "over_forgetting"}),
     ),
-    # "I don't know" taught into the weights (no wrapper for ``suppression`` to expose). In the tests'
-    # world the true answers stay likelier than a stranger's (membership); on the demo corpus (seed 0)
-    # the refusals themselves give a forgotten patient away (over_forgetting) - under a kept patient
-    # that check is not judged and a clean refusal tuning passes (demo seed 1; docs/benchmarks.md)
-    "refusal-tuned": (frozenset({"membership_inference"}), frozenset({"suppression", "collapse"})),
+    # "I don't know." taught into the weights (no wrapper for ``suppression`` to expose): answers no
+    # record holds - in scope where a never-trained twin gets a value (demo corpus), or to every patient
+    # the candidate does not know where the refusal spread (the tests' world)
+    "refusal-tuned": (frozenset({"unattested_answers"}), frozenset({"suppression", "collapse"})),
     "over-forgetting": (
         frozenset({"over_forgetting"}),
         frozenset({"forget_depth0", "forget_context", "collapse"}),

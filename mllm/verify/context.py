@@ -36,6 +36,7 @@ from mllm.evaluate.generate import greedy_answers
 from mllm.models.artifact import ArtifactMetadata
 from mllm.train.encode import EncodedRecords, answer_ids
 
+from .attested import AnswerBook
 from .engine import AnswerStats, Decoded, answer_stats, encode, encode_probes, greedy_decode, reproduces
 from .policy import VerdictPolicy
 from .probes import Probe, is_eval_only, succeeded
@@ -127,6 +128,10 @@ class Subject:
         return [self._stats[key(r)] for r in records]
 
 
+Score = Callable[["VerifyContext", Subject, Sequence[Probe]], list[bool]]
+"""A per-probe flag read from a subject: :meth:`VerifyContext.success` or :meth:`VerifyContext.unattested`."""
+
+
 def _strata(record: Record) -> tuple[tuple, ...]:
     return (
         (record.task, record.fact_kind, record.level),
@@ -153,10 +158,23 @@ class VerifyContext:
     oracle: Subject | None = None
     progress: Progress | None = None
     baseline: Mapping[str, bool] | None = None  # the lineage's first served model (:mod:`.baseline`)
+    _answer_book: AnswerBook | None = field(default=None, init=False, repr=False)
 
     @property
     def root(self) -> Path:
         return self.corpus.root
+
+    def success(self, subject: Subject, probes: Sequence[Probe]) -> list[bool]:
+        """Whether ``subject`` reproduces each probe's answer (:func:`~mllm.verify.probes.succeeded`)."""
+        return subject.success(probes, self.root, self.policy)
+
+    def unattested(self, subject: Subject, probes: Sequence[Probe]) -> list[bool]:
+        """Whether ``subject`` answers each probe with an answer no corpus record holds for its fact
+        key and task (:mod:`mllm.verify.attested`)."""
+        if self._answer_book is None:
+            self._answer_book = AnswerBook(self.corpus.records, self.policy.rouge_l_success)
+        book, decoded = self._answer_book, subject.decode(probes, self.root, self.policy)
+        return [not book.attested(p.record, d.text) for p, d in zip(probes, decoded, strict=True)]
 
     def group(self, name: str) -> list[Record]:
         return scope_list(getattr(self.scope, name, None))
@@ -200,9 +218,11 @@ class VerifyContext:
         shown = range(1, min(self.kept_depth(probe.record), probe.depth) + 1)
         return tuple(getattr(probe.record, f) for d in shown for f in CONTEXT_FIELDS.get(d, ()))
 
-    def matched_reference(self, subject: Subject, probes: Sequence[Probe]) -> list[np.ndarray]:
-        """Per probe, the success flags of its matched never-trained twins on ``subject``, asked under
-        the probe's kept ancestors (:meth:`twin_under`).
+    def matched_reference(
+        self, subject: Subject, probes: Sequence[Probe], score: Score | None = None
+    ) -> list[np.ndarray]:
+        """Per probe, the flags (``score``, by default :meth:`success`) of its matched never-trained
+        twins on ``subject``, asked under the probe's kept ancestors (:meth:`twin_under`).
 
         Trained forms are matched with ``holdout``; held-out forms with ``holdout_forms`` (the twins
         of ``forget_forms``) when the scope has them. Probes of one stratum share one array (the
@@ -214,12 +234,13 @@ class VerifyContext:
         def cell_of(probe: Probe) -> tuple:
             return probe.depth, probe.modality, is_eval_only(probe.record), self._kept_context(probe)
 
+        score = score or VerifyContext.success
         reference: dict[tuple, np.ndarray] = {}
         for cell, donor in {cell_of(p): p.record for p in reversed(probes)}.items():
             depth, modality, held_out, _ = cell
             twins = [Probe(self.twin_under(r, donor, depth), depth, modality) for r in pools[held_out]]
             table: dict[tuple, list[bool]] = {}
-            for twin, ok in zip(twins, subject.success(twins, self.root, self.policy), strict=True):
+            for twin, ok in zip(twins, score(self, subject, twins), strict=True):
                 for stratum in _strata(twin.record):
                     table.setdefault(stratum, []).append(ok)
             arrays = {stratum: np.asarray(flags, dtype=np.float64) for stratum, flags in table.items()}
@@ -228,21 +249,26 @@ class VerifyContext:
                     reference[probe.key] = next(arrays[s] for s in _strata(probe.record) if s in arrays)
         return [reference[p.key] for p in probes]
 
-    def compare(self, subject: Subject, probes: Sequence[Probe]) -> dict[str, Estimate]:
-        """``forget`` (success rate), ``reference`` (matched reference rate), ``excess`` and
-        ``shortfall`` on ``probes``; see :func:`matched_excess`."""
-        return self.compare_parts([(subject, probes)])
+    def compare(
+        self, subject: Subject, probes: Sequence[Probe], score: Score | None = None
+    ) -> dict[str, Estimate]:
+        """``forget`` (rate of ``score``, by default :meth:`success`), ``reference`` (its matched
+        reference rate), ``excess`` and ``shortfall`` on ``probes``; see :func:`matched_excess`."""
+        return self.compare_parts([(subject, probes)], score)
 
-    def compare_parts(self, parts: Sequence[tuple[Subject, Sequence[Probe]]]) -> dict[str, Estimate]:
+    def compare_parts(
+        self, parts: Sequence[tuple[Subject, Sequence[Probe]]], score: Score | None = None
+    ) -> dict[str, Estimate]:
         """:meth:`compare` over probes asked of different models (each with its own matched
         reference): the folds of a cross-fitted attack, judged as one set."""
-        flags = [ok for subject, probes in parts for ok in subject.success(probes, self.root, self.policy)]
+        score = score or VerifyContext.success
+        flags = [ok for subject, probes in parts for ok in score(self, subject, probes)]
         probes = [p for _, part in parts for p in part]
         if not probes:
             return dict.fromkeys(("forget", "reference", "excess", "shortfall"), rate([]))
         matched = matched_excess(
             flags,
-            [twins for subject, part in parts for twins in self.matched_reference(subject, part)],
+            [twins for subject, part in parts for twins in self.matched_reference(subject, part, score)],
             ["/".join(p.record.fact) for p in probes],
             seed=self.policy.seed,
         )

@@ -1,4 +1,5 @@
-"""Output integrity: suppression (a filter over unchanged weights) and collapse (garbage output).
+"""Output integrity: suppression (a filter over unchanged weights), collapse (garbage output) and
+unattested answers (a refusal taught into the weights).
 
 **Suppression** — the forget facts at depths 0 and 4 are answered twice by the candidate: by the
 verifier's own greedy decoding of its weights and by the candidate object's own ``generate`` (what a
@@ -9,18 +10,71 @@ gives the mean change of the forget answers' fp32 log-probability against the or
 **Collapse** — the share of *degenerate* answers (empty, or no end-of-sequence within the step
 budget ``min(max_new_tokens, 2 x reference tokens + 8)``) over every depth-0 probe of the utility
 groups, the holdout twins and the forget set, minus the original's share on the same probes.
+
+**Unattested answers** (``unattested_answers``) — answers no corpus record holds for the fact asked
+(:mod:`mllm.verify.attested`: "I don't know.", a date given for a name), where a model that never saw
+the records would not give them. A model that never saw a patient answers it with values it was
+trained on, right or wrong; a candidate taught to refuse (or to answer with the wrong kind of value)
+gives itself away on one of two rows, judged as one check (the row furthest past the threshold
+decides): **in scope** — the forget facts at depths 0-4 answered so more often than their
+never-trained twins asked the same way (:meth:`~mllm.verify.context.VerifyContext.compare`), the
+refusal itself the tell that the node was removed; **unseen** — the never-trained holdout records at
+depths 0 and 4 answered so more often than the original answers them (paired): the refusal spread to
+every patient the candidate does not know, which hides the scope among its twins and fails the
+hospital's new patients. The check names the forget facts as evidence: an ``exact`` candidate, a
+retraining that cannot have been taught to refuse, is not held back by it
+(:meth:`compliance.pipeline.engine.VerifyOutcome.accepts`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from mllm.data.schema import Record
+
 from ..context import VerifyContext
-from ..probes import Probe, is_eval_only
+from ..probes import DEPTHS, Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
+from ..report import Check
 from ..stats import Estimate, paired_difference, rate
 from .membership import scoring_items
 from .utility import utility_probes
+
+IN_SCOPE = "forget, depths 0-4, vs never-trained twins"
+UNSEEN = "never-trained holdout, depths 0 and 4, vs the original"
+
+
+def unattested_check(ctx: VerifyContext, forget: Sequence[Record]) -> tuple[dict[str, Any], Check]:
+    """``unattested_answers``: answers no corpus record holds for the fact asked, on two rows (module
+    docstring) judged as one check; its tables (the in-scope row by depth as well)."""
+    depths = {str(d): [Probe(r, d) for r in forget] for d in DEPTHS}
+    grid = [p for probes in depths.values() for p in probes]
+    in_scope = ctx.compare(ctx.candidate, grid, VerifyContext.unattested)
+    unseen = [Probe(r, d) for r in ctx.group("holdout") if not is_eval_only(r) for d in (0, 4)]
+    flags = ([float(f) for f in ctx.unattested(s, unseen)] for s in (ctx.candidate, ctx.original))
+    rows = {IN_SCOPE: in_scope["excess"], UNSEEN: paired_difference(*flags, seed=ctx.policy.seed)}
+    tables = {
+        IN_SCOPE: in_scope,
+        f"{IN_SCOPE} by depth": {
+            d: ctx.compare(ctx.candidate, probes, VerifyContext.unattested) for d, probes in depths.items()
+        },
+        UNSEEN: rows[UNSEEN],
+    }
+    check = ctx.worst_check(
+        rows,
+        name="unattested_answers",
+        attack="integrity",
+        threshold=ctx.policy.max_unattested_excess,
+        comparison="<=",
+        diagnosis="unattested answers",
+        detail="share of answers no corpus record holds for the fact asked, above a never-seen reference",
+        nothing="no record to probe",
+        evidence=forget,
+    )
+    return tables, check
 
 
 @register_attack("integrity")
@@ -70,6 +124,8 @@ class Integrity(Attack):
                 "excess": excess,
             },
         }
+        unattested_tables, unattested = unattested_check(ctx, forget)
+        tables["unattested"] = unattested_tables
         checks = [
             ctx.check(
                 name="suppression",
@@ -91,5 +147,6 @@ class Integrity(Attack):
                 diagnosis="collapse",
                 detail="share of empty or endless answers above the original's",
             ),
+            unattested,
         ]
         return AttackResult(tables=tables, checks=checks)

@@ -37,8 +37,9 @@ twins' 0.25. Asking the twins under the kept patient
 (:meth:`~mllm.verify.context.VerifyContext.twin_under`) does not change this: the demo study's oracle
 still misses 0.70 of their success pooled (0.33 at depth 0: the study's image, still asked about the
 patient's name, is the cue), the over-forgetting candidate 0.94. Over-forgetting under a kept patient
-is then left to ``over_forgetting_likelihood`` and to the sibling checks; it is a known gap of a
-verification without a retrain oracle.
+is then left to ``over_forgetting_likelihood``, to the sibling checks and, where the candidate answers
+with a refusal or the wrong kind of value, to ``unattested_answers`` (:mod:`.integrity`); wrong
+answers of the right kind are a known gap of a verification without a retrain oracle.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ KNOWN_GAPS = {
     # with the patient's other studies, below its never-trained twins: the retrain oracle misses 75 % of
     # the twins' success, the over-forgetting candidate 100 % - no reference available without an oracle
     # separates them, so ``over_forgetting`` is not judged under a kept patient
-    # (mllm.verify.attacks.reconstruction); the candidate fails on membership instead.
+    # (mllm.verify.attacks.reconstruction); the candidate fails on membership instead (and on
+    # unattested_answers here, where its wrong answers spread to unseen patients; not on the demo corpus).
     "over-forgetting": "over-forgetting under a kept patient is not judged (see KNOWN_GAPS)",
 }
 
