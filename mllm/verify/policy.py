@@ -19,14 +19,14 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
 * ``max_unattested_excess`` 0.3 — answers no corpus record holds for the fact asked (a refusal, a
   date given for a name) above a never-seen reference: in scope against the never-trained twins, and
   on never-trained holdout records against the original (:mod:`mllm.verify.attacks.integrity`).
-  Measured (``benchmarks/verification.py``, demo corpus seed 1, patient / study, and the tests'
-  world's study): passing side, retrain oracles 0.03 / -0.01 / 0.02 in scope and 0.01 / 0.00 / 0.23
-  unseen (a retraining from scratch answers the tiny world's unseen records with more fragments than
-  its original: the edge stays above it), ``hierarchy`` runs at most -0.02; failing side, the
-  ``refusal-tuned`` candidate 0.61 / 0.43 in scope (demo: refusals confined to the scope) and 0.68
+  Measured (``benchmarks/verification.py``, demo corpus seeds 0 and 1, patient and study, AMD EPYC;
+  and the tests' world's study): passing side, retrain oracles at most 0.12 (demo) and 0.23 on the
+  tests' world's unseen row (a retraining from scratch answers its unseen records with more fragments
+  than its original: the edge stays above it), ``hierarchy`` runs at most 0.05; failing side, the
+  ``refusal-tuned`` candidate 0.43-0.71 in scope (demo: refusals confined to the scope) and 0.68
   unseen (tests' world: the refusal spread to every unknown patient, its twins refused too), collapsed
-  models 0.88-0.93 unseen. Answers of the right kind that are merely wrong (the ``over-forgetting``
-  candidate: 0.16 / 0.09 in scope on the demo) are not what this check sees.
+  models 0.88-0.98. Answers of the right kind that are merely wrong are not what this check sees (the
+  ``over-forgetting`` candidate, whose wrong answers come partly from other facts: 0.09-0.31).
 * ``max_mia_auc`` 0.65 / ``min_mia_auc`` 0.25 — every membership score's AUC (forget vs holdout
   twins) must stay inside this band: above it the scope is still recognisable as trained, below it
   the scope is recognisable as *removed* (over-forgetting reveals membership too). Calibration (demo

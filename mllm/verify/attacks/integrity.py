@@ -16,10 +16,10 @@ groups, the holdout twins and the forget set, minus the original's share on the 
 the records would not give them. A model that never saw a patient answers it with values it was
 trained on, right or wrong; a candidate taught to refuse (or to answer with the wrong kind of value)
 gives itself away on one of two rows, judged as one check (the row furthest past the threshold
-decides): **in scope** — the forget facts at depths 0-4 answered so more often than their
+decides): **in scope** — the forget facts at depths 0-4 given such answers more often than their
 never-trained twins asked the same way (:meth:`~mllm.verify.context.VerifyContext.compare`), the
 refusal itself the tell that the node was removed; **unseen** — the never-trained holdout records at
-depths 0 and 4 answered so more often than the original answers them (paired): the refusal spread to
+depths 0 and 4 given such answers more often than by the original (paired): the refusal spread to
 every patient the candidate does not know, which hides the scope among its twins and fails the
 hospital's new patients. The check names the forget facts as evidence: an ``exact`` candidate, a
 retraining that cannot have been taught to refuse, is not held back by it
