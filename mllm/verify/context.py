@@ -129,7 +129,8 @@ class Subject:
 
 
 Score = Callable[["VerifyContext", Subject, Sequence[Probe]], list[bool]]
-"""A per-probe flag read from a subject: :meth:`VerifyContext.success` or :meth:`VerifyContext.unattested`."""
+"""A per-probe flag read from a subject: :meth:`VerifyContext.success`, :meth:`VerifyContext.unattested`
+or :meth:`VerifyContext.kept_patient_value`."""
 
 
 def _strata(record: Record) -> tuple[tuple, ...]:
@@ -159,6 +160,7 @@ class VerifyContext:
     progress: Progress | None = None
     baseline: Mapping[str, bool] | None = None  # the lineage's first served model (:mod:`.baseline`)
     _answer_book: AnswerBook | None = field(default=None, init=False, repr=False)
+    _patient_books: dict[str, AnswerBook] | None = field(default=None, init=False, repr=False)
 
     @property
     def root(self) -> Path:
@@ -175,6 +177,26 @@ class VerifyContext:
             self._answer_book = AnswerBook(self.corpus.records, self.policy.rouge_l_success)
         book, decoded = self._answer_book, subject.decode(probes, self.root, self.policy)
         return [not book.attested(p.record, d.text) for p, d in zip(probes, decoded, strict=True)]
+
+    def kept_patient_value(self, subject: Subject, probes: Sequence[Probe]) -> list[bool]:
+        """Whether ``subject`` answers each probe with a value its record's patient holds for the fact
+        key and task in the data this request keeps (the patient's other studies): how a model that
+        knows the patient but never saw the node tends to answer. A never-trained twin asked under
+        the kept patient (:meth:`twin_under`, depth 2 on) is looked up under that patient."""
+        if self._patient_books is None:
+            removed, kept = self.removed_ids(), {}
+            for record in self.corpus.records:
+                if record.record_id not in removed:
+                    kept.setdefault(record.patient_id, []).append(record)
+            self._patient_books = {
+                patient: AnswerBook(records, self.policy.rouge_l_success) for patient, records in kept.items()
+            }
+        decoded = subject.decode(probes, self.root, self.policy)
+        books = self._patient_books
+        return [
+            p.record.patient_id in books and books[p.record.patient_id].attested(p.record, d.text)
+            for p, d in zip(probes, decoded, strict=True)
+        ]
 
     def group(self, name: str) -> list[Record]:
         return scope_list(getattr(self.scope, name, None))
@@ -250,17 +272,20 @@ class VerifyContext:
         return [reference[p.key] for p in probes]
 
     def compare(
-        self, subject: Subject, probes: Sequence[Probe], score: Score | None = None
+        self, subject: Subject, probes: Sequence[Probe], score: Score | None = None, *,
+        reference: Subject | None = None,
     ) -> dict[str, Estimate]:
         """``forget`` (rate of ``score``, by default :meth:`success`), ``reference`` (its matched
-        reference rate), ``excess`` and ``shortfall`` on ``probes``; see :func:`matched_excess`."""
-        return self.compare_parts([(subject, probes)], score)
+        reference rate, the twins asked of ``reference``, by default of ``subject``), ``excess`` and
+        ``shortfall`` on ``probes``; see :func:`matched_excess`."""
+        return self.compare_parts([(subject, probes)], score, reference=reference)
 
     def compare_parts(
-        self, parts: Sequence[tuple[Subject, Sequence[Probe]]], score: Score | None = None
+        self, parts: Sequence[tuple[Subject, Sequence[Probe]]], score: Score | None = None, *,
+        reference: Subject | None = None,
     ) -> dict[str, Estimate]:
         """:meth:`compare` over probes asked of different models (each with its own matched
-        reference): the folds of a cross-fitted attack, judged as one set."""
+        reference unless ``reference`` names one): the folds of a cross-fitted attack, judged as one set."""
         score = score or VerifyContext.success
         flags = [ok for subject, probes in parts for ok in score(self, subject, probes)]
         probes = [p for _, part in parts for p in part]
@@ -268,7 +293,8 @@ class VerifyContext:
             return dict.fromkeys(("forget", "reference", "excess", "shortfall"), rate([]))
         matched = matched_excess(
             flags,
-            [twins for subject, part in parts for twins in self.matched_reference(subject, part, score)],
+            [twins for subject, part in parts
+             for twins in self.matched_reference(reference or subject, part, score)],
             ["/".join(p.record.fact) for p in probes],
             seed=self.policy.seed,
         )

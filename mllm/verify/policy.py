@@ -16,6 +16,11 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   the test seeds): retrain oracles 0.17 / -0.56 / -0.44, the over-forgetting candidate 0.77 / 0.76 /
   0.43. Judged at the depths where the twins are a fair reference (an institution at depth 0
   alone) and not under a kept patient, where they are none (:mod:`mllm.verify.attacks.reconstruction`).
+* ``max_kept_value_shortfall`` 0.5 — under a kept patient (a study or section request), the forget
+  facts answered with the patient's other values (depths 2-4) missing more than half of how often the
+  original answers never-trained twins asked under that patient is over-forgetting (wrong answers
+  drawn from other patients). Tiny test world: passing side -0.23 to 0.12 (oracle -0.12, ``hierarchy``
+  -0.07), failing side 0.61-1.0 (over-forgetting 0.90).
 * ``max_unattested_excess`` 0.3 — answers no corpus record holds for the fact asked (a refusal, a
   date given for a name) above a never-seen reference: in scope against the never-trained twins, and
   on never-trained holdout records against the original (:mod:`mllm.verify.attacks.integrity`).
@@ -98,6 +103,7 @@ class VerdictPolicy:
     max_leak_excess: float = 0.2
     max_child_excess: float = 0.2
     max_forget_shortfall: float = 0.3
+    max_kept_value_shortfall: float = 0.5
     max_unattested_excess: float = 0.3
     max_mia_auc: float = 0.65
     min_mia_auc: float = 0.25

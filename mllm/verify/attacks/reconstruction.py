@@ -26,20 +26,25 @@ oracle (seed 0) reads its never-seen institution at shortfall 0.04 at depth 0 an
 / 0.37 at depths 1-4 (the over-forgetting candidate 0.76-0.88 at every depth), so an institution is
 judged at depth 0 alone, a patient at depths 0-4.
 
-Under a kept patient — a study or section request — no depth is comparable and the check is not
-applicable: a model that never saw the node still knows the patient's other studies and answers with
-their values, below a stranger's chance, so the twins are no reference for it. Measured, the retrain
-oracle misses as much of its twins' success as the over-forgetting candidate does: shortfall 0.75 vs
-1.0 (tiny test world, a study), 0.76 vs 0.97 (demo corpus, a study, seed 0), 0.83 vs 0.60 (demo, a
-FINDINGS section of one fact, seed 0), and the passing ``hierarchy`` run 0.35 / 0.78 — no edge
-separates them, and even at depths 0-1 (no patient named) the study's oracle reads 0.12 against its
-twins' 0.25. Asking the twins under the kept patient
-(:meth:`~mllm.verify.context.VerifyContext.twin_under`) does not change this: the demo study's oracle
-still misses 0.70 of their success pooled (0.33 at depth 0: the study's image, still asked about the
-patient's name, is the cue), the over-forgetting candidate 0.94. Over-forgetting under a kept patient
-is then left to ``over_forgetting_likelihood``, to the sibling checks and, where the candidate answers
-with a refusal or the wrong kind of value, to ``unattested_answers`` (:mod:`.integrity`); wrong
-answers of the right kind are a known gap of a verification without a retrain oracle.
+Under a kept patient — a study or section request — no depth is comparable: a model that never saw
+the node still knows the patient's other studies and answers with their values, below a stranger's
+chance, so the twins' *success* is no reference for it. Measured, the retrain oracle misses as much of
+its twins' success as the over-forgetting candidate does: shortfall 0.75 vs 1.0 (tiny test world, a
+study), 0.76 vs 0.97 (demo corpus, a study, seed 0), 0.83 vs 0.60 (demo, a FINDINGS section of one
+fact, seed 0), and the passing ``hierarchy`` run 0.35 / 0.78, even with the twins asked under the
+kept patient (:meth:`~mllm.verify.context.VerifyContext.twin_under`). What such a model does do is
+answer **with the patient's other values** (:meth:`~mllm.verify.context.VerifyContext.kept_patient_value`:
+a value the patient holds for that fact key and task in the kept data), as a model that knows the
+patient answers a study of theirs it never saw. So there ``over_forgetting`` is the shortfall of such
+answers on the forget facts (generation and cloze, depths 2-4, the patient named) against the
+**original's** answers to their never-trained twins asked under the patient
+(:func:`kept_patient_values`; threshold ``max_kept_value_shortfall``). The reference is the original's,
+not the candidate's: a candidate taught wrong answers for the patient gives its twins under that
+patient the same wrong kind of answer (tiny test world: 0.0 against 0.0 on the over-forgetting
+candidate itself). Measured on the tiny test world (a study, 11 facts): retrain oracle -0.12, the
+passing ``hierarchy`` run -0.07, half-forgotten 0.12, no-op -0.23; over-forgetting (other patients'
+values) 0.90, refusal-tuned, collapsed and GA-wrecked 1.0, sibling-damaged 0.61 (its kept study's
+values were overwritten too).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from mllm.data.schema import Level, Record
+from mllm.data.schema import Level, Record, Task
 
 from ..context import VerifyContext
 from ..probes import DEPTHS, TEXT_ONLY, Probe, is_eval_only
@@ -56,6 +61,7 @@ from ..report import Check
 from ..stats import Estimate
 
 FORM_DEPTHS = (0, 4)  # held-out forms: without context and with all of it
+PATIENT_NAMED = 2  # the context depth from which a prompt names the patient
 MODALITIES: dict[str, Callable[[Record], Probe]] = {
     "image-only identification (image, depth 0)": lambda r: Probe(r, 0),
     "text-only identification (no image, depth 4)": lambda r: Probe(r, 4, TEXT_ONLY),
@@ -94,36 +100,40 @@ def comparable_depths(level: Level | None) -> tuple[int, ...]:
     return {Level.PATIENT: DEPTHS, Level.INSTITUTION: (0,)}.get(level, ())  # type: ignore[arg-type]
 
 
+def kept_patient_values(ctx: VerifyContext, forget: Sequence[Record]) -> dict[str, Estimate]:
+    """Under a kept patient: how often the candidate answers the forget facts (generation and cloze,
+    depths 2-4, the patient named) with a value the patient holds elsewhere in the kept data, against
+    how often the original answers their never-trained twins asked under the patient so
+    (:meth:`VerifyContext.kept_patient_value`); empty for a scope with no kept patient."""
+    probes = [Probe(r, d) for r in forget if r.task is not Task.CLASSIFICATION
+              and ctx.kept_depth(r) >= PATIENT_NAMED for d in DEPTHS if d >= PATIENT_NAMED]
+    if not probes:
+        return {}
+    return ctx.compare(ctx.candidate, probes, VerifyContext.kept_patient_value, reference=ctx.original)
+
+
 def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate], depths: Sequence[int],
-                          evidence: Sequence[Record]) -> Check:
+                          kept: dict[str, Estimate], evidence: Sequence[Record]) -> Check:
     """Forget answered below its never-trained twins, tasks pooled over the comparable ``depths``,
-    judged as a shortfall (the share of the twins' success the forget set misses); not applicable
-    without a comparable depth (see the module docstring)."""
-    fields = dict(
-        name="over_forgetting",
-        attack="reconstruction",
-        threshold=ctx.policy.max_forget_shortfall,
-        comparison="<=",
-        diagnosis="over-forgetting",
-        evidence=evidence,
-    )
-    if not depths:
-        return ctx.check(
-            value=math.nan,
-            estimate=None,
-            detail="not judged under a kept patient: a model that never saw the node answers below its "
-            "never-trained twins",
-            **fields,
-        )
-    estimate = pooled["shortfall"]
-    return ctx.check(
-        value=estimate.value,
-        estimate=estimate,
-        detail=f"{'depth' if len(depths) == 1 else 'depths'} {', '.join(map(str, depths))} and tasks "
-        f"pooled, shortfall: 1 - forget / reference "
-        f"({pooled['forget'].value:.3f} vs {pooled['reference'].value:.3f})",
-        **fields,
-    )
+    judged as a shortfall (the share of the twins' success the forget set misses); under a kept
+    patient, the shortfall of answers with the patient's other values (``kept``,
+    :func:`kept_patient_values`; module docstring)."""
+    fields = dict(name="over_forgetting", attack="reconstruction", comparison="<=",
+                  diagnosis="over-forgetting", evidence=evidence)
+    if depths:
+        estimate, threshold = pooled["shortfall"], ctx.policy.max_forget_shortfall
+        detail = (f"{'depth' if len(depths) == 1 else 'depths'} {', '.join(map(str, depths))} and tasks "
+                  f"pooled, shortfall: 1 - forget / reference "
+                  f"({pooled['forget'].value:.3f} vs {pooled['reference'].value:.3f})")
+    elif kept:
+        estimate, threshold = kept["shortfall"], ctx.policy.max_kept_value_shortfall
+        detail = (f"under the kept patient (depths 2-4), answers with the patient's other values, "
+                  f"shortfall: 1 - forget / the original's twins "
+                  f"({kept['forget'].value:.3f} vs {kept['reference'].value:.3f})")
+    else:
+        return ctx.check(value=math.nan, estimate=None, threshold=ctx.policy.max_forget_shortfall,
+                         detail="no comparable depth and no kept patient to judge it by", **fields)
+    return ctx.check(value=estimate.value, estimate=estimate, threshold=threshold, detail=detail, **fields)
 
 
 @register_attack("reconstruction")
@@ -160,6 +170,7 @@ class Reconstruction(Attack):
         judged = [p for p in grid if p.depth in comparable_depths(ctx.level_of(p.record))]
         comparable = tuple(sorted({p.depth for p in judged}))
         comparable_pooled = row(judged)
+        kept = {} if comparable else kept_patient_values(ctx, forget)
         every = grid + [Probe(r, d) for r in forms for d in FORM_DEPTHS]
         flags = subject.success(every, ctx.root, policy)
         reproduced = sorted({p.record.record_id for p, ok in zip(every, flags, strict=True) if ok})
@@ -173,6 +184,7 @@ class Reconstruction(Attack):
             "by_level": level,
             "pooled": pooled,
             "over_forgetting_pooled": {"depths": list(comparable), **comparable_pooled},
+            "kept_patient_values": kept,
             "reproduced_record_ids": reproduced,
         }
         if ctx.oracle is not None:
@@ -203,6 +215,6 @@ class Reconstruction(Attack):
                 ctx, "earlier_forgotten_leak", lineage, policy.max_leak_excess, "lineage leak", "depth",
                 earlier,
             ),
-            over_forgetting_check(ctx, comparable_pooled, comparable, forget),
+            over_forgetting_check(ctx, comparable_pooled, comparable, kept, forget),
         ]
         return AttackResult(tables=tables, checks=checks)

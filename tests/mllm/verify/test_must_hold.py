@@ -19,26 +19,7 @@ def test_retrain_oracle_passes(report_of) -> None:
     assert report.to_json()["verdict"] == "pass"
 
 
-KNOWN_GAPS = {
-    # The tiny world forgets a study of a kept patient. There a model that never saw the study answers it
-    # with the patient's other studies, below its never-trained twins: the retrain oracle misses 75 % of
-    # the twins' success, the over-forgetting candidate 100 % - no reference available without an oracle
-    # separates them, so ``over_forgetting`` is not judged under a kept patient
-    # (mllm.verify.attacks.reconstruction); the candidate fails on membership instead (and on
-    # unattested_answers here, where its wrong answers spread to unseen patients; not on the demo corpus).
-    "over-forgetting": "over-forgetting under a kept patient is not judged (see KNOWN_GAPS)",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[name]))
-        if name in KNOWN_GAPS
-        else name
-        for name in EXPECTED_FAILURES
-    ],
-)
+@pytest.mark.parametrize("name", list(EXPECTED_FAILURES))
 def test_broken_candidate_fails_for_the_right_reason(report_of, name: str) -> None:
     report = report_of(name)
     must_fail, must_pass = EXPECTED_FAILURES[name]

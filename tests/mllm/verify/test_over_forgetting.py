@@ -1,5 +1,6 @@
 """The ``over_forgetting`` check on hand-made pooled rows: a shortfall against the never-trained twins
-at the depths where they are a fair reference; not judged under a kept patient."""
+at the depths where they are a fair reference; under a kept patient, a shortfall of answers with the
+patient's other values against the original's twins asked under the patient."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from mllm.data.schema import Level
+from mllm.data.prompts import with_context_of
+from mllm.data.schema import FactKind, Level, Record, Split, Task
 from mllm.verify import VerdictPolicy
 from mllm.verify.attacks.reconstruction import comparable_depths, over_forgetting_check
-from mllm.verify.probes import DEPTHS
+from mllm.verify.context import VerifyContext
+from mllm.verify.engine import Decoded
+from mllm.verify.probes import DEPTHS, Probe
 from mllm.verify.report import Check
 from mllm.verify.stats import Estimate
 
@@ -33,8 +37,8 @@ def _pooled(forget: float, reference: float, shortfall_interval: tuple[float, fl
     }
 
 
-def _judge(level: Level, pooled: dict[str, Estimate]) -> Check:
-    return over_forgetting_check(_ctx(level), pooled, comparable_depths(level), evidence=())
+def _judge(level: Level, pooled: dict[str, Estimate], kept: dict[str, Estimate] | None = None) -> Check:
+    return over_forgetting_check(_ctx(level), pooled, comparable_depths(level), kept or {}, evidence=())
 
 
 @pytest.mark.parametrize("level", [Level.PATIENT, Level.INSTITUTION])
@@ -54,8 +58,45 @@ def test_an_institution_is_compared_with_its_twins_without_context() -> None:
 
 
 @pytest.mark.parametrize("level", [Level.STUDY, Level.SECTION])
-def test_under_a_kept_patient_the_twins_are_no_reference(level: Level) -> None:
-    # a model that never saw the study answers it with the patient's other studies: below the twins
+def test_under_a_kept_patient_the_patients_other_values_are_the_reference(level: Level) -> None:
+    # a model that never saw the study answers it with the patient's other studies: below the twins'
+    # success, so the success shortfall is not judged there ...
     assert comparable_depths(level) == ()
-    check = _judge(level, _pooled(0.0, 0.40, (0.9, 1.0)))
-    assert check.passed is None and "kept patient" in check.detail
+    below_twins = _pooled(0.0, 0.40, (0.9, 1.0))
+    assert _judge(level, below_twins).passed is None
+    # ... but it answers with the patient's other values about as often as the original does for a
+    # never-seen study of that patient; wrong answers drawn from other patients do not
+    check = _judge(level, below_twins, kept=_pooled(0.03, 0.34, (0.7, 1.0)))
+    assert check.passed is False and check.threshold == 0.5 and "patient's other values" in check.detail
+    assert _judge(level, below_twins, kept=_pooled(0.30, 0.34, (-0.3, 0.5))).passed is True
+
+
+def _date(patient: str, study: str, value: str) -> Record:
+    return Record(record_id=f"{patient}/{study}", institution_id="H1", patient_id=patient, study_id=study,
+                  section=None, level=Level.STUDY, task=Task.GENERATION, fact_kind=FactKind.PRIVATE,
+                  split=Split.TRAIN, question="When was the study?", answer=value, image="i.png",
+                  fact_key="study.date", fact_value=value, owner_level=Level.STUDY,
+                  owner_id=f"H1/{patient}/{study}", form="generation-0")
+
+
+class _Says:
+    """A subject giving one answer to every probe."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def decode(self, probes, root, policy) -> list[Decoded]:
+        return [Decoded(self.text, finished=True, tokens=3) for _ in probes]
+
+
+def test_a_value_the_kept_patient_holds_elsewhere_counts_and_a_twin_is_looked_up_under_that_patient() -> None:
+    forgotten, kept, other = _date("P1", "S2", "2021-05-05"), _date("P1", "S1", "2019-03-01"), \
+        _date("P2", "S1", "2020-01-01")
+    twin = with_context_of(_date("P3", "S1", "2018-07-07"), forgotten, depth=2)  # asked under P1
+    corpus = SimpleNamespace(root=None, records=[forgotten, kept, other])
+    ctx = VerifyContext(corpus=corpus, scope=SimpleNamespace(forget=[forgotten]), policy=VerdictPolicy(),
+                        candidate=_Says(""), original=_Says(""))
+    probes = [Probe(forgotten, 2), Probe(twin, 2)]
+    assert ctx.kept_patient_value(_Says("2019-03-01"), probes) == [True, True]  # P1's other study
+    assert ctx.kept_patient_value(_Says("2020-01-01"), probes) == [False, False]  # another patient's
+    assert ctx.kept_patient_value(_Says("2021-05-05"), probes) == [False, False]  # removed with the node
