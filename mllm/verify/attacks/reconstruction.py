@@ -117,23 +117,31 @@ def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate], depth
     """Forget answered below its never-trained twins, tasks pooled over the comparable ``depths``,
     judged as a shortfall (the share of the twins' success the forget set misses); under a kept
     patient, the shortfall of answers with the patient's other values (``kept``,
-    :func:`kept_patient_values`; module docstring)."""
+    :func:`kept_patient_values`; module docstring). A batch with records of both kinds is judged on
+    both, a failing one deciding."""
     fields = dict(name="over_forgetting", attack="reconstruction", comparison="<=",
                   diagnosis="over-forgetting", evidence=evidence)
+    judged = []
     if depths:
-        estimate, threshold = pooled["shortfall"], ctx.policy.max_forget_shortfall
-        detail = (f"{'depth' if len(depths) == 1 else 'depths'} {', '.join(map(str, depths))} and tasks "
-                  f"pooled, shortfall: 1 - forget / reference "
-                  f"({pooled['forget'].value:.3f} vs {pooled['reference'].value:.3f})")
-    elif kept:
-        estimate, threshold = kept["shortfall"], ctx.policy.max_kept_value_shortfall
-        detail = (f"under the kept patient (depths 2-4), answers with the patient's other values, "
-                  f"shortfall: 1 - forget / the original's twins "
-                  f"({kept['forget'].value:.3f} vs {kept['reference'].value:.3f})")
-    else:
+        judged.append(ctx.check(
+            value=pooled["shortfall"].value, estimate=pooled["shortfall"],
+            threshold=ctx.policy.max_forget_shortfall,
+            detail=f"{'depth' if len(depths) == 1 else 'depths'} {', '.join(map(str, depths))} and tasks "
+            f"pooled, shortfall: 1 - forget / reference "
+            f"({pooled['forget'].value:.3f} vs {pooled['reference'].value:.3f})",
+            **fields))
+    if kept:
+        judged.append(ctx.check(
+            value=kept["shortfall"].value, estimate=kept["shortfall"],
+            threshold=ctx.policy.max_kept_value_shortfall,
+            detail=f"under the kept patient (depths 2-4), answers with the patient's other values, "
+            f"shortfall: 1 - forget / the original's twins "
+            f"({kept['forget'].value:.3f} vs {kept['reference'].value:.3f})",
+            **fields))
+    if not judged:
         return ctx.check(value=math.nan, estimate=None, threshold=ctx.policy.max_forget_shortfall,
                          detail="no comparable depth and no kept patient to judge it by", **fields)
-    return ctx.check(value=estimate.value, estimate=estimate, threshold=threshold, detail=detail, **fields)
+    return next((check for check in judged if check.passed is False), judged[0])
 
 
 @register_attack("reconstruction")
@@ -170,7 +178,7 @@ class Reconstruction(Attack):
         judged = [p for p in grid if p.depth in comparable_depths(ctx.level_of(p.record))]
         comparable = tuple(sorted({p.depth for p in judged}))
         comparable_pooled = row(judged)
-        kept = {} if comparable else kept_patient_values(ctx, forget)
+        kept = kept_patient_values(ctx, forget)
         every = grid + [Probe(r, d) for r in forms for d in FORM_DEPTHS]
         flags = subject.success(every, ctx.root, policy)
         reproduced = sorted({p.record.record_id for p, ok in zip(every, flags, strict=True) if ok})

@@ -71,6 +71,14 @@ def test_under_a_kept_patient_the_patients_other_values_are_the_reference(level:
     assert _judge(level, below_twins, kept=_pooled(0.30, 0.34, (-0.3, 0.5))).passed is True
 
 
+def test_a_batch_with_a_patient_and_a_study_of_a_kept_patient_is_judged_on_both() -> None:
+    fine, over = _pooled(0.12, 0.13, (-0.3, 0.4)), _pooled(0.03, 0.34, (0.7, 1.0))
+    check = over_forgetting_check(_ctx(Level.PATIENT), fine, DEPTHS, over, evidence=())
+    assert check.passed is False and "patient's other values" in check.detail
+    check = over_forgetting_check(_ctx(Level.PATIENT), fine, DEPTHS, fine, evidence=())
+    assert check.passed is True and check.threshold == 0.3
+
+
 def _date(patient: str, study: str, value: str) -> Record:
     return Record(record_id=f"{patient}/{study}", institution_id="H1", patient_id=patient, study_id=study,
                   section=None, level=Level.STUDY, task=Task.GENERATION, fact_kind=FactKind.PRIVATE,
