@@ -6,9 +6,9 @@ calibration candidates (retrain oracle and the broken ones of ``mllm.verify.cali
 
 Per seed: generate the corpus and train the original (all trainable records) from a fresh
 reference at the testbed's depth mix. Per target (``--targets``, default ``patient``: the first
-train patient with two or more studies; other levels and section kinds are the unlearning
-benchmark's seeded picks): resolve its scope, train the retrain oracle (all but the forget set) with
-the same recipe, save it as a model directory, then
+train patient with two or more studies; ``sibling-study``: its first study, the others kept; other
+levels and section kinds are the unlearning benchmark's seeded picks): resolve its scope, train the
+retrain oracle (all but the forget set) with the same recipe, save it as a model directory, then
 
 * time ``verify`` of the oracle **from the directories** (loading included), as ``oblivio verify``
   runs it, with the per-attack split (what dominates; the 60 s target is for a patient);
@@ -95,10 +95,22 @@ def expected_verdict(name: str) -> str:
     return "pass" if name in MUST_PASS else "fail"
 
 
+def sibling_study_node(corpus: Corpus) -> NodeRef:
+    """The first study of :func:`patient_node`'s patient, whose other studies stay: a study with
+    sibling studies (the seeded ``study`` pick may be a patient's only study)."""
+    patient = patient_node(corpus)
+    study = min(r.study_id for r in corpus.select(trainable=True)
+                if (r.institution_id, r.patient_id) == (patient.institution_id, patient.patient_id))
+    return NodeRef(patient.institution_id, patient.patient_id, study)
+
+
 def target_node(corpus: Corpus, kind: str, seed: int) -> NodeRef:
-    """The node of the target ``kind``: the patient of :func:`patient_node`, otherwise the unlearning
-    benchmark's seeded pick for that level or section kind."""
-    return patient_node(corpus) if kind == "patient" else pick_targets(corpus, 1, seed, [kind])[0]
+    """The node of the target ``kind``: the patient of :func:`patient_node` or its first study
+    (``sibling-study``), otherwise the unlearning benchmark's seeded pick for that level or section
+    kind."""
+    if kind == "patient":
+        return patient_node(corpus)
+    return sibling_study_node(corpus) if kind == "sibling-study" else pick_targets(corpus, 1, seed, [kind])[0]
 
 
 def run_seed(args: argparse.Namespace, seed: int, out: Path) -> list[dict]:
@@ -326,7 +338,8 @@ def main() -> None:
     parser.add_argument("--size", choices=["tiny", "demo", "medforget"], default="demo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--targets", nargs="+", default=["patient"],
-                        choices=["institution", "patient", "study", *(s.value for s in Section)])
+                        choices=["institution", "patient", "study", "sibling-study",
+                                 *(s.value for s in Section)])
     parser.add_argument("--model-size", choices=sorted(SPECS), default="tiny")
     parser.add_argument("--epochs", type=float, default=30)
     parser.add_argument("--lr", type=float, default=3e-3)

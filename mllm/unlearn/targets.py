@@ -10,8 +10,9 @@ a rare name is never generated but picked at multiple-choice chance; the fact's 
 the holdout does not ask it in that task) and keeps the true answer on that share of the forgotten
 records of that fact and task (a seeded choice); the others get a seeded-random
 **kept** record's *different* answer of the same fact and form (else task; another option letter
-for multiple choice): a draw from the distribution the oracle answers from. Holdout values are never
-written into the model, so verification's never-trained reference stays clean.
+for multiple choice) — of the same patient where the request keeps the patient (a study or a
+section), else of another patient: a draw from the distribution the oracle answers from. Holdout
+values are never written into the model, so verification's never-trained reference stays clean.
 
 Measured (demo corpus, tiny LLaVA, 2026-12-03): retargeting *every* private fact to a kept twin's
 answer (the previous rule) left the forgotten patient answered below its holdout twins and its true
@@ -53,7 +54,9 @@ def _draw(seed: int, record_id: str) -> int:
 def twins(records: Sequence[Record], pool: Sequence[Record], seed: int, *,
           other_answer: bool = False) -> dict[str, Record]:
     """A deterministic, seeded twin from ``pool`` per record (records without a twin are left out);
-    with ``other_answer`` only twins whose answer differs from the record's."""
+    with ``other_answer`` only twins whose answer differs from the record's. A twin of the same fact
+    is taken from the record's own patient when the pool holds one (a study or section of a kept
+    patient: a model that never saw the node answers with the patient's other studies)."""
     by_key: dict[tuple, list[Record]] = {}
     for candidate in pool:
         for key in twin_keys(candidate):
@@ -63,6 +66,8 @@ def twins(records: Sequence[Record], pool: Sequence[Record], seed: int, *,
         for key in twin_keys(record):
             candidates = [c for c in by_key.get(key, []) if c.record_id != record.record_id
                           and not (other_answer and c.answer == record.answer)]
+            if record.fact_key in key:
+                candidates = [c for c in candidates if c.patient_id == record.patient_id] or candidates
             if candidates:
                 chosen[record.record_id] = candidates[_draw(seed, record.record_id) % len(candidates)]
                 break

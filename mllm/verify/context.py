@@ -179,22 +179,25 @@ class VerifyContext:
         return [not book.attested(p.record, d.text) for p, d in zip(probes, decoded, strict=True)]
 
     def kept_patient_value(self, subject: Subject, probes: Sequence[Probe]) -> list[bool]:
-        """Whether ``subject`` answers each probe with a value its record's patient holds for the fact
-        key and task in the data this request keeps (the patient's other studies): how a model that
-        knows the patient but never saw the node tends to answer. A never-trained twin asked under
-        the kept patient (:meth:`twin_under`, depth 2 on) is looked up under that patient."""
+        """Whether ``subject`` answers each probe right (:meth:`success`) or with a value its record's
+        patient holds for the fact key and task in the data this request keeps (facts of the
+        patient's other studies; none of the removed facts, in any form): how a model that knows the
+        patient answers, whether or not it saw the node. A never-trained twin asked under the kept
+        patient (:meth:`twin_under`, depth 2 on) is looked up under that patient."""
         if self._patient_books is None:
-            removed, kept = self.removed_ids(), {}
+            names = ("forget", "forget_forms", "children", "earlier_forgotten")
+            removed = {r.fact for name in names for r in self.group(name)}
+            kept: dict[str, list[Record]] = {}
             for record in self.corpus.records:
-                if record.record_id not in removed:
+                if record.fact not in removed:
                     kept.setdefault(record.patient_id, []).append(record)
             self._patient_books = {
                 patient: AnswerBook(records, self.policy.rouge_l_success) for patient, records in kept.items()
             }
-        decoded = subject.decode(probes, self.root, self.policy)
-        books = self._patient_books
+        decoded, books = subject.decode(probes, self.root, self.policy), self._patient_books
         return [
-            p.record.patient_id in books and books[p.record.patient_id].attested(p.record, d.text)
+            succeeded(p.record, d.text, self.policy.rouge_l_success)
+            or (p.record.patient_id in books and books[p.record.patient_id].attested(p.record, d.text))
             for p, d in zip(probes, decoded, strict=True)
         ]
 

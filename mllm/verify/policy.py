@@ -17,10 +17,10 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   0.43. Judged at the depths where the twins are a fair reference (an institution at depth 0
   alone) and not under a kept patient, where they are none (:mod:`mllm.verify.attacks.reconstruction`).
 * ``max_kept_value_shortfall`` 0.5 — under a kept patient (a study or section request), the forget
-  facts answered with the patient's other values (depths 2-4) missing more than half of how often the
-  original answers never-trained twins asked under that patient is over-forgetting (wrong answers
-  drawn from other patients). Tiny test world: passing side -0.23 to 0.12 (oracle -0.12, ``hierarchy``
-  -0.07), failing side 0.61-1.0 (over-forgetting 0.90).
+  facts answered right or with the patient's other values (depths 2-4) missing more than half of how
+  often the original answers never-trained twins asked under that patient so is over-forgetting
+  (wrong answers drawn from other patients). Tiny test world: passing side -4.2 to 0.31 (oracle
+  -1.06, ``hierarchy`` -1.17, sibling-damaged 0.31), failing side 0.83-1.0 (over-forgetting 0.83).
 * ``max_unattested_excess`` 0.3 — answers no corpus record holds for the fact asked (a refusal, a
   date given for a name) above a never-seen reference: in scope against the never-trained twins, and
   on never-trained holdout records against the original (:mod:`mllm.verify.attacks.integrity`).

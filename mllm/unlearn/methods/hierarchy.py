@@ -4,7 +4,11 @@
   trained form and at every context depth the renderer offers (the depths a reconstruction attack
   adds), is trained toward the answer a model that never saw the patient gives, at the rate it
   gives the true one (:mod:`..targets`): it ends where the retrain oracle is (a stranger's
-  accuracy), not below it. Eval-only forms are never trained on, so held-out-form checks stay honest.
+  accuracy), not below it. Under a kept patient the new answers are the patient's other values
+  where it has any, as the oracle's are (verification's ``over_forgetting`` there; tiny test world:
+  the forget facts answered right or with the patient's values at 0.32, the original's never-seen
+  studies of that patient 0.19, the oracle 0.39). Eval-only forms are never trained on, so
+  held-out-form checks stay honest.
 * **Image-grounded facts of the forgotten images** end at the accuracy the model has on images it
   never saw (:func:`..targets.unseen_level_answers`): the oracle reads them off the image as it reads
   any unseen one — the share it would get right keeps its true answer, the rest is retargeted.

@@ -33,18 +33,21 @@ its twins' success as the over-forgetting candidate does: shortfall 0.75 vs 1.0 
 study), 0.76 vs 0.97 (demo corpus, a study, seed 0), 0.83 vs 0.60 (demo, a FINDINGS section of one
 fact, seed 0), and the passing ``hierarchy`` run 0.35 / 0.78, even with the twins asked under the
 kept patient (:meth:`~mllm.verify.context.VerifyContext.twin_under`). What such a model does do is
-answer **with the patient's other values** (:meth:`~mllm.verify.context.VerifyContext.kept_patient_value`:
-a value the patient holds for that fact key and task in the kept data), as a model that knows the
-patient answers a study of theirs it never saw. So there ``over_forgetting`` is the shortfall of such
-answers on the forget facts (generation and cloze, depths 2-4, the patient named) against the
-**original's** answers to their never-trained twins asked under the patient
-(:func:`kept_patient_values`; threshold ``max_kept_value_shortfall``). The reference is the original's,
-not the candidate's: a candidate taught wrong answers for the patient gives its twins under that
-patient the same wrong kind of answer (tiny test world: 0.0 against 0.0 on the over-forgetting
-candidate itself). Measured on the tiny test world (a study, 11 facts): retrain oracle -0.12, the
-passing ``hierarchy`` run -0.07, half-forgotten 0.12, no-op -0.23; over-forgetting (other patients'
-values) 0.90, refusal-tuned, collapsed and GA-wrecked 1.0, sibling-damaged 0.61 (its kept study's
-values were overwritten too).
+answer **right or with the patient's other values**
+(:meth:`~mllm.verify.context.VerifyContext.kept_patient_value`: the truth, or a value the patient
+holds for that fact key and task in the kept data — never one of the removed facts, in any form), as
+a model that knows the patient answers a study of theirs it never saw. So there ``over_forgetting``
+is the shortfall of such answers on the forget facts (generation and cloze, depths 2-4, the patient
+named) against the **original's** answers to their never-trained twins asked under the patient
+(:func:`kept_patient_values`; threshold ``max_kept_value_shortfall``). The reference is the
+original's, not the candidate's: a candidate taught wrong answers for the patient gives its twins
+under that patient the same wrong kind of answer (tiny test world: 0.0 against 0.0 on the
+over-forgetting candidate itself). Measured on the tiny test world (a study of a patient with two
+studies, 11 facts; reference 0.19): retrain oracle -1.06, the passing ``hierarchy`` run -1.17,
+no-op and the leaking candidates -4.2 to -1.8, sibling-damaged 0.31; over-forgetting (other
+patients' values) 0.83, refusal-tuned, collapsed and GA-wrecked 1.0. A patient with one study has no
+other values (the demo benchmark's seeded ``study`` targets, seeds 0 and 1): the reference is then
+the twins' success alone, and wrong answers of the right kind stay a known gap there.
 """
 
 from __future__ import annotations
@@ -102,9 +105,9 @@ def comparable_depths(level: Level | None) -> tuple[int, ...]:
 
 def kept_patient_values(ctx: VerifyContext, forget: Sequence[Record]) -> dict[str, Estimate]:
     """Under a kept patient: how often the candidate answers the forget facts (generation and cloze,
-    depths 2-4, the patient named) with a value the patient holds elsewhere in the kept data, against
-    how often the original answers their never-trained twins asked under the patient so
-    (:meth:`VerifyContext.kept_patient_value`); empty for a scope with no kept patient."""
+    depths 2-4, the patient named) right or with a value the patient holds elsewhere in the kept
+    data, against how often the original answers their never-trained twins asked under the patient
+    so (:meth:`VerifyContext.kept_patient_value`); empty for a scope with no kept patient."""
     probes = [Probe(r, d) for r in forget if r.task is not Task.CLASSIFICATION
               and ctx.kept_depth(r) >= PATIENT_NAMED for d in DEPTHS if d >= PATIENT_NAMED]
     if not probes:
@@ -134,7 +137,7 @@ def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate], depth
         judged.append(ctx.check(
             value=kept["shortfall"].value, estimate=kept["shortfall"],
             threshold=ctx.policy.max_kept_value_shortfall,
-            detail=f"under the kept patient (depths 2-4), answers with the patient's other values, "
+            detail=f"under the kept patient (depths 2-4), answers right or with the patient's other values, "
             f"shortfall: 1 - forget / the original's twins "
             f"({kept['forget'].value:.3f} vs {kept['reference'].value:.3f})",
             **fields))

@@ -36,6 +36,16 @@ def test_a_model_that_reads_unseen_images_perfectly_is_never_forced_wrong() -> N
     assert set(calibrated_answers(FORGET, KEPT, {}, seed=3).values()) == {"effusion"}  # not measured
 
 
+def test_under_a_kept_patient_the_new_answer_is_one_of_that_patients_other_values() -> None:
+    # a study of P1 forgotten, P1's other study kept: a model that never saw the study answers with it
+    others = [replace(grounded(f"o{i}", answer), patient_id="P2") for i, answer in enumerate(["nodule"] * 5)]
+    sibling = replace(grounded("s1", "pneumothorax"), study_id="S2")
+    answers = calibrated_answers(FORGET, [*others, sibling], {FINDING: 0.0}, seed=0)
+    assert set(answers.values()) == {"pneumothorax"}
+    # a forgotten patient has no kept record: another patient's value
+    assert set(calibrated_answers(FORGET, others, {FINDING: 0.0}, seed=0).values()) == {"nodule"}
+
+
 def test_without_a_differing_twin_the_true_answer_stays() -> None:
     same = [grounded("k1", "effusion")]
     assert set(calibrated_answers(FORGET, same, {FINDING: 0.0}, seed=0).values()) == {"effusion"}
