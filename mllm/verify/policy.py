@@ -20,7 +20,8 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   facts answered right or with the patient's other values (depths 2-4) missing more than half of how
   often the original answers never-trained twins asked under that patient so is over-forgetting
   (wrong answers drawn from other patients). Tiny test world: passing side -4.2 to 0.31 (oracle
-  -1.06, ``hierarchy`` -1.17, sibling-damaged 0.31), failing side 0.83-1.0 (over-forgetting 0.83).
+  -1.06, ``hierarchy`` -1.17, sibling-damaged 0.31), failing side 0.83-1.0 (over-forgetting 0.83);
+  demo corpus seed 0, a patient's only study: oracle 0.23, ``hierarchy`` -0.04, over-forgetting 0.96.
 * ``max_unattested_excess`` 0.3 — answers no corpus record holds for the fact asked (a refusal, a
   date given for a name) above a never-seen reference: in scope against the never-trained twins, and
   on never-trained holdout records against the original (:mod:`mllm.verify.attacks.integrity`).
