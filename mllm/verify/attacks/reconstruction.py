@@ -125,23 +125,20 @@ def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate], depth
     both, a failing one deciding."""
     fields = dict(name="over_forgetting", attack="reconstruction", comparison="<=",
                   diagnosis="over-forgetting", evidence=evidence)
+
+    def shortfall(rows: dict[str, Estimate], threshold: float, what: str, reference: str) -> Check:
+        return ctx.check(value=rows["shortfall"].value, estimate=rows["shortfall"], threshold=threshold,
+                         detail=f"{what}, shortfall: 1 - forget / {reference} "
+                         f"({rows['forget'].value:.3f} vs {rows['reference'].value:.3f})", **fields)
+
     judged = []
     if depths:
-        judged.append(ctx.check(
-            value=pooled["shortfall"].value, estimate=pooled["shortfall"],
-            threshold=ctx.policy.max_forget_shortfall,
-            detail=f"{'depth' if len(depths) == 1 else 'depths'} {', '.join(map(str, depths))} and tasks "
-            f"pooled, shortfall: 1 - forget / reference "
-            f"({pooled['forget'].value:.3f} vs {pooled['reference'].value:.3f})",
-            **fields))
+        where = f"{'depth' if len(depths) == 1 else 'depths'} {', '.join(map(str, depths))} and tasks pooled"
+        judged.append(shortfall(pooled, ctx.policy.max_forget_shortfall, where, "reference"))
     if kept:
-        judged.append(ctx.check(
-            value=kept["shortfall"].value, estimate=kept["shortfall"],
-            threshold=ctx.policy.max_kept_value_shortfall,
-            detail=f"under the kept patient (depths 2-4), answers right or with the patient's other values, "
-            f"shortfall: 1 - forget / the original's twins "
-            f"({kept['forget'].value:.3f} vs {kept['reference'].value:.3f})",
-            **fields))
+        judged.append(shortfall(kept, ctx.policy.max_kept_value_shortfall,
+                                "under the kept patient (depths 2-4), answers right or with the patient's "
+                                "other values", "the original's twins"))
     if not judged:
         return ctx.check(value=math.nan, estimate=None, threshold=ctx.policy.max_forget_shortfall,
                          detail="no comparable depth and no kept patient to judge it by", **fields)
