@@ -120,7 +120,7 @@ def over_forgetting_check(ctx: VerifyContext, pooled: dict[str, Estimate], depth
                           kept: dict[str, Estimate], evidence: Sequence[Record]) -> Check:
     """Forget answered below its never-trained twins, tasks pooled over the comparable ``depths``,
     judged as a shortfall (the share of the twins' success the forget set misses); under a kept
-    patient, the shortfall of answers with the patient's other values (``kept``,
+    patient, the shortfall of answers right or with the patient's other values (``kept``,
     :func:`kept_patient_values`; module docstring). A batch with records of both kinds is judged on
     both, a failing one deciding."""
     fields = dict(name="over_forgetting", attack="reconstruction", comparison="<=",
