@@ -22,6 +22,9 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   (wrong answers drawn from other patients). Tiny test world: passing side -4.2 to 0.31 (oracle
   -1.06, ``hierarchy`` -1.17, sibling-damaged 0.31), failing side 0.83-1.0 (over-forgetting 0.83);
   demo corpus seed 0, a patient's only study: oracle 0.23, ``hierarchy`` -0.04, over-forgetting 0.96.
+  Demo sibling studies, seeds 0-4: oracle -0.57 / -0.03 / 0.53 / 0.35 / -0.40, over-forgetting 0.89 /
+  0.46 / 0.70 / 0.89 / -0.28 — the sides overlap on ~10 facts; the significance rule keeps the oracle
+  passing and lets the weaker cases pass (docs/benchmarks.md, sibling-study sections).
 * ``max_unattested_excess`` 0.3 — answers no corpus record holds for the fact asked (a refusal, a
   date given for a name) above a never-seen reference: in scope against the never-trained twins, and
   on never-trained holdout records against the original (:mod:`mllm.verify.attacks.integrity`).
