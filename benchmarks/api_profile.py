@@ -4,12 +4,12 @@
 
 The deployment of ``api_load.py`` (a database and a Redis of its own, production settings), but the
 requests go through Django's test client in this process, one at a time, so the numbers are the
-application's own: CPU per request (Django, DRF, psycopg and the Redis client in this process;
-PostgreSQL's and Redis's own CPU not included), SQL statements per request (BEGIN and COMMIT
-included), and the statements an intake sends from taking the audit chain's head-row lock to its
-COMMIT, both included. With ``--cprofile N``
-it prints the N functions with the most cumulative time of each phase. Writes
-``bench-out/api_profile.json``.
+application's own (intake, a list page of 50, and the institutions list: the floor of an
+authenticated API request with its throttle and one small query): CPU per request (Django, DRF,
+psycopg and the Redis client in this process; PostgreSQL's and Redis's own CPU not included), SQL
+statements per request (BEGIN and COMMIT included), and the statements an intake sends from taking
+the audit chain's head-row lock to its COMMIT, both included. With ``--cprofile N`` it prints the N
+functions with the most cumulative time of each phase. Writes ``bench-out/api_profile.json``.
 """
 
 from __future__ import annotations
@@ -72,10 +72,15 @@ def run(args: argparse.Namespace) -> dict[str, dict]:
         def listing(number: int) -> int:
             return client.get(CREATE).status_code
 
+        def institutions(number: int) -> int:  # the floor: authentication, throttle, one small query
+            return client.get("/api/v1/institutions").status_code
+
         top = args.cprofile
         results = {"intake": _phase(intake, 201, args.requests, top)}
         results["list"] = _phase(listing, 200, args.requests, top)
-        results["list"].pop("head_lock_statements")
+        results["institutions"] = _phase(institutions, 200, args.requests, top)
+        for name in ("list", "institutions"):
+            results[name].pop("head_lock_statements")
     return results
 
 

@@ -22,6 +22,8 @@ retrain oracle (all but the forget set) with the same recipe, save it as a model
   the next rung only when the previous one is refused or fails verification (``LADDER``: the verdict
   of the last rung tried, and which rung that was). Rung *r* runs with seed *world seed + r*.
 
+``--reuse-models`` loads the corpus, original and oracles an earlier run saved instead of training
+them (to re-measure a change of the verifier on the same worlds); candidates and rungs are rebuilt.
 ``--hierarchy-only`` skips the oracle and the candidates and runs just the last two steps (to re-measure
 the method after a change: the other candidates do not depend on it); it writes
 ``result-hierarchy.json`` and no docs section.
@@ -48,10 +50,10 @@ import torch
 from docs_section import replace_section
 from unlearning import pick_targets
 
-from mllm.data.schema import Corpus, Section
+from mllm.data.schema import Corpus, Section, load_corpus
 from mllm.data.scope import NodeRef, resolve_scope
 from mllm.data.synth import generate_corpus
-from mllm.models.loader import LoadedModel
+from mllm.models.loader import LoadedModel, load_model
 from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig
 from mllm.unlearn import CollapseError, unlearn
@@ -63,6 +65,7 @@ from mllm.verify.calibration import (
     PASSING,
     applicable,
     build_candidate,
+    in_memory,
     train_reference,
 )
 from mllm.verify.context import Subject
@@ -113,18 +116,31 @@ def target_node(corpus: Corpus, kind: str, seed: int) -> NodeRef:
     return sibling_study_node(corpus) if kind == "sibling-study" else pick_targets(corpus, 1, seed, [kind])[0]
 
 
+def trained(args: argparse.Namespace, corpus: Corpus, records: list, config: TrainConfig,
+            where: Path) -> LoadedModel:
+    """A reference trained on ``records`` and saved at ``where`` or, with ``--reuse-models``, the one
+    an earlier run saved there (its verifier code may differ; its training recipe must not)."""
+    if args.reuse_models and where.exists():
+        saved = load_model(where)
+        return in_memory(saved.model, saved.processor, corpus)
+    model = train_reference(corpus, records, SPECS[args.model_size], config, replay=args.replay)
+    model.model.save_pretrained(where)
+    model.processor.save_pretrained(where)
+    return model
+
+
 def run_seed(args: argparse.Namespace, seed: int, out: Path) -> list[dict]:
     """Train the original once, then verify every target's candidates (one row per target)."""
     work = out / f"seed{seed}"
-    shutil.rmtree(work, ignore_errors=True)
-    corpus = generate_corpus(size=args.size, seed=seed, out=work / "corpus")
+    if args.reuse_models and (work / "corpus").exists():
+        corpus = load_corpus(work / "corpus")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        corpus = generate_corpus(size=args.size, seed=seed, out=work / "corpus")
     config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, seed=seed, depth_draw=args.depth_draw)
     started = time.perf_counter()
-    original = train_reference(corpus, corpus.select(trainable=True), SPECS[args.model_size], config,
-                               replay=args.replay)
+    original = trained(args, corpus, corpus.select(trainable=True), config, work / "original")
     train_seconds = time.perf_counter() - started
-    original.model.save_pretrained(work / "original")
-    original.processor.save_pretrained(work / "original")
     reference = subject("original", original)  # read once for every candidate of every target
     return [
         run_target(args, seed, kind, corpus, original, reference, work, config, train_seconds)
@@ -151,19 +167,13 @@ def run_target(
     started = time.perf_counter()
     oracle = None
     if not args.hierarchy_only:
-        oracle = train_reference(
-            corpus,
-            [r for r in corpus.select(trainable=True) if r.record_id not in forget_ids],
-            SPECS[args.model_size],
-            config,
-            replay=args.replay,
-        )
-        oracle.model.save_pretrained(target / "oracle")
-        oracle.processor.save_pretrained(target / "oracle")
+        retain = [r for r in corpus.select(trainable=True) if r.record_id not in forget_ids]
+        oracle = trained(args, corpus, retain, config, target / "oracle")
     train_seconds = original_seconds + time.perf_counter() - started
     policy = VerdictPolicy(seed=seed)
 
     reports = target / "reports"
+    shutil.rmtree(reports, ignore_errors=True)
     reports.mkdir(parents=True)
 
     def row(report: VerificationReport, name: str, judged_as: str | None = None) -> dict:
@@ -189,7 +199,8 @@ def run_target(
 
     rows = {}
     result = {"seed": seed, "target": kind, "scope_counts": {k: len(v) for k, v in scope.groups().items()},
-              "train_seconds": round(train_seconds, 1), "candidates": rows}
+              "train_seconds": round(train_seconds, 1), "models_reused": args.reuse_models,
+              "candidates": rows}
     if not args.hierarchy_only:
         started = time.perf_counter()
         timed = verify(
@@ -206,6 +217,7 @@ def run_target(
     tried = []
     for index, rung in enumerate(APPROXIMATE_RUNGS):
         name = f"{HIERARCHY} rung {index}"
+        shutil.rmtree(target / f"rung{index}", ignore_errors=True)  # an earlier run's (--reuse-models)
         try:
             unlearn(model_dir=work / "original", corpus=corpus, scope=scope, method=rung["method"],
                     config=rung["config"], out=target / f"rung{index}", seed=seed + index)
@@ -281,9 +293,10 @@ def markdown(result: dict) -> str:
         top = max(split, key=split.get)
         goal = f" (target {TARGET_SECONDS} s)" if s["target"] == "patient" else ""
         counts = s["scope_counts"]
+        trained = "reused (--reuse-models)" if s.get("models_reused") else f"{s['train_seconds']:.0f} s"
         lines.append(
             f"| {s['seed']} | {s['target']} | {counts['forget']} / {counts['holdout']} | "
-            f"{s['train_seconds']:.0f} s | {s['verify_seconds']:.1f} s{goal} | {top} {split[top]:.1f} s |"
+            f"{trained} | {s['verify_seconds']:.1f} s{goal} | {top} {split[top]:.1f} s |"
         )
     lines += [
         "",
@@ -350,6 +363,9 @@ def main() -> None:
                         help="the original's and the oracle's context depths: drawn once per record, or "
                              "anew every epoch (mllm.train.batches)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse-models", action="store_true",
+                        help="load the corpus, original and oracles an earlier run of the same arguments "
+                             "saved (re-measure a verifier change without retraining); train what is missing")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--hierarchy-only", action="store_true",
                         help="train the original alone and verify only the hierarchy run (no docs section)")
