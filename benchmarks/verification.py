@@ -117,16 +117,17 @@ def target_node(corpus: Corpus, kind: str, seed: int) -> NodeRef:
 
 
 def trained(args: argparse.Namespace, corpus: Corpus, records: list, config: TrainConfig,
-            where: Path) -> LoadedModel:
+            where: Path) -> tuple[LoadedModel, bool]:
     """A reference trained on ``records`` and saved at ``where`` or, with ``--reuse-models``, the one
-    an earlier run saved there (its verifier code may differ; its training recipe must not)."""
+    an earlier run saved there (its verifier code may differ; its training recipe must not); and
+    whether it was reused."""
     if args.reuse_models and where.exists():
         saved = load_model(where)
-        return in_memory(saved.model, saved.processor, corpus)
+        return in_memory(saved.model, saved.processor, corpus), True
     model = train_reference(corpus, records, SPECS[args.model_size], config, replay=args.replay)
     model.model.save_pretrained(where)
     model.processor.save_pretrained(where)
-    return model
+    return model, False
 
 
 def run_seed(args: argparse.Namespace, seed: int, out: Path) -> list[dict]:
@@ -139,11 +140,11 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> list[dict]:
         corpus = generate_corpus(size=args.size, seed=seed, out=work / "corpus")
     config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, seed=seed, depth_draw=args.depth_draw)
     started = time.perf_counter()
-    original = trained(args, corpus, corpus.select(trainable=True), config, work / "original")
+    original, reused = trained(args, corpus, corpus.select(trainable=True), config, work / "original")
     train_seconds = time.perf_counter() - started
     reference = subject("original", original)  # read once for every candidate of every target
     return [
-        run_target(args, seed, kind, corpus, original, reference, work, config, train_seconds)
+        run_target(args, seed, kind, corpus, original, reference, work, config, train_seconds, reused)
         for kind in args.targets
     ]
 
@@ -158,6 +159,7 @@ def run_target(
     work: Path,
     config: TrainConfig,
     original_seconds: float,
+    original_reused: bool,
 ) -> dict:
     """The oracle of one target (all trainable records but its forget set, same recipe as the
     original), every calibration candidate and a ``hierarchy`` run, each verified."""
@@ -165,10 +167,11 @@ def run_target(
     forget_ids = {r.record_id for r in scope.forget}
     target = work / kind
     started = time.perf_counter()
-    oracle = None
+    oracle, reused = None, original_reused
     if not args.hierarchy_only:
         retain = [r for r in corpus.select(trainable=True) if r.record_id not in forget_ids]
-        oracle = trained(args, corpus, retain, config, target / "oracle")
+        oracle, oracle_reused = trained(args, corpus, retain, config, target / "oracle")
+        reused = reused and oracle_reused
     train_seconds = original_seconds + time.perf_counter() - started
     policy = VerdictPolicy(seed=seed)
 
@@ -199,7 +202,7 @@ def run_target(
 
     rows = {}
     result = {"seed": seed, "target": kind, "scope_counts": {k: len(v) for k, v in scope.groups().items()},
-              "train_seconds": round(train_seconds, 1), "models_reused": args.reuse_models,
+              "train_seconds": round(train_seconds, 1), "models_reused": reused,
               "candidates": rows}
     if not args.hierarchy_only:
         started = time.perf_counter()
@@ -293,10 +296,10 @@ def markdown(result: dict) -> str:
         top = max(split, key=split.get)
         goal = f" (target {TARGET_SECONDS} s)" if s["target"] == "patient" else ""
         counts = s["scope_counts"]
-        trained = "reused (--reuse-models)" if s.get("models_reused") else f"{s['train_seconds']:.0f} s"
+        training = "reused (--reuse-models)" if s.get("models_reused") else f"{s['train_seconds']:.0f} s"
         lines.append(
             f"| {s['seed']} | {s['target']} | {counts['forget']} / {counts['holdout']} | "
-            f"{trained} | {s['verify_seconds']:.1f} s{goal} | {top} {split[top]:.1f} s |"
+            f"{training} | {s['verify_seconds']:.1f} s{goal} | {top} {split[top]:.1f} s |"
         )
     lines += [
         "",
