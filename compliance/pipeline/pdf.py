@@ -33,8 +33,9 @@ def _qr(text: str, size: float = 32 * mm) -> Drawing:
 
 
 def _value(value: Any) -> str:
+    """A check's figure as a person reads it: four significant digits, no negative zero."""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value + 0.0:.4g}"  # -0.0 + 0.0 is 0.0
     return "—" if value is None else str(value)
 
 
