@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+DEV_STAMP := $(VENV)/.installed-dev-stamp
 
 # Tests run against the real services every developer and CI machine has (see README).
 TEST_DATABASE_URL     ?= postgresql://postgres@127.0.0.1:5432/test
@@ -10,15 +11,20 @@ TEST_CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: venv demo test lint bench bench-api bench-verification bench-pipeline clean
 
+# The runtime (what `make demo` needs), then the test and lint tools on top (what the rest needs).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
-venv: $(STAMP)
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
 
-demo: venv
+venv: $(DEV_STAMP)
+
+demo: $(STAMP)
 	$(BIN)/oblivio demo $(DEMO_ARGS)
 
 test: venv
