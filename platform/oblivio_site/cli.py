@@ -94,13 +94,16 @@ def manage(args: tuple[str, ...]) -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--exit/--keep-running", "exit_after", default=False, show_default=True,
               help="Stop the server and worker once the demo has run (for scripts and CI).")
-def demo(port: int, exit_after: bool) -> None:
+@click.option("--prepare-only", is_flag=True,
+              help="Only build what later runs reuse (the demo hospital and its trained model), then exit: "
+                   "the slow first-run part, e.g. while building an image or before a workshop.")
+def demo(port: int, exit_after: bool, prepare_only: bool) -> None:
     """Migrate, start web server + worker on this data directory, and run the demo."""
     setup_django()
     from .demo import DemoError, run_demo
 
     try:
-        run_demo(port=port, keep_running=not exit_after, echo=click.echo)
+        run_demo(port=port, keep_running=not exit_after, prepare_only=prepare_only, echo=click.echo)
     except DemoError as exc:
         raise click.ClickException(str(exc)) from None
 

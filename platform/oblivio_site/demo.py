@@ -61,11 +61,13 @@ def wait_healthy(base_url: str, *, timeout: float, procs: list[subprocess.Popen]
     raise DemoError(f"/healthz not green after {timeout:.0f}s: {'; '.join(failing)}")
 
 
-def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> None:
-    """Run the demo; see the module docstring."""
+def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None],
+             prepare_only: bool = False) -> None:
+    """Run the demo; see the module docstring. ``prepare_only``: stop once the demo hospital and its
+    model are ready (what a later run reuses), before any process starts."""
     # SIGTERM ends the demo like Ctrl-C: the exit stack stops the worker and the server (else orphans)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if not _port_free(port):
+    if not prepare_only and not _port_free(port):
         raise DemoError(f"port {port} is already in use; pass --port to choose another")
     home = oblivio_home()
     logs = settings.OBLIVIO_LOG_DIR
@@ -74,6 +76,9 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None]) -> N
     echo("Applying database migrations ...")
     call_command("migrate", interactive=False, verbosity=0)
     corpus = prepare_demo(home=home, echo=echo)
+    if prepare_only:
+        echo(f"Prepared in {home}; `oblivio demo` on this data directory starts from here.")
+        return
 
     base_url = f"http://127.0.0.1:{port}"
     env = demo_env(base_url)

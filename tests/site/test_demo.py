@@ -1,45 +1,41 @@
 """``make demo`` does the whole job on the embedded defaults (SQLite + filesystem broker): trains the
-demo model, files and approves a request, and the worker process unlearns, verifies and certifies it."""
+demo model (``--prepare-only``, in the background from the start of the session: ``demo_run``), then
+files and approves a request, and the worker process unlearns, verifies and certifies it."""
 
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from conftest import free_port
+from demo_run import PREPARE_TIMEOUT_SECONDS, DemoRun, demo_env
 
 from mllm.data.schema import load_corpus
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # trains the demo model: ~285 s on an idle 2-core machine
-def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
-    env = subprocess_env(OBLIVIO_HOME=str(tmp_path / "home"))
-    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        env.pop(name, None)
+@pytest.mark.timeout(PREPARE_TIMEOUT_SECONDS + 600)
+def test_demo_runs_on_embedded_defaults(demo_run: DemoRun) -> None:
+    returncode, prepared = demo_run.prepared(timeout=PREPARE_TIMEOUT_SECONDS)  # started in the background
+    assert returncode == 0, prepared
+    assert "Training the demo's reference model" in prepared and "Serving model" in prepared
     result = subprocess.run([sys.executable, "-m", "oblivio_site.cli", "demo", "--exit",
-                             "--port", str(_free_port())],
-                            env=env, capture_output=True, text=True, timeout=880)
+                             "--port", str(free_port())],
+                            env=demo_env(demo_run.home), capture_output=True, text=True, timeout=580)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    assert "Training the demo's reference model" not in out  # the prepared model is reused
     assert "ok  workers" in out
     assert "same id: True, replayed: true" in out
     assert "request certified" in out and "offline check ok" in out
     assert "verification ok" in out
     assert "Oblivio is running at http://127.0.0.1:" in out
-    assert (tmp_path / "home" / "oblivio.sqlite3").exists()
+    home = demo_run.home
+    assert (home / "oblivio.sqlite3").exists()
     # Logs where the README says (rotating files under the data directory), and no identifiers in them.
-    logs = tmp_path / "home" / "logs"
+    logs = home / "logs"
     web, worker = (logs / "web.log").read_text(), (logs / "worker.log").read_text()
     assert "Booting worker" in web and "ready" in worker
-    corpus = load_corpus(tmp_path / "home" / "demo" / "corpus")
+    corpus = load_corpus(home / "demo" / "corpus")
     identifiers = {value for record in corpus.records for value in (record.patient_id, record.study_id)}
     assert not [value for value in identifiers if value in web or value in worker]
     # What a second run depends on (model reused, the next patient chosen) is in test_walkthrough.py.
