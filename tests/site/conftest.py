@@ -22,5 +22,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture
 def demo_run(request: pytest.FixtureRequest) -> DemoRun:
-    """The demo started when collection finished."""
+    """The demo started when collection finished (started now if collection did not: then the test
+    waits for the whole preparation)."""
+    if _DEMO not in request.config.stash:
+        request.config.stash[_DEMO] = DemoRun.start()
     return request.config.stash[_DEMO]
