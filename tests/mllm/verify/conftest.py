@@ -4,6 +4,7 @@ the request forgets patient A's first study; the broken candidates come from
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,12 +13,23 @@ from mllm.verify.calibration import build_candidate
 
 
 @pytest.fixture(scope="session")
-def report_of(world) -> Any:
+def read_once(world) -> SimpleNamespace:
+    """The world's ``original`` and retrain ``oracle`` as verifier subjects shared by the tests: each
+    model's answers are read once per session (a shared subject's report equals a fresh one's:
+    ``test_a_shared_original_gives_the_report_a_fresh_one_gives``)."""
+    from mllm.verify import subject
+
+    return SimpleNamespace(original=subject("original", world.original),
+                           oracle=subject("candidate", world.oracle))
+
+
+@pytest.fixture(scope="session")
+def report_of(world, read_once) -> Any:
     """``report_of(name)``: the verification report of a calibration candidate, built and verified once."""
-    from mllm.verify import subject, verify
+    from mllm.verify import verify
 
     cache: dict[str, Any] = {}
-    original = subject("original", world.original)  # read once for every candidate
+    original = read_once.original
 
     def get(name: str) -> Any:
         if name not in cache:

@@ -40,7 +40,7 @@ def test_report_carries_no_phi_and_every_figure_has_its_sample_size(report_of, w
             assert {"n", "low", "high", "method"} <= set(check["estimate"])
 
 
-def test_a_version_that_brings_an_earlier_request_back_fails(world, report_of) -> None:
+def test_a_version_that_brings_an_earlier_request_back_fails(world, read_once, report_of) -> None:
     """Records an earlier job removed from the lineage are checked against never-trained twins: the
     oracle of this request still knows patient A's other study, so naming that study as forgotten
     earlier must fail ``earlier_forgotten_leak``; naming never-trained holdout records must not."""
@@ -51,8 +51,8 @@ def test_a_version_that_brings_an_earlier_request_back_fails(world, report_of) -
 
     def leak_check(earlier) -> dict:
         report = verify(
-            original=world.original,
-            candidate=world.oracle,
+            original=read_once.original,
+            candidate=read_once.oracle,
             corpus=world.corpus,
             scope=replace(world.scope, earlier_forgotten=tuple(earlier)),
         )
@@ -85,17 +85,17 @@ def test_a_shared_original_gives_the_report_a_fresh_one_gives(world, report_of) 
     assert fresh == shared
 
 
-def test_a_lineage_that_lost_what_its_first_model_knew_fails(world, report_of) -> None:
+def test_a_lineage_that_lost_what_its_first_model_knew_fails(world, read_once, report_of) -> None:
     """``cumulative_utility`` compares the candidate with the lineage's first served model on the
     baseline panel: the original's own flags pass the retrain oracle; a first model that read every
     never-trained image right (a skill this lineage has since lost) fails it, and nothing else, even
     where the lineage now answers more trained records than the first model did (a rise on one part of
     the panel does not hide a fall on the other); without a baseline the check is not applicable."""
-    from mllm.verify import VerdictPolicy, subject, verify
+    from mllm.verify import VerdictPolicy, verify
     from mllm.verify.baseline import utility_baseline
 
     policy = VerdictPolicy()
-    original, candidate = subject("original", world.original), subject("candidate", world.oracle)
+    original, candidate = read_once.original, read_once.oracle
     measured = utility_baseline(original, world.corpus, policy)
     assert 0 < sum(measured.values()) < len(measured) <= policy.max_utility_items
 
@@ -121,7 +121,7 @@ def test_a_lineage_that_lost_what_its_first_model_knew_fails(world, report_of) -
     assert unnamed["status"] == "not_applicable"
 
 
-def test_a_one_fact_scope_leaves_even_the_no_op_inconclusive(world) -> None:
+def test_a_one_fact_scope_leaves_even_the_no_op_inconclusive(world, read_once) -> None:
     """A section owning one fact: one fact reproduced tells a memoriser from a lucky stranger with p no
     better than the stranger's guess rate, so the unchanged original gets no verdict on forgetting
     (neither pass nor fail: the pipeline sends it to exact retraining). The world has no section
@@ -129,17 +129,19 @@ def test_a_one_fact_scope_leaves_even_the_no_op_inconclusive(world) -> None:
     benchmark measures section oracles."""
     from mllm.data.schema import Level
     from mllm.data.scope import NodeRef, resolve_scope
-    from mllm.verify import verify
+    from mllm.verify import subject, verify
 
     record = next(r for r in world.scope.children if r.section is not None)
     section = resolve_scope(world.corpus, NodeRef.of(record, Level.SECTION))
     assert len({r.fact for r in section.forget}) == 1
-    report = verify(original=world.original, candidate=world.original, corpus=world.corpus, scope=section)
+    original = read_once.original
+    report = verify(original=original, candidate=subject("candidate", original), corpus=world.corpus,
+                    scope=section)
     assert report.verdict == "inconclusive", [(c.name, c.status) for c in report.checks]
     assert report.inconclusive and not report.failed
 
 
-def test_a_candidate_with_broken_weights_is_reported_as_collapsed(world) -> None:
+def test_a_candidate_with_broken_weights_is_reported_as_collapsed(world, read_once) -> None:
     """NaN weights (an fp16 overflow during unlearning, say) give a failing report, not a crash."""
     import copy
 
@@ -153,5 +155,5 @@ def test_a_candidate_with_broken_weights_is_reported_as_collapsed(world) -> None
         for parameter in model.parameters():
             parameter.fill_(float("nan"))
     candidate = in_memory(model, world.original.processor, world.corpus)
-    report = verify(original=world.original, candidate=candidate, corpus=world.corpus, scope=world.scope)
+    report = verify(original=read_once.original, candidate=candidate, corpus=world.corpus, scope=world.scope)
     assert not report.passed and {"collapse", "far_retain"} <= {c.name for c in report.failed}
