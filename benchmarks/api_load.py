@@ -75,8 +75,8 @@ request (the hot reads as plain SQL, less framework per request) and a machine n
 training jobs.
 
 The same code measured intake 130.6 and list 127.0 requests/s on a quiet 2-core Intel Xeon
-(2026-12-05); on the 2-core AMD EPYC of 2026-12-06 the table above (its load average is the
-benchmark's own, run five times back to back) and the runs before it read 78-115.
+(2026-12-05); on the 2-core AMD EPYC of 2026-12-06, run five times back to back, intake and list read
+78-115 (intake 103.8, list 81.2, floor 290.2 in the run that was this section's table then).
 
 The floor (2026-12-06, 2-core AMD EPYC, nothing else running; `api_profile.py --requests 300`): the
 institutions list — authentication (one query, so a revoked key is refused at once), the throttle's
@@ -87,7 +87,10 @@ to run: intake 84-115, list 78-112 requests/s in the same runs), on the ~1.45 co
 the load generator and PostgreSQL. That is the ceiling of any endpoint of this stack (Django + DRF
 on gunicorn threads) on this machine: the list target (1,000/s) lies above it and the intake target
 (500/s) at or above it, so neither is reachable by trimming the views; they would need the hot
-endpoints outside Django's request cycle or more cores.
+endpoints outside Django's request cycle or more cores. The table above is from a faster 2-core AMD EPYC
+(2026-12-07, nothing else running; a first run there read intake 155.6, list 137.6 and the floor
+428.6 requests/s): the floor near 430/s, so the same reading — neither target is reachable on this
+stack and machine by trimming the views.
 """
 
 
@@ -352,7 +355,7 @@ def section(report: dict) -> str:
         f"workers x {setup['threads']} threads, `OblivioWorker`), PostgreSQL, Redis, "
         "`OBLIVIO_DEPLOYMENT=production`, `OBLIVIO_DB_CONN_MAX_AGE=60`; the load generator runs on the "
         f"same machine. Machine: {machine['cpus']} CPUs, load average {machine['loadavg_1m_at_start']} at "
-        f"start and {machine['loadavg_1m_at_end']} at the end (shared with other work); \"server CPU\" is "
+        f"start and {machine['loadavg_1m_at_end']} at the end; \"server CPU\" is "
         "the CPU time gunicorn's processes got per second of the phase. Rows created: forget requests "
         "in the database after the phase minus before (equal to the 201s: nothing lost, nothing "
         "doubled).", "",
