@@ -41,7 +41,7 @@ from .engine import AnswerStats, Decoded, answer_stats, encode, encode_probes, g
 from .policy import VerdictPolicy
 from .probes import Probe, is_eval_only, succeeded
 from .report import Check
-from .stats import ALPHA, Estimate, matched_excess, rate
+from .stats import Estimate, matched_excess, rate
 
 Progress = Callable[[str, float], None]  # (stage, fraction of the verification done)
 
@@ -276,16 +276,16 @@ class VerifyContext:
 
     def compare(
         self, subject: Subject, probes: Sequence[Probe], score: Score | None = None, *,
-        reference: Subject | None = None, alpha: float = ALPHA,
+        reference: Subject | None = None,
     ) -> dict[str, Estimate]:
         """``forget`` (rate of ``score``, by default :meth:`success`), ``reference`` (its matched
         reference rate, the twins asked of ``reference``, by default of ``subject``), ``excess`` and
-        ``shortfall`` on ``probes``, intervals at ``1 - alpha``; see :func:`matched_excess`."""
-        return self.compare_parts([(subject, probes)], score, reference=reference, alpha=alpha)
+        ``shortfall`` on ``probes``; see :func:`matched_excess`."""
+        return self.compare_parts([(subject, probes)], score, reference=reference)
 
     def compare_parts(
         self, parts: Sequence[tuple[Subject, Sequence[Probe]]], score: Score | None = None, *,
-        reference: Subject | None = None, alpha: float = ALPHA,
+        reference: Subject | None = None,
     ) -> dict[str, Estimate]:
         """:meth:`compare` over probes asked of different models (each with its own matched
         reference unless ``reference`` names one): the folds of a cross-fitted attack, judged as one set."""
@@ -293,16 +293,15 @@ class VerifyContext:
         flags = [ok for subject, probes in parts for ok in score(self, subject, probes)]
         probes = [p for _, part in parts for p in part]
         if not probes:
-            return dict.fromkeys(("forget", "reference", "excess", "shortfall"), rate([], alpha=alpha))
+            return dict.fromkeys(("forget", "reference", "excess", "shortfall"), rate([]))
         matched = matched_excess(
             flags,
             [twins for subject, part in parts
              for twins in self.matched_reference(reference or subject, part, score)],
             ["/".join(p.record.fact) for p in probes],
             seed=self.policy.seed,
-            alpha=alpha,
         )
-        return {"forget": rate(flags, alpha=alpha), **matched._asdict()}
+        return {"forget": rate(flags), **matched._asdict()}
 
     def check(self, *, evidence: Sequence[Record] | None = None, **fields: Any) -> Check:
         """A :class:`Check` held to the policy's significance rule. A check that compares forgotten

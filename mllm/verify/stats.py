@@ -19,11 +19,6 @@ AUC is scikit-learn's ``roc_auc_score`` with members (forget items) labelled 1 a
 holdout twins 0, so 0.5 is "cannot tell", 1.0 "every forget item looks trained" and 0.0 "every
 forget item looks *less* likely than a never-seen one" (over-forgetting). PrivLeak (MUSE) is
 ``(AUC_candidate - AUC_oracle) / AUC_oracle``.
-
-Intervals are 95% unless a check takes the worst of ``k`` rows (depths, forms, modalities): each row's
-interval is then at ``1 - 0.05 / k`` (Bonferroni, :func:`family_alpha`), so the chance that a model
-that never saw the data fails the check on noise stays at 5% however many rows it looks at. The
-method name says which level (``wilson95``, ``two-level bootstrap98.75 ...``).
 """
 
 from __future__ import annotations
@@ -32,14 +27,12 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 MIN_K = 0.2
-ALPHA = 0.05  # a 95% interval
 Z_95 = 1.959963984540054
 BOOTSTRAP_SAMPLES = 1000
 
@@ -47,7 +40,7 @@ DEFINITIONS = {
     "success_rate": "fraction of probes whose greedy answer reproduces the reference answer "
     "(classification/cloze: task exact match; generation: exact match or ROUGE-L F1 "
     ">= policy.rouge_l_success) or mentions the fact's value (whole words, normalised); "
-    "Wilson 95% interval (1 - 0.05 / k for each of the k rows a check takes the worst of)",
+    "Wilson 95% interval",
     "excess": "success rate on forget probes minus the matched reference rate (mean over forget "
     "items of the holdout-twin success rate in the same task x fact kind x level stratum)",
     "shortfall": "1 - forget success rate / matched reference rate: the share of what never-trained "
@@ -99,23 +92,12 @@ def wilson(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def family_alpha(rows: int, alpha: float = ALPHA) -> float:
-    """Each row's level when a check takes the worst of ``rows`` rows (Bonferroni)."""
-    return alpha / max(1, rows)
-
-
-def _level(alpha: float) -> str:
-    """``0.05`` -> ``"95"``, ``0.0125`` -> ``"98.75"``: the confidence named in a method."""
-    return f"{round(100 * (1 - alpha), 4):g}"
-
-
-def rate(flags: Sequence[bool], *, alpha: float = ALPHA) -> Estimate:
-    """Success rate with its Wilson interval at ``1 - alpha`` (``nan`` when there is nothing to rate)."""
+def rate(flags: Sequence[bool]) -> Estimate:
+    """Success rate with its Wilson interval (``nan`` when there is nothing to rate)."""
     n = len(flags)
     hits = sum(bool(f) for f in flags)
-    z = Z_95 if alpha == ALPHA else NormalDist().inv_cdf(1 - alpha / 2)
-    low, high = wilson(hits, n, z)
-    return Estimate(hits / n if n else math.nan, n, low, high, f"wilson{_level(alpha)}")
+    low, high = wilson(hits, n)
+    return Estimate(hits / n if n else math.nan, n, low, high, "wilson95")
 
 
 def _resample(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -186,8 +168,7 @@ class Matched(NamedTuple):
 
 
 def matched_excess(
-    success: Sequence[bool], twins: Sequence[np.ndarray], items: Sequence[str], *, seed: int = 0,
-    alpha: float = ALPHA,
+    success: Sequence[bool], twins: Sequence[np.ndarray], items: Sequence[str], *, seed: int = 0
 ) -> Matched:
     """Matched reference, excess and shortfall of probes against their never-trained twins, per item.
 
@@ -196,7 +177,7 @@ def matched_excess(
     mean over items. Shortfall = minus the excess over the reference (``DEFINITIONS``), ``nan`` when
     the reference is 0. Interval: two-level percentile bootstrap — each distinct twin array
     resampled, then the items resampled — so both the forget side and the reference's sampling noise
-    count — at ``1 - alpha``.
+    count.
     """
     names = list(dict.fromkeys(items))
     column = np.array([names.index(i) for i in items])
@@ -221,9 +202,8 @@ def matched_excess(
 
     def estimate(point: float, boot: np.ndarray) -> Estimate:
         finite = boot[np.isfinite(boot)]  # a shortfall draw whose reference resampled to 0 has none
-        low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2]) if finite.size else (math.nan, math.nan)
-        return Estimate(point, len(names), float(low), float(high),
-                        f"two-level bootstrap{_level(alpha)} (twins, items)")
+        low, high = np.quantile(finite, [0.025, 0.975]) if finite.size else (math.nan, math.nan)
+        return Estimate(point, len(names), float(low), float(high), "two-level bootstrap95 (twins, items)")
 
     ref, excess = float(item_ref.mean()), float(item_excess.mean())
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -64,7 +64,7 @@ from ..context import VerifyContext
 from ..probes import DEPTHS, TEXT_ONLY, Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
-from ..stats import Estimate, family_alpha
+from ..stats import Estimate
 
 FORM_DEPTHS = (0, 4)  # held-out forms: without context and with all of it
 PATIENT_NAMED = 2  # the context depth from which a prompt names the patient
@@ -78,18 +78,16 @@ MODALITIES: dict[str, Callable[[Record], Probe]] = {
 def _check(
     ctx: VerifyContext,
     name: str,
-    rows: dict[str, list[Probe]],
+    rows: dict[str, dict[str, Estimate]],
     threshold: float,
     diagnosis: str,
     what: str,
     evidence: Sequence[Record],
 ) -> Check:
-    """The candidate's excess over the reference on each row's probes, judged on the deciding row
-    (:meth:`VerifyContext.worst_check`), every row's interval widened for the number of rows
-    (:func:`~mllm.verify.stats.family_alpha`)."""
-    alpha = family_alpha(len(rows))
+    """The excess over the reference on ``evidence``, judged on the deciding row
+    (:meth:`VerifyContext.worst_check`)."""
     return ctx.worst_check(
-        {key: ctx.compare(ctx.candidate, probes, alpha=alpha)["excess"] for key, probes in rows.items()},
+        {key: row["excess"] for key, row in rows.items()},
         name=name,
         attack="reconstruction",
         threshold=threshold,
@@ -162,15 +160,15 @@ class Reconstruction(Attack):
             return ctx.compare(subject, probes)
 
         grid = [Probe(r, d) for r in forget for d in DEPTHS]
-        by_depth = {str(d): [Probe(r, d) for r in forget] for d in DEPTHS}
-        by_form = {str(d): [Probe(r, d) for r in forms] for d in FORM_DEPTHS} if forms else {}
-        by_modality = {name: [make(r) for r in forget] for name, make in MODALITIES.items()}
-        by_child = {str(d): [Probe(r, d) for r in children] for d in DEPTHS} if children else {}
-        by_lineage = {str(d): [Probe(r, d) for r in earlier] for d in FORM_DEPTHS if earlier}
-        depth, form, modality, child, lineage = (
-            {key: row(probes) for key, probes in rows.items()}
-            for rows in (by_depth, by_form, by_modality, by_child, by_lineage)
+        depth = {str(d): row([Probe(r, d) for r in forget]) for d in DEPTHS}
+        form = (
+            {str(d): row([Probe(r, d) for r in forms]) for d in FORM_DEPTHS} if forms else {}
         )
+        modality = {name: row([make(r) for r in forget]) for name, make in MODALITIES.items()}
+        child = (
+            {str(d): row([Probe(r, d) for r in children]) for d in DEPTHS} if children else {}
+        )
+        lineage = {str(d): row([Probe(r, d) for r in earlier]) for d in FORM_DEPTHS if earlier}
         task = {
             t: row([p for p in grid if p.record.task.value == t])
             for t in sorted({r.task.value for r in forget})
@@ -206,28 +204,26 @@ class Reconstruction(Attack):
             }
         checks = [
             _check(
-                ctx, "forget_depth0", {"0": by_depth["0"]}, policy.max_leak_excess, "under-forgetting",
-                "depth", forget,
+                ctx, "forget_depth0", {"0": depth["0"]}, policy.max_leak_excess, "under-forgetting", "depth",
+                forget,
             ),
             _check(
                 ctx,
                 "forget_context",
-                {k: v for k, v in by_depth.items() if k != "0"},
+                {k: v for k, v in depth.items() if k != "0"},
                 policy.max_leak_excess,
                 "context leak",
                 "depth",
                 forget,
             ),
-            _check(ctx, "forget_forms", by_form, policy.max_leak_excess, "form leak", "depth", forms),
+            _check(ctx, "forget_forms", form, policy.max_leak_excess, "form leak", "depth", forms),
             _check(
-                ctx, "forget_modalities", by_modality, policy.max_leak_excess, "modality leak", "modality",
+                ctx, "forget_modalities", modality, policy.max_leak_excess, "modality leak", "modality",
                 forget,
             ),
+            _check(ctx, "child_leakage", child, policy.max_child_excess, "child leakage", "depth", children),
             _check(
-                ctx, "child_leakage", by_child, policy.max_child_excess, "child leakage", "depth", children
-            ),
-            _check(
-                ctx, "earlier_forgotten_leak", by_lineage, policy.max_leak_excess, "lineage leak", "depth",
+                ctx, "earlier_forgotten_leak", lineage, policy.max_leak_excess, "lineage leak", "depth",
                 earlier,
             ),
             over_forgetting_check(ctx, comparable_pooled, comparable, kept, forget),

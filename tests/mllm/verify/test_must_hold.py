@@ -40,15 +40,6 @@ def test_report_carries_no_phi_and_every_figure_has_its_sample_size(report_of, w
             assert {"n", "low", "high", "method"} <= set(check["estimate"])
 
 
-def test_a_check_over_several_depths_judges_each_at_a_wider_interval(report_of) -> None:
-    """The worst of four context depths is judged at 98.75% per depth, one depth at 95%
-    (Bonferroni: a model that never saw the data fails on noise no more often for having more rows)."""
-    checks = {c["name"]: c for c in report_of("no-op").to_json()["checks"]}
-    assert checks["forget_depth0"]["estimate"]["method"].startswith("two-level bootstrap95 ")
-    assert checks["forget_context"]["estimate"]["method"].startswith("two-level bootstrap98.75 ")
-    assert checks["child_leakage"]["estimate"]["method"].startswith("two-level bootstrap99 ")
-
-
 def test_a_version_that_brings_an_earlier_request_back_fails(world, read_once, report_of) -> None:
     """Records an earlier job removed from the lineage are checked against never-trained twins: the
     oracle of this request still knows patient A's other study, so naming that study as forgotten

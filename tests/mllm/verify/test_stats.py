@@ -72,20 +72,6 @@ def test_matched_excess_averages_per_item_against_its_twins() -> None:
     assert sure.high - sure.low < unsure.high - unsure.low
 
 
-def test_a_check_over_k_rows_widens_each_rows_interval() -> None:
-    """Bonferroni: the worst of k rows is judged at 1 - 0.05 / k per row, and the method says so."""
-    assert stats.family_alpha(1) == 0.05 and stats.family_alpha(4) == pytest.approx(0.0125)
-    # Wilson 99% for 8 / 10 (z = 2.5758): centre 0.6803, half-width 0.2795 -> [0.4008, 0.9599]
-    wide = stats.rate([True] * 8 + [False] * 2, alpha=0.01)
-    assert wide.low == pytest.approx(0.4008, abs=1e-3) and wide.high == pytest.approx(0.9599, abs=1e-3)
-    assert wide.method == "wilson99" and stats.rate([True]).method == "wilson95"
-    flags, twins, items = [True, True, False, True], [np.array([0.0, 1.0, 0.0])] * 4, list("abcd")
-    usual = stats.matched_excess(flags, twins, items).excess
-    family = stats.matched_excess(flags, twins, items, alpha=stats.family_alpha(4)).excess
-    assert family.value == usual.value and family.low < usual.low and family.high >= usual.high
-    assert family.method == "two-level bootstrap98.75 (twins, items)"
-
-
 def test_shortfall_is_the_share_of_the_twins_success_the_forget_set_misses() -> None:
     twins = [np.array([1.0, 0.0, 0.0, 0.0] * 10)] * 40  # never-trained twins: right on 25 %
     items = [f"r{i}" for i in range(40)]
