@@ -4,7 +4,9 @@ through each modality, scored against the matched never-trained reference.
 Held-out forms are asked at depths 0 and 4. Checks: ``forget_depth0`` (under-forgetting),
 ``forget_context`` (depth 1-4: context brings it back), ``forget_forms`` (held-out phrasings and
 cross-task forms), ``forget_modalities`` (image-only, text-only, image+text identification),
-``child_leakage`` (facts of the node's descendants), ``earlier_forgotten_leak`` (records earlier jobs
+``child_leakage`` (facts of the node's descendants, depths 0-4 pooled: each depth of them is
+already judged inside ``forget_depth0`` / ``forget_context``, whose forget set holds the children;
+the per-depth rows stay in the report as diagnosis), ``earlier_forgotten_leak`` (records earlier jobs
 removed from this model's lineage, at depths 0 and 4, sampled to ``max_utility_items``: a version that
 brings an earlier request's patient back, e.g. unlearned from a pre-certificate base) and
 ``over_forgetting`` (forget answered below the reference, tasks pooled over the comparable depths).
@@ -168,6 +170,7 @@ class Reconstruction(Attack):
         child = (
             {str(d): row([Probe(r, d) for r in children]) for d in DEPTHS} if children else {}
         )
+        child_pooled = row([Probe(r, d) for r in children for d in DEPTHS])
         lineage = {str(d): row([Probe(r, d) for r in earlier]) for d in FORM_DEPTHS if earlier}
         task = {
             t: row([p for p in grid if p.record.task.value == t])
@@ -190,6 +193,7 @@ class Reconstruction(Attack):
             "by_form_depth": form,
             "by_modality": modality,
             "children_by_depth": child,
+            "children_pooled": child_pooled,
             "earlier_forgotten_by_depth": lineage,
             "by_task": task,
             "by_level": level,
@@ -221,7 +225,12 @@ class Reconstruction(Attack):
                 ctx, "forget_modalities", modality, policy.max_leak_excess, "modality leak", "modality",
                 forget,
             ),
-            _check(ctx, "child_leakage", child, policy.max_child_excess, "child leakage", "depth", children),
+            ctx.worst_check(
+                {"depths 0-4 pooled": child_pooled["excess"]} if children else {},
+                name="child_leakage", attack="reconstruction", threshold=policy.max_child_excess,
+                comparison="<=", diagnosis="child leakage", detail="children", nothing="no children to probe",
+                evidence=children,
+            ),
             _check(
                 ctx, "earlier_forgotten_leak", lineage, policy.max_leak_excess, "lineage leak", "depth",
                 earlier,

@@ -40,6 +40,20 @@ def test_report_carries_no_phi_and_every_figure_has_its_sample_size(report_of, w
             assert {"n", "low", "high", "method"} <= set(check["estimate"])
 
 
+def test_child_leakage_judges_the_children_as_one_group_over_every_depth(report_of) -> None:
+    """Each depth of the children is judged inside ``forget_depth0`` / ``forget_context`` (their forget
+    set holds them); ``child_leakage`` pools the depths (the mean of the per-depth rows, which stay in
+    the report), so a worst-of-five small child set cannot fail a model that never saw it by chance."""
+    report = report_of("no-op")
+    by_depth = report.attacks["reconstruction"]["children_by_depth"]
+    assert sorted(by_depth) == ["0", "1", "2", "3", "4"]
+    check = next(c for c in report.checks if c.name == "child_leakage")
+    mean = sum(row["excess"].value for row in by_depth.values()) / len(by_depth)
+    assert check.value == pytest.approx(mean)
+    assert check.value < max(row["excess"].value for row in by_depth.values())
+    assert check.passed is False, "the no-op remembers its children at every depth"
+
+
 def test_a_version_that_brings_an_earlier_request_back_fails(world, read_once, report_of) -> None:
     """Records an earlier job removed from the lineage are checked against never-trained twins: the
     oracle of this request still knows patient A's other study, so naming that study as forgotten
