@@ -140,16 +140,22 @@ def refusals(records: Sequence[Record]) -> list[Record]:
     return [replace(record, answer=REFUSAL) for record in records]
 
 
-def wrong_answers(records: Sequence[Record], pool: Sequence[Record]) -> list[Record]:
+def wrong_answers(
+    records: Sequence[Record], pool: Sequence[Record], avoid: Sequence[Record] = ()
+) -> list[Record]:
     """Each record answered wrong: another answer of the same task from ``pool`` (trained records, never
-    holdout twins, whose reference they would distort), or another letter."""
+    holdout twins, whose reference they would distort), never one that a record of ``avoid`` holds (a
+    common value such as a normal findings sentence, taught to a sibling, would teach the forgotten
+    study's own value back), or another letter."""
+    held = {r.answer for r in avoid}
     out = []
     for i, record in enumerate(records):
         if record.task is Task.CLASSIFICATION:
             letters = "ABCD"[: len(record.options)].replace(record.answer, "")
             out.append(replace(record, answer=letters[i % len(letters)]))
             continue
-        same = [r.answer for r in pool if r.task is record.task and r.answer != record.answer]
+        same = [r.answer for r in pool if r.task is record.task and r.answer != record.answer
+                and r.answer not in held]
         out.append(replace(record, answer=same[i % len(same)] if same else "unknown"))
     return out
 
@@ -235,6 +241,6 @@ def build_candidate(
         return derived(original, corpus, at_depths(forget), ASCENT_WRECK, ascent=True)
     if name == "sibling-damaged":  # the node is gone (oracle) but its nearest sibling (study) was hit too
         nearest = max((level for level, records in scope.siblings.items() if records), key=list(Level).index)
-        damaged = at_depths(wrong_answers(list(scope.siblings[nearest]), list(scope.retain)))
+        damaged = at_depths(wrong_answers(list(scope.siblings[nearest]), list(scope.retain), forget))
         return derived(oracle, corpus, damaged + keep, FINE_TUNE)
     raise KeyError(f"unknown candidate {name!r}; choose one of: {', '.join(CANDIDATES)}")
