@@ -170,7 +170,7 @@ class Reconstruction(Attack):
         child = (
             {str(d): row([Probe(r, d) for r in children]) for d in DEPTHS} if children else {}
         )
-        child_pooled = row([Probe(r, d) for r in children for d in DEPTHS])
+        child_pooled = row([Probe(r, d) for r in children for d in DEPTHS]) if children else {}
         lineage = {str(d): row([Probe(r, d) for r in earlier]) for d in FORM_DEPTHS if earlier}
         task = {
             t: row([p for p in grid if p.record.task.value == t])
