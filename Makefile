@@ -44,11 +44,13 @@ bench: venv bench-api
 		$(BIN)/python benchmarks/train_memorisation.py --size $$size $(MEMORISE_ARGS) || exit 1; done
 
 # Verification confusion table (issue 13): every target kind over the demo test seeds, one medforget
-# seed. Hours on 2 cores (each target trains its own retrain oracle); not part of `make bench`.
-VERIFY_TARGETS ?= patient study institution FINDINGS LAB
+# seed, the original and the oracles trained with the demo recipe's teaching-file replay
+# (DEMO_REPLAY). Hours on 2 cores (each target trains its own retrain oracle); not part of `make bench`.
+VERIFY_TARGETS ?= patient study sibling-study institution FINDINGS LAB
+VERIFY_ARGS ?= --replay 60
 bench-verification: venv
-	$(BIN)/python benchmarks/verification.py --size demo --seeds 0 1 2 3 4 --targets $(VERIFY_TARGETS)
-	$(BIN)/python benchmarks/verification.py --size medforget --seeds 0 --targets $(VERIFY_TARGETS)
+	$(BIN)/python benchmarks/verification.py --size demo --seeds 0 1 2 3 4 --targets $(VERIFY_TARGETS) $(VERIFY_ARGS)
+	$(BIN)/python benchmarks/verification.py --size medforget --seeds 0 --targets $(VERIFY_TARGETS) $(VERIFY_ARGS)
 
 # The pipeline's utility curve (issue "Unlearning pipeline"): 50 patient requests one after another
 # through unlearn -> verify -> certify on the embedded defaults (~50 min on 2 cores).

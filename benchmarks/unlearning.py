@@ -17,8 +17,8 @@ Targets (issue "Unlearning methods"): forget private within 2 points of the orac
 every depth and on held-out forms <= oracle + 2 points; siblings, shared, retain >= 98 % of the
 original; forget image-grounded within 2 points of the oracle; time <= 5 % of the oracle's training.
 
-Writes ``bench-out/unlearning/<size>-seeds<..>/result.json`` and the ``unlearning <size>`` section of
-``docs/benchmarks.md``.
+Writes ``bench-out/unlearning/<size>-seeds<..>/result.json`` and the ``unlearning <size> seeds <..>
+[<kinds>]`` section of ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -210,13 +210,21 @@ def mean_interval(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {half:.3f}"
 
 
+def section_key(report: dict[str, Any]) -> str:
+    """The docs section of a run: one per corpus size, seeds and choice of target kinds, so a run with
+    other seeds or targets adds a section instead of overwriting one measured on others."""
+    kinds = report.get("kinds") or []
+    return (f"unlearning {report['size']} seeds {' '.join(map(str, report['seeds']))}"
+            + (f" {' '.join(kinds)}" if kinds else ""))
+
+
 def markdown_section(report: dict[str, Any]) -> str:
-    size = report["size"]
+    size, key = report["size"], section_key(report)
     columns = ["forget_private", "reconstruct@4", "forget_forms", "forget_grounded", "siblings", "shared",
                "retain", "time_ratio"]
     scoring = "greedy decoding" if report["greedy"] else "teacher-forced exact match (greedy-exact proxy)"
-    title = f"## Unlearning — `{size}` corpus (seeds {report['seeds']})"
-    lines = [f"<!-- BEGIN unlearning {size} -->", title, "", f"Command: `{report['command']}`  ",
+    title = f"## Unlearning — `{size}` corpus (seeds {report['seeds']}, {len(report['per_target'])} targets)"
+    lines = [f"<!-- BEGIN {key} -->", title, "", f"Command: `{report['command']}`  ",
              f"Machine: {report['machine']}  ",
              f"Scoring: {scoring}; each cell the mean over seeds (± 95 % interval when several); "
              "time_ratio = unlearning seconds / the oracle's training seconds.", ""]
@@ -227,7 +235,7 @@ def markdown_section(report: dict[str, Any]) -> str:
             lines.append(f"| {model} | " + " | ".join(cells.get(c, "-") for c in columns)
                          + f" | {cells.get('verdict', '-')} |")
         lines.append("")
-    lines += ["Not run here: " + report["not_run"], f"<!-- END unlearning {size} -->", ""]
+    lines += ["Not run here: " + report["not_run"], f"<!-- END {key} -->", ""]
     return "\n".join(lines)
 
 
@@ -289,7 +297,8 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     runs = [run_seed(args, seed, out / f"seed{seed}") for seed in args.seeds]
     not_run = [m for m in sorted(METHODS) if m not in args.methods]
-    report = {"size": args.size, "seeds": args.seeds, "greedy": args.greedy, "machine": machine(),
+    report = {"size": args.size, "seeds": args.seeds, "kinds": args.kinds, "greedy": args.greedy,
+              "machine": machine(),
               "command": "python benchmarks/unlearning.py " + " ".join(
                   f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                   for k, v in vars(args).items() if v not in (None, False) and k != "no_docs"),
@@ -299,7 +308,7 @@ def main() -> None:
     section = markdown_section(report)
     print(section)
     if not args.no_docs:
-        replace_section(f"unlearning {args.size}", section)
+        replace_section(section_key(report), section)
 
 
 if __name__ == "__main__":
