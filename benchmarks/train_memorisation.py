@@ -253,7 +253,7 @@ batch {recipe['batch_size']},
 
 Machine: {machine_info['cpu']}, {machine_info['cores']} cores, torch threads
 {machine_info['torch_threads']}; load average (1, 5, 15 min) {load} before the run and {load_after}
-after it (other engineers share the cores).
+after it (the run itself keeps it near its thread count; more means other work shared the cores).
 
 Reproduce: `{result['command']}`
 

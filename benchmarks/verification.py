@@ -285,7 +285,8 @@ def markdown(result: dict) -> str:
         "",
         f"Reproduce: `{result['command']}`  ",
         f"Machine: {result['machine']}; load average before "
-        f"{result['load_before']}, after {result['load_after']} (cores shared with other engineers).",
+        f"{result['load_before']}, after {result['load_after']} (the run itself keeps it near its thread "
+        "count; more means other work shared the cores).",
         "",
         "| seed | target | forget / holdout items | train original + oracle | verify (from dirs) | "
         "dominant attack |",
