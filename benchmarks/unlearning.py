@@ -16,6 +16,9 @@ seed and reports the utility cost of sharding against the single model.
 Targets (issue "Unlearning methods"): forget private within 2 points of the oracle; reconstruction at
 every depth and on held-out forms <= oracle + 2 points; siblings, shared, retain >= 98 % of the
 original; forget image-grounded within 2 points of the oracle; time <= 5 % of the oracle's training.
+``--oracle-twin`` retrains each target's oracle a second time (next seed) and judges the methods a
+second time against the spread of the two retrainings (the within / at-most targets widen to the span
+between them): two retrainings land up to 11 points apart on these scopes.
 
 Writes ``bench-out/unlearning/<size>-seeds<..>/result.json`` and the ``unlearning <size> seeds <..>
 [<kinds>]`` section of ``docs/benchmarks.md``.
@@ -56,6 +59,7 @@ from mllm.unlearn.shards import ShardConfig, load_sharded, train_sharded
 REPO = Path(__file__).resolve().parent.parent
 POINTS = 0.02
 OTHER_ORACLE = "oracle (next seed)"  # the --oracle-twin row
+HEADERS = {"verdict": "targets met", "verdict_spread": "targets met (retrain spread)"}
 
 
 def machine() -> dict[str, Any]:
@@ -116,21 +120,31 @@ def score(model: Any, processor: Any, root: Path, scope: ScopeGroups, greedy: bo
     return scores
 
 
-def verdict(row: dict[str, float], oracle: dict[str, float], original: dict[str, float],
+def verdict(row: dict[str, float], oracles: list[dict[str, float]], original: dict[str, float],
             timed: bool = True) -> dict[str, bool]:
     """The issue's targets for one method on one target (those that apply: a target without private
     facts has no private or reconstruction target, one without image-grounded facts no grounded one;
-    ``timed=False``: no time target, for a second oracle)."""
+    ``timed=False``: no time target, for a second oracle). With one oracle the "within 2 points"
+    targets are the issue's; with several (``--oracle-twin``) a method must land within 2 points of
+    the spread of the retrainings — the span in which a retraining itself lands."""
+    def low(key: str) -> float:
+        return min(o[key] for o in oracles) - POINTS
+
+    def high(key: str) -> float:
+        return max(o[key] for o in oracles) + POINTS
+
     kept = [k for k in original if k.startswith("siblings.") or k in ("shared", "retain")]
     checks = {}
     if "forget_private" in row:
-        checks["forget_private_within_2pts"] = abs(row["forget_private"] - oracle["forget_private"]) <= POINTS
-        checks["reconstruction_le_oracle"] = all(
-            row[f"reconstruct@{d}"] <= oracle[f"reconstruct@{d}"] + POINTS for d in DEPTHS)
+        checks["forget_private_within_2pts"] = low("forget_private") <= row["forget_private"] <= high(
+            "forget_private")
+        checks["reconstruction_le_oracle"] = all(row[f"reconstruct@{d}"] <= high(f"reconstruct@{d}")
+                                                 for d in DEPTHS)
     if "forget_forms" in row:
-        checks["forms_le_oracle"] = row["forget_forms"] <= oracle["forget_forms"] + POINTS
+        checks["forms_le_oracle"] = row["forget_forms"] <= high("forget_forms")
     if "forget_grounded" in row:
-        checks["grounded_within_2pts"] = abs(row["forget_grounded"] - oracle["forget_grounded"]) <= POINTS
+        checks["grounded_within_2pts"] = low("forget_grounded") <= row["forget_grounded"] <= high(
+            "forget_grounded")
     checks["kept_ge_98pct"] = all(row[k] >= 0.98 * original[k] for k in kept)
     if timed:
         checks["time_le_5pct"] = row["time_ratio"] <= 0.05
@@ -150,7 +164,7 @@ def other_oracle(args: argparse.Namespace, corpus: Corpus, scope: ScopeGroups, c
     twin = load_model(out)
     row = score(twin.model, twin.processor, corpus.root, scope, args.greedy)
     row["seconds"] = seconds
-    row["verdict"] = verdict(row, entry["oracle"], entry["original"], timed=False)
+    row["verdict"] = verdict(row, [entry["oracle"]], entry["original"], timed=False)
     shutil.rmtree(out, ignore_errors=True)
     return row
 
@@ -210,7 +224,10 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, Any]:
                 model, processor = loaded.model, loaded.processor
             row = score(model, processor, corpus.root, scope, args.greedy)
             row.update(seconds=seconds, time_ratio=seconds / oracle_seconds)
-            row["verdict"] = verdict(row, entry["oracle"], entry["original"])
+            row["verdict"] = verdict(row, [entry["oracle"]], entry["original"])
+            if OTHER_ORACLE in entry["methods"]:
+                oracles = [entry["oracle"], entry["methods"][OTHER_ORACLE]]
+                row["verdict_spread"] = verdict(row, oracles, entry["original"])
             entry["methods"][method] = row
             shutil.rmtree(out, ignore_errors=True)
         targets.append(entry)
@@ -254,12 +271,18 @@ def markdown_section(report: dict[str, Any]) -> str:
              f"Machine: {report['machine']}  ",
              f"Scoring: {scoring}; each cell the mean over seeds (± 95 % interval when several); "
              "time_ratio = unlearning seconds / the oracle's training seconds.", ""]
+    if any("verdict_spread" in cells for t in report["per_target"] for cells in t["rows"].values()):
+        columns += ["verdict", "verdict_spread"]
+        lines += ["Targets met: against the oracle (the issue's criterion) and against the spread of the two "
+                  "retrainings (within 2 points of the span between the oracle and its next-seed twin).", ""]
+    else:
+        columns += ["verdict"]
     for target in report["per_target"]:
-        lines += [f"### {target['name']}", "", "| model | " + " | ".join(columns) + " | targets met |",
-                  "|" + "---|" * (len(columns) + 2)]
+        header = [HEADERS.get(c, c) for c in columns]
+        lines += [f"### {target['name']}", "", "| model | " + " | ".join(header) + " |",
+                  "|" + "---|" * (len(columns) + 1)]
         for model, cells in target["rows"].items():
-            lines.append(f"| {model} | " + " | ".join(cells.get(c, "-") for c in columns)
-                         + f" | {cells.get('verdict', '-')} |")
+            lines.append(f"| {model} | " + " | ".join(cells.get(c, "-") for c in columns) + " |")
         lines.append("")
     lines += ["Not run here: " + report["not_run"], f"<!-- END {key} -->", ""]
     return "\n".join(lines)
@@ -275,24 +298,24 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         models = ["original", "oracle", *first["methods"]]
         for model in models:
             values: dict[str, list[float]] = {}
-            verdicts: list[str] = []
+            verdicts: dict[str, list[str]] = {"verdict": [], "verdict_spread": []}
             for run in runs:
                 target = run["targets"][index]
                 row = target[model] if model in ("original", "oracle") else target["methods"][model]
                 if "collapsed" in row:
-                    verdicts.append("collapse guard")
+                    for kind in verdicts:
+                        verdicts[kind].append("collapse guard")
                     continue
                 sib = [v for k, v in row.items() if k.startswith("siblings.")]
                 flat = {**row, "siblings": statistics.mean(sib) if sib else None}
                 for key, value in flat.items():
                     if isinstance(value, float | int) and not isinstance(value, bool):
                         values.setdefault(key, []).append(float(value))
-                if "verdict" in row:
-                    met = sum(row["verdict"].values())
-                    verdicts.append(f"{met}/{len(row['verdict'])}")
+                for kind in verdicts:
+                    if kind in row:
+                        verdicts[kind].append(f"{sum(row[kind].values())}/{len(row[kind])}")
             cells = {key: mean_interval(v) for key, v in values.items()}
-            if verdicts:
-                cells["verdict"] = ", ".join(verdicts)
+            cells.update({kind: ", ".join(met) for kind, met in verdicts.items() if met})
             rows[model] = cells
         out.append({"name": name, "rows": rows})
     return out
