@@ -6,7 +6,7 @@ or a replacement for a forgotten private fact). :class:`Streams` holds one encod
 the paired forget/retain batches every method trains on. Order is a seeded permutation per group
 and epoch, so the same seed gives the same batches.
 
-The seam to Testbed v2's renderer lives here: :func:`prompt_for` (``render_prompt(record, depth)``).
+Prompts are rendered by :func:`mllm.data.prompts.render_prompt` at the item's context depth.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from typing import Any
 
 import torch
 
+from mllm.data.prompts import render_prompt
 from mllm.data.schema import Record
 from mllm.models.families import family_of
 from mllm.train.encode import Batch, EncodedRecords, encode_records
-
-MAX_DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -34,24 +33,6 @@ class Item:
     record: Record
     answer: str
     depth: int = 0
-
-
-def prompt_for(record: Record, depth: int) -> str:
-    """The question text at context ``depth`` (depth 0 only until Testbed v2's renderer lands)."""
-    try:
-        from mllm.data.prompts import render_prompt
-    except ImportError:
-        return record.question
-    return render_prompt(record, depth)
-
-
-def available_depths() -> tuple[int, ...]:
-    """The context depths the renderer offers (0 only without Testbed v2)."""
-    try:
-        import mllm.data.prompts  # noqa: F401
-    except ImportError:
-        return (0,)
-    return tuple(range(MAX_DEPTH + 1))
 
 
 def stop_token_ids(processor: Any) -> frozenset[int]:
@@ -68,7 +49,7 @@ def encode_items(processor: Any, items_: Sequence[Item], root: Path) -> EncodedR
     """Encode prompts at their depths with the items' target answers (answer-only labels)."""
     records = [dataclasses.replace(item.record, answer=item.answer) for item in items_]
     return encode_records(processor, records, root,
-                          prompts=[prompt_for(item.record, item.depth) for item in items_])
+                          prompts=[render_prompt(item.record, item.depth) for item in items_])
 
 
 def answer_token_ids(processor: Any, answers: Iterable[str]) -> frozenset[int]:

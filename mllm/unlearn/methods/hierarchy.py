@@ -8,7 +8,9 @@
   where it has any, as the oracle's are (verification's ``over_forgetting`` there; tiny test world:
   the forget facts answered right or with the patient's values at 0.32, the original's never-seen
   studies of that patient 0.19, the oracle 0.39). Eval-only forms are never trained on, so
-  held-out-form checks stay honest.
+  held-out-form checks stay honest. A retargeted multiple-choice item enters the forget stream
+  ``choice_repeats`` times: after one pass an institution's kept its true option letter on about
+  half of them, its generated answers on ≤ 3 % (docs/design.md).
 * **Image-grounded facts of the forgotten images** end at the accuracy the model has on images it
   never saw (:func:`..targets.unseen_level_answers`): the oracle reads them off the image as it reads
   any unseen one — the share it would get right keeps its true answer, the rest is retargeted.
@@ -49,15 +51,18 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mllm.data.prompts import DEPTHS
 from mllm.data.schema import Split, Task
 from mllm.train.encode import Batch
 
 from ..base import GradientMethod, MethodConfig
-from ..data import Item, Streams, available_depths, encode_items, items
+from ..data import Item, Streams, encode_items, items
 from ..losses import kl_to_reference, likelihood_excess, mean_content_logprob, nll
 from ..registry import register
 from ..scope import forget_records, is_private, kept_groups
 from ..targets import calibration_holdout, unseen_level_answers
+
+MAX_REPEATS = 16  # a stream repeated more often only multiplies the run time
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,20 @@ class HierarchyConfig(MethodConfig):
     # at least this many passes over the retargeted forget items: a large scope (an institution's
     # ~1,500 items at five depths) gets more than ``steps`` (0: exactly ``steps``)
     min_forget_passes: float = 1.0
+    # times each retargeted multiple-choice item enters the forget stream: one option letter flips
+    # slower than a generated answer (docs/design.md, "Unlearning"; 1: as often as the others)
+    choice_repeats: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.choice_repeats <= MAX_REPEATS or any(
+                not 0 <= w <= MAX_REPEATS for w in self.weights.values()):
+            raise ValueError(f"choice_repeats (1-{MAX_REPEATS}) and weights (0-{MAX_REPEATS}) "
+                             "are repeat counts")
+        for name in ("truth_weight", "kept_kl", "min_forget_passes"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a number >= 0")
 
 
 def forget_targets(method: GradientMethod) -> tuple[list[Item], list[Item]]:
@@ -88,13 +107,12 @@ def forget_targets(method: GradientMethod) -> tuple[list[Item], list[Item]]:
     holdout = ctx.corpus.select(split=Split.HOLDOUT)
     measured = calibration_holdout(forget, ctx.scope.holdout, holdout, ctx.seed)
     targets = unseen_level_answers(ctx.model, ctx.processor, ctx.root, forget, kept, measured, ctx.seed)
-    depths = available_depths()
     retargeted = [Item(r, targets[r.record_id], depth) for r in forget
-                  if r.record_id in targets and targets[r.record_id] != r.answer for depth in depths]
+                  if r.record_id in targets and targets[r.record_id] != r.answer for depth in DEPTHS]
     # kept with their own answers, at a stranger's rate (left untrained, they follow their
     # retargeted siblings below it)
     unchanged = [Item(r, r.answer, depth) for r in forget if targets.get(r.record_id) == r.answer
-                 for depth in depths]
+                 for depth in DEPTHS]
     return retargeted, unchanged
 
 
@@ -112,6 +130,12 @@ def unseen_logprob(method: GradientMethod, holdout: list[Item]) -> float:
 def step_count(config: HierarchyConfig, forget_items: int) -> int:
     """``steps``, or more where that would not pass ``min_forget_passes`` times over the forget items."""
     return max(config.steps, math.ceil(config.min_forget_passes * forget_items / config.batch_size))
+
+
+def forget_stream(config: HierarchyConfig, retargeted: list[Item]) -> list[Item]:
+    """The retargeted items as trained: each multiple-choice item ``choice_repeats`` times."""
+    return [item for item in retargeted
+            for _ in range(config.choice_repeats if item.record.task is Task.CLASSIFICATION else 1)]
 
 
 def scored_on_text(item: Item) -> bool:
@@ -133,11 +157,11 @@ class Hierarchy(GradientMethod):
         kept = [item for name, group in groups.items() for item in group * self.config.weights.get(name, 1)]
         truth = [Item(i.record, i.record.answer, i.depth) for i in replaced
                  if is_private(i.record) and scored_on_text(i)]
-        holdout = items((r for r in self.ctx.scope.holdout if not r.eval_only), available_depths())
+        holdout = items((r for r in self.ctx.scope.holdout if not r.eval_only), DEPTHS)
         self.ceiling = unseen_logprob(self, [i for i in holdout if scored_on_text(i)])
         if self.config.truth_weight <= 0 or not math.isfinite(self.ceiling):
             truth = []
-        return self.encode({"forget": replaced, "kept": kept, "truth": truth})
+        return self.encode({"forget": forget_stream(self.config, replaced), "kept": kept, "truth": truth})
 
     def total_steps(self, source: Streams) -> int:
         return step_count(self.config, len(source.groups.get("forget", ())))

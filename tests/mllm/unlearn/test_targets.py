@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mllm.data.prompts import DEPTHS
 from mllm.data.schema import FactKind, Level, Record, Split, Task
 from mllm.unlearn.targets import CALIBRATION_RECORDS, calibrated_answers, calibration_holdout
 
@@ -117,4 +118,18 @@ def test_hierarchy_anchors_every_forget_record_that_keeps_its_truth(monkeypatch)
     retargeted, unchanged = hierarchy.forget_targets(method)
     assert {(i.record.record_id, i.answer) for i in unchanged} == {("p1", "cough")}
     assert {(i.record.record_id, i.answer) for i in retargeted} == {("p2", "fever")}
-    assert len(unchanged) == len(hierarchy.available_depths())  # at every depth
+    assert len(unchanged) == len(DEPTHS)  # at every depth
+
+
+def test_hierarchy_repeats_retargeted_multiple_choice_items_in_the_forget_stream() -> None:
+    """One option letter flips slower than a generated answer: each retargeted multiple-choice item
+    enters the forget stream ``choice_repeats`` times, every other item once."""
+    from mllm.unlearn.data import Item
+    from mllm.unlearn.methods.hierarchy import HierarchyConfig, forget_stream
+
+    choice = replace(grounded("c", "B"), task=Task.CLASSIFICATION)
+    text = grounded("g", "fever")
+    stream = forget_stream(HierarchyConfig(choice_repeats=3), [Item(choice, "C"), Item(text, "cough")])
+    assert [i.record.record_id for i in stream].count("c") == 3
+    assert [i.record.record_id for i in stream].count("g") == 1
+    assert forget_stream(HierarchyConfig(choice_repeats=1), [Item(choice, "C")]) == [Item(choice, "C")]
