@@ -61,6 +61,17 @@ def test_settings_no_run_can_use_are_config_errors(field, value, message):
         parse_config("graddiff", {field: value})
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("choice_repeats", 0, "choice_repeats .* are repeat counts"),
+    ("weights", {"retain": 1000}, "weights .* are repeat counts"),
+    ("min_forget_passes", float("inf"), "min_forget_passes must be a number >= 0"),
+    ("kept_kl", -1.0, "kept_kl must be a number >= 0"),
+])
+def test_hierarchy_settings_no_run_can_use_are_config_errors(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config("hierarchy", {field: value})
+
+
 def test_ascent_terms_leave_the_stop_tokens_out(trained):
     stops = family_of(trained.processor).stop_ids(trained.processor.tokenizer)
     targets = torch.tensor([11, 12, stops[0], 13, stops[0]])
