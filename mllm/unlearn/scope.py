@@ -12,11 +12,12 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 
-from mllm.data.schema import FactKind, Record
+from mllm.data.schema import FactKind, Level, Record
 from mllm.data.scope import NodeRef, ScopeError, ScopeGroups, load_scope_file, resolve_scope
 
-__all__ = ["NodeRef", "ScopeError", "ScopeGroups", "forget_records", "is_private", "kept_groups",
-           "lineage_forgotten_ids", "load_scope_file", "resolve_scope", "sample", "scope_digest"]
+__all__ = ["KEPT_GROUPS", "NodeRef", "ScopeError", "ScopeGroups", "forget_records", "is_private",
+           "kept_groups", "lineage_forgotten_ids", "load_scope_file", "resolve_scope", "sample",
+           "scope_digest"]
 
 
 def is_private(record: Record) -> bool:
@@ -35,6 +36,10 @@ def forget_records(scope: ScopeGroups) -> list[Record]:
 def lineage_forgotten_ids(scope: ScopeGroups) -> list[str]:
     """Every record id the unlearned model must not know: this scope's and earlier jobs' removals."""
     return [r.record_id for r in (*forget_records(scope), *scope.earlier_forgotten)]
+
+
+#: Every group name :func:`kept_groups` can return.
+KEPT_GROUPS = (*(f"siblings.{level.value}" for level in Level), "shared", "retain")
 
 
 def kept_groups(scope: ScopeGroups) -> dict[str, list[Record]]:

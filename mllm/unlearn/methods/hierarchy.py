@@ -59,7 +59,7 @@ from ..base import GradientMethod, MethodConfig
 from ..data import Item, Streams, encode_items, items
 from ..losses import kl_to_reference, likelihood_excess, mean_content_logprob, nll
 from ..registry import register
-from ..scope import forget_records, is_private, kept_groups
+from ..scope import KEPT_GROUPS, forget_records, is_private, kept_groups
 from ..targets import calibration_holdout, unseen_level_answers
 
 MAX_REPEATS = 16  # a stream repeated more often only multiplies the run time
@@ -71,8 +71,9 @@ class HierarchyConfig(MethodConfig):
     # verification check (40 left child leakage 0.22 and sibling relearning 0.32 above 0.2 / 0.25)
     steps: int = 80
     lr: float = 3e-3
-    # repeats in the kept stream per group: "grounded" (forget records that keep their true answer),
-    # "siblings.<ancestor level>", "shared", "retain"; groups not named count once
+    # repeats in the kept stream per group: "grounded" (forget records that keep their true answer) and
+    # the kept groups (``KEPT_GROUPS``: "siblings.<ancestor level>", "shared", "retain"); groups not
+    # named count once
     weights: dict[str, int] = field(default_factory=lambda: {
         "grounded": 2, "siblings.section": 2, "siblings.study": 2, "siblings.patient": 2, "shared": 2})
     truth_weight: float = 1.0  # weight of the likelihood-ceiling term (0: off)
@@ -90,6 +91,8 @@ class HierarchyConfig(MethodConfig):
                 not 0 <= w <= MAX_REPEATS for w in self.weights.values()):
             raise ValueError(f"choice_repeats (1-{MAX_REPEATS}) and weights (0-{MAX_REPEATS}) "
                              "are repeat counts")
+        if not set(self.weights) <= {"grounded", *KEPT_GROUPS}:  # a misspelt group would weigh nothing
+            raise ValueError(f"weights may name only grounded, {', '.join(KEPT_GROUPS)}")
         for name in ("truth_weight", "kept_kl", "min_forget_passes"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):

@@ -12,8 +12,10 @@ from mllm.train.recipe import fresh_reference, train_on_records
 from mllm.unlearn import unlearn
 from mllm.unlearn.shards import ShardConfig, train_sharded
 
+# the guard off in effect: a 4-step model answers with nothing, so the length limit is 2 + ratio x 0
+# tokens whatever the ratio, and 2 new tokens stay within it
 LENIENT = {"min_retain_ratio": 0.0, "max_holdout_drop": 1.0, "min_stop_ratio": 0.0, "max_length_ratio": 100.0,
-           "max_new_tokens": 4, "generations": 2, "retain_sample": 8}
+           "max_new_tokens": 2, "generations": 2, "retain_sample": 8}
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,7 @@ def test_settings_no_run_can_use_are_config_errors(field, value, message):
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("choice_repeats", 0, "choice_repeats .* are repeat counts"),
     ("weights", {"retain": 1000}, "weights .* are repeat counts"),
+    ("weights", {"sibling.study": 2}, "weights may name only grounded, siblings.institution, "),
     ("min_forget_passes", float("inf"), "min_forget_passes must be a number >= 0"),
     ("kept_kl", -1.0, "kept_kl must be a number >= 0"),
 ])

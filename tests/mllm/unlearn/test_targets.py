@@ -97,28 +97,50 @@ def test_unseen_accuracy_is_measured_on_the_twins_topped_up_from_the_holdout_spl
     assert measured != calibration_holdout(FORGET, [twin], [*pool, *other, held_out_form, twin], seed=1)
 
 
-def test_hierarchy_anchors_every_forget_record_that_keeps_its_truth(monkeypatch) -> None:
-    """A private generation record kept at a stranger's rate is trained on its own answer (left
-    untrained it followed its retargeted siblings below that rate); a retargeted one is not."""
+def private(record_id: str) -> Record:
+    return replace(grounded(record_id, "cough", fact="section.indication"), fact_kind=FactKind.PRIVATE)
+
+
+def hierarchy_run(monkeypatch, retain: list[Record]):
+    """A ``hierarchy`` run's inputs without a model: p1 keeps its truth at a stranger's rate, p2 is
+    retargeted."""
     from types import SimpleNamespace
 
     from mllm.unlearn.methods import hierarchy
 
-    def private(record_id: str) -> Record:
-        return replace(grounded(record_id, "cough", fact="section.indication"), fact_kind=FactKind.PRIVATE)
-
-    kept_truth, moved = private("p1"), private("p2")
-    scope = SimpleNamespace(forget=[kept_truth, moved], children=[], siblings={}, shared=[], retain=[],
-                            holdout=[])
+    scope = SimpleNamespace(forget=[private("p1"), private("p2")], children=[], siblings={}, shared=[],
+                            retain=retain, holdout=[])
     corpus = SimpleNamespace(select=lambda **_: [])
-    method = SimpleNamespace(ctx=SimpleNamespace(model=None, processor=None, root=None, scope=scope,
-                                                 corpus=corpus, seed=0))
-    monkeypatch.setattr(hierarchy, "unseen_level_answers",
-                        lambda *a: {"p1": "cough", "p2": "fever"})
-    retargeted, unchanged = hierarchy.forget_targets(method)
+    monkeypatch.setattr(hierarchy, "unseen_level_answers", lambda *a: {"p1": "cough", "p2": "fever"})
+    return SimpleNamespace(ctx=SimpleNamespace(model=None, processor=None, root=None, scope=scope,
+                                               corpus=corpus, seed=0),
+                           config=hierarchy.HierarchyConfig(truth_weight=0), encode=lambda streams: streams)
+
+
+def test_hierarchy_anchors_every_forget_record_that_keeps_its_truth(monkeypatch) -> None:
+    """A private generation record kept at a stranger's rate is trained on its own answer (left
+    untrained it followed its retargeted siblings below that rate); a retargeted one is not."""
+    from mllm.unlearn.methods import hierarchy
+
+    retargeted, unchanged = hierarchy.forget_targets(hierarchy_run(monkeypatch, retain=[]))
     assert {(i.record.record_id, i.answer) for i in unchanged} == {("p1", "cough")}
     assert {(i.record.record_id, i.answer) for i in retargeted} == {("p2", "fever")}
     assert len(unchanged) == len(DEPTHS)  # at every depth
+
+
+def test_hierarchy_trains_kept_truths_in_the_kept_stream_not_beside_the_retargeted(monkeypatch) -> None:
+    """Kept truths are anchored in the kept stream (weight ``grounded``), not cycled with the
+    retargeted records: trained as often as those, the forgotten patient's truths came back in the
+    attacks (verification's context, held-out-form and relearning leaks rose toward their edges;
+    docs/design.md, "Unlearning")."""
+    from mllm.unlearn.methods import hierarchy
+
+    monkeypatch.setattr(hierarchy, "unseen_logprob", lambda *a: -5.0)
+    far = [replace(private(f"r{i}"), patient_id="P2") for i in range(50)]
+    streams = hierarchy.Hierarchy.streams(hierarchy_run(monkeypatch, retain=far))
+    assert {(i.record.record_id, i.answer) for i in streams["forget"]} == {("p2", "fever")}
+    kept = [(i.record.record_id, i.answer) for i in streams["kept"]]
+    assert kept.count(("p1", "cough")) == 2 * len(DEPTHS) and kept.count(("r0", "cough")) == 1
 
 
 def test_hierarchy_repeats_retargeted_multiple_choice_items_in_the_forget_stream() -> None:
