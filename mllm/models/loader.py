@@ -136,10 +136,15 @@ def _load_full(root: Path, dtype: torch.dtype, device_map: str | dict[str, Any] 
     except UnknownFamilyError as exc:
         raise ModelLoadError(f"cannot load '{root}': {exc}") from exc
     try:
-        model = AutoModelForImageTextToText.from_pretrained(root, local_files_only=True, dtype=dtype,
-                                                            device_map=device_map)
+        model, info = AutoModelForImageTextToText.from_pretrained(
+            root, local_files_only=True, dtype=dtype, device_map=device_map, output_loading_info=True)
     except _UNREADABLE_WEIGHTS as exc:
         raise ModelLoadError(f"cannot load an image-text model from '{root}': {exc}") from exc
+    mismatched = (str(key[0]) for key in info.get("mismatched_keys", ()))
+    absent = sorted({*info.get("missing_keys", ()), *mismatched})
+    if absent:  # transformers would draw them at random: not the checkpoint, and another model each load
+        raise ModelLoadError(f"cannot load an image-text model from '{root}': {len(absent)} weight tensor(s) "
+                             f"the config needs are missing or of another shape (first: {absent[0]})")
     try:
         processor = family.load_processor(root)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:

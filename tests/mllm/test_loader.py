@@ -42,15 +42,23 @@ def test_refuses_a_directory_without_processor(tmp_path, corpus):
         load_model(tmp_path / "bare")
 
 
-@pytest.mark.parametrize("damage", ["corrupt weights", "config of another shape"])
+@pytest.mark.parametrize("damage", ["corrupt weights", "config of another shape", "a tensor missing"])
 def test_refuses_weights_it_cannot_read_with_a_load_error(tmp_path, corpus, damage):
-    """A truncated or foreign weights file is bad input (``oblivio verify`` exit 2), not a crash."""
+    """A truncated or foreign weights file is bad input (``oblivio verify`` exit 2), not a crash; nor is a
+    checkpoint without a tensor its config needs loaded with that tensor drawn at random (a model
+    that is not the checkpoint, and another one at each load)."""
     import json
+
+    from safetensors.torch import load_file, save_file
 
     model, processor = fresh_reference(SPECS["tiny"])
     save_artifact(model, processor, tmp_path / "m", ArtifactMetadata(kind="reference"))
     if damage == "corrupt weights":
         (tmp_path / "m" / "model.safetensors").write_bytes(b"\xff" * 1000)
+    elif damage == "a tensor missing":
+        tensors = load_file(tmp_path / "m" / "model.safetensors")
+        del tensors[sorted(tensors)[0]]
+        save_file(tensors, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
     else:
         config = json.loads((tmp_path / "m" / "config.json").read_text())
         config["text_config"]["intermediate_size"] += 8

@@ -10,6 +10,10 @@ included, moved a retrain oracle's recovery by 0.18 on demo seed 3). Recovery is
 matched never-trained reference on the attacked copies. The same attack is run separately with
 the siblings as the attack set (recovery measured on all forget facts), and on the oracle when given.
 Checks: ``relearning_forget``, ``relearning_siblings``, ``relearning_vs_oracle``.
+
+A candidate the attack's steps cannot move (every gradient zero: an all-zero model, or weights built
+so that nothing flows back) fails both relearning checks closed: what fine-tuning would bring back
+cannot be measured, and a model that resists the measurement has not shown it forgot.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import random
 from collections.abc import Sequence
 
 from mllm.data.schema import Record
-from mllm.train.loop import ShuffledBatches, TrainConfig, Trainer
+from mllm.train.loop import NoOpTrainingError, ShuffledBatches, TrainConfig, Trainer
 
 from ..context import Subject, VerifyContext
 from ..engine import encode
@@ -32,6 +36,7 @@ from ..stats import Estimate, difference
 ATTACK_DEPTHS = (0, 4)  # the attack fine-tunes at both ends of the context range
 MEASURE_DEPTH = 4  # recovery is measured with the full context
 MAX_SIBLING_ITEMS = 32
+UNMOVED = "the attack's fine-tuning left the candidate unchanged (no gradient): recovery cannot be measured"
 
 
 def split_by_fact(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
@@ -45,8 +50,9 @@ def split_by_fact(records: Sequence[Record], fraction: float, seed: int) -> tupl
     return [r for k in keys[:cut] for r in facts[k]], [r for k in keys[cut:] for r in facts[k]]
 
 
-def relearned(ctx: VerifyContext, subject: Subject, records: Sequence[Record]) -> Subject:
-    """A fine-tuned copy of ``subject`` (the original object is left untouched)."""
+def relearned(ctx: VerifyContext, subject: Subject, records: Sequence[Record]) -> Subject | None:
+    """A fine-tuned copy of ``subject`` (the original object is left untouched), or ``None`` when the
+    steps could not change it (:class:`~mllm.train.loop.NoOpTrainingError`)."""
     policy = ctx.policy
     model = copy.deepcopy(subject.model)
     for param in model.parameters():
@@ -62,7 +68,10 @@ def relearned(ctx: VerifyContext, subject: Subject, records: Sequence[Record]) -
         warmup_ratio=0.0,
         seed=policy.seed,
     )
-    Trainer(model, config, source).fit()
+    try:
+        Trainer(model, config, source).fit()
+    except NoOpTrainingError:
+        return None
     return Subject(role=f"{subject.role}+relearn", model=model, processor=subject.processor, digest=None)
 
 
@@ -73,19 +82,36 @@ def _gap_check(
     threshold: float,
     detail: str,
     evidence: Sequence[Record],
+    *,
+    unmoved: bool = False,
 ) -> Check:
+    """The recovery excess of ``row`` against ``threshold``; ``unmoved`` (the attack could not change
+    the candidate) fails closed at the largest excess there is, 1.0, without an interval."""
     excess = row["excess"] if row else None
     return ctx.check(
         name=name,
         attack="relearning",
-        value=excess.value if excess else math.nan,
+        value=1.0 if unmoved else excess.value if excess else math.nan,
         threshold=threshold,
         comparison="<=",
-        estimate=excess,
+        estimate=None if unmoved else excess,
         diagnosis="hidden, not removed (relearnable)",
-        detail=detail,
+        detail=UNMOVED if unmoved else detail,
         evidence=evidence,
     )
+
+
+def _attacked(
+    ctx: VerifyContext, subject: Subject, folds: Sequence[tuple[list[Record], list[Record]]]
+) -> list[tuple[Subject, list[Probe]]] | None:
+    """Per fold, the copy of ``subject`` fine-tuned on one side and the probes of the other;
+    ``None`` when a copy could not be moved."""
+    parts = [
+        (relearned(ctx, subject, tuned), [Probe(r, MEASURE_DEPTH) for r in asked]) for tuned, asked in folds
+    ]
+    if any(model is None for model, _ in parts):
+        return None
+    return parts  # type: ignore[return-value]
 
 
 @register_attack("relearning")
@@ -99,13 +125,9 @@ class Relearning(Attack):
         checks: list[Check] = []
         first, second = split_by_fact(forget, policy.relearn_fraction, policy.seed) if forget else ([], [])
         folds = [(first, second), (second, first)] if first and second else []
-        attacked = {  # role -> per fold: (the copy fine-tuned on one fold, the probes of the other)
-            s.role: [
-                (relearned(ctx, s, tuned), [Probe(r, MEASURE_DEPTH) for r in asked]) for tuned, asked in folds
-            ]
-            for s in ctx.subjects()
-        }
-        forget_rows = {role: ctx.compare_parts(parts) for role, parts in attacked.items()}
+        attacked = {s.role: _attacked(ctx, s, folds) for s in ctx.subjects()}
+        unmoved = [role for role, parts in attacked.items() if parts is None]
+        forget_rows = {role: ctx.compare_parts(p) for role, p in attacked.items() if p is not None}
         tables["forget_attack"] = {
             "fold_items": [len(tuned) for tuned, _ in folds],
             **forget_rows,
@@ -118,14 +140,15 @@ class Relearning(Attack):
                 policy.max_relearn_gap,
                 "forget recovery above matched reference after fine-tuning on the other fold of the scope",
                 forget,
+                unmoved="candidate" in unmoved,
             )
         )
+        sibling_copy = relearned(ctx, ctx.candidate, siblings) if siblings else None
         sibling_row = (
-            ctx.compare(relearned(ctx, ctx.candidate, siblings), [Probe(r, MEASURE_DEPTH) for r in forget])
-            if siblings
-            else None
+            ctx.compare(sibling_copy, [Probe(r, MEASURE_DEPTH) for r in forget]) if sibling_copy else None
         )
         tables["sibling_attack"] = {"attack_items": len(siblings), "candidate": sibling_row}
+        tables["unmoved"] = unmoved + (["candidate (siblings)"] if siblings and sibling_copy is None else [])
         checks.append(
             _gap_check(
                 ctx,
@@ -134,9 +157,10 @@ class Relearning(Attack):
                 policy.max_relearn_gap,
                 "forget recovery above matched reference after fine-tuning on siblings",
                 forget,
+                unmoved=bool(siblings) and sibling_copy is None,
             )
         )
-        if "oracle" in attacked:
+        if "oracle" in attacked and not unmoved:
 
             def recovered(role: str) -> list[float]:
                 return [
