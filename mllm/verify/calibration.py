@@ -50,6 +50,9 @@ EXPECTED_FAILURES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # reach 0 (the tiny test world: excess 0.33, 95 % -0.03..0.70), the context depths decide it
     "half-forgotten": (frozenset({"forget_context"}), frozenset({"collapse"})),
     "depth0-only": (frozenset({"forget_context"}), frozenset({"forget_depth0"})),
+    # forgotten in multiple choice and cloze, the generation answers kept: per depth the task it answers
+    # below its twins cancels the one it leaks (tiny test world: generation excess 0.77, depths 0.10-0.13)
+    "task-leak": (frozenset({"forget_tasks"}), frozenset({"collapse", "over_forgetting"})),
     # the truth in other words: every forgotten value inside a sentence (an option's text, not its
     # letter) - exact match alone would score it as forgotten
     "reworded-leak": (
@@ -225,6 +228,9 @@ def build_candidate(
         return in_memory(wrapper, original.processor, corpus)
     if name == "half-forgotten":  # the oracle taught half of the scope again: only half forgotten
         return derived(oracle, corpus, at_depths(forget[: len(forget) // 2]) + keep, FINE_TUNE)
+    if name == "task-leak":  # the oracle taught the scope's generation answers again
+        generation = [r for r in forget if r.task is Task.GENERATION]
+        return derived(oracle, corpus, at_depths(generation) + keep, FINE_TUNE)
     if name == "depth0-only":  # answers like a stranger without context, the truth with it
         depth0 = [Probe(r, 0).prompt_record() for r in wrong] * 4
         context = [Probe(r, d).prompt_record() for r in forget for d in DEPTHS[1:]]

@@ -2,8 +2,11 @@
 through each modality, scored against the matched never-trained reference.
 
 Held-out forms are asked at depths 0 and 4. Checks: ``forget_depth0`` (under-forgetting),
-``forget_context`` (depth 1-4: context brings it back), ``forget_forms`` (held-out phrasings and
-cross-task forms), ``forget_modalities`` (image-only, text-only, image+text identification),
+``forget_context`` (depth 1-4: context brings it back), ``forget_tasks`` (each task — generation,
+cloze, multiple choice — over depths 0-4: a scope forgotten in two tasks and answered in the third
+nets out in the per-depth rows, where a task the candidate answers below its twins cancels the one it
+leaks), ``forget_forms`` (held-out phrasings and cross-task forms), ``forget_modalities`` (image-only,
+text-only, image+text identification),
 ``child_leakage`` (facts of the node's descendants, depths 0-4 pooled: each depth of them is
 already judged inside ``forget_depth0`` / ``forget_context``, whose forget set holds the children;
 the per-depth rows stay in the report as diagnosis), ``earlier_forgotten_leak`` (records earlier jobs
@@ -220,6 +223,7 @@ class Reconstruction(Attack):
                 "depth",
                 forget,
             ),
+            _check(ctx, "forget_tasks", task, policy.max_leak_excess, "task leak", "task", forget),
             _check(ctx, "forget_forms", form, policy.max_leak_excess, "form leak", "depth", forms),
             _check(
                 ctx, "forget_modalities", modality, policy.max_leak_excess, "modality leak", "modality",
