@@ -50,6 +50,9 @@ EXPECTED_FAILURES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # reach 0 (the tiny test world: excess 0.33, 95 % -0.03..0.70), the context depths decide it
     "half-forgotten": (frozenset({"forget_context"}), frozenset({"collapse"})),
     "depth0-only": (frozenset({"forget_context"}), frozenset({"forget_depth0"})),
+    # the node's own facts kept, its descendants' forgotten (a patient's name and birth date still
+    # answered after their studies are gone): diluted per depth by the descendants' many facts
+    "level-leak": (frozenset({"forget_levels"}), frozenset({"collapse", "child_leakage"})),
     # forgotten in multiple choice and cloze, the generation answers kept: per depth the task it answers
     # below its twins cancels the one it leaks (tiny test world: generation excess 0.77, depths 0.10-0.13)
     "task-leak": (frozenset({"forget_tasks"}), frozenset({"collapse", "over_forgetting"})),
@@ -231,6 +234,9 @@ def build_candidate(
     if name == "task-leak":  # the oracle taught the scope's generation answers again
         generation = [r for r in forget if r.task is Task.GENERATION]
         return derived(oracle, corpus, at_depths(generation) + keep, FINE_TUNE)
+    if name == "level-leak":  # the oracle taught the node's own facts again
+        own = [r for r in forget if r.level is scope.node.level]
+        return derived(oracle, corpus, at_depths(own) + keep, FINE_TUNE)
     if name == "depth0-only":  # answers like a stranger without context, the truth with it
         depth0 = [Probe(r, 0).prompt_record() for r in wrong] * 4
         context = [Probe(r, d).prompt_record() for r in forget for d in DEPTHS[1:]]

@@ -9,8 +9,8 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
 (``benchmarks/verification.py``):
 
 * ``max_leak_excess`` 0.2 — forget success may exceed the matched never-trained reference by at
-  most 0.2, at every context depth, form and modality (children included; the children as a group,
-  depths pooled: ``max_child_excess``).
+  most 0.2, at every context depth, in every task, form and modality (children included; the
+  children as a group, depths pooled: ``max_child_excess``).
 * ``max_forget_shortfall`` 0.3 — a whole patient or institution that misses, depths and task forms
   pooled, more than 30 % of what its never-trained twins get right (``1 - forget / reference``) is
   over-forgetting. Chosen on demo corpus seeds 5-7 (``benchmarks/verification.py``; seeds 0-4 are

@@ -5,7 +5,9 @@ Held-out forms are asked at depths 0 and 4. Checks: ``forget_depth0`` (under-for
 ``forget_context`` (depth 1-4: context brings it back), ``forget_tasks`` (each task — generation,
 cloze, multiple choice — over depths 0-4: a scope forgotten in two tasks and answered in the third
 nets out in the per-depth rows, where a task the candidate answers below its twins cancels the one it
-leaks), ``forget_forms`` (held-out phrasings and cross-task forms), ``forget_modalities`` (image-only,
+leaks), ``forget_levels`` (the facts each level owns — the node's own and each descendant level's — over
+depths 0-4: a patient's name and birth date still answered while the many facts of their studies are
+gone), ``forget_forms`` (held-out phrasings and cross-task forms), ``forget_modalities`` (image-only,
 text-only, image+text identification),
 ``child_leakage`` (facts of the node's descendants, depths 0-4 pooled: each depth of them is
 already judged inside ``forget_depth0`` / ``forget_context``, whose forget set holds the children;
@@ -224,6 +226,7 @@ class Reconstruction(Attack):
                 forget,
             ),
             _check(ctx, "forget_tasks", task, policy.max_leak_excess, "task leak", "task", forget),
+            _check(ctx, "forget_levels", level, policy.max_leak_excess, "level leak", "level", forget),
             _check(ctx, "forget_forms", form, policy.max_leak_excess, "form leak", "depth", forms),
             _check(
                 ctx, "forget_modalities", modality, policy.max_leak_excess, "modality leak", "modality",
