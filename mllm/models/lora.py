@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+from safetensors import safe_open
 from transformers import PreTrainedModel
 
 LANGUAGE_MODEL_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -63,14 +64,25 @@ def lora_for_training(model: Any, settings: LoraSettings) -> PeftModel:
 
 
 def save_adapter(model: PeftModel, out: Path | str) -> None:
-    """Write ``adapter_config.json`` + ``adapter_model.safetensors`` to ``out``."""
+    """Write ``adapter_config.json`` + :data:`ADAPTER_WEIGHTS` to ``out``."""
     model.save_pretrained(out, safe_serialization=True)
 
 
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
 def load_adapter(model: PreTrainedModel, path: Path | str, *, trainable: bool = False) -> PeftModel:
-    """Apply a saved adapter to its base ``model``."""
+    """Apply a saved adapter to its base ``model``; ``ValueError`` when the file lacks an adapter
+    tensor the config declares (peft would leave it at its random initialisation: another model at
+    every load)."""
     with _quiet_peft():
-        return PeftModel.from_pretrained(model, path, is_trainable=trainable, local_files_only=True)
+        adapted = PeftModel.from_pretrained(model, path, is_trainable=trainable, local_files_only=True)
+    with safe_open(str(Path(path) / ADAPTER_WEIGHTS), framework="pt") as saved:
+        missing = set(get_peft_model_state_dict(adapted)) - set(saved.keys())
+    if missing:
+        raise ValueError(f"{len(missing)} adapter tensor(s) declared by the config are missing "
+                         f"(first: {min(missing)})")
+    return adapted
 
 
 def merge_lora(model: PeftModel) -> PreTrainedModel:

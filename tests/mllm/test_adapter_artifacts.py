@@ -136,3 +136,21 @@ def test_wrapping_a_model_in_adapters_prints_no_deprecation_warning(tmp_path) ->
         wrapped = add_lora(fresh_reference(SPECS["tiny"])[0], LoraSettings(rank=2, alpha=2))
         save_adapter(wrapped, tmp_path / "a")
         load_adapter(fresh_reference(SPECS["tiny"])[0], tmp_path / "a")
+
+
+def test_an_adapter_missing_a_tensor_is_refused(setup):
+    """peft leaves a missing adapter tensor at its random initialisation (a random ``lora_A`` times a
+    trained ``lora_B``: another model at every load); the loader refuses the artifact instead."""
+    from safetensors.torch import load_file, save_file
+
+    from mllm.models.lora import ADAPTER_WEIGHTS
+
+    root, peft_model, processor, _, _ = setup
+    save_artifact(peft_model, processor, root / "a", ArtifactMetadata(kind="fine-tuned"),
+                  base=BaseRef.of(root / "base"))
+    weights = root / "a" / ADAPTER_WEIGHTS
+    tensors = load_file(weights)
+    del tensors[next(k for k in sorted(tensors) if "lora_A" in k)]
+    save_file(tensors, weights)
+    with pytest.raises(ModelLoadError, match="does not fit its base.*adapter tensor"):
+        load_model(root / "a")
