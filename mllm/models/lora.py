@@ -19,6 +19,7 @@ from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dic
 from safetensors import safe_open
 from transformers import PreTrainedModel
 
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # what save_adapter writes beside adapter_config.json
 LANGUAGE_MODEL_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
@@ -66,9 +67,6 @@ def lora_for_training(model: Any, settings: LoraSettings) -> PeftModel:
 def save_adapter(model: PeftModel, out: Path | str) -> None:
     """Write ``adapter_config.json`` + :data:`ADAPTER_WEIGHTS` to ``out``."""
     model.save_pretrained(out, safe_serialization=True)
-
-
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def load_adapter(model: PreTrainedModel, path: Path | str, *, trainable: bool = False) -> PeftModel:
