@@ -14,10 +14,20 @@ Processor outputs other than the text are of two kinds. Image tensors (``pixel_v
 the order of the image tokens in the flattened batch. Token-aligned outputs (Qwen2-VL's
 ``mm_token_type_ids``, from which the model computes its M-RoPE positions) are padded with the
 input ids (0 = text, on padding and answer tokens).
+
+The processor call (image decoding and preprocessing, chat template, tokenising) is the slow part of
+encoding and the same (image, prompt) pair is encoded again and again (a verification reads each probe
+with the candidate, the original and the holdout references; training encodes its records every run):
+:class:`_ProcessorMemo` keeps what processors of one :func:`~mllm.models.families.processor_digest`
+(the same tokenizer, chat template and image preprocessing, so the same outputs: an unlearned model
+and its original share one) made of each pair, bounded, least recently used first out. A processor is
+never changed once it has encoded; an image file is known by its path, size and modification time.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +38,7 @@ from PIL import Image
 
 from mllm.data.prompts import render_prompt
 from mllm.data.schema import Record
-from mllm.models.families import TOKEN_ALIGNED_KEYS, family_of
+from mllm.models.families import TOKEN_ALIGNED_KEYS, family_of, processor_digest
 
 IGNORE_INDEX = -100
 _TEXT_KEYS = ("input_ids", "attention_mask", *TOKEN_ALIGNED_KEYS)
@@ -120,6 +130,61 @@ class EncodedRecords:
                      image_inputs=image_inputs, token_inputs=token_inputs)
 
 
+_Prompt = tuple[tuple[int, ...], dict[str, tuple[int, ...]]]  # prompt ids, token-aligned inputs
+
+
+class _ProcessorMemo:
+    """One processor's outputs: prompt ids per (image file, prompt text) and image tensors per image
+    file, each an LRU of bounded size (image tensors of a 7B family's processor are ~1 MB each)."""
+
+    PROMPTS = 65536
+    IMAGES = 512
+
+    def __init__(self) -> None:
+        self.prompts: OrderedDict[tuple, _Prompt] = OrderedDict()
+        self.images: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
+
+    @staticmethod
+    def _get(store: OrderedDict, key: tuple) -> Any:
+        value = store.get(key)
+        if value is not None:
+            store.move_to_end(key)
+        return value
+
+    @staticmethod
+    def _put(store: OrderedDict, key: tuple, value: Any, bound: int) -> None:
+        store[key] = value
+        if len(store) > bound:
+            store.popitem(last=False)
+
+    def encode(self, processor: Any, path: Path, text: str) -> tuple[_Prompt, dict[str, torch.Tensor]]:
+        stat = path.stat()
+        image_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        prompt, image = self._get(self.prompts, (image_key, text)), self._get(self.images, image_key)
+        if prompt is None or image is None:
+            with Image.open(path) as opened:
+                encoded = processor(text=[prompt_text(processor, text)], images=[opened.convert("RGB")],
+                                    return_tensors="pt")
+            prompt = (tuple(encoded["input_ids"][0].tolist()),
+                      {key: tuple(encoded[key][0].tolist()) for key in TOKEN_ALIGNED_KEYS if key in encoded})
+            self._put(self.prompts, (image_key, text), prompt, self.PROMPTS)
+            if image is None:  # else the image's tensors stay the ones already handed out
+                image = {k: v for k, v in encoded.items() if k not in _TEXT_KEYS}
+                self._put(self.images, image_key, image, self.IMAGES)
+        return prompt, image
+
+
+_DIGESTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_MEMOS: dict[str, _ProcessorMemo] = {}
+
+
+def _memo_of(processor: Any) -> _ProcessorMemo:
+    digest = _DIGESTS.get(processor)
+    if digest is None:
+        digest = _DIGESTS[processor] = processor_digest(processor)
+    return _MEMOS.setdefault(digest, _ProcessorMemo())
+
+
 def encode_records(processor: Any, records: Sequence[Record], root: Path, *,
                    prompts: Sequence[str] | None = None) -> EncodedRecords:
     """Encode ``records`` whose image paths are relative to ``root`` (the corpus directory).
@@ -128,17 +193,14 @@ def encode_records(processor: Any, records: Sequence[Record], root: Path, *,
     """
     if prompts is not None and len(prompts) != len(records):
         raise ValueError(f"{len(prompts)} prompts for {len(records)} records")
+    memo = _memo_of(processor)
     examples: list[Example] = []
     images: dict[str, dict[str, torch.Tensor]] = {}
     for index, record in enumerate(records):
         text = render_prompt(record, 0) if prompts is None else prompts[index]
-        with Image.open(root / record.image) as image:
-            encoded = processor(text=[prompt_text(processor, text)], images=[image.convert("RGB")],
-                                return_tensors="pt")
-        images.setdefault(record.image, {k: v for k, v in encoded.items() if k not in _TEXT_KEYS})
-        token_inputs = {key: tuple(encoded[key][0].tolist()) for key in TOKEN_ALIGNED_KEYS if key in encoded}
-        examples.append(Example(record_id=record.record_id,
-                                prompt_ids=tuple(encoded["input_ids"][0].tolist()),
+        (prompt_ids, token_inputs), image = memo.encode(processor, root / record.image, text)
+        images.setdefault(record.image, image)
+        examples.append(Example(record_id=record.record_id, prompt_ids=prompt_ids,
                                 answer_ids=answer_ids(processor, record.answer), image_key=record.image,
                                 prompt_token_inputs=token_inputs))
     return EncodedRecords(examples, images, pad_token_id=processor.tokenizer.pad_token_id)
