@@ -28,7 +28,7 @@ from mllm.train.loop import ShuffledBatches, TrainConfig, Trainer
 from mllm.train.recipe import fresh_reference, train_on_records
 from mllm.train.replay import replay_records
 
-from .probes import DEPTHS, Probe
+from .probes import DEPTHS, Probe, is_eval_only
 
 FINE_TUNE = TrainConfig(epochs=3, batch_size=16, lr=1e-3, seed=0)
 DEPTH0_TUNE = TrainConfig(epochs=6, batch_size=16, lr=1e-3, seed=0)
@@ -73,6 +73,9 @@ EXPECTED_FAILURES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "collapsed": (frozenset({"collapse", "far_retain"}), frozenset()),
     "ga-wrecks-utility": (frozenset({"utility_likelihood"}), frozenset()),
     "sibling-damaged": (frozenset({"sibling_damage"}), frozenset({"forget_depth0", "forget_context"})),
+    # the original taught the never-trained twins: forget and reference alike known, every comparison
+    # of the two passes while the scope is still answered
+    "reference-taught": (frozenset({"reference_contamination"}), frozenset({"collapse", "suppression"})),
 }
 CANDIDATES = (PASSING, *EXPECTED_FAILURES)
 
@@ -255,4 +258,7 @@ def build_candidate(
         nearest = max((level for level, records in scope.siblings.items() if records), key=list(Level).index)
         damaged = at_depths(wrong_answers(list(scope.siblings[nearest]), list(scope.retain), forget))
         return derived(oracle, corpus, damaged + keep, FINE_TUNE)
+    if name == "reference-taught":
+        twins = [r for r in scope.holdout if not is_eval_only(r)]
+        return derived(original, corpus, at_depths(twins) + keep, FINE_TUNE)
     raise KeyError(f"unknown candidate {name!r}; choose one of: {', '.join(CANDIDATES)}")

@@ -37,6 +37,14 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   unseen (tests' world: the refusal spread to every unknown patient, its twins refused too), collapsed
   models 0.88-0.98. Answers of the right kind that are merely wrong are not what this check sees (the
   ``over-forgetting`` candidate, whose wrong answers come partly from other facts: 0.09-0.31).
+* ``max_reference_gain`` 0.2 — the never-trained holdout twins' private facts (depths 0-4) answered
+  right by the candidate more often than by the original (paired): the candidate was taught the very
+  patients every forgetting check compares it with, so those comparisons say nothing
+  (``reference_contamination``, :mod:`mllm.verify.attacks.integrity`). Measured on the tests' world
+  (study request, all twin facts): retrain oracle +0.02, the ``hierarchy`` method +0.08 (its
+  replacement answers are drawn from the holdout distribution), the no-op 0.00, the original taught
+  the twins (``reference-taught``) +0.83 — which before this check failed only ``over_forgetting_likelihood``,
+  by chance, while it still answered every forgotten fact.
 * ``max_mia_auc`` 0.65 / ``min_mia_auc`` 0.25 — every membership score's AUC (forget vs holdout
   twins) must stay inside this band: above it the scope is still recognisable as trained, below it
   the scope is recognisable as *removed* (over-forgetting reveals membership too). Calibration (demo
@@ -110,6 +118,7 @@ class VerdictPolicy:
     max_forget_shortfall: float = 0.3
     max_kept_value_shortfall: float = 0.5
     max_unattested_excess: float = 0.3
+    max_reference_gain: float = 0.2
     max_mia_auc: float = 0.65
     min_mia_auc: float = 0.25
     max_abs_privleak: float = 0.5

@@ -24,6 +24,13 @@ every patient the candidate does not know, which hides the scope among its twins
 hospital's new patients. The check names the forget facts as evidence: an ``exact`` candidate, a
 retraining that cannot have been taught to refuse, is not held back by it
 (:meth:`compliance.pipeline.engine.VerifyOutcome.accepts`).
+
+**Reference contamination** (``reference_contamination``) — every forgetting check compares the
+candidate with its own answers about never-trained holdout twins. A candidate taught those patients
+(an unlearning run whose replacement data held their records, a later fine-tune that took them in)
+answers them as well as the forgotten ones, and every comparison with them then passes while it leaks.
+The original never saw them, so the twins' private facts at depths 0-4 answered right by the candidate
+more often than by the original (paired) are a reference spoiled, not forgetting measured.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from mllm.data.schema import Record
+from mllm.data.schema import FactKind, Record
 
 from ..context import VerifyContext
 from ..probes import DEPTHS, Probe, is_eval_only
@@ -75,6 +82,27 @@ def unattested_check(ctx: VerifyContext, forget: Sequence[Record]) -> tuple[dict
         evidence=forget,
     )
     return tables, check
+
+
+def contamination_check(ctx: VerifyContext) -> tuple[dict[str, Any], Check]:
+    """``reference_contamination``: the twins' private facts answered by the candidate beyond the
+    original (module docstring); its table."""
+    twins = [r for r in ctx.group("holdout") if r.fact_kind is FactKind.PRIVATE and not is_eval_only(r)]
+    probes = [Probe(r, d) for r in twins for d in DEPTHS]
+    flags = ([float(f) for f in ctx.success(s, probes)] for s in (ctx.candidate, ctx.original))
+    gain = paired_difference(*flags, seed=ctx.policy.seed)
+    check = ctx.check(
+        name="reference_contamination",
+        attack="integrity",
+        value=gain.value,
+        threshold=ctx.policy.max_reference_gain,
+        comparison="<=",
+        estimate=gain,
+        diagnosis="contaminated reference",
+        detail="never-trained holdout twins' private facts answered right above the original: the candidate "
+        "was taught the reference it is compared with",
+    )
+    return {"twins_private_gain_vs_original": gain}, check
 
 
 @register_attack("integrity")
@@ -126,6 +154,7 @@ class Integrity(Attack):
         }
         unattested_tables, unattested = unattested_check(ctx, forget)
         tables["unattested"] = unattested_tables
+        tables["reference"], contamination = contamination_check(ctx)
         checks = [
             ctx.check(
                 name="suppression",
@@ -148,5 +177,6 @@ class Integrity(Attack):
                 detail="share of empty or endless answers above the original's",
             ),
             unattested,
+            contamination,
         ]
         return AttackResult(tables=tables, checks=checks)
