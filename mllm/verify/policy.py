@@ -41,10 +41,12 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   right by the candidate more often than by the original (paired): the candidate was taught the very
   patients every forgetting check compares it with, so those comparisons say nothing
   (``reference_contamination``, :mod:`mllm.verify.attacks.integrity`). Measured on the tests' world
-  (study request, all twin facts): retrain oracle +0.02, the ``hierarchy`` method +0.08 (its
+  (study request, private twin facts): retrain oracle -0.09, the ``hierarchy`` method +0.07 (its
   replacement answers are drawn from the holdout distribution), the no-op 0.00, the original taught
-  the twins (``reference-taught``) +0.83 — which before this check failed only ``over_forgetting_likelihood``,
-  by chance, while it still answered every forgotten fact.
+  the twins (``reference-taught``) +0.76 — which before this check failed only ``over_forgetting_likelihood``,
+  by chance, while it still answered every forgotten fact. Demo corpus seed 5 (patient): retrain
+  oracle +0.025, ``hierarchy`` -0.056..+0.044 (patient, study, sibling study), ``reference-taught``
+  +0.717 — there the only check it failed.
 * ``max_mia_auc`` 0.65 / ``min_mia_auc`` 0.25 — every membership score's AUC (forget vs holdout
   twins) must stay inside this band: above it the scope is still recognisable as trained, below it
   the scope is recognisable as *removed* (over-forgetting reveals membership too). Calibration (demo
