@@ -134,8 +134,8 @@ _Prompt = tuple[tuple[int, ...], dict[str, tuple[int, ...]]]  # prompt ids, toke
 
 
 class _ProcessorMemo:
-    """One processor's outputs: prompt ids per (image file, prompt text) and image tensors per image
-    file, each an LRU of bounded size (image tensors of a 7B family's processor are ~1 MB each)."""
+    """The outputs of the processors of one digest: prompt ids per (image file, prompt text) and image
+    tensors per image file, each an LRU of bounded size (a 7B family's image tensors are ~1 MB each)."""
 
     PROMPTS = 65536
     IMAGES = 512
