@@ -1,9 +1,11 @@
 """The slow part of ``site/test_demo.py`` runs in the background from the start of the session.
 
 ``oblivio demo --prepare-only`` (the demo hospital and the training of its model: ~200 s, once per
-data directory) starts when collection finishes, at the idle CPU priority and on one torch thread, so
-it uses only what the rest of the suite leaves idle and the other tests' timings stay as they were
-(a normal-priority run beside them made torch-heavy tests up to four times slower). The demo test
+data directory) starts when collection finishes, at the idle CPU priority, so it uses only what the
+rest of the suite leaves idle and the other tests' timings stay as they were (a normal-priority run
+beside them made torch-heavy tests up to four times slower). It trains on the demo's own torch threads
+(``DEMO_THREADS``), as ``make demo`` does: the model, and so the path the request takes, depends on
+them (trained on one thread here, the demo's request fell through to the 200-s retraining rung). The demo test
 then runs ``oblivio demo --exit`` on that data directory in the foreground, as a second run would:
 server, worker and the request walked from intake to a certificate, at normal priority, so none of
 the demo's own timeouts depends on the load of the suite.
@@ -60,8 +62,7 @@ class DemoRun:
         output = (root / "prepare.txt").open("w")
         preparing = subprocess.Popen(
             [sys.executable, "-m", "oblivio_site.cli", "demo", "--prepare-only"],
-            env={**demo_env(root / "home"), "OMP_NUM_THREADS": "1"}, stdout=output, stderr=subprocess.STDOUT,
-            preexec_fn=_idle_priority)
+            env=demo_env(root / "home"), stdout=output, stderr=subprocess.STDOUT, preexec_fn=_idle_priority)
         return cls(root=root, preparing=preparing, _output=output)
 
     def prepared(self, timeout: float) -> tuple[int, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -39,6 +40,18 @@ def autocast_for(model: torch.nn.Module, dtype: str | None) -> contextlib.Abstra
     if parse_dtype(dtype) is not torch.bfloat16:
         raise ValueError(f"autocast trains in bfloat16 only, not {dtype!r} (float16 would need loss scaling)")
     return torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """torch's CPU threads set to ``count`` inside the block. A CPU result depends on the thread count
+    (it splits the reductions), so a recipe that must give the same model wherever it runs fixes it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def device_map_for(device: str | None) -> str | dict[str, str] | None:

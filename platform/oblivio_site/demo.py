@@ -28,7 +28,7 @@ from core.home import oblivio_home
 
 from .logfiles import LogPump
 from .processes import child_env, server_argv, worker_argv
-from .walkthrough import prepare_demo, run_walkthrough
+from .walkthrough import DEMO_THREADS, prepare_demo, run_walkthrough
 
 
 class DemoError(RuntimeError):
@@ -110,9 +110,11 @@ def run_demo(*, port: int, keep_running: bool, echo: Callable[[str], None],
 
 
 def demo_env(base_url: str) -> dict[str, str]:
-    """The children's environment: no batching window to wait for (one request) and certificates
-    linking to this server, unless the environment chooses otherwise."""
-    return {"OBLIVIO_JOB_BATCH_WINDOW_SECONDS": "0", "OBLIVIO_PUBLIC_URL": base_url, **child_env()}
+    """The children's environment: no batching window to wait for (one request), certificates
+    linking to this server and the worker on the demo's torch threads (``DEMO_THREADS``), unless the
+    environment chooses otherwise."""
+    return {"OBLIVIO_JOB_BATCH_WINDOW_SECONDS": "0", "OBLIVIO_PUBLIC_URL": base_url,
+            "OMP_NUM_THREADS": str(DEMO_THREADS), **child_env()}
 
 
 def _start(stack: ExitStack, argv: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:

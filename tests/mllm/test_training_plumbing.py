@@ -137,3 +137,14 @@ def test_autocast_refuses_a_dtype_it_cannot_compute_in(corpus, dtype, message):
     source = ShuffledBatches(encode_records(processor, corpus.select(trainable=True), corpus.root), 4, 0)
     with pytest.raises(ValueError, match=message):
         Trainer(model, TrainConfig(autocast=dtype), source)
+
+
+def test_cpu_threads_holds_the_count_inside_the_block_and_restores_it():
+    from mllm.models.runtime import cpu_threads
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with pytest.raises(RuntimeError), cpu_threads(other):
+        assert torch.get_num_threads() == other
+        raise RuntimeError("restored even when the block fails")
+    assert torch.get_num_threads() == before

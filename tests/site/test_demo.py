@@ -48,3 +48,31 @@ def test_the_demos_certificates_link_to_the_port_it_serves(monkeypatch: pytest.M
     assert demo_env("http://127.0.0.1:8123")["OBLIVIO_PUBLIC_URL"] == "http://127.0.0.1:8123"
     monkeypatch.setenv("OBLIVIO_PUBLIC_URL", "https://oblivio.example.org")  # a deployment's choice wins
     assert demo_env("http://127.0.0.1:8123")["OBLIVIO_PUBLIC_URL"] == "https://oblivio.example.org"
+
+
+def test_the_demo_trains_and_unlearns_on_its_own_threads(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's model (and so its request's path) depends on torch's thread count: training and the
+    worker use ``DEMO_THREADS`` on any machine."""
+    from types import SimpleNamespace
+
+    import torch
+    from oblivio_site import walkthrough
+    from oblivio_site.demo import demo_env
+
+    from mllm.models.runtime import cpu_threads
+
+    seen: list[int] = []
+
+    def train(job, report):
+        seen.append(torch.get_num_threads())
+        job.out.mkdir(parents=True)
+        return SimpleNamespace(digest="sha256:" + "0" * 64, result=SimpleNamespace(seconds=0.0))
+
+    monkeypatch.setattr(walkthrough, "run_train_job", train)
+    corpus = SimpleNamespace(root=tmp_path, select=lambda **_: [])
+    with cpu_threads(1):  # a machine whose default differs
+        walkthrough.demo_model(tmp_path, corpus, echo=lambda _: None)  # type: ignore[arg-type]
+        assert torch.get_num_threads() == 1
+    assert seen == [walkthrough.DEMO_THREADS]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert demo_env("http://127.0.0.1:8123")["OMP_NUM_THREADS"] == str(walkthrough.DEMO_THREADS)
