@@ -5,17 +5,22 @@ lose up to the utility thresholds and the losses add up along a lineage (the 16-
 benchmark: never-trained images 0.236 -> 0.181 while every request passed ``image_grounded``). The
 first served version is deleted once the first request is certified, so what it knew is kept as
 data: its success per record on a **panel** fixed by the corpus, not by any scope — never-trained
-holdout image-grounded records (reading images the model never saw) and trainable records (what it
-was trained on), each a seeded sample of half of ``max_utility_items``. The baseline is a mapping
-record id -> success (record ids are corpus-internal, not PHI); the pipeline stores it on every
-version of the lineage and hands it to :func:`~mllm.verify.verifier.verify`, whose
-``cumulative_utility`` check compares the candidate with it on the panel records still kept.
+holdout image-grounded records (reading images the model never saw), trainable records (what it
+was trained on) and never-trained holdout private facts (patients it never saw), each a seeded
+sample of half of ``max_utility_items``. The baseline is a mapping record id -> success (record ids
+are corpus-internal, not PHI); the pipeline stores it on every version of the lineage and hands it
+to :func:`~mllm.verify.verifier.verify`, whose ``cumulative_utility`` check compares the candidate
+with it on the first two parts (the records still kept), and whose ``reference_contamination``
+check on the third: the never-trained patients are every forgetting check's reference, and a lineage
+that slowly learns them spoils it one request at a time, each step small against its parent. A
+baseline measured before the third part existed has none of its records: that row is then not read.
 Outside the pipeline ``oblivio verify --save-baseline FILE`` writes it as a JSON object and
 ``--baseline FILE`` reads it back (:func:`read_baseline`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from mllm.data.schema import Corpus, FactKind, Record, Split
@@ -26,16 +31,40 @@ from .jsonfile import read_json_file
 from .policy import VerdictPolicy
 from .probes import Probe
 
+#: the panel's parts (:func:`panel_part`) that ``cumulative_utility`` reads; ``reference_contamination``
+#: reads :data:`UNSEEN_PRIVATE`
+UTILITY_PARTS = ("unseen_images", "trained")
+UNSEEN_PRIVATE = "unseen_private"
+
+
+def panel_part(record: Record) -> str:
+    """The panel part a record belongs to: ``trained``, ``unseen_images`` or ``unseen_private``."""
+    if record.split is Split.TRAIN:
+        return "trained"
+    return "unseen_images" if record.fact_kind is FactKind.IMAGE_GROUNDED else UNSEEN_PRIVATE
+
 
 def baseline_panel(corpus: Corpus, policy: VerdictPolicy) -> list[Record]:
-    """The panel: never-trained image-grounded records and trained records, ``max_utility_items / 2``
-    of each (trained forms only), chosen by record id and the policy seed alone."""
+    """The panel: ``max_utility_items / 2`` records of each part (trained forms only), chosen by record
+    id and the policy seed alone."""
     half = max(1, policy.max_utility_items // 2)
     usable = [r for r in corpus.records if not r.eval_only]
-    unseen = [r for r in usable if r.split is Split.HOLDOUT and r.fact_kind is FactKind.IMAGE_GROUNDED]
-    trained = [r for r in usable if r.split is Split.TRAIN]
+    parts: dict[str, list[Record]] = {}
+    for record in usable:
+        parts.setdefault(panel_part(record), []).append(record)
     salt = f"baseline:{policy.seed}"
-    return sample(unseen, half, salt) + sample(trained, half, salt)
+    return [r for part in (*UTILITY_PARTS, UNSEEN_PRIVATE) for r in sample(parts.get(part, []), half, salt)]
+
+
+def kept_panel(baseline: Mapping[str, bool], corpus: Corpus, removed: set[str]) -> dict[str, list[Record]]:
+    """The baseline's records the candidate still keeps (not in ``removed``), by panel part, in record
+    id order."""
+    by_id = {r.record_id: r for r in corpus.records}
+    parts: dict[str, list[Record]] = {}
+    for record_id in sorted(baseline):
+        if record_id in by_id and record_id not in removed:
+            parts.setdefault(panel_part(by_id[record_id]), []).append(by_id[record_id])
+    return parts
 
 
 def utility_baseline(model: Subject, corpus: Corpus, policy: VerdictPolicy) -> dict[str, bool]:

@@ -46,7 +46,9 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   the twins (``reference-taught``) +0.76 — which before this check failed only ``over_forgetting_likelihood``,
   by chance, while it still answered every forgotten fact. Demo corpus seed 5 (patient): retrain
   oracle +0.025, ``hierarchy`` -0.056..+0.044 (patient, study, sibling study), ``reference-taught``
-  +0.717 — there the only check it failed.
+  +0.717 — there the only check it failed. With a lineage baseline the same edge applies to the
+  candidate against the lineage's first served model (the panel's never-trained private facts,
+  depth 0), so small per-request gains cannot add up unseen.
 * ``max_mia_auc`` 0.65 / ``min_mia_auc`` 0.25 — every membership score's AUC (forget vs holdout
   twins) must stay inside this band: above it the scope is still recognisable as trained, below it
   the scope is recognisable as *removed* (over-forgetting reveals membership too). Calibration (demo

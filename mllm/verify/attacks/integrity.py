@@ -30,7 +30,10 @@ candidate with its own answers about never-trained holdout twins. A candidate ta
 (an unlearning run whose replacement data held their records, a later fine-tune that took them in)
 answers them as well as the forgotten ones, and every comparison with them then passes while it leaks.
 The original never saw them, so the twins' private facts at depths 0-4 answered right by the candidate
-more often than by the original (paired) are a reference spoiled, not forgetting measured.
+more often than by the original (paired) are a reference spoiled, not forgetting measured. Compared with
+its parent alone, a lineage could learn them a little per request, each step under the edge: with the
+lineage's baseline (:mod:`..baseline`) the candidate is also compared with the *first* served model on
+the panel's never-trained private facts (depth 0, paired), and the check reads the worse row.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import numpy as np
 
 from mllm.data.schema import FactKind, Record
 
+from ..baseline import UNSEEN_PRIVATE, kept_panel
 from ..context import VerifyContext
 from ..probes import DEPTHS, Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
@@ -85,24 +89,29 @@ def unattested_check(ctx: VerifyContext, forget: Sequence[Record]) -> tuple[dict
 
 
 def contamination_check(ctx: VerifyContext) -> tuple[dict[str, Any], Check]:
-    """``reference_contamination``: the twins' private facts answered by the candidate beyond the
-    original (module docstring); its table."""
+    """``reference_contamination``: never-trained patients' private facts answered by the candidate
+    beyond the original, and beyond the lineage's first served model (module docstring); its table."""
     twins = [r for r in ctx.group("holdout") if r.fact_kind is FactKind.PRIVATE and not is_eval_only(r)]
     probes = [Probe(r, d) for r in twins for d in DEPTHS]
     flags = ([float(f) for f in ctx.success(s, probes)] for s in (ctx.candidate, ctx.original))
-    gain = paired_difference(*flags, seed=ctx.policy.seed)
-    check = ctx.check(
+    gains = {"twins_private_gain_vs_original": paired_difference(*flags, seed=ctx.policy.seed)}
+    panel = kept_panel(ctx.baseline or {}, ctx.corpus, ctx.removed_ids()).get(UNSEEN_PRIVATE, [])
+    if panel:
+        now = [float(f) for f in ctx.candidate.success([Probe(r, 0) for r in panel], ctx.root, ctx.policy)]
+        first = [float(ctx.baseline[r.record_id]) for r in panel]
+        gains["unseen_private_gain_vs_first_served"] = paired_difference(now, first, seed=ctx.policy.seed)
+    check = ctx.worst_check(
+        gains,
         name="reference_contamination",
         attack="integrity",
-        value=gain.value,
         threshold=ctx.policy.max_reference_gain,
         comparison="<=",
-        estimate=gain,
         diagnosis="contaminated reference",
-        detail="never-trained holdout twins' private facts answered right above the original: the candidate "
-        "was taught the reference it is compared with",
+        detail="never-trained patients' private facts answered right above the reference model: the "
+        "candidate was taught the reference it is compared with",
+        nothing="no never-trained private facts to ask",
     )
-    return {"twins_private_gain_vs_original": gain}, check
+    return gains, check
 
 
 @register_attack("integrity")

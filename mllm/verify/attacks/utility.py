@@ -29,16 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from mllm.data.schema import FactKind, Record, Split
+from mllm.data.schema import FactKind, Record
 
+from ..baseline import UTILITY_PARTS, kept_panel
 from ..context import Subject, VerifyContext
 from ..probes import Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
 from ..report import Check
 from ..stats import Estimate, paired_difference, rate
 
-# the lineage baseline panel's parts (mllm.verify.baseline), by split
-PANEL_PARTS = {Split.HOLDOUT: "unseen_images", Split.TRAIN: "trained"}
 # check name -> (scope group, policy threshold field, diagnosis); a check reads every group of its name
 # (siblings: one group per ancestor level) and is decided by the worst
 GROUP_CHECKS = {
@@ -85,14 +84,12 @@ def _cumulative_check(ctx: VerifyContext) -> tuple[dict, Check]:
     candidate success over the records still kept; the check reads the worse part (a part the kept
     stream rehearses may rise and must not hide the other's fall)."""
     baseline = ctx.baseline or {}
-    removed = ctx.removed_ids()
-    by_id = {r.record_id: r for r in ctx.corpus.records}
-    parts: dict[str, list[Record]] = {}
-    for record_id in sorted(baseline):
-        if record_id in by_id and record_id not in removed:
-            parts.setdefault(PANEL_PARTS[by_id[record_id].split], []).append(by_id[record_id])
+    parts = kept_panel(baseline, ctx.corpus, ctx.removed_ids())
     table: dict[str, dict] = {}
-    for part, records in parts.items():
+    for part in UTILITY_PARTS:
+        records = parts.get(part)
+        if not records:
+            continue
         first = [float(baseline[r.record_id]) for r in records]
         now = [float(f) for f in ctx.candidate.success([Probe(r, 0) for r in records], ctx.root, ctx.policy)]
         table[part] = {"first_served": rate([f > 0 for f in first]), "candidate": rate([f > 0 for f in now]),

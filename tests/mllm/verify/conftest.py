@@ -24,21 +24,31 @@ def read_once(world) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="session")
-def report_of(world, read_once) -> Any:
-    """``report_of(name)``: the verification report of a calibration candidate, built and verified once."""
-    from mllm.verify import verify
-
+def candidate_of(world) -> Any:
+    """``candidate_of(name)``: a calibration candidate of the world, built once."""
     cache: dict[str, Any] = {}
-    original = read_once.original
 
     def get(name: str) -> Any:
         if name not in cache:
-            candidate = build_candidate(
+            cache[name] = build_candidate(
                 name, corpus=world.corpus, scope=world.scope, original=world.original, oracle=world.oracle
             )
-            cache[name] = verify(
-                original=original, candidate=candidate, corpus=world.corpus, scope=world.scope
-            )
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def report_of(world, read_once, candidate_of) -> Any:
+    """``report_of(name)``: the verification report of a calibration candidate, verified once."""
+    from mllm.verify import verify
+
+    cache: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in cache:
+            cache[name] = verify(original=read_once.original, candidate=candidate_of(name),
+                                 corpus=world.corpus, scope=world.scope)
         return cache[name]
 
     return get

@@ -106,12 +106,12 @@ def test_a_lineage_that_lost_what_its_first_model_knew_fails(world, read_once, r
     where the lineage now answers more trained records than the first model did (a rise on one part of
     the panel does not hide a fall on the other); without a baseline the check is not applicable."""
     from mllm.verify import VerdictPolicy, verify
-    from mllm.verify.baseline import utility_baseline
+    from mllm.verify.baseline import UTILITY_PARTS, panel_part, utility_baseline
 
     policy = VerdictPolicy()
     original, candidate = read_once.original, read_once.oracle
     measured = utility_baseline(original, world.corpus, policy)
-    assert 0 < sum(measured.values()) < len(measured) <= policy.max_utility_items
+    assert 0 < sum(measured.values()) < len(measured) <= 3 * (policy.max_utility_items // 2)
 
     def cumulative(baseline) -> tuple[dict, set[str], dict]:
         report = verify(original=original, candidate=candidate, corpus=world.corpus, scope=world.scope,
@@ -125,7 +125,9 @@ def test_a_lineage_that_lost_what_its_first_model_knew_fails(world, read_once, r
     removed = {r.record_id for r in (*world.scope.forget, *world.scope.children, *world.scope.shared)}
     assert set(parts) == {"unseen_images", "trained"}
     compared = sum(part["drop"]["n"] for part in parts.values())
-    assert compared == len(set(measured) - removed) < len(measured)  # forgotten records left out
+    by_id = {r.record_id: r for r in world.corpus.records}
+    utility_panel = {i for i in measured if panel_part(by_id[i]) in UTILITY_PARTS}
+    assert compared == len(utility_panel - removed) < len(utility_panel)  # forgotten records left out
     unseen = {r.record_id for r in world.corpus.records if r.split is Split.HOLDOUT}
     lost, failed, parts = cumulative({i: i in unseen for i in measured})
     assert lost["status"] == "fail" and failed == {"cumulative_utility"}, (lost, failed)
@@ -133,6 +135,25 @@ def test_a_lineage_that_lost_what_its_first_model_knew_fails(world, read_once, r
     assert parts["trained"]["drop"]["value"] < 0  # risen against a first model that knew none
     unnamed = next(c for c in report_of(PASSING).to_json()["checks"] if c["name"] == "cumulative_utility")
     assert unnamed["status"] == "not_applicable"
+
+
+def test_a_lineage_that_learned_the_never_trained_patients_fails_against_its_first_model(
+        world, read_once, candidate_of) -> None:
+    """A candidate unlearned from a parent that had already been taught the holdout patients: against
+    its parent it gained nothing on them (the per-request row of ``reference_contamination`` passes),
+    against the lineage's first served model it answers them far above (that row fails the check)."""
+    from mllm.verify import VerdictPolicy, subject, verify
+    from mllm.verify.baseline import utility_baseline
+
+    taught = candidate_of("reference-taught")
+    first_served = utility_baseline(read_once.original, world.corpus, VerdictPolicy())
+    report = verify(original=subject("original", taught), candidate=taught, corpus=world.corpus,
+                    scope=world.scope, baseline=first_served)
+    rows = report.attacks["integrity"]["reference"]
+    assert rows["twins_private_gain_vs_original"].value == 0
+    check = next(c for c in report.checks if c.name == "reference_contamination")
+    assert check.passed is False and check.detail.endswith("unseen_private_gain_vs_first_served"), check
+    assert rows["unseen_private_gain_vs_first_served"].n > 0
 
 
 def test_a_one_fact_scope_leaves_even_the_no_op_inconclusive(world, read_once) -> None:
