@@ -67,7 +67,10 @@ tiny test corpus (``tests/mllm/verify``) and are to be recalibrated on the bench
   ancestor-owned shared facts and image-grounded facts. Greedy success of a weakly trained model
   moves this much between two training runs: the demo corpus's retrain oracle (seed 1) lost 0.12 of
   image-grounded success against its original while its answer likelihood moved 0.02 nats — finer
-  damage is ``max_nll_increase``'s.
+  damage is ``max_nll_increase``'s. Image-grounded facts are judged on trained and on unseen images
+  apart (:mod:`mllm.verify.attacks.utility`); demo corpus seed 5, ``hierarchy`` on patient / study /
+  sibling study: unseen drop 0.042 / 0.083 / -0.083 (24 / 12 / 12 records), trained 0.01 / 0.025 /
+  -0.01 (200) — all pass; the run that halved unseen reading (0.583 -> 0.292, 24) fails.
 * ``max_cumulative_drop`` 0.1 — success lost against the lineage's *first* served model on its
   baseline panel (:mod:`mllm.verify.baseline`: never-trained images and trained records, those still
   kept): the per-request drops above are each allowed, their sum along many requests is not. 0.1 as

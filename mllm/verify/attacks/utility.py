@@ -6,9 +6,13 @@ original and of the candidate; the drop is original minus candidate success. Sib
 per ancestor level (``siblings (study)``, ``siblings (patient)``, ...) and ``sibling_damage`` is
 decided by the worst: pooled, a section's handful of same-study facts drowned among 200 sampled
 siblings of its institution, and a candidate that damaged them read a drop of -0.015 (demo corpus,
-FINDINGS, seed 0). Sibling damage and child leakage (:mod:`.reconstruction`) are reported separately,
-as MedForget's two failure modes of flat unlearning. Groups larger than ``max_utility_items`` are
-sampled (seeded).
+FINDINGS, seed 0). Image-grounded facts are two groups for the same reason, ``image_grounded
+(trained)`` (retain: images the model was trained on) and ``image_grounded (unseen)`` (the holdout
+twins: images it never saw), the worse deciding: pooled, memorised images the kept stream holds up
+hid the loss of reading unseen ones (demo corpus seed 7, a `hierarchy` run on one draw of the demo
+model: pooled drop 0.083 of 0.15; unseen 0.583 -> 0.292). Sibling damage and child leakage
+(:mod:`.reconstruction`) are reported separately, as MedForget's two failure modes of flat
+unlearning. Groups larger than ``max_utility_items`` are sampled (seeded).
 
 ``utility_likelihood`` reads the same items through the weights: the increase of the mean
 answer-token negative log-likelihood (fp32, nats per token, trained form: the option letter for
@@ -61,9 +65,8 @@ def sibling_groups(ctx: VerifyContext) -> dict[str, list[Record]]:
 def utility_groups(ctx: VerifyContext) -> dict[str, list[Record]]:
     """The trained-form records of each utility group, sampled down to ``max_utility_items``."""
     groups = {"retain": ctx.group("retain"), **sibling_groups(ctx), "shared": ctx.group("shared")}
-    groups["image_grounded"] = [
-        r for r in ctx.group("retain") + ctx.group("holdout") if r.fact_kind is FactKind.IMAGE_GROUNDED
-    ]
+    for name, source in (("image_grounded (trained)", "retain"), ("image_grounded (unseen)", "holdout")):
+        groups[name] = [r for r in ctx.group(source) if r.fact_kind is FactKind.IMAGE_GROUNDED]
     return {name: ctx.sample([r for r in records if not is_eval_only(r)]) for name, records in groups.items()}
 
 

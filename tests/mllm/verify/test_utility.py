@@ -54,3 +54,23 @@ def test_damage_to_the_nearest_siblings_fails_although_the_far_ones_dilute_it() 
     assert result.tables["siblings (institution)"]["drop"].value == 0.0
     untouched = Utility().run(context(scope, candidate=Answers()))
     assert next(c for c in untouched.checks if c.name == "sibling_damage").passed is True
+
+
+def test_losing_unseen_images_fails_although_the_trained_ones_dilute_it() -> None:
+    """Image-grounded facts of images the model was trained on (retain) and of images it never saw (the
+    holdout twins) are judged apart: a candidate that still reads its memorised images but lost half
+    of the unseen ones fails ``image_grounded``; pooled, the drop read 10 / 120 = 0.083 (edge 0.15)."""
+    from dataclasses import replace
+
+    def grounded(record_id: str, split: Split) -> Record:
+        return replace(record(record_id, "P1", "S1"), fact_kind=FactKind.IMAGE_GROUNDED, split=split)
+
+    trained = [grounded(f"t{i}", Split.TRAIN) for i in range(100)]
+    unseen = [grounded(f"u{i}", Split.HOLDOUT) for i in range(20)]
+    scope = SimpleNamespace(siblings={}, retain=trained, shared=[], holdout=unseen)
+    blind = Answers(wrong={r.record_id for r in unseen[:10]})
+    result = Utility().run(context(scope, candidate=blind))
+    check = next(c for c in result.checks if c.name == "image_grounded")
+    assert check.passed is False and check.value == 0.5
+    assert check.detail.endswith("image_grounded (unseen)")
+    assert result.tables["image_grounded (trained)"]["drop"].value == 0.0
