@@ -26,7 +26,7 @@ from pathlib import Path
 from mllm.data.schema import Corpus, FactKind, Record, Split
 from mllm.unlearn.scope import sample
 
-from .context import Subject
+from .context import Subject, VerifyContext
 from .jsonfile import read_json_file
 from .policy import VerdictPolicy
 from .probes import Probe
@@ -65,6 +65,14 @@ def kept_panel(baseline: Mapping[str, bool], corpus: Corpus, removed: set[str]) 
         if record_id in by_id and record_id not in removed:
             parts.setdefault(panel_part(by_id[record_id]), []).append(by_id[record_id])
     return parts
+
+
+def first_and_now(ctx: VerifyContext, records: list[Record]) -> tuple[list[float], list[float]]:
+    """Per panel record: the lineage's first served model's success (``ctx.baseline``) and the
+    candidate's (depth 0, the verifier's own decoding), as floats for a paired difference."""
+    first = [float(ctx.baseline[r.record_id]) for r in records]
+    now = [float(f) for f in ctx.candidate.success([Probe(r, 0) for r in records], ctx.root, ctx.policy)]
+    return first, now
 
 
 def utility_baseline(model: Subject, corpus: Corpus, policy: VerdictPolicy) -> dict[str, bool]:

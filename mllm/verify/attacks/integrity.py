@@ -45,7 +45,7 @@ import numpy as np
 
 from mllm.data.schema import FactKind, Record
 
-from ..baseline import UNSEEN_PRIVATE, kept_panel
+from ..baseline import UNSEEN_PRIVATE, first_and_now, kept_panel
 from ..context import VerifyContext
 from ..probes import DEPTHS, Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
@@ -97,8 +97,7 @@ def contamination_check(ctx: VerifyContext) -> tuple[dict[str, Any], Check]:
     gains = {"twins_private_gain_vs_original": paired_difference(*flags, seed=ctx.policy.seed)}
     panel = kept_panel(ctx.baseline or {}, ctx.corpus, ctx.removed_ids()).get(UNSEEN_PRIVATE, [])
     if panel:
-        now = [float(f) for f in ctx.candidate.success([Probe(r, 0) for r in panel], ctx.root, ctx.policy)]
-        first = [float(ctx.baseline[r.record_id]) for r in panel]
+        first, now = first_and_now(ctx, panel)
         gains["unseen_private_gain_vs_first_served"] = paired_difference(now, first, seed=ctx.policy.seed)
     check = ctx.worst_check(
         gains,

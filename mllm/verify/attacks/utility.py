@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 
 from mllm.data.schema import FactKind, Record
 
-from ..baseline import UTILITY_PARTS, kept_panel
+from ..baseline import UTILITY_PARTS, first_and_now, kept_panel
 from ..context import Subject, VerifyContext
 from ..probes import Probe, is_eval_only
 from ..registry import Attack, AttackResult, register_attack
@@ -93,8 +93,7 @@ def _cumulative_check(ctx: VerifyContext) -> tuple[dict, Check]:
         records = parts.get(part)
         if not records:
             continue
-        first = [float(baseline[r.record_id]) for r in records]
-        now = [float(f) for f in ctx.candidate.success([Probe(r, 0) for r in records], ctx.root, ctx.policy)]
+        first, now = first_and_now(ctx, records)
         table[part] = {"first_served": rate([f > 0 for f in first]), "candidate": rate([f > 0 for f in now]),
                        "drop": paired_difference(first, now, seed=ctx.policy.seed)}
     check = ctx.worst_check(
