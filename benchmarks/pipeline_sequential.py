@@ -119,20 +119,22 @@ def rung_outcomes(job: Any) -> list[str]:
     return outcomes
 
 
-def accuracy(model: Any, processor: Any, root: Path, records: list[Any]) -> float:
+def successes(model: Any, processor: Any, root: Path, records: list[Any]) -> list[bool]:
+    """Per record, whether the teacher-forced answer at depth 0 is an exact match."""
     from mllm.data.prompts import render_prompt
     from mllm.evaluate.generate import teacher_forced_answers
     from mllm.evaluate.metrics import exact_match
     from mllm.train.encode import encode_records
 
     if not records:
-        return float("nan")
+        return []
     data = encode_records(processor, records, root, prompts=[render_prompt(r, 0) for r in records])
     answers = teacher_forced_answers(model, processor, data)
-    return sum(exact_match(r.task, a, r.answer) for r, a in zip(records, answers, strict=True)) / len(records)
+    return [exact_match(r.task, a, r.answer) for r, a in zip(records, answers, strict=True)]
 
 
-def score_served(corpus: Any, groups: dict[str, list[Any]]) -> dict[str, float]:
+def score_served(corpus: Any, groups: dict[str, list[Any]]) -> dict[str, list[bool]]:
+    """The served model's :func:`successes` per group."""
     from django.conf import settings
 
     from compliance.models import Deployment
@@ -141,8 +143,13 @@ def score_served(corpus: Any, groups: dict[str, list[Any]]) -> dict[str, float]:
 
     served = Deployment.objects.get(name=settings.OBLIVIO_MODEL_DEPLOYMENT).served
     loaded = load_model(artifact_storage().path(served.storage_key))
-    return {name: round(accuracy(loaded.model, loaded.processor, corpus.root, records), 4)
+    return {name: successes(loaded.model, loaded.processor, corpus.root, records)
             for name, records in groups.items()}
+
+
+def means(flags: dict[str, list[bool]]) -> dict[str, float]:
+    return {name: round(sum(values) / len(values), 4) if values else float("nan")
+            for name, values in flags.items()}
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -168,6 +175,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from hierarchy.services import corpus_ingest
     from mllm.data.schema import FactKind, Level, Split
     from mllm.data.synth import generate_corpus
+    from mllm.verify.stats import paired_ratio
 
     home = work / "home"
     corpus = generate_corpus(size=args.size, seed=args.seed, out=home / "demo" / "corpus")
@@ -189,7 +197,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                and (r.owner_level is Level.INSTITUTION or r.patient_id in kept)],
               "holdout_private": [r for r in holdout if r.fact_kind is FactKind.PRIVATE],
               "unseen_images": [r for r in holdout if r.fact_kind is FactKind.IMAGE_GROUNDED]}
-    original = score_served(corpus, groups)
+    original_flags = score_served(corpus, groups)
+    original = means(original_flags)
     print(f"original: {original}", flush=True)
 
     officer = principal_for_user(user_create(username="officer", email="", roles=["compliance_officer"],
@@ -209,7 +218,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         forgotten.add(patient)
         groups["forgotten_private"] = [r for r in trained if r.patient_id in forgotten
                                        and r.fact_kind is FactKind.PRIVATE]
-        scores = score_served(corpus, groups)
+        flags = score_served(corpus, groups)
+        scores = means(flags)
         steps.append({"request": index, "seconds": round(seconds, 1), **outcome, "scores": scores,
                       "retain_ratio": {k: round(scores[k] / original[k], 4) for k in UTILITY}})
         print(f"{index}/{len(queue)} {outcome['status']} {seconds:.0f}s {scores} {outcome['rungs']}",
@@ -218,7 +228,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # checkpoint schedule allows is (rightly) reported stale
     audit_checkpoint(heartbeat=True)
     audit = audit_verify()
+    final_ratio = {k: paired_ratio(flags[k], original_flags[k]).as_dict() for k in UTILITY} if steps else {}
     return {"train_seconds": round(train_seconds, 1), "original": original, "steps": steps,
+            "final_ratio": final_ratio,
             "kept_patients": len(kept), "retain_records": {k: len(v) for k, v in groups.items()},
             "audit_ok": audit.ok, "audit_problem": audit.problem}
 
@@ -268,17 +280,21 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "Rungs tried per request (unlearning error, or verdict and failed checks):", ""]
     lines += [f"- request {s['request']}: " + "; ".join(s["rungs"]) for s in steps]
     if last:
-        worst = min(last["retain_ratio"].values())
+        panel = min(UTILITY, key=lambda k: last["retain_ratio"][k])
+        worst, interval = last["retain_ratio"][panel], result["final_ratio"][panel]
         times = sorted(s["seconds"] for s in steps)
         every = certified == len(steps)
         lines += [
             "",
             f"- Certified: {certified}/{len(steps)} (target: each): **{'met' if every else 'missed'}**; "
             f"audit chain verifies: {result['audit_ok']}.",
-            f"- Retain utility after the last request: {worst:.3f} of the original "
-            f"(target >= {TARGET_RATIO}): "
-            + (f"**{'met' if worst >= TARGET_RATIO else 'missed'}**." if certified else
-               "not meaningful, nothing was promoted (the served model never changed)."),
+            f"- Retain utility after the last request: {worst:.3f} of the original, the worst of the four "
+            f"panels ({panel.replace('_', ' ')}; paired bootstrap 95 % interval {interval['low']:.3f}.."
+            f"{interval['high']:.3f} over its {interval['n']} records) (target >= {TARGET_RATIO}): "
+            + (f"**{'met' if worst >= TARGET_RATIO else 'missed'}**" if certified else
+               "not meaningful, nothing was promoted (the served model never changed)")
+            + ("; the interval reaches the target, so the miss is within sampling noise."
+               if certified and worst < TARGET_RATIO <= interval["high"] else "."),
             f"- Approval → settled (certified or escalated): median {times[len(times) // 2]:.0f} s, max "
             f"{times[-1]:.0f} s (target <= {TARGET_SECONDS} s to certified).",
         ]

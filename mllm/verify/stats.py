@@ -135,6 +135,25 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, seed: int = 0) 
     )
 
 
+def paired_ratio(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> Estimate:
+    """``mean(a) / mean(b)`` over paired items (e.g. a model's successes over its original's on the same
+    records) with a 95% percentile bootstrap interval (items resampled; ``nan`` where ``b`` is all 0)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.size == 0 or x.size != y.size or not y.any():
+        return Estimate(math.nan, int(x.size), math.nan, math.nan, "paired bootstrap95")
+    index = _resample(np.random.default_rng(seed), x.size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        draws = x[index].mean(axis=1) / y[index].mean(axis=1)
+    draws = draws[np.isfinite(draws)]
+    return Estimate(
+        float(x.mean() / y.mean()),
+        int(x.size),
+        float(np.quantile(draws, 0.025)),
+        float(np.quantile(draws, 0.975)),
+        "paired bootstrap95",
+    )
+
+
 def auc(members: Sequence[float], nonmembers: Sequence[float], *, seed: int = 0) -> Estimate:
     """ROC AUC of ``members`` (label 1) vs ``nonmembers`` (label 0) with a bootstrap interval.
 

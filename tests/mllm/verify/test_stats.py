@@ -58,6 +58,16 @@ def test_paired_difference_and_difference_intervals_contain_the_value() -> None:
     assert gap.value == 1 and gap.low == 1 and gap.high == 1
 
 
+def test_paired_ratio_resamples_the_pairs_together() -> None:
+    same = stats.paired_ratio([1, 0, 1, 0], [1, 0, 1, 0])  # every resample: the same items on both sides
+    assert same.value == 1 and same.low == 1 and same.high == 1
+    # 3 of 4 kept from 4 of 4: 0.75; a resample holds k of the kept and 4-k of the lost one -> k/4
+    lost_one = stats.paired_ratio([1, 1, 1, 0], [1, 1, 1, 1])
+    assert lost_one.value == pytest.approx(0.75) and lost_one.low < 0.75 < lost_one.high <= 1
+    assert math.isnan(stats.paired_ratio([1, 1], [0, 0]).value)  # nothing to keep: no ratio
+    assert math.isnan(stats.paired_ratio([1], [1, 1]).value)  # not paired
+
+
 def test_matched_excess_averages_per_item_against_its_twins() -> None:
     twins_a, twins_b = np.array([1.0, 0.0]), np.array([0.0, 0.0, 0.0])
     # item x: two probes, both succeed, twins a (rate 0.5) -> excess 0.5; item y: fails, twins b -> 0
