@@ -1,4 +1,5 @@
-"""``oblivio certificate`` and ``oblivio model`` commands. Thin: parse, call one service, print.
+"""``oblivio certificate``, ``oblivio model`` and ``oblivio policy`` commands. Thin: parse, call one
+service, print.
 
 ``oblivio certificate verify`` needs no database and no network: it checks the signed statement
 against the given public key(s) (or this data directory's key) and the embedded report's digest.
@@ -10,6 +11,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -134,4 +136,61 @@ def model_list_command() -> None:
                    f"{version.parent.artifact_digest[:12] if version.parent else '-'}")
 
 
-COMMANDS: list[click.Command] = [certificate, model]
+@click.group()
+def policy() -> None:
+    """An institution's pipeline policy: method ladder, verdict thresholds, inference guard."""
+
+
+def _json_option(value: str, what: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise click.ClickException(f"--{what}: not valid JSON") from None
+
+
+@policy.command("set")
+@click.argument("institution")
+@click.option("--ladder", required=True,
+              help='JSON list of rungs, e.g. \'[{"method": "hierarchy"}, {"method": "exact"}]\'.')
+@click.option("--thresholds", default="{}", show_default=True,
+              help="JSON object of verdict-policy overrides (`oblivio verify --policy` fields).")
+@click.option("--guard-stays-on/--guard-off-after", default=False, show_default=True,
+              help="Keep refusing in-scope prompts after certification (defence in depth).")
+def policy_set_command(institution: str, ladder: str, thresholds: str, guard_stays_on: bool) -> None:
+    """Choose an institution's policy for jobs planned from now on; a rung method, method setting or
+    threshold the pipeline would refuse is refused here (exit 1, nothing stored)."""
+    _setup()
+    from core.principals import cli_principal
+    from hierarchy.models import Institution
+
+    from .errors import ComplianceError
+    from .pipeline.policy import policy_set
+
+    row = Institution.objects.filter(code=institution).first()
+    if row is None:
+        raise click.ClickException(f"no institution with code {institution!r}")
+    try:
+        policy_set(institution=row, ladder=_json_option(ladder, "ladder"),
+                   thresholds=_json_option(thresholds, "thresholds"), guard_stays_on=guard_stays_on,
+                   actor=cli_principal())
+    except ComplianceError as exc:
+        raise click.ClickException(f"{exc.message} [{exc.code}]") from None
+    click.echo(f"policy of {institution} set (applies to jobs planned from now on)")
+
+
+@policy.command("show")
+@click.argument("institution")
+def policy_show_command(institution: str) -> None:
+    """Print the policy jobs of this institution are planned with (its own, else the default)."""
+    _setup()
+    from hierarchy.models import Institution
+
+    from .pipeline.policy import policy_for
+
+    row = Institution.objects.filter(code=institution).first()
+    if row is None:
+        raise click.ClickException(f"no institution with code {institution!r}")
+    click.echo(json.dumps(policy_for(row).as_json(), indent=2))
+
+
+COMMANDS: list[click.Command] = [certificate, model, policy]

@@ -29,6 +29,13 @@ MARKER = "unlearned.json"
 
 
 class ScriptedEngine:
+    def check_policy(self, *, ladder: Any, thresholds: dict) -> None:
+        """Refuses what :meth:`verify` would (``unknown_threshold``) and a method named ``unknown``."""
+        if "unknown_threshold" in thresholds:
+            raise EngineError("thresholds: unknown policy field 'unknown_threshold'")
+        if any(rung["method"] == "unknown" for rung in ladder):
+            raise EngineError("unknown unlearning method 'unknown'")
+
     def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Any, already_forgotten: frozenset[str],
                 method: str, config: dict, out: Path, seed: int, progress: Any,
                 should_cancel: Any, checkpoint_dir: Path) -> UnlearnOutcome:

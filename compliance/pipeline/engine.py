@@ -87,6 +87,11 @@ class VerifyOutcome:
 
 
 class Engine(Protocol):
+    def check_policy(self, *, ladder: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Any]) -> None:
+        """Raise :class:`EngineError` naming the first rung method, method setting or verdict threshold
+        the engine would refuse (so a policy is refused when it is set, not when a job reaches it)."""
+        ...
+
     def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
                 already_forgotten: frozenset[str], method: str, config: Mapping[str, Any], out: Path,
                 seed: int, progress: Progress, should_cancel: Callable[[], bool],
@@ -145,6 +150,23 @@ def merged_scope(corpus: Any, targets: Sequence[ScopeTarget], already_forgotten:
 
 class MllmEngine:
     """``mllm.unlearn.unlearn`` and ``mllm.verify.verify`` on the served version's corpus."""
+
+    def check_policy(self, *, ladder: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Any]) -> None:
+        from mllm.unlearn.api import split_config
+        from mllm.unlearn.registry import ConfigError, UnknownMethodError, method_class, parse_config
+        from mllm.verify import PolicyError, VerdictPolicy
+
+        for index, rung in enumerate(ladder):
+            try:
+                method_class(rung["method"])
+                values, _guard = split_config(rung.get("config"))
+                parse_config(rung["method"], values)
+            except (ConfigError, UnknownMethodError, ValueError, TypeError) as exc:
+                raise EngineError(f"rung {index} ({rung['method']}): {exc}") from None
+        try:
+            VerdictPolicy.from_dict(thresholds)
+        except (PolicyError, TypeError) as exc:
+            raise EngineError(f"thresholds: {exc}") from None
 
     def unlearn(self, *, model_dir: Path, corpus_root: Path, targets: Sequence[ScopeTarget],
                 already_forgotten: frozenset[str], method: str, config: Mapping[str, Any], out: Path,

@@ -18,6 +18,7 @@ from hierarchy.models import Institution
 
 from ..errors import Invalid
 from ..models import PipelinePolicy
+from .engine import EngineError, engine
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,19 @@ def policy_for(institution: Institution) -> Policy:
 
 def policy_set(*, institution: Institution, ladder: list[dict[str, Any]], thresholds: dict[str, Any],
                guard_stays_on: bool, actor: Principal) -> PipelinePolicy:
-    """Choose an institution's method ladder and thresholds (applies to jobs planned from now on)."""
+    """Choose an institution's method ladder and thresholds (applies to jobs planned from now on). The
+    engine checks every rung's method and settings and every threshold first: a policy it would refuse
+    mid-job is refused here (:class:`Invalid`, nothing stored)."""
     if not isinstance(thresholds, dict):
         raise Invalid("thresholds must be an object", field="thresholds", code="invalid_thresholds")
+    rungs = check_ladder(ladder)
+    try:
+        engine().check_policy(ladder=rungs, thresholds=thresholds)
+    except EngineError as exc:
+        raise Invalid(f"the pipeline would refuse this policy: {exc}", field="policy",
+                      code="invalid_policy") from None
     row, _ = PipelinePolicy.objects.update_or_create(
-        institution=institution, defaults={"ladder": check_ladder(ladder), "thresholds": thresholds,
+        institution=institution, defaults={"ladder": rungs, "thresholds": thresholds,
                                            "guard_stays_on": guard_stays_on})
     audit_append(actor=actor, action=AuditAction.PIPELINE_POLICY_SET, object_type="institution",
                  object_id=institution.code, data=Policy(row.ladder, thresholds, guard_stays_on).as_json())

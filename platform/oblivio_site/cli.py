@@ -31,15 +31,18 @@ def main() -> None:
               help="Also send a probe task through every queue and wait for the answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(roundtrip: bool, as_json: bool) -> None:
-    """Print the data directory and key fingerprints; check database, keys, broker and workers.
+    """Print the data directory and key fingerprints; check database, keys, broker, workers and the
+    pipeline policies.
 
     Exit 1 if anything is unhealthy."""
     setup_django(check_keys=False)
     from core.keys import local_keys
 
-    from .health import run_checks
+    from .health import Check, check_policies, run_checks
 
     checks = run_checks(roundtrip=roundtrip)
+    checks.append(check_policies() if checks[0].ok else
+                  Check("policies", False, "skipped: database unreachable"))
     if as_json:
         click.echo(json.dumps([check.as_dict() for check in checks], indent=2))
     else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from core.keys import key_mismatch, local_keys
 
@@ -98,6 +98,29 @@ def check_keys() -> Check:
     return Check("keys", True, f"data directory {keys.home}; identifier key {keys.identifier}; "
                  f"signing key {keys.signing}" + (f" (retired: {', '.join(keys.retired_signing)})"
                                                   if keys.retired_signing else ""))
+
+
+def check_policies() -> Check:
+    """The deployment's default pipeline policy and every institution's, as the engine would read them
+    (``oblivio doctor`` only: the ML engine's imports are too slow for ``/healthz``)."""
+    from compliance.errors import Invalid
+    from compliance.models import PipelinePolicy
+    from compliance.pipeline.engine import EngineError, engine
+    from compliance.pipeline.policy import check_ladder
+
+    try:
+        policies = [("default", settings.OBLIVIO_UNLEARN_LADDER, settings.OBLIVIO_VERDICT_THRESHOLDS),
+                    *((row.institution.code, row.ladder, row.thresholds)
+                      for row in PipelinePolicy.objects.select_related("institution"))]
+    except DatabaseError as exc:
+        return Check("policies", False, f"cannot read the institutions' policies ({exc.__class__.__name__}; "
+                                        "migrations not applied?)")
+    for owner, ladder, thresholds in policies:
+        try:
+            engine().check_policy(ladder=check_ladder(ladder), thresholds=thresholds)
+        except (EngineError, Invalid) as exc:
+            return Check("policies", False, f"{owner}: {exc}")
+    return Check("policies", True, f"{len(policies)} pipeline policies valid (default and per institution)")
 
 
 def run_checks(*, roundtrip: bool = False) -> list[Check]:

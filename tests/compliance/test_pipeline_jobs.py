@@ -13,7 +13,7 @@ from pipeline_support import *  # noqa: F403
 from pipeline_support import Served, drive, pdf_text, plan_one
 
 from compliance.attestation import json_digest
-from compliance.errors import Conflict
+from compliance.errors import Conflict, Invalid
 from compliance.lifecycle import Status
 from compliance.models import (
     Certificate,
@@ -209,10 +209,14 @@ def test_when_every_rung_fails_the_request_is_escalated_with_the_failed_checks(s
 
 
 def test_a_verdict_policy_the_engine_rejects_escalates_at_once_instead_of_crashing_the_step(
-        served: Served, approve) -> None:
-    """A misconfigured threshold is no reason to try a stronger method: a person fixes the policy."""
-    policy_set(institution=served.institution, ladder=[{"method": "hierarchy"}, {"method": "exact"}],
-               thresholds={"unknown_threshold": 1}, guard_stays_on=False, actor=SYSTEM)
+        served: Served, approve, pipeline_settings) -> None:
+    """A misconfigured threshold is no reason to try a stronger method: a person fixes the policy. (An
+    institution's policy is checked when it is set; the deployment default comes from the environment.)"""
+    with pytest.raises(Invalid):
+        policy_set(institution=served.institution, ladder=[{"method": "hierarchy"}],
+                   thresholds={"unknown_threshold": 1}, guard_stays_on=False, actor=SYSTEM)
+    pipeline_settings.OBLIVIO_UNLEARN_LADDER = [{"method": "hierarchy"}, {"method": "exact"}]
+    pipeline_settings.OBLIVIO_VERDICT_THRESHOLDS = {"unknown_threshold": 1}
     request = approve()
     job = drive(plan_one())
     request.refresh_from_db()
