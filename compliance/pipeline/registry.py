@@ -17,6 +17,7 @@ from core.audit import AuditAction, audit_append
 from core.models import AuditEvent
 from core.principals import Principal
 from hierarchy.models import Corpus
+from mllm.data.schema import CorpusError, load_corpus
 from mllm.models.artifact import read_metadata
 
 from ..attestation import json_digest
@@ -39,11 +40,25 @@ def model_version_register(*, deployment: str, artifact_dir: Path, corpus: Corpu
     """Register a trained model of ``corpus`` (stored by digest); serve it if asked.
 
     Serving a freshly registered model is an operator's decision (a newly trained model), not a
-    promotion of an unlearned candidate, which only :func:`version_promote` does.
+    promotion of an unlearned candidate, which only :func:`version_promote` does. Every scope of the
+    version is resolved against ``corpus_root``: it must hold ``corpus``, and a model whose metadata
+    names the corpus it was trained on must name that one (a checkpoint trained outside Oblivio names
+    none and is taken on the operator's word).
     """
     if not (Path(artifact_dir) / "config.json").is_file() and read_metadata(artifact_dir) is None:
         raise Invalid("not a model artifact directory", field="artifact_dir", code="not_an_artifact")
+    try:
+        held = load_corpus(corpus_root).header.records_sha256
+    except CorpusError as exc:
+        raise Invalid(f"corpus directory: {exc}", field="corpus_root", code="not_a_corpus") from None
+    if held != corpus.records_sha256:
+        raise Invalid(f"the corpus directory holds corpus {held[:12]}, not the ingested corpus "
+                      f"{corpus.records_sha256[:12]}", field="corpus_root", code="corpus_mismatch")
     metadata = read_metadata(artifact_dir)
+    if metadata is not None and metadata.corpus_sha256 and metadata.corpus_sha256 != corpus.records_sha256:
+        raise Invalid(f"the model was trained on corpus {metadata.corpus_sha256[:12]}, not on "
+                      f"{corpus.records_sha256[:12]}: its forget requests would be resolved against records "
+                      "it never saw", field="corpus", code="corpus_mismatch")
     storage = artifact_storage()
     key = storage.put(Path(artifact_dir))
     with transaction.atomic():
