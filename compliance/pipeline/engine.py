@@ -55,6 +55,8 @@ class VerifyOutcome:
     report: dict[str, Any]
     checks: list[dict[str, Any]]  # name, value, threshold, status, passed, forget_facts (certificate summary)
     baseline: dict[str, bool] = field(default_factory=dict)  # the lineage's utility baseline it used
+    # verdict-policy fields that differ from the calibrated defaults (field, value, default, direction)
+    policy_overrides: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -223,7 +225,8 @@ class MllmEngine:
                    "comparison": c["comparison"], "diagnosis": c["diagnosis"], "status": c["status"],
                    "forget_facts": c["forget_facts"],
                    "passed": {"pass": True, "fail": False}.get(c["status"])} for c in body["checks"]]
-        return VerifyOutcome(verdict=report.verdict, report=body, checks=checks, baseline=baseline)
+        return VerifyOutcome(verdict=report.verdict, report=body, checks=checks, baseline=baseline,
+                             policy_overrides=policy.overrides())
 
 
 @lru_cache(maxsize=4)

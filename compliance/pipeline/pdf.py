@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from typing import Any
+from xml.sax.saxutils import escape
 
 from reportlab.graphics.barcode.qr import QrCodeWidget
 from reportlab.graphics.shapes import Drawing
@@ -77,6 +78,20 @@ def _verification(facts: CertificateFacts) -> str:
             + "; ".join(reasons) + "; integrity checks passed")
 
 
+def _overrides(overrides: list[dict]) -> str:
+    """The verdict-policy fields the institution changed, a laxer one in bold (paragraph markup)."""
+    if not overrides:
+        return "Every verdict threshold at its calibrated default."
+    parts = []
+    for override in overrides:
+        direction = escape(str(override.get("direction")))
+        parts.append(f"{escape(str(override.get('field')))} {escape(_value(override.get('value')))} (default "
+                     f"{escape(_value(override.get('default')))}, "
+                     + (f"<b>{direction}</b>)" if direction == "laxer" else f"{direction})"))
+    return "<b>Thresholds changed from the calibrated defaults</b> (the institution's policy): " \
+        + "; ".join(parts) + "."
+
+
 def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) -> bytes:
     """Render the certificate of ``facts`` (signed with ``key_id``) as PDF bytes."""
     styles = getSampleStyleSheet()
@@ -105,6 +120,7 @@ def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) ->
         [Paragraph(str(check.get("name", "?")), _CELL), _value(check.get("value")),
          _value(check.get("threshold")), _STATUS.get(check.get("status") or _status(check), "?")]
         for check in facts.report_summary.get("checks", [])]
+    overrides = facts.report_summary.get("policy_overrides")  # absent: no verdict policy was applied
     digests = [
         ["Model before", Paragraph(facts.before.artifact_digest, _MONO)],
         ["Model after (served)", Paragraph(facts.after.artifact_digest, _MONO)],
@@ -125,7 +141,8 @@ def certificate_pdf(facts: CertificateFacts, *, key_id: str, verify_url: str) ->
         Paragraph("Certificate of machine unlearning", styles["Title"]),
         _table([[k, v] for k, v in summary], [45 * mm, 131 * mm], header=False), Spacer(1, 5 * mm),
         Paragraph("Verification checks", styles["Heading3"]),
-        _table(checks, [80 * mm, 30 * mm, 30 * mm, 36 * mm]), Spacer(1, 5 * mm),
+        _table(checks, [80 * mm, 30 * mm, 30 * mm, 36 * mm]), Spacer(1, 2 * mm),
+        *([Paragraph(_overrides(overrides), _CELL)] if overrides is not None else []), Spacer(1, 5 * mm),
         Paragraph("Digests (SHA-256)", styles["Heading3"]),
         _table(digests, [45 * mm, 131 * mm], header=False), Spacer(1, 6 * mm), verify,
     ]

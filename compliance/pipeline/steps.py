@@ -220,7 +220,8 @@ def _verify(job: UnlearningJob, owner: str, beat: Heartbeat) -> None:
             job=locked, candidate=candidate,
             defaults={"rung": locked.rung, "passed": accepted, "digest": json_digest(outcome.report),
                       "report": outcome.report,
-                      "summary": {"passed": accepted, "verdict": verdict, "checks": outcome.checks}})
+                      "summary": {"passed": accepted, "verdict": verdict, "checks": outcome.checks,
+                                  "policy_overrides": outcome.policy_overrides}})
         job_audit(locked, AuditAction.VERIFICATION_RECORDED, report_id=str(record.pk),
                   report_digest=record.digest, passed=record.passed, verdict=verdict,
                   utility_baseline_digest=json_digest(outcome.baseline),

@@ -146,6 +146,9 @@ def verify_command(
             f"  fail {check.name}: {check.value:.3f} (threshold {check.comparison} {check.threshold}) "
             f"— {check.diagnosis}"
         )
+    laxer = [o["field"] for o in policy.overrides() if o["direction"] == "laxer"]
+    if laxer:
+        click.echo(f"  policy: laxer than the calibrated defaults on {', '.join(laxer)}")
     if report.verdict == "inconclusive":
         facts = min(c.forget_facts or 0 for c in report.inconclusive)
         click.echo(f"  inconclusive: {len(report.inconclusive)} forgetting checks rest on {facts} forgotten "

@@ -111,6 +111,16 @@ from mllm.train import MAX_LR
 
 from .jsonfile import read_json_file
 
+#: Thresholds under which a larger value lets more candidates pass (every ``max_*`` edge of a check, and
+#: the ROUGE-L share a generated answer needs to count as the forgotten one) ...
+LAXER_WHEN_LARGER = frozenset({
+    "max_leak_excess", "max_child_excess", "max_forget_shortfall", "max_kept_value_shortfall",
+    "max_unattested_excess", "max_reference_gain", "max_mia_auc", "max_abs_privleak", "max_relearn_gap",
+    "max_retain_drop", "max_sibling_drop", "max_shared_drop", "max_image_drop", "max_cumulative_drop",
+    "max_nll_increase", "max_suppression_gap", "max_degenerate_excess", "rouge_l_success"})
+#: ... and where a smaller one does (the lower AUC edge; a relearning attack with fewer or smaller steps)
+LAXER_WHEN_SMALLER = frozenset({"min_mia_auc", "relearn_steps", "relearn_lr"})
+
 
 class PolicyError(ValueError):
     """A policy file is unreadable, not an object, names an unknown threshold or has a bad value."""
@@ -172,6 +182,26 @@ class VerdictPolicy:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def overrides(self) -> list[dict[str, Any]]:
+        """Each field that differs from the calibrated default, with the default and its ``direction``:
+        ``laxer`` (more candidates pass), ``stricter``, or ``changed`` (a sample size, a seed: neither
+        by itself). A certificate shows them, so a verdict passed under weakened edges says so."""
+        default = VerdictPolicy()
+        changed = []
+        for f in fields(self):
+            value, base = getattr(self, f.name), getattr(default, f.name)
+            if value == base:
+                continue
+            if f.name in LAXER_WHEN_LARGER | LAXER_WHEN_SMALLER:
+                laxer = (value > base) == (f.name in LAXER_WHEN_LARGER)
+                direction = "laxer" if laxer else "stricter"
+            elif f.name == "require_significance":  # off (the default is on): a drop fails unsignificant
+                direction = "stricter"
+            else:
+                direction = "changed"
+            changed.append({"field": f.name, "value": value, "default": base, "direction": direction})
+        return changed
 
     @classmethod
     def from_dict(cls, data: object) -> VerdictPolicy:

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pipeline_support import SAMPLE_REPORT
 from pipeline_support import sample_facts as facts
 
 from compliance.attestation import (
@@ -147,6 +148,25 @@ def test_the_pdf_shows_summary_checks_digests_and_the_verify_link() -> None:
     for expected in (facts().request_id, "PASSED", "mia_auc", "0.51", "0.6", "22" * 32, "0123456789abcdef",
                      url, "suppression, not unlearning"):
         assert expected in text, expected
+
+
+def test_the_pdf_names_thresholds_the_institution_changed_and_which_way() -> None:
+    from pipeline_support import pdf_text
+
+    from compliance.pipeline.pdf import certificate_pdf
+
+    def pdf(summary: dict) -> str:
+        return pdf_text(certificate_pdf(facts(report_summary=summary), key_id="k", verify_url="http://x/v"))
+
+    checks = {"passed": True, "checks": SAMPLE_REPORT["checks"]}
+    assert "Thresholds changed" not in pdf(checks) and "calibrated default" not in pdf(checks)  # no policy
+    assert "Every verdict threshold at its calibrated default" in pdf({**checks, "policy_overrides": []})
+    text = pdf({**checks, "policy_overrides": [
+        {"field": "max_leak_excess", "value": 0.5, "default": 0.2, "direction": "laxer"},
+        {"field": "seed", "value": 3, "default": 0, "direction": "changed"}]})
+    assert "Thresholds changed from the calibrated defaults" in text
+    for shown in ("max_leak_excess 0.5", "default 0.2", "laxer", "seed 3", "default 0"):
+        assert shown in text, shown
 
 
 def test_an_inconclusive_verdict_verifies_only_for_an_exact_method(key) -> None:

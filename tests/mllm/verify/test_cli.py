@@ -134,8 +134,11 @@ def test_a_saved_baseline_adds_the_lineage_check(dirs: dict[str, Path], oracle_p
     # a lineage whose first model answered every panel record right: the oracle lost much of that
     perfect = dirs["root"] / "perfect.json"
     perfect.write_text(json.dumps(dict.fromkeys(baseline, True)))
-    later = run(dirs, "oracle", "against-perfect.json", "--baseline", str(perfect))
+    lax = dirs["root"] / "lax-policy.json"  # an institution's laxer edge is named on the way out
+    lax.write_text(json.dumps({"max_leak_excess": 0.3}))
+    later = run(dirs, "oracle", "against-perfect.json", "--baseline", str(perfect), "--policy", str(lax))
     assert later.exit_code == EXIT_FAIL and "cumulative_utility" in later.output, later.output
+    assert "laxer than the calibrated defaults on max_leak_excess" in later.output
 
 
 def test_bad_input_exits_2_without_identifiers(dirs: dict[str, Path], world) -> None:

@@ -63,6 +63,17 @@ def _check(
     )
 
 
+def test_overrides_name_each_changed_field_and_whether_it_lets_more_candidates_pass() -> None:
+    assert VerdictPolicy().overrides() == []
+    policy = VerdictPolicy(max_leak_excess=0.5, max_retain_drop=0.05, min_mia_auc=0.1, relearn_steps=20,
+                           require_significance=False, seed=4)
+    assert {o["field"]: o["direction"] for o in policy.overrides()} == {
+        "max_leak_excess": "laxer", "max_retain_drop": "stricter", "min_mia_auc": "laxer",
+        "relearn_steps": "stricter", "require_significance": "stricter", "seed": "changed"}
+    assert policy.overrides()[0] == {"field": "max_leak_excess", "value": 0.5, "default": 0.2,
+                                     "direction": "laxer"}
+
+
 def test_a_check_fails_only_when_beyond_threshold_and_significant() -> None:
     assert _check(0.1, -0.3, 0.5).passed is True  # within the threshold
     assert _check(0.4, 0.1, 0.7).passed is False  # beyond and the interval excludes 0
