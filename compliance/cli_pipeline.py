@@ -148,6 +148,15 @@ def _json_option(value: str, what: str) -> Any:
         raise click.ClickException(f"--{what}: not valid JSON") from None
 
 
+def _institution(code: str) -> Any:
+    from hierarchy.models import Institution
+
+    row = Institution.objects.filter(code=code).first()
+    if row is None:
+        raise click.ClickException(f"no institution with code {code!r}")
+    return row
+
+
 @policy.command("set")
 @click.argument("institution")
 @click.option("--ladder", required=True,
@@ -161,16 +170,12 @@ def policy_set_command(institution: str, ladder: str, thresholds: str, guard_sta
     threshold the pipeline would refuse is refused here (exit 1, nothing stored)."""
     _setup()
     from core.principals import cli_principal
-    from hierarchy.models import Institution
 
     from .errors import ComplianceError
     from .pipeline.policy import policy_set
 
-    row = Institution.objects.filter(code=institution).first()
-    if row is None:
-        raise click.ClickException(f"no institution with code {institution!r}")
     try:
-        policy_set(institution=row, ladder=_json_option(ladder, "ladder"),
+        policy_set(institution=_institution(institution), ladder=_json_option(ladder, "ladder"),
                    thresholds=_json_option(thresholds, "thresholds"), guard_stays_on=guard_stays_on,
                    actor=cli_principal())
     except ComplianceError as exc:
@@ -183,14 +188,9 @@ def policy_set_command(institution: str, ladder: str, thresholds: str, guard_sta
 def policy_show_command(institution: str) -> None:
     """Print the policy jobs of this institution are planned with (its own, else the default)."""
     _setup()
-    from hierarchy.models import Institution
-
     from .pipeline.policy import policy_for
 
-    row = Institution.objects.filter(code=institution).first()
-    if row is None:
-        raise click.ClickException(f"no institution with code {institution!r}")
-    click.echo(json.dumps(policy_for(row).as_json(), indent=2))
+    click.echo(json.dumps(policy_for(_institution(institution)).as_json(), indent=2))
 
 
 COMMANDS: list[click.Command] = [certificate, model, policy]
