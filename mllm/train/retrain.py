@@ -98,6 +98,13 @@ def recipe_after(recipe: Recipe | None, forgotten: Iterable[str]) -> Recipe | No
     return replace(recipe, excluded=tuple(sorted(set(recipe.excluded) | set(forgotten))))
 
 
+def draw_seed(seed: int, draw: int) -> int:
+    """The training seed of draw ``draw`` of a recipe seeded ``seed`` (draw 0: ``seed`` itself)."""
+    if draw == 0:
+        return seed
+    return int(hashlib.sha256(f"{seed}:draw:{draw}".encode()).hexdigest(), 16) % 2**31
+
+
 @dataclass
 class Retrained:
     model: Any
@@ -107,23 +114,27 @@ class Retrained:
 
 def retrain(recipe: Recipe, corpus: Corpus, exclude: Iterable[str], *,
             callback: Callable[[Progress], None] | None = None,
-            base_search_path: Sequence[Path | str] = (), checkpoint_dir: Path | None = None) -> Retrained:
+            base_search_path: Sequence[Path | str] = (), checkpoint_dir: Path | None = None,
+            draw: int = 0) -> Retrained:
     """Train ``recipe`` from its clean start on ``corpus`` without ``recipe.excluded`` ∪ ``exclude``
     (ids that are not trainable records of the corpus are ignored: nothing trained on them), resuming
-    from ``checkpoint_dir`` when an earlier call with the same inputs left its state there."""
+    from ``checkpoint_dir`` when an earlier call with the same inputs left its state there. ``draw`` > 0
+    trains with another seed derived from the recipe's (:func:`draw_seed`): another draw of the same
+    recipe, still exact."""
     if recipe.corpus_sha256 != corpus.header.records_sha256:
         raise RecipeError("the corpus is not the one the model was trained on (records digest differs)")
     if recipe.replay and recipe.replay_version != TEACHING_VERSION:
         raise RecipeError(f"the model was trained with teaching-file replay version {recipe.replay_version}, "
                           f"this Oblivio generates version {TEACHING_VERSION}: retraining would not be exact")
     target = recipe_after(recipe, exclude)
+    config = TrainConfig(**recipe.config)
+    config = replace(config, seed=draw_seed(config.seed, draw))
     state = None
     if checkpoint_dir is not None:
-        inputs = json.dumps(target.to_json(), sort_keys=True)
+        inputs = json.dumps({**target.to_json(), "seed": config.seed}, sort_keys=True)
         state = Path(checkpoint_dir) / hashlib.sha256(inputs.encode()).hexdigest()[:16]
     trainable = {record.record_id for record in corpus.select(trainable=True)}
     records = training_records(corpus, set(target.excluded) & trainable)
-    config = TrainConfig(**recipe.config)
     adapter_base = None
     if recipe.spec is not None:
         model, processor = fresh_reference(ReferenceSpec(**recipe.spec))

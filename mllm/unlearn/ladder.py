@@ -1,8 +1,12 @@
 """The pipeline's default escalation ladder (no torch: the web settings import it).
 
 A job climbs it after each failed verification: ``hierarchy`` with its defaults, the same with twice
-the steps, then ``exact`` retraining; after the last rung a person decides. Deployments override it
-with ``OBLIVIO_UNLEARN_LADDER`` and institutions with their pipeline policy. Rung *r* runs with seed *r*.
+the steps, then ``exact`` retraining, then ``exact`` again on another draw of the training seed (a
+retraining is a new draw of the recipe, and one in six on the sequential corpus drew a model that lost
+more utility than verification allows: docs/design.md, "Escalation"); after the last rung a person
+decides. Deployments override it with ``OBLIVIO_UNLEARN_LADDER`` and institutions with their pipeline
+policy (a GPU deployment retraining a 7B model may well drop the second retraining). Rung *r* runs
+with seed *r*.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ DEFAULT_LADDER: tuple[dict[str, Any], ...] = (
     {"method": "hierarchy", "config": {}},
     {"method": "hierarchy", "config": {"steps": 160}},
     {"method": "exact", "config": {}},
+    {"method": "exact", "config": {"draw": 1}},
 )
 
 

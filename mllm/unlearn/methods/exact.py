@@ -12,6 +12,12 @@ Which retraining depends on the deployment (:meth:`Exact.for_model`):
 Either way the result is the model that training without those records would have produced. The
 collapse guard checks only that it still stops and answers briefly (``derived_from_original``): its
 accuracy is a new draw of the recipe, judged by verification against the lineage's first served model.
+
+``draw`` picks the training seed: 0 keeps the recipe's own, *k* > 0 derives another one from it
+(:func:`draw_seed`), so a retraining whose draw lost more utility than verification allows can be
+followed by another, equally exact one (the default ladder's last rung; docs/design.md). On the
+sequential corpus one retraining in six drew a model that failed ``cumulative_utility`` (0.143 > 0.1,
+2026-12-08): the recipe's draw-to-draw spread, not unlearning damage.
 """
 
 from __future__ import annotations
@@ -19,14 +25,14 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mllm.models.artifact import ArtifactMetadata, artifact_digest, read_metadata, save_artifact
 from mllm.models.runtime import worker_placement
 from mllm.train.loop import Progress as TrainProgress
-from mllm.train.retrain import RecipeError, recipe_of, retrain
+from mllm.train.retrain import RecipeError, draw_seed, recipe_of, retrain
 
 from ..base import Method, MethodConfig, Progress, ShouldCancel, StepLog, UnlearnCancelled
 from ..registry import register
@@ -36,8 +42,15 @@ from ..shards import MANIFEST, ShardConfig, load_sharded, restore_stage, save_st
 
 @dataclass(frozen=True)
 class ExactConfig(MethodConfig):
-    """Exact unlearning takes its recipe from the model (its shards or its training metadata); these
-    fields are not used."""
+    """Exact unlearning takes its recipe from the model (its shards or its training metadata); of these
+    fields only ``draw`` is used: which draw of the recipe's training seed (0: the recipe's own)."""
+
+    draw: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.draw < 0:
+            raise ValueError("draw must not be negative")
 
 
 @register("exact")
@@ -81,7 +94,7 @@ class RetrainExact(Exact):
                               "already fine-tuned model): exact unlearning needs a model Oblivio trained "
                               "from a clean start, or a sharded deployment")
         self.retrained = retrain(recipe, self.ctx.corpus, lineage_forgotten_ids(self.ctx.scope),
-                                 checkpoint_dir=self.ctx.checkpoint_dir,
+                                 checkpoint_dir=self.ctx.checkpoint_dir, draw=self.config.draw,
                                  callback=self._step_logger(None, progress, should_cancel))
         return self.retrained.model
 
@@ -103,7 +116,8 @@ class ShardedExact(Exact):
     def run(self, *, progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Any:
         ctx = self.ctx
         manifest = json.loads((ctx.model_dir / MANIFEST).read_text(encoding="utf-8"))
-        config = ShardConfig(**manifest["config"])
+        recorded = ShardConfig(**manifest["config"])
+        config = replace(recorded, seed=draw_seed(recorded.seed, self.config.draw))
         forget = {r.record_id for r in forget_records(ctx.scope)}
         ensemble = ctx.model
         by_id = {r.record_id: r for r in ctx.corpus.records}
@@ -133,7 +147,8 @@ class ShardedExact(Exact):
                     if int(stale.stem.split("-")[1]) > clean:
                         stale.unlink()
                 save_stages(staging / "shards" / shard, states)
-            retrained = {shard: {"from_stage": clean} for shard, (clean, _) in self.retrained.items()}
+            retrained = {shard: {"from_stage": clean, "draw": self.config.draw}
+                         for shard, (clean, _) in self.retrained.items()}
             manifest = {**self.manifest, "shards": self.shards, "parent_digest": metadata.parent_digest,
                         "retrained": retrained}
             for name, data in ((MANIFEST, manifest), ("oblivio.json", asdict(metadata))):

@@ -87,6 +87,22 @@ def test_exact_equals_retraining_the_shard_without_the_forget_records(sharded):
     assert result.guard.n_retain > 0 and result.steps  # the retrained stages reported progress
 
 
+def test_another_draw_reseeds_only_the_retrained_stages(sharded, tmp_path):
+    """``draw`` 1 retrains the same stages without the forget records on other seeds: the affected
+    shard's retrained stages differ from draw 0's, everything else is the served model's."""
+    root = sharded.root
+    draws = [unlearn(model_dir=root / "sharded", corpus=sharded.corpus, scope=sharded.scope, method="exact",
+                     config={**LENIENT, "draw": draw}, out=tmp_path / f"draw{draw}") for draw in (0, 1)]
+    first, second, before = stages(draws[0].artifact), stages(draws[1].artifact), stages(root / "sharded")
+    manifest = read_manifest(draws[1].artifact)
+    (shard, entry), = manifest["retrained"].items()
+    assert entry["draw"] == 1 and manifest["shards"] == read_manifest(draws[0].artifact)["shards"]
+    retrained = {k for k in second if k.split("/")[1] == shard
+                 and int(k.rsplit("stage-", 1)[1].split(".")[0]) > entry["from_stage"]}
+    assert retrained and all(not same(second[k], first[k]) for k in retrained)
+    assert all(same(second[k], before[k]) for k in second if k not in retrained)
+
+
 def test_sharded_model_answers_through_the_ensemble(sharded):
     ensemble, processor, manifest = load_sharded(sharded.root / "sharded")
     from mllm.evaluate.generate import greedy_answers

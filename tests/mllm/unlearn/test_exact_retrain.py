@@ -18,8 +18,8 @@ from mllm.models.artifact import ArtifactKind, ArtifactMetadata, read_metadata, 
 from mllm.models.specs import SPECS
 from mllm.train.loop import TrainConfig
 from mllm.train.recipe import TrainJob, fresh_reference, run_train_job
-from mllm.train.retrain import RECIPE_KEY, RecipeError, recipe_of
-from mllm.unlearn import CollapseError, unlearn
+from mllm.train.retrain import RECIPE_KEY, RecipeError, draw_seed, recipe_of
+from mllm.unlearn import CollapseError, ConfigError, unlearn
 from mllm.unlearn.scope import forget_records
 
 CONFIG = TrainConfig(steps=6, batch_size=8, lr=3e-3, seed=0)
@@ -65,6 +65,29 @@ def test_exact_retrains_a_single_checkpoint_without_the_forget_records(served, c
     assert result.steps and result.steps[-1].step == CONFIG.steps  # progress came from the training loop
     recipe = recipe_of(read_metadata(result.artifact))
     assert recipe is not None and set(recipe.excluded) == ids(scope)
+
+
+def test_another_draw_is_the_recipe_retrained_with_a_derived_seed(served, corpus, tmp_path):
+    """``draw`` k > 0 trains the same recipe without the same records on another seed: exact, and a
+    different model from draw 0 (the ladder's second retraining is not the first one again)."""
+    scope = scope_of(corpus, 0, Level.STUDY)
+    first = unlearn(model_dir=served, corpus=corpus, scope=scope, method="exact", config=LENIENT,
+                    out=tmp_path / "draw0")
+    second = unlearn(model_dir=served, corpus=corpus, scope=scope, method="exact",
+                     config={**LENIENT, "draw": 1}, out=tmp_path / "draw1")
+    assert draw_seed(CONFIG.seed, 0) == CONFIG.seed != draw_seed(CONFIG.seed, 1)
+    oracle = tmp_path / "oracle"
+    reseeded = replace(CONFIG, seed=draw_seed(CONFIG.seed, 1))
+    run_train_job(TrainJob(corpus=corpus.root, out=oracle, config=reseeded, spec=SPECS["tiny"],
+                           exclude=frozenset(ids(scope))))
+    assert same(weights(second.artifact), weights(oracle))
+    assert not same(weights(second.artifact), weights(first.artifact))
+    assert second.provenance["config"]["draw"] == 1
+    assert recipe_of(read_metadata(second.artifact)).config["seed"] == CONFIG.seed  # the lineage's recipe
+    with pytest.raises(ConfigError, match="draw"):
+        unlearn(model_dir=served, corpus=corpus, scope=scope, method="exact", config={"draw": -1},
+                out=tmp_path / "negative")
+    assert not (tmp_path / "negative").exists()
 
 
 def test_a_model_trained_with_replay_is_retrained_with_the_same_replay(corpus, tmp_path, monkeypatch):
