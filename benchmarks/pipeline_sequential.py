@@ -2,13 +2,14 @@
 
     .venv/bin/python benchmarks/pipeline_sequential.py [--size demo] [--requests N] [--seed 7]
         [--depth-draw per-record|per-epoch]
+    .venv/bin/python benchmarks/pipeline_sequential.py --report bench-out/.../result.json
 
 On a fresh data directory with the embedded defaults (SQLite; what ``make demo`` runs): synthesise the
 corpus, train the demo's reference model on it (the tiny LLaVA, ``DEMO_TRAINING``), serve it, then
 file patient-level GDPR requests one after another. Each is created, reviewed and approved through
 the services, planned into a job and carried through ``unlearn -> verify -> certify`` by the real
 engine in this process (exactly the steps the ``ml`` worker runs, without a broker), at the
-institution's default policy (the ladder ``hierarchy -> hierarchy(160 steps) -> exact``). After each
+institution's default policy (``mllm.unlearn.ladder.DEFAULT_LADDER``). After each
 request the *served* model is scored, teacher-forced exact match at context depth 0, on
 
 * the retain set: every trained record of the patients kept out of the requests (the last trained
@@ -20,8 +21,9 @@ request the *served* model is scored, teacher-forced exact match at context dept
 With ``--depth-draw per-epoch`` the reference model sees every record at a new context depth each
 epoch (``TrainConfig.depth_draw``; the demo recipe draws once per record).
 
-Writes ``bench-out/pipeline_sequential/<size>[-per-epoch]-seed<N>/result.json`` and the ``pipeline
-sequential <size>[ per-epoch]`` section of ``docs/benchmarks.md``.
+Writes ``bench-out/pipeline_sequential/<size>[-per-epoch]-seed<N>/result.json`` after every request
+(a run stopped early keeps what it measured: ``--report`` renders the section from it, marked as cut)
+and at the end the ``pipeline sequential <size>[ per-epoch]`` section of ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +155,9 @@ def means(flags: dict[str, list[bool]]) -> dict[str, float]:
             for name, values in flags.items()}
 
 
-def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run(args: argparse.Namespace, work: Path, save: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+    """Train, serve and carry the request queue through the pipeline; ``save`` gets the result so far
+    after every request (``audit_ok`` is ``None`` until the end)."""
     configure(work / "home")
     import torch
 
@@ -203,7 +208,16 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     officer = principal_for_user(user_create(username="officer", email="", roles=["compliance_officer"],
                                              password="bench-officer-0", actor=SYSTEM))
-    steps, forgotten = [], set()
+    steps, forgotten, flags = [], set(), original_flags
+
+    def measured(served: dict[str, list[bool]]) -> dict[str, Any]:
+        """The result so far; ``served``: the served model's flags after the last request."""
+        return {"train_seconds": round(train_seconds, 1), "original": original, "steps": steps,
+                "planned": len(queue),
+                "final_ratio": {k: paired_ratio(served[k], original_flags[k]).as_dict() for k in UTILITY},
+                "kept_patients": len(kept), "retain_records": {k: len(v) for k, v in groups.items()},
+                "audit_ok": None, "audit_problem": None}
+
     for index, (institution, patient) in enumerate(queue, start=1):
         started = time.perf_counter()
         subject = SubjectIdentifiers(mrn_system=Institution.objects.get(code=institution).mrn_system,
@@ -224,26 +238,25 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                       "retain_ratio": {k: round(scores[k] / original[k], 4) for k in UTILITY}})
         print(f"{index}/{len(queue)} {outcome['status']} {seconds:.0f}s {scores} {outcome['rungs']}",
               flush=True)
+        save(measured(flags))
     # no beat runs in this process: sign the head as its heartbeat would, else a run longer than the
     # checkpoint schedule allows is (rightly) reported stale
     audit_checkpoint(heartbeat=True)
     audit = audit_verify()
-    final_ratio = {k: paired_ratio(flags[k], original_flags[k]).as_dict() for k in UTILITY} if steps else {}
-    return {"train_seconds": round(train_seconds, 1), "original": original, "steps": steps,
-            "final_ratio": final_ratio,
-            "kept_patients": len(kept), "retain_records": {k: len(v) for k, v in groups.items()},
-            "audit_ok": audit.ok, "audit_problem": audit.problem}
+    return {**measured(flags), "audit_ok": audit.ok, "audit_problem": audit.problem}
 
 
 def markdown(result: dict[str, Any]) -> str:
     steps = result["steps"]
     last = steps[-1] if steps else None
     certified = sum(s["status"] == "certified" for s in steps)
+    cut = len(steps) < result.get("planned", len(steps))
     lines = [
         f"<!-- BEGIN pipeline sequential {result['label']} -->",
         f"## Unlearning pipeline — {len(steps)} sequential patient requests (`{result['size']}` corpus"
-        + (", reference model with context depths drawn anew every epoch)"
-           if result["depth_draw"] == "per-epoch" else ")"),
+        + (", reference model with context depths drawn anew every epoch"
+           if result["depth_draw"] == "per-epoch" else "")
+        + (f"; run stopped after request {len(steps)} of {result['planned']})" if cut else ")"),
         "",
         f"Reproduce: `{result['command']}`  ",
         f"Machine: {result['machine']}; load average before {result['load_before']}, after "
@@ -286,8 +299,10 @@ def markdown(result: dict[str, Any]) -> str:
         every = certified == len(steps)
         lines += [
             "",
-            f"- Certified: {certified}/{len(steps)} (target: each): **{'met' if every else 'missed'}**; "
-            f"audit chain verifies: {result['audit_ok']}.",
+            f"- Certified: {certified}/{len(steps)} (target: each): "
+            + (f"**{'not reached' if every else 'missed'}** (run stopped after {len(steps)} of "
+               f"{result['planned']} requests; audit chain not checked)." if cut else
+               f"**{'met' if every else 'missed'}**; audit chain verifies: {result['audit_ok']}."),
             f"- Retain utility after the last request: {worst:.3f} of the original, the worst of the four "
             f"panels ({panel.replace('_', ' ')}; paired bootstrap 95 % interval {interval['low']:.3f}.."
             f"{interval['high']:.3f} over its {interval['n']} records) (target >= {TARGET_RATIO}): "
@@ -313,17 +328,26 @@ def main() -> None:
                              "(per-record) or drawn anew every epoch (its own docs section)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--report", type=Path, metavar="RESULT_JSON",
+                        help="only render the section from a saved result (e.g. of a run stopped early)")
     args = parser.parse_args()
-    label = args.size + ("" if args.depth_draw == "per-record" else f" {args.depth_draw}")
-    work = REPO / "bench-out" / "pipeline_sequential" / f"{label.replace(' ', '-')}-seed{args.seed}"
-    load_before = os.getloadavg()
-    result = {"size": args.size, "label": label, "depth_draw": args.depth_draw,
-              "command": " ".join(["python", *sys.argv]),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                         f"{args.threads} torch threads",
-              "load_before": [round(x, 1) for x in load_before], **run(args, work),
-              "load_after": [round(x, 1) for x in os.getloadavg()]}
-    (work / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.report:
+        result = json.loads(args.report.read_text(encoding="utf-8"))
+    else:
+        label = args.size + ("" if args.depth_draw == "per-record" else f" {args.depth_draw}")
+        work = REPO / "bench-out" / "pipeline_sequential" / f"{label.replace(' ', '-')}-seed{args.seed}"
+        header = {"size": args.size, "label": label, "depth_draw": args.depth_draw,
+                  "command": " ".join(["python", *sys.argv]),
+                  "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                             f"{args.threads} torch threads",
+                  "load_before": [round(x, 1) for x in os.getloadavg()]}
+
+        def save(measured: dict[str, Any]) -> dict[str, Any]:
+            result = {**header, **measured, "load_after": [round(x, 1) for x in os.getloadavg()]}
+            (work / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+            return result
+
+        result = save(run(args, work, save))
     section = markdown(result)
     print(section)
     if not args.no_docs:
