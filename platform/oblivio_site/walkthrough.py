@@ -156,12 +156,17 @@ def verify_offline(*, base_url: str, token: str, request_id: str, out: Path, ech
     bundle = _get(f"{base_url}/api/v1/forget-requests/{request_id}/certificate", token=token)["bundle"]
     path = out / f"certificate-{request_id}.json"
     path.write_text(json.dumps(bundle, indent=2), encoding="utf-8")
-    pems = [key["public_key_pem"] for key in _get(f"{base_url}/api/v1/public-keys", token=token)]
-    keys = {public_key_id(key): key for key in (load_public_pem(pem.encode()) for pem in pems)}
-    check = certificate_check(bundle, keys=keys, request_id=request_id)
+    pems = {public_key_id(load_public_pem(pem.encode())): pem
+            for pem in (key["public_key_pem"] for key in _get(f"{base_url}/api/v1/public-keys", token=token))}
+    check = certificate_check(bundle, keys={kid: load_public_pem(pem.encode()) for kid, pem in pems.items()},
+                              request_id=request_id)
     echo(f"Certificate {path}: offline check {'ok' if check.ok else 'REJECTED: ' + '; '.join(check.problems)}"
          f" (key {check.key_id})")
-    echo(f"  the same check from a shell: oblivio certificate verify {path}")
+    if check.key_id in pems:  # what an auditor holds: the bundle and the public key the API serves
+        key_path = out / f"public-key-{check.key_id}.pem"
+        key_path.write_text(pems[check.key_id], encoding="utf-8")
+        echo(f"  the same check from any shell, without the data directory: "
+             f"oblivio certificate verify {path} --public-key {key_path}")
 
 
 def unforgotten_patient_record(corpus: Corpus) -> Record | None:

@@ -14,7 +14,7 @@ from mllm.data.schema import load_corpus
 
 @pytest.mark.slow
 @pytest.mark.timeout(PREPARE_TIMEOUT_SECONDS + 600)
-def test_demo_runs_on_embedded_defaults(demo_run: DemoRun) -> None:
+def test_demo_runs_on_embedded_defaults(demo_run: DemoRun, tmp_path) -> None:
     returncode, prepared = demo_run.prepared(timeout=PREPARE_TIMEOUT_SECONDS)  # started in the background
     assert returncode == 0, prepared
     assert "Training the demo's reference model" in prepared and "Serving model" in prepared
@@ -27,6 +27,13 @@ def test_demo_runs_on_embedded_defaults(demo_run: DemoRun) -> None:
     assert "ok  workers" in out
     assert "same id: True, replayed: true" in out
     assert "request certified" in out and "offline check ok" in out
+    # the printed shell check works where an auditor runs it: another data directory, the public key given
+    command = out.split("without the data directory: ", 1)[1].splitlines()[0].split()
+    assert command[:3] == ["oblivio", "certificate", "verify"] and "--public-key" in command
+    auditor = subprocess.run([sys.executable, "-m", "oblivio_site.cli", *command[1:]],
+                             env=demo_env(tmp_path / "auditor"), capture_output=True, text=True, timeout=120)
+    assert auditor.returncode == 0, auditor.stdout + auditor.stderr
+    assert auditor.stdout.startswith("ok: certificate")
     assert "verification ok" in out
     assert "Oblivio is running at http://127.0.0.1:" in out
     home = demo_run.home
