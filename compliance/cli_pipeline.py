@@ -70,10 +70,14 @@ def certificate_verify_command(file: Path, public_keys: tuple[Path, ...], reques
 @certificate.command("export")
 @click.argument("request_id", type=click.UUID)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory for certificate.json and certificate.pdf.")
+              help="Directory for certificate.json, certificate.pdf and key.pem.")
 def certificate_export_command(request_id: uuid.UUID, out: Path) -> None:
-    """Write the certificate of a certified request (JSON and PDF)."""
+    """Write the certificate of a certified request (JSON and PDF) and the public key that signed it:
+    what an auditor needs for the PDF's ``oblivio certificate verify certificate.json --public-key
+    key.pem``, run in that directory."""
     _setup()
+    from core import signing
+
     from .models import Certificate
 
     certificate = Certificate.objects.filter(request_id=request_id).first()
@@ -82,7 +86,8 @@ def certificate_export_command(request_id: uuid.UUID, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "certificate.json").write_text(json.dumps(certificate.bundle, indent=2), encoding="utf-8")
     (out / "certificate.pdf").write_bytes(bytes(certificate.pdf))
-    click.echo(f"wrote {out / 'certificate.json'} and {out / 'certificate.pdf'}")
+    (out / "key.pem").write_text(signing.public_key_pem(certificate.key_id), encoding="utf-8")
+    click.echo(f"wrote certificate.json, certificate.pdf and key.pem (key {certificate.key_id}) to {out}")
 
 
 @click.group()

@@ -7,8 +7,10 @@ from datetime import timedelta
 
 import pipeline_engine
 import pytest
+from click.testing import CliRunner
 from django.db import transaction
 from django.utils import timezone
+from oblivio_site.cli import main
 from pipeline_support import *  # noqa: F403
 from pipeline_support import Served, drive, pdf_text, plan_one
 
@@ -69,6 +71,23 @@ def test_an_approved_request_is_unlearned_verified_promoted_and_certified(served
     assert certificate.pdf[:5] == b"%PDF-"
     assert not GuardRule.objects.get(request=request).active
     assert audit_verify().ok
+
+
+def test_an_exported_certificate_verifies_with_the_command_its_pdf_prints(served: Served, approve, tmp_path,
+                                                                         monkeypatch) -> None:
+    """What an auditor receives from ``oblivio certificate export``: the bundle, the PDF and the public key,
+    so the PDF's offline check runs as printed in that directory."""
+    request = approve()
+    drive(plan_one())
+    out = tmp_path / "export"
+    runner = CliRunner()
+    result = runner.invoke(main, ["certificate", "export", str(request.pk), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    printed = "oblivio certificate verify certificate.json --public-key key.pem"
+    assert printed in " ".join(pdf_text((out / "certificate.pdf").read_bytes()).split())
+    monkeypatch.chdir(out)
+    result = runner.invoke(main, printed.split()[1:])
+    assert result.exit_code == 0 and result.output.startswith("ok: certificate"), result.output
 
 
 def test_failing_verification_climbs_the_ladder_to_exact(served: Served, approve, monkeypatch) -> None:
