@@ -83,10 +83,14 @@ def certificate_export_command(request_id: uuid.UUID, out: Path) -> None:
     certificate = Certificate.objects.filter(request_id=request_id).first()
     if certificate is None:
         raise click.ClickException("no certificate for this request (not certified yet?)")
+    pem = signing.public_keys().get(certificate.key_id)
+    if pem is None:
+        raise click.ClickException(f"the signing key {certificate.key_id} is not in this data directory's "
+                                   "key registry; nothing written")
     out.mkdir(parents=True, exist_ok=True)
     (out / "certificate.json").write_text(json.dumps(certificate.bundle, indent=2), encoding="utf-8")
     (out / "certificate.pdf").write_bytes(bytes(certificate.pdf))
-    (out / "key.pem").write_text(signing.public_key_pem(certificate.key_id), encoding="utf-8")
+    (out / "key.pem").write_text(pem, encoding="utf-8")
     click.echo(f"wrote certificate.json, certificate.pdf and key.pem (key {certificate.key_id}) to {out}")
 
 

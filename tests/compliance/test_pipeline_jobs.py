@@ -88,6 +88,11 @@ def test_an_exported_certificate_verifies_with_the_command_its_pdf_prints(served
     monkeypatch.chdir(out)
     result = runner.invoke(main, printed.split()[1:])
     assert result.exit_code == 0 and result.output.startswith("ok: certificate"), result.output
+    # a certificate signed by a key this data directory does not hold: a clear error, nothing written
+    Certificate.objects.filter(request=request).update(key_id="0" * 16)
+    result = runner.invoke(main, ["certificate", "export", str(request.pk), "--out", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "not in this data directory" in result.output
+    assert not (tmp_path / "none").exists()
 
 
 def test_failing_verification_climbs_the_ladder_to_exact(served: Served, approve, monkeypatch) -> None:
