@@ -332,6 +332,8 @@ def main() -> None:
                         help="only render the section from a saved result (e.g. of a run stopped early)")
     args = parser.parse_args()
     if args.report:
+        if not args.report.is_file():
+            parser.error(f"--report: no such file: {args.report}")
         result = json.loads(args.report.read_text(encoding="utf-8"))
     else:
         label = args.size + ("" if args.depth_draw == "per-record" else f" {args.depth_draw}")
